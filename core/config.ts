@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs';
+import Type, { type Static } from 'typebox';
+import Value from 'typebox/value';
+import { RswError } from './errors.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/**
+ * rackswarm's configuration: the only source of defaults and types. The CLI's flags, a config file (`--config`) and
+ * later the kernel command line all produce a partial object that `loadConfig` completes and checks.
+ */
+export const ConfigSchema = Type.Object(
+  {
+    chunker: Type.Object(
+      {
+        /** @default 262144 (256 KiB) */
+        minSize: Type.Integer({ minimum: 64, default: 256 * KiB }),
+        /** @default 1048576 (1 MiB): see "Chunker" in docs/BENCHMARKS.md for the sweep behind it */
+        avgSize: Type.Integer({ minimum: 128, default: 1 * MiB }),
+        /** @default 4194304 (4 MiB) */
+        maxSize: Type.Integer({ minimum: 256, maximum: 64 * MiB, default: 4 * MiB }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    manifest: Type.Object(
+      {
+        /** Size cap checked before a manifest is parsed. @default 16777216 (16 MiB: ~460k chunks, ~450 GiB image) */
+        maxBytes: Type.Integer({ minimum: 4 * KiB, maximum: 256 * MiB, default: 16 * MiB }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    store: Type.Object(
+      {
+        /** Re-hash a chunk when it is read from disk. @default true */
+        verifyOnRead: Type.Boolean({ default: true }),
+        /** Chunk writes in flight while publishing (each temp file + fsync + rename). @default 4 */
+        writeConcurrency: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+
+/** Completes `partial` with the schema's defaults and checks it; a bad value is RSW_ERR_CONFIG_INVALID. */
+export function loadConfig(partial: unknown = {}): Config {
+  const value = Value.Default(ConfigSchema, Value.Clone(partial ?? {}));
+  if (!Value.Check(ConfigSchema, value)) {
+    const first = Value.Errors(ConfigSchema, value)[0];
+    const where = first?.instancePath || '/';
+    throw new RswError('RSW_ERR_CONFIG_INVALID', `${where}: ${first?.message ?? 'invalid'}`);
+  }
+  const c = value as Config;
+  if (!(c.chunker.minSize < c.chunker.avgSize && c.chunker.avgSize < c.chunker.maxSize)) {
+    throw new RswError('RSW_ERR_CONFIG_INVALID', '/chunker: needs minSize < avgSize < maxSize');
+  }
+  return c;
+}
+
+/** Reads a JSON config file and completes it (see loadConfig). */
+export function readConfigFile(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new RswError(
+      'RSW_ERR_CONFIG_INVALID',
+      `cannot read config file ${path}: ${(e as NodeJS.ErrnoException).code}`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new RswError('RSW_ERR_CONFIG_INVALID', `config file ${path} is not valid JSON`);
+  }
+  return loadConfig(parsed);
+}

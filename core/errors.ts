@@ -1,0 +1,142 @@
+/**
+ * The one registry of rackswarm's error codes (after fastify's lib/errors.js). Every failure a user can meet has a
+ * stable `RSW_ERR_*` code, an HTTP status for the API, and a one-line message; the CLI prints
+ * `error CODE: message` and exits non-zero. docs/ERRORS.md lists the same codes (a test keeps them identical).
+ */
+export const ERRORS = {
+  RSW_ERR_USAGE: { status: 400, exit: 2, summary: 'the command line is wrong' },
+  RSW_ERR_CONFIG_INVALID: {
+    status: 400,
+    exit: 2,
+    summary: 'a configuration value is out of range or of the wrong type',
+  },
+  RSW_ERR_FILE_NOT_FOUND: { status: 404, exit: 1, summary: 'an input file does not exist' },
+  RSW_ERR_FILE_UNREADABLE: { status: 400, exit: 1, summary: 'an input file cannot be read' },
+  RSW_ERR_NOT_A_FILE: { status: 400, exit: 1, summary: 'an input path is a directory or special file' },
+  RSW_ERR_EMPTY_FILE: { status: 400, exit: 1, summary: 'an image file is empty' },
+  RSW_ERR_INVALID_NAME: {
+    status: 400,
+    exit: 1,
+    summary: 'an image name has characters outside [A-Za-z0-9._-] or is too long',
+  },
+  RSW_ERR_INVALID_VERSION: { status: 400, exit: 1, summary: 'a version is not a positive integer' },
+  RSW_ERR_VERSION_NOT_NEWER: {
+    status: 409,
+    exit: 1,
+    summary: 'a version is older than the newest published one',
+  },
+  RSW_ERR_VERSION_CONFLICT: {
+    status: 409,
+    exit: 1,
+    summary: 'that version is already published with different bytes',
+  },
+  RSW_ERR_KEY_INVALID: {
+    status: 400,
+    exit: 1,
+    summary: 'a key file is not an ed25519 key of the expected kind',
+  },
+  RSW_ERR_KEY_EXISTS: { status: 409, exit: 1, summary: 'a key file already exists and would be overwritten' },
+  RSW_ERR_KEY_MISMATCH: {
+    status: 403,
+    exit: 1,
+    summary: 'an image is already published under a different publisher key',
+  },
+  RSW_ERR_MANIFEST_TOO_LARGE: { status: 413, exit: 1, summary: 'a manifest is larger than the size cap' },
+  RSW_ERR_MANIFEST_INVALID: { status: 400, exit: 1, summary: 'a manifest is malformed or inconsistent' },
+  RSW_ERR_SIGNATURE_INVALID: { status: 403, exit: 1, summary: 'a manifest signature does not verify' },
+  RSW_ERR_UNTRUSTED_KEY: {
+    status: 403,
+    exit: 1,
+    summary: 'a manifest is signed by a key that is not pinned',
+  },
+  RSW_ERR_ROLLBACK: { status: 409, exit: 1, summary: 'a manifest is older than a version already seen' },
+  RSW_ERR_IMAGE_NOT_FOUND: { status: 404, exit: 1, summary: 'no such image or version' },
+  RSW_ERR_INVALID_HASH: {
+    status: 400,
+    exit: 1,
+    summary: 'a chunk or image id is not 64 lowercase hex digits',
+  },
+  RSW_ERR_CHUNK_NOT_FOUND: { status: 404, exit: 1, summary: 'a chunk is not in the store' },
+  RSW_ERR_CHUNK_CORRUPT: { status: 500, exit: 1, summary: 'a stored chunk does not match its hash' },
+  RSW_ERR_DISK_FULL: {
+    status: 507,
+    exit: 1,
+    summary: 'no space left on the device holding the data directory',
+  },
+  RSW_ERR_DATA_UNWRITABLE: { status: 500, exit: 1, summary: 'the data directory cannot be written' },
+  RSW_ERR_DATA_LOCKED: {
+    status: 409,
+    exit: 1,
+    summary: 'another process (a running head?) holds the data directory',
+  },
+  RSW_ERR_INTERRUPTED: { status: 500, exit: 130, summary: 'the operation was interrupted and rolled back' },
+  RSW_ERR_INTERNAL: {
+    status: 500,
+    exit: 1,
+    summary: 'an unexpected internal error (a bug: please report it)',
+  },
+} as const satisfies Record<string, { status: number; exit: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error a user can act on: a stable code and a one-line message. */
+export class RswError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RswError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+  }
+
+  /** Process exit code for the CLI. */
+  get exitCode(): number {
+    return ERRORS[this.code].exit;
+  }
+}
+
+export function isRswError(e: unknown): e is RswError {
+  return e instanceof RswError;
+}
+
+/** Node's errno codes that mean "the data directory's disk or permissions", mapped to our codes. */
+export function fsErrorCode(e: unknown): ErrorCode | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  // LevelDB reports I/O failures as text (LEVEL_IO_ERROR), not errno codes.
+  const text = e instanceof Error ? e.message : '';
+  if (/No space left on device/i.test(text)) return 'RSW_ERR_DISK_FULL';
+  if (/Read-only file system|Permission denied/i.test(text)) return 'RSW_ERR_DATA_UNWRITABLE';
+  switch (code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return 'RSW_ERR_DISK_FULL';
+    case 'EROFS':
+    case 'EACCES':
+    case 'EPERM':
+    case 'ENOTDIR':
+      return 'RSW_ERR_DATA_UNWRITABLE';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Wraps a filesystem failure while writing under the data directory into an RswError (disk full, read-only, ...);
+ * anything else is returned unchanged.
+ */
+export function asDataError(e: unknown, what: string): unknown {
+  if (isRswError(e)) return e;
+  const code = fsErrorCode(e);
+  if (!code) return e;
+  const errno = (e as NodeJS.ErrnoException).code ?? (e as Error).message.split('\n')[0];
+  return new RswError(code, `${what}: ${errno}`, { cause: e });
+}
+
+/** The one line the CLI prints for `e` (no stack trace; RSW_DEBUG=1 adds it). */
+export function formatError(e: unknown): string {
+  if (isRswError(e)) return `error ${e.code}: ${e.message}`;
+  const msg = e instanceof Error ? e.message : String(e);
+  return `error RSW_ERR_INTERNAL: ${msg.split('\n')[0]}`;
+}

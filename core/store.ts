@@ -1,0 +1,175 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { asDataError, RswError } from './errors.ts';
+import { ensureWritableDir, fsyncDir } from './fs-atomic.ts';
+import { hashHex, isHashHex } from './hash.ts';
+
+export interface ChunkStoreInit {
+  /** The data directory; chunks live under DIR/chunks/ab/cdef…, temp files under DIR/tmp/. */
+  dataDir: string;
+  /** Re-hash every chunk read from disk and refuse one that does not match. @default true */
+  verifyOnRead?: boolean;
+}
+
+export interface StoreStats {
+  chunks: number;
+  bytes: number;
+  /** Free and total bytes of the filesystem holding the store. */
+  fsFree: number;
+  fsSize: number;
+}
+
+/**
+ * Content-addressed chunk files. A chunk is durable once put() resolves: it was written to a temp file, fsynced,
+ * renamed into place and its directory fsynced, so a crash leaves either no file or the whole verified chunk. Temp
+ * files a crash left behind are removed by the next open().
+ */
+export class ChunkStore {
+  readonly dataDir: string;
+  readonly verifyOnRead: boolean;
+  readonly #chunksDir: string;
+  readonly #tmpDir: string;
+  readonly #prefixes = new Set<string>();
+
+  private constructor(init: ChunkStoreInit) {
+    this.dataDir = init.dataDir;
+    this.verifyOnRead = init.verifyOnRead ?? true;
+    this.#chunksDir = join(init.dataDir, 'chunks');
+    this.#tmpDir = join(init.dataDir, 'tmp');
+  }
+
+  /** Opens (creating if needed) the store under `dataDir` and clears temp files left by a crash. */
+  static async open(init: ChunkStoreInit): Promise<ChunkStore> {
+    const store = new ChunkStore(init);
+    await ensureWritableDir(init.dataDir);
+    try {
+      await mkdir(store.#chunksDir, { recursive: true });
+      await rm(store.#tmpDir, { recursive: true, force: true });
+      await mkdir(store.#tmpDir, { recursive: true });
+    } catch (e) {
+      throw asDataError(e, `cannot open chunk store in ${init.dataDir}`);
+    }
+    return store;
+  }
+
+  /** Path of a chunk's file: DIR/chunks/ab/cdef… */
+  path(hash: string): string {
+    checkHash(hash);
+    return join(this.#chunksDir, hash.slice(0, 2), hash.slice(2));
+  }
+
+  async has(hash: string): Promise<boolean> {
+    try {
+      await stat(this.path(hash));
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
+  /**
+   * Reads a chunk. With verifyOnRead a chunk whose bytes no longer match its name (disk rot, tampering) is removed
+   * and RSW_ERR_CHUNK_CORRUPT thrown, so it is fetched again rather than served.
+   */
+  async get(hash: string): Promise<Buffer> {
+    let data: Buffer;
+    try {
+      data = await readFile(this.path(hash));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new RswError('RSW_ERR_CHUNK_NOT_FOUND', `chunk ${hash} is not in the store`);
+      }
+      throw e;
+    }
+    if (this.verifyOnRead && hashHex(data) !== hash) {
+      await rm(this.path(hash), { force: true });
+      throw new RswError(
+        'RSW_ERR_CHUNK_CORRUPT',
+        `chunk ${hash} on disk does not match its hash; removed it`,
+      );
+    }
+    return data;
+  }
+
+  /**
+   * Stores a chunk under its hash; resolves true if it was new, false if it was already there. The bytes are hashed
+   * and must match unless the caller has just hashed them itself (`trusted`).
+   */
+  async put(hash: string, data: Uint8Array, opts: { trusted?: boolean } = {}): Promise<boolean> {
+    const final = this.path(hash);
+    if (!opts.trusted && hashHex(data) !== hash) {
+      throw new RswError('RSW_ERR_CHUNK_CORRUPT', `chunk bytes do not hash to ${hash}`);
+    }
+    if (await this.has(hash)) return false;
+    const tmp = join(this.#tmpDir, `${hash}.${randomBytes(4).toString('hex')}`);
+    try {
+      await this.#ensurePrefix(hash.slice(0, 2));
+      const fh = await open(tmp, 'wx', 0o644);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, final);
+      await fsyncDir(join(this.#chunksDir, hash.slice(0, 2)));
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw asDataError(e, `cannot write chunk into ${this.dataDir}`);
+    }
+    return true;
+  }
+
+  /** Removes a chunk; resolves true if it was there. */
+  async delete(hash: string): Promise<boolean> {
+    try {
+      await unlink(this.path(hash));
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
+  /** Every chunk hash in the store (unordered). */
+  async *list(): AsyncGenerator<string> {
+    for (const prefix of await readdir(this.#chunksDir)) {
+      if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+      for (const rest of await readdir(join(this.#chunksDir, prefix))) {
+        const hash = prefix + rest;
+        if (isHashHex(hash)) yield hash;
+      }
+    }
+  }
+
+  /** Chunk count, bytes held, and the filesystem's free/total bytes. */
+  async stats(): Promise<StoreStats> {
+    let chunks = 0;
+    let bytes = 0;
+    for await (const hash of this.list()) {
+      chunks++;
+      bytes += (await stat(this.path(hash))).size;
+    }
+    const fs = await statfs(this.#chunksDir);
+    return { chunks, bytes, fsFree: fs.bavail * fs.bsize, fsSize: fs.blocks * fs.bsize };
+  }
+
+  async #ensurePrefix(prefix: string): Promise<void> {
+    if (this.#prefixes.has(prefix)) return;
+    const dir = join(this.#chunksDir, prefix);
+    try {
+      await mkdir(dir);
+      await fsyncDir(this.#chunksDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    this.#prefixes.add(prefix);
+  }
+}
+
+function checkHash(hash: string): void {
+  if (!isHashHex(hash))
+    throw new RswError('RSW_ERR_INVALID_HASH', `"${hash.slice(0, 80)}" is not a chunk hash`);
+}

@@ -1,0 +1,162 @@
+import type { KeyObject } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { type ChunkerParams, chunkStream } from '../core/chunker.ts';
+import { RswError } from '../core/errors.ts';
+import { hashHex } from '../core/hash.ts';
+import { DETECT_BYTES, detectFormat } from '../core/image-format.ts';
+import { type ChunkRef, type ImageFormat, validateImageName } from '../core/manifest.ts';
+import { createSignedManifest, type OpenedManifest } from '../core/signed-manifest.ts';
+import type { ChunkStore } from '../core/store.ts';
+
+export interface PublishInit {
+  file: string;
+  name: string;
+  version: number;
+  /** Detected from the file's first bytes when absent (see core/image-format.ts). */
+  format?: ImageFormat;
+  key: KeyObject;
+  store: ChunkStore;
+  chunker: ChunkerParams;
+  /** Chunk writes in flight. @default 4 */
+  writeConcurrency?: number;
+  signal?: AbortSignal;
+  /** Called as bytes are chunked and stored: (bytes done, total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface PublishResult {
+  opened: OpenedManifest;
+  /** Chunks (and their bytes) this publish added to the store; the rest were there already. */
+  newChunks: number;
+  newBytes: number;
+  /** Deletes the chunks this publish added: for a caller whose registration then fails. */
+  rollback(): Promise<void>;
+}
+
+/** Size of a readable regular file or block device; clear errors for everything else. */
+export async function checkImageFile(file: string): Promise<number> {
+  let st: Awaited<ReturnType<typeof stat>>;
+  try {
+    st = await stat(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new RswError('RSW_ERR_FILE_NOT_FOUND', `${file} does not exist`);
+    throw new RswError('RSW_ERR_FILE_UNREADABLE', `cannot stat ${file}: ${code}`);
+  }
+  if (st.isDirectory()) throw new RswError('RSW_ERR_NOT_A_FILE', `${file} is a directory, not an image file`);
+  if (!st.isFile() && !st.isBlockDevice()) {
+    throw new RswError('RSW_ERR_NOT_A_FILE', `${file} is not a regular file or block device`);
+  }
+  let size: number;
+  try {
+    size = st.isBlockDevice() ? await blockDeviceSize(file) : st.size;
+    const fh = await open(file, 'r');
+    await fh.close();
+  } catch (e) {
+    throw new RswError(
+      'RSW_ERR_FILE_UNREADABLE',
+      `cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`,
+    );
+  }
+  if (size === 0) throw new RswError('RSW_ERR_EMPTY_FILE', `${file} is empty: nothing to publish`);
+  return size;
+}
+
+async function blockDeviceSize(dev: string): Promise<number> {
+  // stat() reports 0 for a block device: find the last readable byte by bisection (~50 one-byte reads).
+  const fh = await open(dev, 'r');
+  try {
+    let lo = 0;
+    let hi = 2 ** 52;
+    const one = Buffer.alloc(1);
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi + 1) / 2);
+      const { bytesRead } = await fh.read(one, 0, 1, mid - 1);
+      if (bytesRead === 1) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Publishes an image file into a chunk store: FastCDC chunks, BLAKE3 names, each chunk durable before the manifest
+ * is signed. Memory stays bounded (the chunker's window plus `writeConcurrency` chunks in flight). On any failure or
+ * abort the chunks this publish added are removed again, so the store is as it was.
+ */
+export async function publishFile(init: PublishInit): Promise<PublishResult> {
+  validateImageName(init.name);
+  const size = await checkImageFile(init.file);
+  const format = init.format ?? (await sniffFormat(init.file));
+  const concurrency = init.writeConcurrency ?? 4;
+  const added: { hash: string; length: number }[] = [];
+  const rollback = async () => {
+    await Promise.all(added.map((c) => init.store.delete(c.hash)));
+    added.length = 0;
+  };
+
+  const chunks: ChunkRef[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  let done = 0;
+  const source = createReadStream(init.file, { highWaterMark: 4 * 1024 * 1024, end: size - 1 });
+  try {
+    for await (const chunk of chunkStream(source, init.chunker)) {
+      if (init.signal?.aborted)
+        throw new RswError('RSW_ERR_INTERRUPTED', 'publish interrupted; nothing was registered');
+      if (failure) throw failure;
+      const hash = hashHex(chunk.data);
+      chunks.push({ offset: chunk.offset, length: chunk.length, hash });
+      const p = init.store.put(hash, chunk.data, { trusted: true }).then(
+        (isNew) => {
+          if (isNew) added.push({ hash, length: chunk.length });
+          done += chunk.length;
+          init.onProgress?.(done, size);
+        },
+        (e) => {
+          failure ??= e;
+        },
+      );
+      inFlight.add(p);
+      p.finally(() => inFlight.delete(p));
+      if (inFlight.size >= concurrency) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+    if (init.signal?.aborted)
+      throw new RswError('RSW_ERR_INTERRUPTED', 'publish interrupted; nothing was registered');
+  } catch (e) {
+    source.destroy();
+    await Promise.all(inFlight);
+    await rollback();
+    throw e;
+  }
+
+  const total = chunks.reduce((s, c) => s + c.length, 0);
+  if (total !== size) {
+    await rollback();
+    throw new RswError(
+      'RSW_ERR_FILE_UNREADABLE',
+      `${init.file} changed size while being read (${size} → ${total})`,
+    );
+  }
+  const opened = createSignedManifest(
+    { name: init.name, version: init.version, format, size, chunks },
+    init.key,
+  );
+  return { opened, newChunks: added.length, newBytes: added.reduce((s, c) => s + c.length, 0), rollback };
+}
+
+async function sniffFormat(file: string): Promise<ImageFormat> {
+  const fh = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(DETECT_BYTES);
+    const { bytesRead } = await fh.read(head, 0, DETECT_BYTES, 0);
+    return detectFormat(head.subarray(0, bytesRead));
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../core/config.ts';
+import { detectFormat } from '../../core/image-format.ts';
+import { chooseVersion } from '../../core/version-policy.ts';
+
+describe('version policy', () => {
+  it('gives a new image version 1 and an existing one newest + 1', () => {
+    expect(chooseVersion([], undefined, 'x')).toEqual({ version: 1, exists: false });
+    expect(chooseVersion([1, 2, 5], undefined, 'x')).toEqual({ version: 6, exists: false });
+  });
+
+  it('accepts a requested version that is newer, or one that exists (bytes checked later)', () => {
+    expect(chooseVersion([1, 2], 10, 'x')).toEqual({ version: 10, exists: false });
+    expect(chooseVersion([1, 2], 1, 'x')).toEqual({ version: 1, exists: true });
+  });
+
+  it('refuses a requested version older than the newest that does not exist', () => {
+    expect(() => chooseVersion([1, 5], 3, 'x')).toThrow(
+      expect.objectContaining({ code: 'RSW_ERR_VERSION_NOT_NEWER' }),
+    );
+  });
+});
+
+describe('image format detection', () => {
+  const blank = () => Buffer.alloc(4096);
+  it('recognises SquashFS, disk images and plain files', () => {
+    const sq = blank();
+    sq.write('hsqs', 0, 'latin1');
+    expect(detectFormat(sq)).toBe('squashfs');
+    const mbr = blank();
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    expect(detectFormat(mbr)).toBe('raw');
+    const ext4 = blank();
+    ext4.writeUInt16LE(0xef53, 1080);
+    expect(detectFormat(ext4)).toBe('raw');
+    expect(detectFormat(Buffer.from('just some text'))).toBe('file');
+    expect(detectFormat(blank())).toBe('file');
+  });
+});
+
+describe('config schema', () => {
+  it('is the source of the defaults', () => {
+    expect(loadConfig()).toEqual({
+      chunker: { minSize: 256 * 1024, avgSize: 1024 * 1024, maxSize: 4 * 1024 * 1024 },
+      manifest: { maxBytes: 16 * 1024 * 1024 },
+      store: { verifyOnRead: true, writeConcurrency: 4 },
+    });
+  });
+
+  it('fills in around a partial config', () => {
+    expect(loadConfig({ store: { writeConcurrency: 8 } }).store).toEqual({
+      verifyOnRead: true,
+      writeConcurrency: 8,
+    });
+  });
+
+  it.each([
+    [{ chunker: { minSize: 'big' } }, /minSize/],
+    [{ chunker: { minSize: 2 * 1024 * 1024 } }, /minSize < avgSize < maxSize/],
+    [{ store: { writeConcurrency: 0 } }, /writeConcurrency/],
+    [{ nonsense: true }, /nonsense/],
+  ])('refuses %j', (partial, message) => {
+    expect(() => loadConfig(partial)).toThrow(message);
+    expect(() => loadConfig(partial)).toThrow(expect.objectContaining({ code: 'RSW_ERR_CONFIG_INVALID' }));
+  });
+});

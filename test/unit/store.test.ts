@@ -1,0 +1,106 @@
+import { spawn } from 'node:child_process';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { hashHex } from '../../core/hash.ts';
+import { ChunkStore } from '../../core/store.ts';
+import { projectRoot, tempDir } from '../helpers/cli.ts';
+import { pseudoRandomBytes } from '../helpers/random.ts';
+
+let t: ReturnType<typeof tempDir>;
+beforeEach(() => {
+  t = tempDir();
+});
+afterEach(() => t.cleanup());
+
+describe('chunk store', () => {
+  it('puts, finds, reads, lists and deletes chunks by hash', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const a = pseudoRandomBytes(1000, 1);
+    const b = pseudoRandomBytes(2000, 2);
+    expect(await store.put(hashHex(a), a)).toBe(true);
+    expect(await store.put(hashHex(b), b)).toBe(true);
+    expect(await store.put(hashHex(a), a)).toBe(false); // already there: stored once
+    expect(await store.has(hashHex(a))).toBe(true);
+    expect((await store.get(hashHex(b))).equals(b)).toBe(true);
+    expect(store.path(hashHex(a))).toBe(join(t.dir, 'chunks', hashHex(a).slice(0, 2), hashHex(a).slice(2)));
+    expect((await Array.fromAsync(store.list())).sort()).toEqual([hashHex(a), hashHex(b)].sort());
+    const stats = await store.stats();
+    expect(stats).toMatchObject({ chunks: 2, bytes: 3000 });
+    expect(stats.fsFree).toBeGreaterThan(0);
+    expect(await store.delete(hashHex(a))).toBe(true);
+    expect(await store.delete(hashHex(a))).toBe(false);
+    await expect(store.get(hashHex(a))).rejects.toMatchObject({ code: 'RSW_ERR_CHUNK_NOT_FOUND' });
+  });
+
+  it('refuses bytes that do not match the hash they are put under', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const data = pseudoRandomBytes(100, 3);
+    await expect(store.put(hashHex(Buffer.from('other')), data)).rejects.toMatchObject({
+      code: 'RSW_ERR_CHUNK_CORRUPT',
+    });
+    expect(await Array.fromAsync(store.list())).toEqual([]);
+  });
+
+  it('refuses names that are not hashes (no path traversal)', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    for (const bad of ['../../etc/passwd', 'AB'.repeat(32), 'ab']) {
+      await expect(store.get(bad)).rejects.toMatchObject({ code: 'RSW_ERR_INVALID_HASH' });
+    }
+  });
+
+  it('detects a chunk that rotted on disk, removes it, and can take it again', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const data = pseudoRandomBytes(4096, 4);
+    const h = hashHex(data);
+    await store.put(h, data);
+    const rotten = Buffer.from(data);
+    rotten[100] ^= 0x20;
+    writeFileSync(store.path(h), rotten);
+    await expect(store.get(h)).rejects.toMatchObject({ code: 'RSW_ERR_CHUNK_CORRUPT' });
+    expect(await store.has(h)).toBe(false);
+    expect(await store.put(h, data)).toBe(true);
+    expect((await store.get(h)).equals(data)).toBe(true);
+  });
+
+  it('skips the re-hash on read when verifyOnRead is off', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir, verifyOnRead: false });
+    const data = pseudoRandomBytes(64, 5);
+    await store.put(hashHex(data), data);
+    writeFileSync(store.path(hashHex(data)), Buffer.from('tampered'));
+    expect((await store.get(hashHex(data))).toString()).toBe('tampered');
+  });
+
+  it('clears temp files a crash left behind when it is opened again', async () => {
+    await ChunkStore.open({ dataDir: t.dir });
+    writeFileSync(join(t.dir, 'tmp', 'deadbeef.1234'), 'half a chunk');
+    await ChunkStore.open({ dataDir: t.dir });
+    expect(readdirSync(join(t.dir, 'tmp'))).toEqual([]);
+  });
+
+  it('never exposes a torn chunk when the writer is SIGKILLed mid-stream', async () => {
+    // A real child process writes 1 MiB chunks as fast as it can; we kill it while it is writing.
+    const script = `
+      import { ChunkStore } from ${JSON.stringify(join(projectRoot, 'core/store.ts'))};
+      import { hashHex } from ${JSON.stringify(join(projectRoot, 'core/hash.ts'))};
+      const store = await ChunkStore.open({ dataDir: process.argv[1] });
+      for (let i = 0; ; i++) {
+        const data = Buffer.alloc(1 << 20, i & 0xff); data.writeUInt32LE(i, 0);
+        await store.put(hashHex(data), data);
+        if (i === 3) process.stdout.write('writing\\n');
+      }`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, t.dir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    await new Promise((r) => setTimeout(r, 150));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('close', r));
+
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const hashes = await Array.fromAsync(store.list());
+    expect(hashes.length).toBeGreaterThan(3);
+    for (const h of hashes) expect(hashHex(await store.get(h))).toBe(h); // every visible chunk is whole
+    expect(readdirSync(join(t.dir, 'tmp'))).toEqual([]);
+  });
+});

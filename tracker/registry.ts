@@ -1,0 +1,158 @@
+import { join } from 'node:path';
+import { Level } from 'level';
+import { asDataError, RswError } from '../core/errors.ts';
+import type { ImageFormat } from '../core/manifest.ts';
+import type { OpenedManifest } from '../core/signed-manifest.ts';
+
+/** One published image version, as listed by `rackswarm images` and GET /api/images. */
+export interface ImageRecord {
+  name: string;
+  version: number;
+  /** BLAKE3 of the canonical manifest bytes, hex. */
+  id: string;
+  format: ImageFormat;
+  size: number;
+  chunks: number;
+  /** Raw ed25519 public key of the publisher, hex. */
+  publisher: string;
+  /** ISO 8601. */
+  publishedAt: string;
+}
+
+type Db = Level<string, string>;
+
+/**
+ * The head's registry of images, versions and signed manifests, in a LevelDB under DATA/registry. A version and its
+ * manifest are written in one atomic batch, so an image is either fully registered or absent. LevelDB's lock makes
+ * one process the owner of a data directory: a second opener gets RSW_ERR_DATA_LOCKED.
+ */
+export class Registry {
+  readonly #db: Db;
+  readonly #images;
+  readonly #manifests;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(db: Db) {
+    this.#db = db;
+    this.#images = db.sublevel<string, ImageRecord>('images', { valueEncoding: 'json' });
+    this.#manifests = db.sublevel<string, Uint8Array>('manifests', { valueEncoding: 'view' });
+  }
+
+  static async open(dataDir: string): Promise<Registry> {
+    const db: Db = new Level(join(dataDir, 'registry'));
+    try {
+      await db.open();
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new RswError(
+          'RSW_ERR_DATA_LOCKED',
+          `${dataDir} is in use by another process (a running head? publish to it with --head URL)`,
+        );
+      }
+      throw asDataError(cause ?? e, `cannot open registry in ${dataDir}`);
+    }
+    return new Registry(db);
+  }
+
+  async close(): Promise<void> {
+    await this.#queue.catch(() => {});
+    await this.#db.close();
+  }
+
+  /** Every version of every image, ordered by name then version. */
+  async list(): Promise<ImageRecord[]> {
+    return this.#images.values().all();
+  }
+
+  /** Versions of one image, oldest first. */
+  async versions(name: string): Promise<ImageRecord[]> {
+    return this.#images.values({ gt: `${name}\x00`, lt: `${name}\x01` }).all();
+  }
+
+  async get(name: string, version: number): Promise<ImageRecord | undefined> {
+    return this.#images.get(imageKey(name, version));
+  }
+
+  /** The newest version of an image, if any. */
+  async latest(name: string): Promise<ImageRecord | undefined> {
+    const [last] = await this.#images
+      .values({ gt: `${name}\x00`, lt: `${name}\x01`, reverse: true, limit: 1 })
+      .all();
+    return last;
+  }
+
+  /** The signed manifest (envelope bytes) of an image id. */
+  async envelope(id: string): Promise<Buffer | undefined> {
+    const v = await this.#manifests.get(id);
+    return v ? Buffer.from(v) : undefined;
+  }
+
+  /**
+   * Registers a verified manifest. Idempotent for the same bytes at the same version; refuses different bytes at an
+   * existing version, a version older than the newest, and a publisher key other than the one the image has.
+   * Registrations are serialised so these checks and the write are one step.
+   */
+  register(
+    opened: OpenedManifest,
+    publishedAt: Date = new Date(),
+  ): Promise<{ record: ImageRecord; existed: boolean }> {
+    const run = this.#queue.then(() => this.#register(opened, publishedAt));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #register(
+    opened: OpenedManifest,
+    publishedAt: Date,
+  ): Promise<{ record: ImageRecord; existed: boolean }> {
+    const { manifest: m, id } = opened;
+    const publisher = opened.publisher.toString('hex');
+    const same = await this.get(m.name, m.version);
+    if (same) {
+      if (same.id === id) return { record: same, existed: true };
+      throw new RswError(
+        'RSW_ERR_VERSION_CONFLICT',
+        `${m.name} version ${m.version} is already published with different bytes (id ${same.id.slice(0, 16)})`,
+      );
+    }
+    const newest = await this.latest(m.name);
+    if (newest && newest.publisher !== publisher) {
+      throw new RswError(
+        'RSW_ERR_KEY_MISMATCH',
+        `${m.name} is published under key ${newest.publisher.slice(0, 16)}, not ${publisher.slice(0, 16)}`,
+      );
+    }
+    if (newest && m.version < newest.version) {
+      throw new RswError(
+        'RSW_ERR_VERSION_NOT_NEWER',
+        `${m.name} version ${m.version} is older than the newest published version ${newest.version}`,
+      );
+    }
+    const record: ImageRecord = {
+      name: m.name,
+      version: m.version,
+      id,
+      format: m.format,
+      size: m.size,
+      chunks: m.chunks.length,
+      publisher,
+      publishedAt: publishedAt.toISOString(),
+    };
+    try {
+      await this.#db
+        .batch()
+        .put(id, opened.envelope, { sublevel: this.#manifests })
+        .put(imageKey(m.name, m.version), record, { sublevel: this.#images })
+        .write();
+    } catch (e) {
+      throw asDataError((e as { cause?: unknown }).cause ?? e, 'cannot write the registry');
+    }
+    return { record, existed: false };
+  }
+}
+
+/** name NUL zero-padded version: sorts by name, then numerically by version. */
+function imageKey(name: string, version: number): string {
+  return `${name}\x00${version.toString().padStart(16, '0')}`;
+}
