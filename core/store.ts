@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asDataError, RswError } from './errors.ts';
 import { ensureWritableDir, fsyncDir } from './fs-atomic.ts';
@@ -113,23 +113,40 @@ export class ChunkStore {
       } finally {
         await fh.close();
       }
-      await rename(tmp, final);
+      await rename(tmp, final).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        // delete() removed the emptied prefix directory meanwhile: make it again and retry once.
+        this.#prefixes.delete(hash.slice(0, 2));
+        await this.#ensurePrefix(hash.slice(0, 2));
+        await rename(tmp, final);
+      });
       await fsyncDir(join(this.#chunksDir, hash.slice(0, 2)));
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => {});
+      await this.#removePrefixIfEmpty(hash.slice(0, 2)); // a failed put leaves nothing behind
       throw asDataError(e, `cannot write chunk into ${this.dataDir}`);
     }
     return true;
   }
 
-  /** Removes a chunk; resolves true if it was there. */
+  /** Removes a chunk, and its prefix directory if that is left empty; resolves true if it was there. */
   async delete(hash: string): Promise<boolean> {
     try {
       await unlink(this.path(hash));
-      return true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw e;
+    }
+    await this.#removePrefixIfEmpty(hash.slice(0, 2));
+    return true;
+  }
+
+  async #removePrefixIfEmpty(prefix: string): Promise<void> {
+    try {
+      await rmdir(join(this.#chunksDir, prefix));
+      this.#prefixes.delete(prefix);
+    } catch {
+      // not empty (or just refilled): keep it
     }
   }
 

@@ -1,0 +1,135 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeTree, mksquashfs, mutateTree } from '../test/fixtures/tree.ts';
+import { fmt, gbps, median } from './lib/stats.ts';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const GiB = 1024 ** 3;
+
+function writeRandomFile(path: string, size: number): void {
+  const fd = openSync(path, 'w');
+  const block = Buffer.alloc(64 * 1024 * 1024);
+  for (let done = 0; done < size; done += block.length) {
+    randomFillSync(block);
+    writeSync(fd, block, 0, Math.min(block.length, size - done));
+  }
+  closeSync(fd);
+}
+
+interface Run {
+  seconds: number;
+  wall: number;
+  maxRssMiB: number;
+  size: number;
+  newBytes: number;
+  chunks: number;
+}
+
+function publishOnce(file: string, data: string, name: string, keyFile: string): Run {
+  const t0 = performance.now();
+  const args = ['publish', file, '--name', name, '--key', keyFile, '--data', data, '--json'];
+  const p = spawnSync(
+    process.execPath,
+    ['--import', join(root, 'bench/lib/report-rss.ts'), join(root, 'bin/rackswarm.js'), ...args],
+    { encoding: 'utf8' },
+  );
+  const wall = (performance.now() - t0) / 1000;
+  if (p.status !== 0) throw new Error(`publish failed: ${p.stderr}`);
+  const out = JSON.parse(p.stdout);
+  const rss = Number(/bench-max-rss-kib (\d+)/.exec(p.stderr)?.[1] ?? Number.NaN);
+  return {
+    seconds: out.seconds,
+    wall,
+    maxRssMiB: rss / 1024,
+    size: out.size,
+    newBytes: out.newBytes,
+    chunks: out.chunks,
+  };
+}
+
+/** Publish throughput (2 GiB from page cache), peak RSS (4 GiB), and the dedup share of a 1 %-changed SquashFS. */
+export async function benchPublish(opts: { quick?: boolean }): Promise<string> {
+  const work = mkdtempSync(join(tmpdir(), 'rsw-bench-publish-'));
+  try {
+    execFileSync(process.execPath, [
+      join(root, 'bin/rackswarm.js'),
+      'keys',
+      'generate',
+      '--out',
+      join(work, 'keys'),
+    ]);
+    const key = join(work, 'keys/publisher.key');
+    const sizeT = opts.quick ? GiB / 4 : 2 * GiB;
+    const sizeR = opts.quick ? GiB / 2 : 4 * GiB;
+    const runs = opts.quick ? 2 : 5;
+
+    const fileT = join(work, 'throughput.img');
+    writeRandomFile(fileT, sizeT);
+    readFileSync(fileT).length; // warm the page cache
+    const tRuns: Run[] = [];
+    for (let i = 0; i < runs; i++) {
+      const data = join(work, `data-t${i}`);
+      tRuns.push(publishOnce(fileT, data, 'bench', key));
+      rmSync(data, { recursive: true, force: true });
+      process.stderr.write(`publish ${sizeT / GiB} GiB: ${fmt(gbps(sizeT, tRuns[i].seconds))} GB/s\n`);
+    }
+    rmSync(fileT);
+
+    const fileR = join(work, 'rss.img');
+    writeRandomFile(fileR, sizeR);
+    const rRuns: Run[] = [];
+    for (let i = 0; i < Math.min(runs, 3); i++) {
+      const data = join(work, `data-r${i}`);
+      rRuns.push(publishOnce(fileR, data, 'bench', key));
+      rmSync(data, { recursive: true, force: true });
+      process.stderr.write(`publish ${sizeR / GiB} GiB: peak RSS ${fmt(rRuns[i].maxRssMiB, 0)} MiB\n`);
+    }
+    rmSync(fileR);
+
+    // Dedup: the same tree twice, ~1 % of its files changed in between, each turned into SquashFS by mksquashfs.
+    const tree = join(work, 'tree');
+    const files = opts.quick ? 500 : 2000;
+    makeTree(tree, { files, seed: 7 });
+    mksquashfs(tree, join(work, 'v1.squashfs'));
+    const { changedFiles } = mutateTree(tree, { fraction: 0.01, seed: 8 });
+    mksquashfs(tree, join(work, 'v2.squashfs'));
+    const data = join(work, 'data-dedup');
+    const v1 = publishOnce(join(work, 'v1.squashfs'), data, 'tree', key);
+    const v2 = publishOnce(join(work, 'v2.squashfs'), data, 'tree', key);
+    const share = v2.newBytes / v2.size;
+    process.stderr.write(`dedup: ${fmt(share * 100, 1)} % of v2 bytes new\n`);
+
+    const tMed = median(tRuns.map((r) => r.seconds));
+    const wallMed = median(tRuns.map((r) => r.wall));
+    return [
+      '## Publish (rackswarm publish --data, store on the same disk as the image)',
+      '',
+      `Pseudo-random image (no dedup possible) read from the page cache; a fresh data directory per run; every chunk`,
+      `written to a temp file, fsynced, renamed, directory fsynced. Median of ${runs} runs.`,
+      `Goals: ≥ 1 GB/s, peak RSS ≤ 200 MB.`,
+      '',
+      '| figure | value |',
+      '|---|---|',
+      `| publish throughput, ${sizeT / GiB} GiB (seconds reported by the CLI) | ${fmt(gbps(sizeT, tMed))} GB/s (${fmt(tMed)} s) |`,
+      `| same, wall clock including process start | ${fmt(gbps(sizeT, wallMed))} GB/s (${fmt(wallMed)} s) |`,
+      `| runs (GB/s) | ${tRuns.map((r) => fmt(gbps(sizeT, r.seconds))).join(', ')} |`,
+      `| peak RSS publishing ${sizeR / GiB} GiB (maxRSS of the CLI process) | ${fmt(median(rRuns.map((r) => r.maxRssMiB)), 0)} MiB |`,
+      '',
+      '### Dedup between SquashFS versions',
+      '',
+      `A generated tree of ${files} files (test/fixtures/tree.ts), mksquashfs → v1; ${changedFiles} files rewritten`,
+      `(~1 %), mksquashfs → v2; both published into one data directory. Goal: ≤ 5 % of v2's bytes new.`,
+      '',
+      '| image | size | chunks | new bytes | new share |',
+      '|---|---|---|---|---|',
+      `| v1 | ${fmt(v1.size / 2 ** 20, 1)} MiB | ${v1.chunks} | ${fmt(v1.newBytes / 2 ** 20, 1)} MiB | ${fmt((v1.newBytes / v1.size) * 100, 1)} % |`,
+      `| v2 | ${fmt(v2.size / 2 ** 20, 1)} MiB | ${v2.chunks} | ${fmt(v2.newBytes / 2 ** 20, 1)} MiB | **${fmt(share * 100, 1)} %** |`,
+    ].join('\n');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}

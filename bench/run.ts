@@ -1,0 +1,36 @@
+// `npm run bench [-- --quick]`: runs every benchmark and writes docs/BENCHMARKS.md.
+import { execSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { benchChunker } from './chunker.ts';
+import { benchHash } from './hash.ts';
+import { benchPublish } from './publish.ts';
+
+const quick = process.argv.includes('--quick');
+const out = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
+
+const sections: string[] = [];
+for (const [name, run] of [
+  ['hash', benchHash],
+  ['chunker', benchChunker],
+  ['publish', benchPublish],
+] as const) {
+  process.stderr.write(`== ${name}\n`);
+  sections.push(await run({ quick }));
+}
+
+let disk = '';
+try {
+  disk = execSync('df -h --output=source,fstype,size / | tail -1', { encoding: 'utf8' }).trim();
+} catch {}
+const header = [
+  '# Benchmarks',
+  '',
+  `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` (bench/run.ts) on ${new Date().toISOString().slice(0, 10)}:`,
+  `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version},`,
+  `root filesystem ${disk}. The machines are shared and noisy: figures are medians of several runs; compare ratios`,
+  'measured side by side in one run rather than absolute numbers across runs.',
+].join('\n');
+writeFileSync(out, `${header}\n\n${sections.join('\n\n')}\n`);
+process.stderr.write(`wrote ${out}\n`);
