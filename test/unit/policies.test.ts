@@ -42,9 +42,9 @@ describe('image format detection', () => {
 describe('config schema', () => {
   it('is the source of the defaults', () => {
     expect(loadConfig()).toEqual({
-      chunker: { minSize: 256 * 1024, avgSize: 1024 * 1024, maxSize: 4 * 1024 * 1024 },
+      chunker: { minSize: 128 * 1024, avgSize: 512 * 1024, maxSize: 2 * 1024 * 1024 },
       manifest: { maxBytes: 16 * 1024 * 1024 },
-      store: { verifyOnRead: true, writeConcurrency: 4 },
+      store: { verifyOnRead: true, writeConcurrency: 16 },
     });
   });
 
