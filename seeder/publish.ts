@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { type ChunkerParams, chunkStream } from '../core/chunker.ts';
 import { RswError } from '../core/errors.ts';
-import { hashHex } from '../core/hash.ts';
+import { HashPool } from '../core/hash-pool.ts';
 import { DETECT_BYTES, detectFormat } from '../core/image-format.ts';
 import { type ChunkRef, type ImageFormat, validateImageName } from '../core/manifest.ts';
 import { createSignedManifest, type OpenedManifest } from '../core/signed-manifest.ts';
@@ -91,34 +91,39 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
   validateImageName(init.name);
   const size = await checkImageFile(init.file);
   const format = init.format ?? (await sniffFormat(init.file));
-  const added: { hash: string; length: number }[] = [];
+  const added: ChunkRef[] = [];
   const rollback = async () => {
     await Promise.all(added.map((c) => init.store.delete(c.hash)));
     added.length = 0;
   };
 
   const chunks: ChunkRef[] = [];
+  const seen = new Set<string>(); // identical chunks within one image (zero runs in raw images) are put once
   const inFlight = new Set<Promise<void>>();
+  const hashPool = new HashPool(1);
   let failure: unknown;
   let done = 0;
   const source = createReadStream(init.file, { highWaterMark: 4 * 1024 * 1024, end: size - 1 });
+  const store = async (ref: ChunkRef, data: Buffer): Promise<void> => {
+    const hashed = await hashPool.hash(data);
+    ref.hash = hashed.hash;
+    if (!seen.has(ref.hash)) {
+      seen.add(ref.hash);
+      if (await init.store.put(ref.hash, hashed.data, { trusted: true })) added.push(ref);
+    }
+    done += ref.length;
+    init.onProgress?.(done, size);
+  };
   try {
     for await (const chunk of chunkStream(source, init.chunker)) {
       if (init.signal?.aborted)
         throw new RswError('RSW_ERR_INTERRUPTED', 'publish interrupted; nothing was registered');
       if (failure) throw failure;
-      const hash = hashHex(chunk.data);
-      chunks.push({ offset: chunk.offset, length: chunk.length, hash });
-      const p = init.store.put(hash, chunk.data, { trusted: true }).then(
-        (isNew) => {
-          if (isNew) added.push({ hash, length: chunk.length });
-          done += chunk.length;
-          init.onProgress?.(done, size);
-        },
-        (e) => {
-          failure ??= e;
-        },
-      );
+      const ref: ChunkRef = { offset: chunk.offset, length: chunk.length, hash: '' };
+      chunks.push(ref);
+      const p = store(ref, chunk.data).catch((e) => {
+        failure ??= e;
+      });
       inFlight.add(p);
       p.finally(() => inFlight.delete(p));
       if (inFlight.size >= init.writeConcurrency) await Promise.race(inFlight);
@@ -132,6 +137,8 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
     await Promise.all(inFlight);
     await rollback();
     throw e;
+  } finally {
+    await hashPool.close();
   }
 
   const total = chunks.reduce((s, c) => s + c.length, 0);
