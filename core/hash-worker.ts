@@ -3,6 +3,6 @@ import { parentPort } from 'node:worker_threads';
 import { blake3 } from '@napi-rs/blake-hash';
 
 parentPort?.on('message', (msg: { id: number; buf: ArrayBuffer }) => {
-  const hash = blake3(new Uint8Array(msg.buf)).toString('hex');
+  const hash = blake3(Buffer.from(msg.buf)).toString('hex');
   parentPort?.postMessage({ id: msg.id, hash, buf: msg.buf }, [msg.buf]);
 });
