@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { hashHex } from './hash.ts';
 
 /**
  * BLAKE3 on worker threads, so hashing overlaps the chunker on the main thread (publish: the chunker runs at
@@ -31,6 +32,7 @@ export class HashPool {
 
   /** BLAKE3 of `data` as hex, and the bytes back (the caller's `data` is detached: use the returned one). */
   hash(data: Buffer): Promise<{ hash: string; data: Buffer }> {
+    if (this.#workers.length === 0) return Promise.resolve({ hash: hashHex(data), data });
     const own =
       data.byteOffset === 0 &&
       data.byteLength === data.buffer.byteLength &&

@@ -103,30 +103,46 @@ export class ChunkStore {
       throw new RswError('RSW_ERR_CHUNK_CORRUPT', `chunk bytes do not hash to ${hash}`);
     }
     if (await this.has(hash)) return false;
-    const tmp = join(this.#tmpDir, `${hash}.${randomBytes(4).toString('hex')}`);
+    const tmp = this.tempPath(hash);
     try {
-      await this.#ensurePrefix(hash.slice(0, 2));
-      const fh = await open(tmp, 'wx', 0o644);
-      try {
-        await fh.writeFile(data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, final).catch(async (e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e;
-        // delete() removed the emptied prefix directory meanwhile: make it again and retry once.
-        this.#prefixes.delete(hash.slice(0, 2));
-        await this.#ensurePrefix(hash.slice(0, 2));
-        await rename(tmp, final);
-      });
-      await fsyncDir(join(this.#chunksDir, hash.slice(0, 2)));
+      await writeNew(tmp, data, true);
+      await this.install(hash, tmp);
+      await this.syncDirs([hash.slice(0, 2)]);
     } catch (e) {
-      await rm(tmp, { force: true }).catch(() => {});
-      await this.#removePrefixIfEmpty(hash.slice(0, 2)); // a failed put leaves nothing behind
+      await this.discard(hash, tmp);
       throw asDataError(e, `cannot write chunk into ${this.dataDir}`);
     }
     return true;
+  }
+
+  /** A fresh temp file path under DIR/tmp/ for a chunk being written (see ChunkBatch). */
+  tempPath(hash: string): string {
+    checkHash(hash);
+    return join(this.#tmpDir, `${hash}.${randomBytes(4).toString('hex')}`);
+  }
+
+  /** Renames a complete, fsynced temp file into place as chunk `hash` (its directory still needs syncDirs). */
+  async install(hash: string, tmp: string): Promise<void> {
+    const prefix = hash.slice(0, 2);
+    await this.#ensurePrefix(prefix);
+    await rename(tmp, this.path(hash)).catch(async (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+      // delete() removed the emptied prefix directory meanwhile: make it again and retry once.
+      this.#prefixes.delete(prefix);
+      await this.#ensurePrefix(prefix);
+      await rename(tmp, this.path(hash));
+    });
+  }
+
+  /** fsyncs the prefix directories that received renames, so the new entries survive a power cut. */
+  async syncDirs(prefixes: Iterable<string>): Promise<void> {
+    await Promise.all([...new Set(prefixes)].map((p) => fsyncDir(join(this.#chunksDir, p))));
+  }
+
+  /** Removes what a failed write of `hash` left: its temp file, and the prefix directory if now empty. */
+  async discard(hash: string, tmp: string): Promise<void> {
+    await rm(tmp, { force: true }).catch(() => {});
+    await this.#removePrefixIfEmpty(hash.slice(0, 2));
   }
 
   /** Removes a chunk, and its prefix directory if that is left empty; resolves true if it was there. */
@@ -183,6 +199,17 @@ export class ChunkStore {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
     this.#prefixes.add(prefix);
+  }
+}
+
+/** Writes `data` to a new file (never an existing one), optionally fsyncing it. */
+export async function writeNew(path: string, data: Uint8Array, sync: boolean): Promise<void> {
+  const fh = await open(path, 'wx', 0o644);
+  try {
+    await fh.writeFile(data);
+    if (sync) await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 

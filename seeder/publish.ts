@@ -7,7 +7,6 @@ import { HashPool } from '../core/hash-pool.ts';
 import { DETECT_BYTES, detectFormat } from '../core/image-format.ts';
 import { type ChunkRef, type ImageFormat, validateImageName } from '../core/manifest.ts';
 import { createSignedManifest, type OpenedManifest } from '../core/signed-manifest.ts';
-import type { ChunkStore } from '../core/store.ts';
 
 export interface PublishInit {
   file: string;
@@ -16,7 +15,8 @@ export interface PublishInit {
   /** Detected from the file's first bytes when absent (see core/image-format.ts). */
   format?: ImageFormat;
   key: KeyObject;
-  store: ChunkStore;
+  /** Where new chunks go: a ChunkBatch on a local store, or an uploader to a running head. */
+  sink: ChunkSink;
   chunker: ChunkerParams;
   /** Chunk writes in flight (config: store.writeConcurrency). */
   writeConcurrency: number;
@@ -25,12 +25,22 @@ export interface PublishInit {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** Receives an image's chunks: staged by put(), made durable and visible by commit(), dropped by abort(). */
+export interface ChunkSink {
+  /** Resolves true if the chunk was new to the destination. */
+  put(hash: string, data: Buffer): Promise<boolean>;
+  commit(): Promise<unknown>;
+  abort(): Promise<void>;
+  /** Removes what commit() made visible, where the destination allows it. */
+  undo(): Promise<void>;
+}
+
 export interface PublishResult {
   opened: OpenedManifest;
   /** Chunks (and their bytes) this publish added to the store; the rest were there already. */
   newChunks: number;
   newBytes: number;
-  /** Deletes the chunks this publish added: for a caller whose registration then fails. */
+  /** Removes the chunks this publish added: for a caller whose registration then fails. */
   rollback(): Promise<void>;
 }
 
@@ -83,19 +93,15 @@ async function blockDeviceSize(dev: string): Promise<number> {
 }
 
 /**
- * Publishes an image file into a chunk store: FastCDC chunks, BLAKE3 names, each chunk durable before the manifest
- * is signed. Memory stays bounded (the chunker's window plus `writeConcurrency` chunks in flight). On any failure or
- * abort the chunks this publish added are removed again, so the store is as it was.
+ * Publishes an image file: FastCDC chunks, BLAKE3 names (on a worker thread), every new chunk handed to the sink
+ * and committed before the manifest is signed. Memory stays bounded (the chunker's window plus `writeConcurrency`
+ * chunks in flight). On any failure or abort the sink is aborted, so the destination is as it was.
  */
 export async function publishFile(init: PublishInit): Promise<PublishResult> {
   validateImageName(init.name);
   const size = await checkImageFile(init.file);
   const format = init.format ?? (await sniffFormat(init.file));
   const added: ChunkRef[] = [];
-  const rollback = async () => {
-    await Promise.all(added.map((c) => init.store.delete(c.hash)));
-    added.length = 0;
-  };
 
   const chunks: ChunkRef[] = [];
   const seen = new Set<string>(); // identical chunks within one image (zero runs in raw images) are put once
@@ -103,13 +109,13 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
   const hashPool = new HashPool(1);
   let failure: unknown;
   let done = 0;
-  const source = createReadStream(init.file, { highWaterMark: 4 * 1024 * 1024, end: size - 1 });
+  const source = createReadStream(init.file, { highWaterMark: 1024 * 1024, end: size - 1 });
   const store = async (ref: ChunkRef, data: Buffer): Promise<void> => {
     const hashed = await hashPool.hash(data);
     ref.hash = hashed.hash;
     if (!seen.has(ref.hash)) {
       seen.add(ref.hash);
-      if (await init.store.put(ref.hash, hashed.data, { trusted: true })) added.push(ref);
+      if (await init.sink.put(ref.hash, hashed.data)) added.push(ref);
     }
     done += ref.length;
     init.onProgress?.(done, size);
@@ -130,30 +136,36 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
     }
     await Promise.all(inFlight);
     if (failure) throw failure;
-    if (init.signal?.aborted)
+    if (init.signal?.aborted) {
       throw new RswError('RSW_ERR_INTERRUPTED', 'publish interrupted; nothing was registered');
+    }
+    const total = chunks.reduce((s, c) => s + c.length, 0);
+    if (total !== size) {
+      throw new RswError(
+        'RSW_ERR_FILE_UNREADABLE',
+        `${init.file} changed size while being read (${size} → ${total})`,
+      );
+    }
+    await init.sink.commit();
   } catch (e) {
     source.destroy();
     await Promise.all(inFlight);
-    await rollback();
+    await init.sink.abort();
     throw e;
   } finally {
     await hashPool.close();
   }
 
-  const total = chunks.reduce((s, c) => s + c.length, 0);
-  if (total !== size) {
-    await rollback();
-    throw new RswError(
-      'RSW_ERR_FILE_UNREADABLE',
-      `${init.file} changed size while being read (${size} → ${total})`,
-    );
-  }
   const opened = createSignedManifest(
     { name: init.name, version: init.version, format, size, chunks },
     init.key,
   );
-  return { opened, newChunks: added.length, newBytes: added.reduce((s, c) => s + c.length, 0), rollback };
+  return {
+    opened,
+    newChunks: added.length,
+    newBytes: added.reduce((s, c) => s + c.length, 0),
+    rollback: () => init.sink.undo(),
+  };
 }
 
 async function sniffFormat(file: string): Promise<ImageFormat> {

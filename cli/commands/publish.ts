@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { ChunkBatch } from '../../core/chunk-batch.ts';
 import type { Config } from '../../core/config.ts';
 import { RswError } from '../../core/errors.ts';
 import { loadPrivateKey } from '../../core/keys.ts';
@@ -107,7 +108,7 @@ async function publishInto(
         version,
         format,
         key,
-        store,
+        sink: new ChunkBatch(store),
         chunker: config.chunker,
         writeConcurrency: config.store.writeConcurrency,
         signal: interrupt.signal,

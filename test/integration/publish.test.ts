@@ -356,11 +356,11 @@ describe('rackswarm publish interrupted', () => {
     );
   }
 
+  /** Waits until the publish has staged a few chunks (temp files, not yet committed). */
   async function untilChunksAppear(data: string): Promise<void> {
-    const dir = join(data, 'chunks');
-    const start = existsSync(dir) ? readdirSync(dir).length : 0;
+    const dir = join(data, 'tmp');
     for (let i = 0; i < 2000; i++) {
-      if (existsSync(dir) && readdirSync(dir).length > start + 2) return;
+      if (existsSync(dir) && readdirSync(dir).length > 2) return;
       await new Promise((r) => setTimeout(r, 5));
     }
     throw new Error('publish never started writing chunks');

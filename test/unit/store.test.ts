@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ChunkBatch } from '../../core/chunk-batch.ts';
 import { hashHex } from '../../core/hash.ts';
 import { ChunkStore } from '../../core/store.ts';
 import { projectRoot, tempDir } from '../helpers/cli.ts';
@@ -102,5 +103,53 @@ describe('chunk store', () => {
     expect(hashes.length).toBeGreaterThan(3);
     for (const h of hashes) expect(hashHex(await store.get(h))).toBe(h); // every visible chunk is whole
     expect(readdirSync(join(t.dir, 'tmp'))).toEqual([]);
+  });
+});
+
+describe('chunk batch (group commit)', () => {
+  it('shows nothing until commit, then every staged chunk at once', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const batch = new ChunkBatch(store);
+    const chunks = [1, 2, 3].map((i) => pseudoRandomBytes(10_000, i));
+    for (const c of chunks) expect(await batch.put(hashHex(c), c)).toBe(true);
+    expect(await batch.put(hashHex(chunks[0]), chunks[0])).toBe(false); // staged once
+    expect(await Array.fromAsync(store.list())).toEqual([]);
+    expect((await batch.commit()).sort()).toEqual(chunks.map((c) => hashHex(c)).sort());
+    for (const c of chunks) expect((await store.get(hashHex(c))).equals(c)).toBe(true);
+    expect(readdirSync(join(t.dir, 'tmp'))).toEqual([]);
+    expect(await new ChunkBatch(store).put(hashHex(chunks[1]), chunks[1])).toBe(false); // already stored
+  });
+
+  it('abort removes every staged temp file', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const batch = new ChunkBatch(store);
+    const c = pseudoRandomBytes(5000, 9);
+    await batch.put(hashHex(c), c);
+    expect(readdirSync(join(t.dir, 'tmp'))).toHaveLength(1);
+    await batch.abort();
+    expect(readdirSync(join(t.dir, 'tmp'))).toEqual([]);
+    expect(await store.has(hashHex(c))).toBe(false);
+  });
+
+  it('undo removes what the last commit made visible', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const old = pseudoRandomBytes(100, 10);
+    await store.put(hashHex(old), old);
+    const batch = new ChunkBatch(store);
+    const c = pseudoRandomBytes(100, 11);
+    await batch.put(hashHex(c), c);
+    await batch.put(hashHex(old), old);
+    await batch.commit();
+    await batch.undo();
+    expect(await Array.fromAsync(store.list())).toEqual([hashHex(old)]);
+  });
+
+  it('refuses bytes that do not match their hash', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    await expect(
+      new ChunkBatch(store).put(hashHex(Buffer.from('x')), Buffer.from('y')),
+    ).rejects.toMatchObject({
+      code: 'RSW_ERR_CHUNK_CORRUPT',
+    });
   });
 });
