@@ -37,7 +37,7 @@ export class ChunkBatch {
   async put(hash: string, data: Uint8Array, opts: { trusted?: boolean } = {}): Promise<boolean> {
     if (this.#failure) throw this.#failure;
     if (!opts.trusted && hashHex(data) !== hash) {
-      throw new RswError('RSW_ERR_CHUNK_CORRUPT', `chunk bytes do not hash to ${hash}`);
+      throw new RswError('RSW_ERR_CHUNK_MISMATCH', `chunk bytes do not hash to ${hash}`);
     }
     if (this.#staged.has(hash) || (await this.#store.has(hash))) return false;
     const tmp = this.#store.tempPath(hash);

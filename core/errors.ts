@@ -5,6 +5,15 @@
  */
 export const ERRORS = {
   RSW_ERR_USAGE: { status: 400, exit: 2, summary: 'the command line is wrong' },
+  RSW_ERR_BAD_REQUEST: { status: 400, exit: 1, summary: 'a request is malformed (JSON, parameters or body)' },
+  RSW_ERR_UNAUTHORIZED: { status: 401, exit: 1, summary: 'the admin token is missing or wrong' },
+  RSW_ERR_NOT_FOUND: { status: 404, exit: 1, summary: 'no such API route' },
+  RSW_ERR_BODY_TOO_LARGE: { status: 413, exit: 1, summary: 'a request body is larger than its limit' },
+  RSW_ERR_HEAD_UNREACHABLE: {
+    status: 502,
+    exit: 1,
+    summary: 'the head node cannot be reached or answered nonsense',
+  },
   RSW_ERR_CONFIG_INVALID: {
     status: 400,
     exit: 2,
@@ -57,6 +66,12 @@ export const ERRORS = {
     summary: 'a chunk or image id is not 64 lowercase hex digits',
   },
   RSW_ERR_CHUNK_NOT_FOUND: { status: 404, exit: 1, summary: 'a chunk is not in the store' },
+  RSW_ERR_CHUNKS_MISSING: { status: 409, exit: 1, summary: 'a manifest names chunks the head does not hold' },
+  RSW_ERR_CHUNK_MISMATCH: {
+    status: 400,
+    exit: 1,
+    summary: 'received chunk bytes do not hash to the name they came under',
+  },
   RSW_ERR_CHUNK_CORRUPT: { status: 500, exit: 1, summary: 'a stored chunk does not match its hash' },
   RSW_ERR_DISK_FULL: {
     status: 507,

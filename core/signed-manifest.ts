@@ -1,6 +1,6 @@
 import { type KeyObject, sign, verify } from 'node:crypto';
 import { RswError } from './errors.ts';
-import { ED25519_PUBLIC_BYTES, rawPublicKey } from './keys.ts';
+import { ED25519_PUBLIC_BYTES, publicKeyFromRaw, rawPublicKey } from './keys.ts';
 import { decodeManifest, encodeManifest, type Manifest, manifestId } from './manifest.ts';
 
 /**
@@ -88,6 +88,17 @@ export function openSignedManifest(
   }
   const manifest = decodeManifest(canonical, opts.maxBytes);
   return { manifest, id: manifestId(canonical), publisher, envelope: Buffer.from(buf) };
+}
+
+/**
+ * The key an envelope says signed it — NOT a trust decision: only for a head with no pinned keys, which then pins
+ * the first key per image name (the registry refuses another one for that name).
+ */
+export function envelopeSigner(envelope: Uint8Array): KeyObject {
+  if (envelope.length < HEADER || !Buffer.from(envelope.subarray(0, 4)).equals(MAGIC)) {
+    throw new RswError('RSW_ERR_MANIFEST_INVALID', 'not a signed rackswarm manifest');
+  }
+  return publicKeyFromRaw(envelope.subarray(6, 6 + ED25519_PUBLIC_BYTES));
 }
 
 /** Refuses a manifest older than the newest version this node has seen of that image (rollback protection). */

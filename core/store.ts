@@ -100,7 +100,7 @@ export class ChunkStore {
   async put(hash: string, data: Uint8Array, opts: { trusted?: boolean } = {}): Promise<boolean> {
     const final = this.path(hash);
     if (!opts.trusted && hashHex(data) !== hash) {
-      throw new RswError('RSW_ERR_CHUNK_CORRUPT', `chunk bytes do not hash to ${hash}`);
+      throw new RswError('RSW_ERR_CHUNK_MISMATCH', `chunk bytes do not hash to ${hash}`);
     }
     if (await this.has(hash)) return false;
     const tmp = this.tempPath(hash);

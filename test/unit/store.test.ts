@@ -38,7 +38,7 @@ describe('chunk store', () => {
     const store = await ChunkStore.open({ dataDir: t.dir });
     const data = pseudoRandomBytes(100, 3);
     await expect(store.put(hashHex(Buffer.from('other')), data)).rejects.toMatchObject({
-      code: 'RSW_ERR_CHUNK_CORRUPT',
+      code: 'RSW_ERR_CHUNK_MISMATCH',
     });
     expect(await Array.fromAsync(store.list())).toEqual([]);
   });
@@ -149,7 +149,7 @@ describe('chunk batch (group commit)', () => {
     await expect(
       new ChunkBatch(store).put(hashHex(Buffer.from('x')), Buffer.from('y')),
     ).rejects.toMatchObject({
-      code: 'RSW_ERR_CHUNK_CORRUPT',
+      code: 'RSW_ERR_CHUNK_MISMATCH',
     });
   });
 });
