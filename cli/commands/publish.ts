@@ -8,19 +8,23 @@ import type { Config } from '../../core/config.ts';
 import { RswError } from '../../core/errors.ts';
 import { loadPrivateKey } from '../../core/keys.ts';
 import { IMAGE_FORMATS, type ImageFormat, parseVersion, validateImageName } from '../../core/manifest.ts';
+import type { OpenedManifest } from '../../core/signed-manifest.ts';
 import { ChunkStore } from '../../core/store.ts';
 import { chooseVersion } from '../../core/version-policy.ts';
-import { checkImageFile, publishFile } from '../../seeder/publish.ts';
+import { type ChunkSink, checkImageFile, publishFile } from '../../seeder/publish.ts';
 import { Registry } from '../../tracker/registry.ts';
 import { formatBytes } from '../format.ts';
+import { HeadClient, HeadUploader } from '../head-client.ts';
 import { byteProgress } from '../progress.ts';
 import { onInterrupt } from '../signals.ts';
 
-interface PublishOptions {
+export interface PublishOptions {
   name: string;
   version?: string;
   key: string;
-  data: string;
+  data?: string;
+  head?: string;
+  tokenFile?: string;
   format?: string;
   json?: boolean;
 }
@@ -37,6 +41,18 @@ export interface PublishSummary {
   seconds: number;
 }
 
+/** Everything checked before any destination is touched. */
+interface Prepared {
+  file: string;
+  size: number;
+  name: string;
+  requested: number | undefined;
+  format: ImageFormat | undefined;
+  key: KeyObject;
+  json: boolean;
+  started: number;
+}
+
 export function registerPublish(program: Command, config: () => Config): void {
   program
     .command('publish')
@@ -44,8 +60,16 @@ export function registerPublish(program: Command, config: () => Config): void {
     .argument('<file>', 'image file (SquashFS, raw disk image, or any file) or block device')
     .requiredOption('--name <name>', 'image name: letters, digits, . _ -')
     .option('--version <n>', 'version number (default: newest + 1)')
-    .requiredOption('--key <keyfile>', 'publisher private key (from `rackswarm keys generate`)')
-    .requiredOption('--data <dir>', "a stopped head's data directory to publish into (created if missing)")
+    .requiredOption(
+      '--key <keyfile>',
+      'publisher private key (from `rackswarm keys generate`); it never leaves this machine',
+    )
+    .option(
+      '--head <url>',
+      'a running head node to publish to, e.g. http://head:7480 (uploads only the chunks it lacks)',
+    )
+    .option('--token-file <file>', "the head's admin token (the head writes it to DATA/admin-token)")
+    .option('--data <dir>', "or: a stopped head's data directory to publish into (created if missing)")
     .option('--format <format>', `one of ${IMAGE_FORMATS.join(', ')} (default: detected)`)
     .option('--json', 'print the result as one JSON object')
     .action(async (file: string, opts: PublishOptions) => {
@@ -62,63 +86,81 @@ export function registerPublish(program: Command, config: () => Config): void {
     });
 }
 
-/**
- * `rackswarm publish FILE --data DIR`: every input is checked before DATA is touched; a failure rolls back the
- * chunks it added, and removes DATA again if this publish created it.
- */
+/** `rackswarm publish FILE (--head URL | --data DIR)`: every input is checked before the destination is touched. */
 export async function publish(file: string, opts: PublishOptions, config: Config): Promise<PublishSummary> {
+  if (!opts.head === !opts.data)
+    throw new RswError('RSW_ERR_USAGE', 'give exactly one of --head URL and --data DIR');
+  const started = performance.now();
   validateImageName(opts.name);
   const requested = opts.version === undefined ? undefined : parseVersion(opts.version);
   const format = opts.format === undefined ? undefined : parseFormat(opts.format);
-  const total = await checkImageFile(file);
+  const size = await checkImageFile(file);
   const key = await loadPrivateKey(opts.key);
-  const dataDir = resolve(opts.data);
+  const p: Prepared = { file, size, name: opts.name, requested, format, key, json: !!opts.json, started };
+  if (opts.head) {
+    if (!opts.tokenFile)
+      throw new RswError(
+        'RSW_ERR_UNAUTHORIZED',
+        'publishing to a head needs --token-file (DATA/admin-token on the head)',
+      );
+    return publishToHead(p, new HeadClient(opts.head, await HeadClient.readToken(opts.tokenFile)), config);
+  }
+  return publishToData(p, resolve(opts.data as string), config);
+}
+
+/** Into a stopped head's DATA: a failure rolls back the chunks it added, and removes DATA if it created it. */
+async function publishToData(p: Prepared, dataDir: string, config: Config): Promise<PublishSummary> {
   const created = !existsSync(dataDir);
   try {
-    return await publishInto(dataDir, file, total, requested, format, key, opts, config);
+    const store = await ChunkStore.open({ dataDir, verifyOnRead: config.store.verifyOnRead });
+    const registry = await Registry.open(dataDir);
+    try {
+      const existing = (await registry.versions(p.name)).map((r) => r.version);
+      return await run(p, existing, new ChunkBatch(store), config, async (opened) => {
+        await registry.register(opened);
+      });
+    } finally {
+      await registry.close();
+    }
   } catch (e) {
     if (created) await rm(dataDir, { recursive: true, force: true }).catch(() => {});
     throw e;
   }
 }
 
-async function publishInto(
-  dataDir: string,
-  file: string,
-  total: number,
-  requested: number | undefined,
-  format: ImageFormat | undefined,
-  key: KeyObject,
-  opts: PublishOptions,
+/** To a running head: chunked and signed here, only the chunks the head lacks are uploaded, then registered. */
+async function publishToHead(p: Prepared, client: HeadClient, config: Config): Promise<PublishSummary> {
+  const existing = ((await client.image(p.name))?.versions ?? []).map((r) => r.version);
+  return run(p, existing, new HeadUploader(client), config, async (opened) => {
+    await client.register(opened.envelope);
+  });
+}
+
+async function run(
+  p: Prepared,
+  existing: number[],
+  sink: ChunkSink,
   config: Config,
+  register: (opened: OpenedManifest) => Promise<void>,
 ): Promise<PublishSummary> {
-  const started = performance.now();
-  const store = await ChunkStore.open({ dataDir, verifyOnRead: config.store.verifyOnRead });
-  const registry = await Registry.open(dataDir);
+  const { version } = chooseVersion(existing, p.requested, p.name);
   const interrupt = onInterrupt();
+  const progress = byteProgress(`publishing ${p.name} v${version}`, p.size, !p.json);
   try {
-    const existing = (await registry.versions(opts.name)).map((r) => r.version);
-    const { version } = chooseVersion(existing, requested, opts.name);
-    const progress = byteProgress(`publishing ${opts.name} v${version}`, total, !opts.json);
-    let result: Awaited<ReturnType<typeof publishFile>>;
+    const result = await publishFile({
+      file: p.file,
+      name: p.name,
+      version,
+      format: p.format,
+      key: p.key,
+      sink,
+      chunker: config.chunker,
+      writeConcurrency: config.store.writeConcurrency,
+      signal: interrupt.signal,
+      onProgress: (done) => progress.update(done),
+    }).finally(() => progress.stop());
     try {
-      result = await publishFile({
-        file,
-        name: opts.name,
-        version,
-        format,
-        key,
-        sink: new ChunkBatch(store),
-        chunker: config.chunker,
-        writeConcurrency: config.store.writeConcurrency,
-        signal: interrupt.signal,
-        onProgress: (done) => progress.update(done),
-      });
-    } finally {
-      progress.stop();
-    }
-    try {
-      await registry.register(result.opened);
+      await register(result.opened);
     } catch (e) {
       await result.rollback();
       throw e;
@@ -133,11 +175,10 @@ async function publishInto(
       chunks: m.chunks.length,
       newChunks: result.newChunks,
       newBytes: result.newBytes,
-      seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
+      seconds: Number(((performance.now() - p.started) / 1000).toFixed(3)),
     };
   } finally {
     interrupt.dispose();
-    await registry.close();
   }
 }
 

@@ -1,0 +1,127 @@
+import { readFile } from 'node:fs/promises';
+import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
+import type { ImageRecord } from '../tracker/registry.ts';
+
+export interface ImageVersions {
+  name: string;
+  latest: number;
+  versions: ImageRecord[];
+}
+
+/** A small client for the head's HTTP API; the head's `{code, message}` errors come back as RswErrors. */
+export class HeadClient {
+  readonly base: string;
+  readonly #token: string | undefined;
+
+  constructor(url: string, token?: string) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new RswError(
+        'RSW_ERR_USAGE',
+        `--head ${JSON.stringify(url)} is not a URL (e.g. http://head:7480)`,
+      );
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      throw new RswError('RSW_ERR_USAGE', `--head must be an http:// or https:// URL, not ${u.protocol}`);
+    }
+    this.base = u.toString().replace(/\/$/, '');
+    this.#token = token;
+  }
+
+  /** Reads the admin token the head wrote to DATA/admin-token (copied to wherever the publisher runs). */
+  static async readToken(file: string): Promise<string> {
+    try {
+      return (await readFile(file, 'utf8')).trim();
+    } catch (e) {
+      throw new RswError(
+        'RSW_ERR_FILE_NOT_FOUND',
+        `cannot read token file ${file}: ${(e as NodeJS.ErrnoException).code}`,
+      );
+    }
+  }
+
+  async images(): Promise<ImageVersions[]> {
+    return ((await this.#json('GET', '/api/images')) as { images: ImageVersions[] }).images;
+  }
+
+  /** Versions of one image, or undefined if the head has none. */
+  async image(name: string): Promise<ImageVersions | undefined> {
+    try {
+      return (await this.#json('GET', `/api/images/${encodeURIComponent(name)}`)) as ImageVersions;
+    } catch (e) {
+      if ((e as RswError).code === 'RSW_ERR_IMAGE_NOT_FOUND') return undefined;
+      throw e;
+    }
+  }
+
+  async hasChunk(hash: string): Promise<boolean> {
+    const r = await this.#fetch('HEAD', `/api/chunks/${hash}`);
+    if (r.status === 200) return true;
+    if (r.status === 404) return false;
+    throw await this.#error(r);
+  }
+
+  /** Uploads a chunk; resolves true if the head stored it, false if it had it. */
+  async putChunk(hash: string, data: Buffer): Promise<boolean> {
+    const r = await this.#fetch('PUT', `/api/chunks/${hash}`, data);
+    if (!r.ok) throw await this.#error(r);
+    return ((await r.json()) as { stored: boolean }).stored;
+  }
+
+  /** Registers a signed manifest whose chunks are on the head. */
+  async register(envelope: Buffer): Promise<ImageRecord & { existed: boolean }> {
+    const r = await this.#fetch('POST', '/api/images', envelope);
+    if (!r.ok) throw await this.#error(r);
+    return (await r.json()) as ImageRecord & { existed: boolean };
+  }
+
+  async #json(method: string, path: string): Promise<unknown> {
+    const r = await this.#fetch(method, path);
+    if (!r.ok) throw await this.#error(r);
+    return r.json();
+  }
+
+  async #fetch(method: string, path: string, body?: Buffer): Promise<Response> {
+    const headers: Record<string, string> = {};
+    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    if (body) headers['content-type'] = 'application/octet-stream';
+    try {
+      return await fetch(`${this.base}${path}`, {
+        method,
+        headers,
+        body,
+        signal: AbortSignal.timeout(120_000),
+      });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+      throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `cannot reach the head at ${this.base}: ${cause}`);
+    }
+  }
+
+  async #error(r: Response): Promise<RswError> {
+    const text = await r.text().catch(() => '');
+    try {
+      const { code, message } = JSON.parse(text) as { code?: string; message?: string };
+      if (code && code in ERRORS) return new RswError(code as ErrorCode, message ?? `HTTP ${r.status}`);
+    } catch {}
+    return new RswError('RSW_ERR_HEAD_UNREACHABLE', `the head at ${this.base} answered HTTP ${r.status}`);
+  }
+}
+
+/** Sends a publish's new chunks to a running head (the publisher key never leaves this machine). */
+export class HeadUploader {
+  readonly #client: HeadClient;
+  constructor(client: HeadClient) {
+    this.#client = client;
+  }
+  async put(hash: string, data: Buffer): Promise<boolean> {
+    if (await this.#client.hasChunk(hash)) return false;
+    return this.#client.putChunk(hash, data);
+  }
+  async commit(): Promise<void> {}
+  // Chunks already uploaded stay on the head unreferenced; they cost disk only until garbage collection.
+  async abort(): Promise<void> {}
+  async undo(): Promise<void> {}
+}
