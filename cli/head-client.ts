@@ -95,7 +95,8 @@ export class HeadClient {
         signal: AbortSignal.timeout(120_000),
       });
     } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+      const c = (e as { cause?: { code?: string; message?: string } }).cause;
+      const cause = c?.code ?? c?.message ?? (e as Error).message;
       throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `cannot reach the head at ${this.base}: ${cause}`);
     }
   }

@@ -48,6 +48,50 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    head: Type.Object(
+      {
+        /** HTTP API and dashboard. @default "0.0.0.0:7480" */
+        http: Type.String({ default: '0.0.0.0:7480', maxLength: 300 }),
+        /** libp2p listen multiaddrs. @default ["/ip4/0.0.0.0/tcp/7481"] */
+        listen: Type.Array(Type.String({ maxLength: 300 }), {
+          default: ['/ip4/0.0.0.0/tcp/7481'],
+          maxItems: 16,
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    seeder: Type.Object(
+      {
+        /** Chunk streams served at once to one peer; more get `busy`. @default 4 */
+        maxStreamsPerPeer: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
+        /** Chunk streams served at once in total. @default 256 */
+        maxConcurrentTotal: Type.Integer({ minimum: 1, maximum: 65536, default: 256 }),
+        /** Upload rate to one peer in bytes/s; 0 = unlimited. @default 0 */
+        perPeerBytesPerSecond: Type.Integer({ minimum: 0, default: 0 }),
+        /** Upload rate to all peers together in bytes/s; 0 = unlimited (the head's egress budget). @default 0 */
+        totalBytesPerSecond: Type.Integer({ minimum: 0, default: 0 }),
+        /** A request must arrive, and a peer must take our bytes, within this many ms. @default 30000 */
+        readTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    tracker: Type.Object(
+      {
+        /** A peer silent this long is dropped from the swarm. @default 90000 */
+        peerTtlMs: Type.Integer({ minimum: 1000, default: 90_000 }),
+        /** Peers handed out per announce. @default 30 */
+        handoutSize: Type.Integer({ minimum: 1, maximum: 200, default: 30 }),
+        /** Seconds a peer should wait before announcing again. @default 10 */
+        announceIntervalSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 10 }),
+        /** Tracked (peer, image) pairs at most; the longest-silent are dropped first. @default 100000 */
+        maxPeers: Type.Integer({ minimum: 10, default: 100_000 }),
+        /** A tracker request must arrive within this many ms. @default 10000 */
+        readTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+        /** Tracker streams open at once per connection (one request each). @default 4 */
+        maxInboundStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 4 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
   },
   { additionalProperties: false },
 );

@@ -59,6 +59,12 @@ export const ERRORS = {
     summary: 'a manifest is signed by a key that is not pinned',
   },
   RSW_ERR_ROLLBACK: { status: 409, exit: 1, summary: 'a manifest is older than a version already seen' },
+  RSW_ERR_INVALID_ANNOUNCE: { status: 400, exit: 1, summary: 'a peer announce has a field out of range' },
+  RSW_ERR_PROTOCOL: {
+    status: 400,
+    exit: 1,
+    summary: 'a peer broke the wire protocol (bad length, garbage, timeout)',
+  },
   RSW_ERR_IMAGE_NOT_FOUND: { status: 404, exit: 1, summary: 'no such image or version' },
   RSW_ERR_INVALID_HASH: {
     status: 400,

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import { type ErrorCode, isRswError, RswError } from '../core/errors.ts';
 import { isHashHex, StreamHasher } from '../core/hash.ts';
 import { MAX_CHUNK_BYTES, parseVersion, validateImageName } from '../core/manifest.ts';
@@ -70,7 +70,8 @@ const hashParams = {
 export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
   const app = Fastify({
     logger: deps.logger ?? false,
-    disableRequestLogging: true,
+    // One line per significant event, not per request (chunk uploads would flood the log).
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     // JSON bodies only where a route says so; raw bodies (chunks, manifests) are read as streams by the route.
   });

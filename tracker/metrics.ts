@@ -8,11 +8,12 @@ export interface MetricsSources {
   seeder: () => { bytesServed: number; requests: number; notFound: number; busy: number };
   /** Registered image versions. */
   imageVersions: () => Promise<number>;
+  /** Announces the tracker accepted so far. */
+  announces: () => number;
 }
 
 export interface Metrics {
   registry: Registry;
-  announces: Counter;
   errors: Counter<'code'>;
   chunkUploads: Counter<'result'>;
 }
@@ -66,13 +67,17 @@ export function createMetrics(sources: MetricsSources): Metrics {
     (s) => s.notFound,
   );
   seederCounter('rsw_seeder_busy_total', 'Chunk requests refused because a limit was reached', (s) => s.busy);
+  new Counter({
+    name: 'rsw_announces_total',
+    help: 'Announces the tracker accepted',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sources.announces());
+    },
+  });
   return {
     registry,
-    announces: new Counter({
-      name: 'rsw_announces_total',
-      help: 'Announces received by the tracker',
-      registers: [registry],
-    }),
     errors: new Counter({
       name: 'rsw_errors_total',
       help: 'Errors answered, by RSW_ERR code',

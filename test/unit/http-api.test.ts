@@ -52,6 +52,7 @@ async function build(trusted = [publisher.pub]) {
     peersByImage: () => new Map([['img1', 3]]),
     seeder: () => ({ bytesServed: 12345, requests: 7, notFound: 1, busy: 0 }),
     imageVersions: async () => (await registry.list()).length,
+    announces: () => 42,
   });
   return buildHttpApi({
     registry,
@@ -120,6 +121,7 @@ describe('head HTTP API: reading', () => {
       labels: { result: 'stored' },
       value: '2',
     });
+    expect(families.get('rsw_announces_total')?.metrics[0].value).toBe('42');
     expect(families.has('rsw_process_resident_memory_bytes')).toBe(true);
   });
 
@@ -186,7 +188,11 @@ describe('head HTTP API: reading', () => {
 describe('head HTTP API: publishing', () => {
   it('refuses state changes without the admin token, or with a wrong one', async () => {
     const c = pseudoRandomBytes(100, 1);
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Basic ${TOKEN}` }]) {
+    for (const headers of [
+      {},
+      { authorization: 'Bearer wrong' },
+      { authorization: `Basic ${TOKEN}` },
+    ] as Record<string, string>[]) {
       const r = await upload(c, headers);
       expect(r.statusCode).toBe(401);
       expect(r.json().code).toBe('RSW_ERR_UNAUTHORIZED');

@@ -1,0 +1,101 @@
+/*
+ * The tracker protocol's messages, /rackswarm/tracker/1.0.0. One request and one response per stream, each a
+ * length-prefixed JSON object (the chunk protocol's binary codecs are in wire.ts; these are small and rare).
+ *
+ *   announce:  → {type: "announce", announce: {imageId, addrs, rack?, host?, progress, bytesDone, downRate, upRate,
+ *                 bytesFromPeers, bytesFromSeeder, stage, error?}}
+ *              ← {ok: true, peers: [{peerId, addrs, rack?, progress}], intervalSeconds}
+ *   manifest:  → {type: "manifest", name, version: N | "latest"}
+ *              ← {ok: true, id, version, bytes}, then one more message: the signed manifest (`bytes` long)
+ *   any error: ← {ok: false, code: "RSW_ERR_…", message}
+ *
+ * The announcing peer's id is never taken from the message: the tracker uses the connection's authenticated one.
+ */
+import { ERRORS, type ErrorCode, RswError } from './errors.ts';
+
+export const TRACKER_PROTOCOL = '/rackswarm/tracker/1.0.0';
+/** Requests and JSON responses are small; a handout of 200 peers × 16 addresses stays well under this. */
+export const MAX_TRACKER_MESSAGE_BYTES = 256 * 1024;
+
+export interface AnnounceBody {
+  imageId: string;
+  addrs: string[];
+  rack?: string;
+  host?: string;
+  progress: number;
+  bytesDone: number;
+  downRate: number;
+  upRate: number;
+  bytesFromPeers: number;
+  bytesFromSeeder: number;
+  stage: string;
+  error?: string;
+}
+
+export type TrackerRequest =
+  | { type: 'announce'; announce: AnnounceBody }
+  | { type: 'manifest'; name: string; version: number | 'latest' };
+
+export interface HandedOutPeer {
+  peerId: string;
+  addrs: string[];
+  rack?: string;
+  progress: number;
+}
+
+export type AnnounceResponse = { ok: true; peers: HandedOutPeer[]; intervalSeconds: number };
+export type ManifestHeader = { ok: true; id: string; version: number; bytes: number };
+export type TrackerError = { ok: false; code: ErrorCode; message: string };
+
+const enc = new TextEncoder();
+const dec = new TextDecoder('utf-8', { fatal: true });
+
+export function encodeMessage(value: object): Uint8Array {
+  const bytes = enc.encode(JSON.stringify(value));
+  if (bytes.length > MAX_TRACKER_MESSAGE_BYTES)
+    throw new RswError('RSW_ERR_PROTOCOL', 'tracker message too large');
+  return bytes;
+}
+
+function parseObject(bytes: Uint8Array): Record<string, unknown> {
+  if (bytes.length > MAX_TRACKER_MESSAGE_BYTES)
+    throw new RswError('RSW_ERR_PROTOCOL', 'tracker message too large');
+  let v: unknown;
+  try {
+    v = JSON.parse(dec.decode(bytes));
+  } catch {
+    throw new RswError('RSW_ERR_PROTOCOL', 'tracker message is not UTF-8 JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new RswError('RSW_ERR_PROTOCOL', 'tracker message is not an object');
+  return v as Record<string, unknown>;
+}
+
+/** Decodes a request; the announce's fields are checked by the swarm state, the shape here. */
+export function decodeRequest(bytes: Uint8Array): TrackerRequest {
+  const m = parseObject(bytes);
+  if (
+    m.type === 'announce' &&
+    typeof m.announce === 'object' &&
+    m.announce !== null &&
+    !Array.isArray(m.announce)
+  ) {
+    return { type: 'announce', announce: m.announce as AnnounceBody };
+  }
+  if (
+    m.type === 'manifest' &&
+    typeof m.name === 'string' &&
+    (m.version === 'latest' || Number.isSafeInteger(m.version))
+  ) {
+    return { type: 'manifest', name: m.name, version: m.version as number | 'latest' };
+  }
+  throw new RswError('RSW_ERR_PROTOCOL', 'unknown tracker request');
+}
+
+/** Decodes a response: a success object, or the tracker's error as an RswError. */
+export function decodeResponse<T extends { ok: true }>(bytes: Uint8Array): T {
+  const m = parseObject(bytes);
+  if (m.ok === true) return m as T;
+  const code = typeof m.code === 'string' && m.code in ERRORS ? (m.code as ErrorCode) : 'RSW_ERR_PROTOCOL';
+  throw new RswError(code, typeof m.message === 'string' ? m.message.slice(0, 1000) : 'tracker error');
+}

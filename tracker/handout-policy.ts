@@ -1,0 +1,290 @@
+/**
+ * Which peers the tracker hands to a peer that announces: a pure policy over plain data, so the swarm simulator in
+ * bench/ runs the exact code the head runs.
+ *
+ * The rules, in order:
+ * 1. Never the asker itself, never a candidate without an address (nothing to dial), never more than `k`.
+ * 2. Candidates are ranked by rack, then by progress tier: the asker's own rack first (cheap, top-of-rack bandwidth),
+ *    then every other rack (and rack-less peers); within a rack group the complete peers (progress 1) first, then
+ *    the progress quartiles from the top down. Peers in the same (rack group, tier) come in uniformly random order.
+ *    Tiers are coarse on purpose: with exact progress every asker would get the same few most-advanced peers and
+ *    hammer them in a boot storm; with quartiles, the hundreds of nodes that booted together sit in one tier and the
+ *    random order spreads them over each other.
+ * 3. `k - floor(k × explore)` slots (23 of 30 by default) are filled from that ranking; the others are drawn
+ *    uniformly from every candidate not already taken, whatever its rack or progress. They keep the mesh one random
+ *    graph: without them a rack with ≥ k nodes only ever hears of itself and becomes an island fed by the head, and
+ *    a tier of a handful of advanced peers would fill every asker's list alone.
+ * 4. An asker that is itself complete (`self.progress >= 1`, seeding) gets no complete peers (they have nothing to
+ *    give each other), and progress does not rank its list: every incomplete peer needs it equally.
+ *
+ * The result is in that order: ranked slots (best first), then explored slots.
+ *
+ * Speed: a scan of 10,000 records costs ~45 µs on these machines before any work is done (cache misses), so a
+ * handout that looks at every candidate cannot reach 20,000 announces/s. The candidates therefore live in a
+ * HandoutPool, filed by (rack, tier) as they announce, and a handout draws from it by rejection sampling: O(k) work
+ * and calls of `random`, whatever the swarm's size (bench/tracker.ts). A plain array is accepted too (tests, the
+ * simulator): it is filed into a throw-away pool first, O(n).
+ */
+
+/** What the tracker knows about a peer it may hand out (a SwarmState PeerRecord is one). */
+export interface HandoutCandidate {
+  peerId: string;
+  rack?: string;
+  /** 0..1; 1 means the peer holds the whole image. */
+  progress: number;
+  addrs: readonly string[];
+}
+
+/** The asker (a SwarmState PeerRecord is one). */
+export interface HandoutSelf {
+  peerId: string;
+  rack?: string;
+  /** The asker's own progress; 1 means it is seeding (rule 4). Unknown counts as incomplete. */
+  progress?: number;
+}
+
+/** Knobs for the simulator to tune; the tracker uses the defaults. */
+export interface HandoutPolicy {
+  /** Progress tiers below complete: 4 = quartiles. A HandoutPool fixes it when built. @default 4 */
+  tiers: number;
+  /** Share of the k slots drawn uniformly at random instead of by rank, rounded down. @default 0.25 */
+  explore: number;
+}
+
+export const HANDOUT_DEFAULTS: Readonly<HandoutPolicy> = { tiers: 4, explore: 0.25 };
+
+/**
+ * A candidate's place in a HandoutPool. The fields are the pool's bookkeeping (public so that an owner, such as
+ * SwarmState's per-pair entry, can extend this class instead of allocating a second object per peer).
+ */
+export class PoolMember<C extends HandoutCandidate> {
+  value: C;
+  /** Tier it is filed under; -1 while outside any pool. */
+  tier = -1;
+  rack: string | undefined = undefined;
+  rackTiers: PoolMember<C>[][] | null = null;
+  rackAt = -1;
+  allAt = -1;
+  /** The last handout that took it (one handout never takes a member twice). */
+  stamp = 0;
+
+  constructor(value: C) {
+    this.value = value;
+  }
+}
+
+/** The candidates of one image, filed by progress tier, overall and per rack, for O(k) handouts. */
+export class HandoutPool<C extends HandoutCandidate> {
+  readonly tiers: number;
+  /** all[t]: every member in tier t (tier `tiers` = complete), in no order. */
+  readonly #all: PoolMember<C>[][];
+  readonly #racks = new Map<string, PoolMember<C>[][]>();
+  #size = 0;
+
+  constructor(tiers: number = HANDOUT_DEFAULTS.tiers) {
+    if (!Number.isInteger(tiers) || tiers < 1 || tiers > 100)
+      throw new RangeError(`tiers must be 1..100: ${tiers}`);
+    this.tiers = tiers;
+    this.#all = emptyTiers(tiers);
+  }
+
+  /** A pool of the given candidates, in their order (so a seeded handout from it is reproducible). */
+  static of<C extends HandoutCandidate>(candidates: readonly C[], tiers?: number): HandoutPool<C> {
+    const pool = new HandoutPool<C>(tiers);
+    for (const c of candidates) pool.set(new PoolMember(c));
+    return pool;
+  }
+
+  /** Members in the pool (candidates with at least one address). */
+  get size(): number {
+    return this.#size;
+  }
+
+  tierOf(progress: number): number {
+    // `progress > 0` also sends NaN to tier 0.
+    return progress >= 1 ? this.tiers : progress > 0 ? Math.floor(progress * this.tiers) : 0;
+  }
+
+  /** Files `m` by its current value: adds it, moves it after its progress or rack changed, or (no address) drops it. */
+  set(m: PoolMember<C>): void {
+    const v = m.value;
+    if (v.addrs.length === 0) {
+      this.delete(m);
+      return;
+    }
+    const tier = this.tierOf(v.progress);
+    if (m.tier >= 0) {
+      if (m.tier === tier && m.rack === v.rack) return;
+      this.delete(m);
+    }
+    m.tier = tier;
+    m.allAt = push(this.#all[tier], m);
+    m.rack = v.rack;
+    if (v.rack !== undefined) {
+      let group = this.#racks.get(v.rack);
+      if (!group) {
+        group = emptyTiers(this.tiers);
+        this.#racks.set(v.rack, group);
+      }
+      m.rackTiers = group;
+      m.rackAt = push(group[tier], m);
+    }
+    this.#size++;
+  }
+
+  delete(m: PoolMember<C>): void {
+    if (m.tier < 0) return;
+    swapRemove(this.#all[m.tier], m.allAt, (moved, at) => {
+      moved.allAt = at;
+    });
+    const group = m.rackTiers;
+    if (group) {
+      swapRemove(group[m.tier], m.rackAt, (moved, at) => {
+        moved.rackAt = at;
+      });
+      if (group.every((list) => list.length === 0)) this.#racks.delete(m.rack as string);
+    }
+    m.tier = -1;
+    m.rack = undefined;
+    m.rackTiers = null;
+    m.rackAt = -1;
+    m.allAt = -1;
+    this.#size--;
+  }
+
+  *values(): IterableIterator<C> {
+    for (const list of this.#all) for (const m of list) yield m.value;
+  }
+
+  /** handout() over this pool. */
+  pick(self: HandoutSelf, k: number, random: () => number, explore = HANDOUT_DEFAULTS.explore): C[] {
+    if (!(explore >= 0 && explore <= 1)) throw new RangeError(`explore must be 0..1: ${explore}`);
+    const slots = Math.floor(k);
+    if (!(slots > 0) || this.#size === 0) return [];
+    const top = this.tiers;
+    const selfDone = self.progress !== undefined && self.progress >= 1;
+    const same = self.rack === undefined ? undefined : this.#racks.get(self.rack);
+    const ranked = slots - Math.floor(slots * explore);
+    const draw: Draw<C> = { selfId: self.peerId, stamp: ++stamps, out: [], random };
+
+    // Ranking keys, best first: each tier from the top, or (a seeding asker) all incomplete tiers as one key.
+    const keys: number[][] = selfDone
+      ? [Array.from({ length: top }, (_, t) => t)]
+      : Array.from({ length: top + 1 }, (_, i) => [top - i]);
+    if (same) {
+      for (const key of keys) {
+        sample(
+          key.map((t) => same[t]),
+          ranked - draw.out.length,
+          null,
+          draw,
+        );
+      }
+    }
+    for (const key of keys) {
+      sample(
+        key.map((t) => this.#all[t]),
+        ranked - draw.out.length,
+        same ?? null,
+        draw,
+      );
+    }
+    const everyone = selfDone ? this.#all.slice(0, top) : this.#all;
+    sample(everyone, slots - draw.out.length, null, draw);
+    return draw.out;
+  }
+}
+
+/**
+ * Up to `k` peers for `self` to connect to, by the rules above. `random` is uniform in [0, 1) (Math.random on the
+ * head; a seeded generator in tests and the simulator, which makes the result reproducible). Candidates are distinct
+ * peers. `policy.tiers` applies only when `candidates` is an array (a pool has its own).
+ */
+export function handout<C extends HandoutCandidate>(
+  self: HandoutSelf,
+  candidates: readonly C[] | HandoutPool<C>,
+  k: number,
+  random: () => number,
+  policy: Partial<HandoutPolicy> = {},
+): C[] {
+  const pool = candidates instanceof HandoutPool ? candidates : HandoutPool.of(candidates, policy.tiers);
+  return pool.pick(self, k, random, policy.explore);
+}
+
+interface Draw<C extends HandoutCandidate> {
+  selfId: string;
+  stamp: number;
+  out: C[];
+  random: () => number;
+}
+
+let stamps = 0;
+// Reused by the scans; emptied after each use so it never keeps a member alive.
+const scratch: PoolMember<HandoutCandidate>[] = [];
+
+/**
+ * Appends to draw.out up to `need` members of the lists chosen uniformly at random, in random order, skipping the
+ * asker, those already taken and those of rack group `exclude`. Large lists: rejection sampling, O(need); small
+ * lists, or when rejections run out (the lists are mostly ineligible): a scan then a partial Fisher–Yates. Both
+ * draw uniformly from what is left, so switching between them mid-way keeps the result uniform.
+ */
+function sample<C extends HandoutCandidate>(
+  lists: readonly (readonly PoolMember<C>[])[],
+  need: number,
+  exclude: PoolMember<C>[][] | null,
+  draw: Draw<C>,
+): void {
+  if (need <= 0) return;
+  let total = 0;
+  for (const list of lists) total += list.length;
+  if (total === 0) return;
+  const { stamp, selfId, out, random } = draw;
+  if (total > 4 * need + 64) {
+    for (let budget = 8 * need + 64; need > 0 && budget > 0; budget--) {
+      let i = Math.min(Math.floor(random() * total), total - 1);
+      let l = 0;
+      while (i >= lists[l].length) i -= lists[l++].length;
+      const m = lists[l][i];
+      if (m.stamp === stamp || (exclude !== null && m.rackTiers === exclude) || m.value.peerId === selfId)
+        continue;
+      m.stamp = stamp;
+      out.push(m.value);
+      need--;
+    }
+    if (need === 0) return;
+  }
+  const pool = scratch as PoolMember<C>[];
+  for (const list of lists) {
+    for (const m of list) {
+      if (m.stamp !== stamp && (exclude === null || m.rackTiers !== exclude) && m.value.peerId !== selfId)
+        pool.push(m);
+    }
+  }
+  const n = pool.length;
+  for (let j = 0; j < need && j < n; j++) {
+    const r = j + Math.min(Math.floor(random() * (n - j)), n - j - 1);
+    const m = pool[r];
+    pool[r] = pool[j];
+    m.stamp = stamp;
+    out.push(m.value);
+  }
+  pool.length = 0;
+}
+
+function emptyTiers<C extends HandoutCandidate>(tiers: number): PoolMember<C>[][] {
+  return Array.from({ length: tiers + 1 }, () => []);
+}
+
+function push<T>(list: T[], item: T): number {
+  list.push(item);
+  return list.length - 1;
+}
+
+/** Removes list[at] by moving the last item into its place; `moved` learns the new index. */
+function swapRemove<T>(list: T[], at: number, moved: (item: T, at: number) => void): void {
+  const last = list.pop() as T;
+  if (at < list.length) {
+    list[at] = last;
+    moved(last, at);
+  }
+}
