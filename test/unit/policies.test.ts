@@ -45,6 +45,22 @@ describe('config schema', () => {
       chunker: { minSize: 128 * 1024, avgSize: 512 * 1024, maxSize: 2 * 1024 * 1024 },
       manifest: { maxBytes: 16 * 1024 * 1024 },
       store: { verifyOnRead: true, writeConcurrency: 16 },
+      head: { http: '0.0.0.0:7480', listen: ['/ip4/0.0.0.0/tcp/7481'] },
+      seeder: {
+        maxStreamsPerPeer: 4,
+        maxConcurrentTotal: 256,
+        perPeerBytesPerSecond: 0,
+        totalBytesPerSecond: 0,
+        readTimeoutMs: 30_000,
+      },
+      tracker: {
+        peerTtlMs: 90_000,
+        handoutSize: 30,
+        announceIntervalSeconds: 10,
+        maxPeers: 100_000,
+        readTimeoutMs: 10_000,
+        maxInboundStreams: 4,
+      },
     });
   });
 
