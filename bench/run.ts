@@ -3,9 +3,11 @@ import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { benchChunkServing } from './chunk-serving.ts';
 import { benchChunker } from './chunker.ts';
 import { benchHash } from './hash.ts';
 import { benchPublish } from './publish.ts';
+import { benchTracker } from './tracker.ts';
 
 const quick = process.argv.includes('--quick');
 const out = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
@@ -15,6 +17,8 @@ for (const [name, run] of [
   ['hash', benchHash],
   ['chunker', benchChunker],
   ['publish', benchPublish],
+  ['tracker', benchTracker],
+  ['chunk-serving', benchChunkServing],
 ] as const) {
   process.stderr.write(`== ${name}\n`);
   sections.push(await run({ quick }));

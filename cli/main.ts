@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { type Config, loadConfig, readConfigFile } from '../core/config.ts';
 import { ERRORS, formatError, isRswError } from '../core/errors.ts';
 import { registerDemo } from './commands/demo.ts';
+import { registerHead } from './commands/head.ts';
 import { registerImages } from './commands/images.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerPublish } from './commands/publish.ts';
@@ -26,6 +27,7 @@ program.hook('preAction', () => {
 });
 
 registerKeys(program);
+registerHead(program, getConfig);
 registerPublish(program, getConfig);
 registerImages(program);
 registerDemo(program, getConfig);

@@ -62,16 +62,22 @@ export const ConfigSchema = Type.Object(
     ),
     seeder: Type.Object(
       {
-        /** Chunk streams served at once to one peer; more get `busy`. @default 4 */
-        maxStreamsPerPeer: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
-        /** Chunk streams served at once in total. @default 256 */
-        maxConcurrentTotal: Type.Integer({ minimum: 1, maximum: 65536, default: 256 }),
+        /**
+         * Chunk streams served at once to one peer; more get `busy`. Clients pipeline on one stream, and more streams
+         * on one connection are slower (340 vs 640 MB/s, LIBP2P-NOTES.md). @default 2
+         */
+        maxStreamsPerPeer: Type.Integer({ minimum: 1, maximum: 256, default: 2 }),
+        /**
+         * Chunk streams served at once in total: each holds ~5 MiB, and one process tops out near 450-640 MB/s, so
+         * serving fewer peers fast (who then re-seed) beats many slowly. @default 32
+         */
+        maxConcurrentTotal: Type.Integer({ minimum: 1, maximum: 65536, default: 32 }),
         /** Upload rate to one peer in bytes/s; 0 = unlimited. @default 0 */
         perPeerBytesPerSecond: Type.Integer({ minimum: 0, default: 0 }),
         /** Upload rate to all peers together in bytes/s; 0 = unlimited (the head's egress budget). @default 0 */
         totalBytesPerSecond: Type.Integer({ minimum: 0, default: 0 }),
-        /** A request must arrive, and a peer must take our bytes, within this many ms. @default 30000 */
-        readTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
+        /** A request must arrive, and a peer must take our bytes, within this many ms (frees stalled slots). @default 10000 */
+        readTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -47,11 +47,11 @@ describe('config schema', () => {
       store: { verifyOnRead: true, writeConcurrency: 16 },
       head: { http: '0.0.0.0:7480', listen: ['/ip4/0.0.0.0/tcp/7481'] },
       seeder: {
-        maxStreamsPerPeer: 4,
-        maxConcurrentTotal: 256,
+        maxStreamsPerPeer: 2,
+        maxConcurrentTotal: 32,
         perPeerBytesPerSecond: 0,
         totalBytesPerSecond: 0,
-        readTimeoutMs: 30_000,
+        readTimeoutMs: 10_000,
       },
       tracker: {
         peerTtlMs: 90_000,

@@ -1,0 +1,145 @@
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { Config } from '../../core/config.ts';
+import { RswError } from '../../core/errors.ts';
+import { loadPublicKey } from '../../core/keys.ts';
+import { ChunkStore } from '../../core/store.ts';
+import { ChunkServer } from '../../seeder/chunk-server.ts';
+import { loadOrCreateAdminToken } from '../../tracker/admin-token.ts';
+import { buildHttpApi } from '../../tracker/http-api.ts';
+import { createMetrics } from '../../tracker/metrics.ts';
+import { Registry } from '../../tracker/registry.ts';
+import { SwarmState } from '../../tracker/swarm-state.ts';
+import { TrackerService } from '../../tracker/tracker-service.ts';
+import { createP2PNode } from '../p2p-node.ts';
+
+interface HeadOptions {
+  data: string;
+  http?: string;
+  listen?: string[];
+  trust?: string[];
+}
+
+export function registerHead(program: Command, config: () => Config): void {
+  program
+    .command('head')
+    .description('run the head node: tracker + seeder + HTTP API in one process, on an embedded LevelDB')
+    .requiredOption(
+      '--data <dir>',
+      'data directory (chunks, registry, identity, admin token); created if missing',
+    )
+    .option('--http <host:port>', 'HTTP API address (default from config: 0.0.0.0:7480)')
+    .option(
+      '--listen <multiaddr...>',
+      'libp2p listen address(es) (default from config: /ip4/0.0.0.0/tcp/7481)',
+    )
+    .option(
+      '--trust <pubfile...>',
+      'publisher public key(s) manifests must be signed with (default: first key per image)',
+    )
+    .action(async (opts: HeadOptions) => {
+      await runHead(opts, config());
+    });
+}
+
+/** host:port → {host, port}; IPv6 as [::1]:7480. */
+export function parseHostPort(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535)
+    throw new RswError('RSW_ERR_USAGE', `--http ${JSON.stringify(text)} is not HOST:PORT`);
+  return { host: m[1] ?? m[2], port };
+}
+
+async function runHead(opts: HeadOptions, config: Config): Promise<void> {
+  const dataDir = resolve(opts.data);
+  const { host, port } = parseHostPort(opts.http ?? config.head.http);
+  const trusted = await Promise.all((opts.trust ?? []).map((f) => loadPublicKey(f)));
+
+  const store = await ChunkStore.open({ dataDir, verifyOnRead: config.store.verifyOnRead });
+  const registry = await Registry.open(dataDir);
+  const token = await loadOrCreateAdminToken(dataDir);
+  const swarm = new SwarmState({ ttlMs: config.tracker.peerTtlMs, maxPeers: config.tracker.maxPeers });
+  const node = await createP2PNode({
+    keyFile: join(dataDir, 'peer.key'),
+    listen: opts.listen ?? config.head.listen,
+  });
+  const seeder = new ChunkServer({ store }, config.seeder);
+  await seeder.start(node);
+
+  let announces = 0;
+  const tracker = new TrackerService(
+    { swarm, registry, onAnnounce: () => announces++ },
+    {
+      handoutSize: config.tracker.handoutSize,
+      announceIntervalSeconds: config.tracker.announceIntervalSeconds,
+      maxManifestBytes: config.manifest.maxBytes,
+      readTimeoutMs: config.tracker.readTimeoutMs,
+      maxInboundStreams: config.tracker.maxInboundStreams,
+    },
+  );
+  await tracker.start(node);
+
+  const metrics = createMetrics({
+    peersByImage: () => new Map(swarm.images().map((id) => [id, swarm.peers(id).length])),
+    seeder: () => seeder.stats(),
+    imageVersions: async () => (await registry.list()).length,
+    announces: () => announces,
+  });
+  const bootstrap = () => ({
+    peerId: node.peerId.toString(),
+    addrs: node.getMultiaddrs().map((a) => a.toString()),
+  });
+  const app = buildHttpApi({
+    registry,
+    store,
+    swarm,
+    seederStats: () => seeder.stats(),
+    bootstrap,
+    trusted,
+    adminToken: token.token,
+    metrics,
+    maxManifestBytes: config.manifest.maxBytes,
+    logger: process.stdout.isTTY ? { transport: { target: 'pino-pretty' } } : true,
+  });
+  const expiry = setInterval(() => swarm.expire(), 5_000);
+  expiry.unref();
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) process.exit(1); // a second signal: do not wait
+    stopping = true;
+    app.log.info({ signal }, 'head stopping');
+    clearInterval(expiry);
+    await app.close();
+    await tracker.stop();
+    await seeder.stop();
+    await node.stop();
+    await registry.close();
+    app.log.info('head stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+
+  await app.listen({ host, port });
+  const address = app.server.address();
+  const httpUrl =
+    typeof address === 'object' && address ? `http://${fmtHost(host, address.address)}:${address.port}` : '';
+  app.log.info(
+    {
+      http: httpUrl,
+      p2p: bootstrap().addrs,
+      peerId: bootstrap().peerId,
+      data: dataDir,
+      adminToken: token.path,
+      trusted: trusted.length,
+    },
+    token.created ? `head ready; admin token written to ${token.path}` : 'head ready',
+  );
+}
+
+function fmtHost(requested: string, bound: string): string {
+  const h = requested === '0.0.0.0' || requested === '::' ? bound : requested;
+  return h.includes(':') ? `[${h}]` : h;
+}

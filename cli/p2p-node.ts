@@ -1,0 +1,136 @@
+import { randomBytes } from 'node:crypto';
+import { link, open, readFile, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface';
+import { tcp } from '@libp2p/tcp';
+import { createLibp2p } from 'libp2p';
+import { RswError } from '../core/errors.ts';
+import { ensureWritableDir, fsyncDir } from '../core/fs-atomic.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/**
+ * Yamux stream settings shared by every rackswarm node. They must be identical on both ends of a connection: a
+ * mismatch kills the connection with ReceiveWindowExceededError (LIBP2P-NOTES.md). `maxReadBufferLength` is twice
+ * the largest window because a paused stream keeps receiving up to one window, on top of what was unread when it
+ * paused (the default 4 MiB resets a paused stream once the window has grown past it).
+ */
+export const YAMUX_STREAM_OPTIONS = {
+  initialStreamWindowSize: 256 * KiB,
+  maxStreamWindowSize: 16 * MiB,
+  maxReadBufferLength: 32 * MiB,
+  /** Streams with no traffic in either direction for this long are aborted (a dead peer cannot pin a slot). */
+  inactivityTimeout: 120_000,
+} as const;
+
+export interface P2PNodeInit {
+  /** ed25519 identity (libp2p protobuf encoding); created 0600 on first use, so the peer id survives restarts. */
+  keyFile: string;
+  /** Multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/4001`; `[]` for a dial-only node. */
+  listen: string[];
+  /** Connections kept before the manager prunes. @default 1024 */
+  maxConnections?: number;
+  /**
+   * Inbound connections per second accepted from one remote host. A LAN boot storm (or a test with every peer on
+   * 127.0.0.1, or peers behind one NAT address) opens many at once; libp2p's default is 5.
+   * @default 1000
+   */
+  inboundConnectionThreshold?: number;
+  /** Inbound connections still in the Noise/Yamux upgrade at once (libp2p's default is 10). @default 256 */
+  maxIncomingPendingConnections?: number;
+  /**
+   * Connection-monitor ping interval. The 10 s default cost a hub ~25 % of a core with 1,000 idle connections; 60 s
+   * costs under 1 % (LIBP2P-NOTES.md).
+   * @default 60000
+   */
+  pingIntervalMs?: number;
+  /** Refuse peers outside an allow-list (denyInboundEncryptedConnection etc.). */
+  connectionGater?: ConnectionGater;
+  /** Start listening before returning. @default true */
+  start?: boolean;
+}
+
+/**
+ * A libp2p node for a LAN cluster: TCP + Noise + Yamux, a persistent ed25519 identity, and no public-internet services
+ * (no bootstrap list, DHT, AutoNAT or UPnP: peers learn each other from the tracker).
+ */
+export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
+  const privateKey = await loadOrCreatePeerKey(init.keyFile);
+  return createLibp2p({
+    privateKey,
+    start: init.start ?? true,
+    addresses: { listen: init.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux({ streamOptions: YAMUX_STREAM_OPTIONS })],
+    connectionGater: init.connectionGater,
+    connectionManager: {
+      maxConnections: init.maxConnections ?? 1024,
+      inboundConnectionThreshold: init.inboundConnectionThreshold ?? 1000,
+      maxIncomingPendingConnections: init.maxIncomingPendingConnections ?? 256,
+    },
+    connectionMonitor: {
+      pingInterval: init.pingIntervalMs ?? 60_000,
+    },
+  });
+}
+
+/**
+ * Reads the node's private key from `keyFile`, or creates it: written to a temp file (0600), fsynced, then hard-linked
+ * into place, so a crash never leaves a torn key and two processes starting at once end up with the same identity.
+ */
+export async function loadOrCreatePeerKey(keyFile: string): Promise<PrivateKey> {
+  const existing = await readPeerKey(keyFile);
+  if (existing) return existing;
+  await ensureWritableDir(dirname(keyFile));
+  const key = await generateKeyPair('Ed25519');
+  const tmp = join(dirname(keyFile), `.peer-key.${randomBytes(6).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    try {
+      await fh.writeFile(privateKeyToProtobuf(key));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await link(tmp, keyFile);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // another process created it first: use theirs
+    const theirs = await readPeerKey(keyFile);
+    if (theirs) return theirs;
+    throw e;
+  } finally {
+    await unlink(tmp).catch(() => {});
+  }
+  await fsyncDir(dirname(keyFile));
+  return key;
+}
+
+async function readPeerKey(keyFile: string): Promise<PrivateKey | undefined> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(keyFile);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    throw new RswError('RSW_ERR_FILE_UNREADABLE', `cannot read peer key ${keyFile}: ${code}`);
+  }
+  let key: PrivateKey;
+  try {
+    key = privateKeyFromProtobuf(bytes);
+  } catch {
+    throw new RswError(
+      'RSW_ERR_KEY_INVALID',
+      `${keyFile} is not a libp2p private key (corrupt or wrong file?)`,
+    );
+  }
+  if (key.type !== 'Ed25519') {
+    throw new RswError('RSW_ERR_KEY_INVALID', `${keyFile} is a ${key.type} key; rackswarm peers use Ed25519`);
+  }
+  return key;
+}

@@ -1,0 +1,259 @@
+/*
+ * DEV DOCS — every rackswarm wire codec lives in this file (after hypercore's lib/messages.js). Pure: bytes in,
+ * values out, no I/O. Decoders are strict: a length over its cap, an unknown status or trailing garbage throws a
+ * ProtocolError, and the caller resets the stream.
+ *
+ * chunk protocol, /rackswarm/chunk/1.0.0 (one stream carries a batch of requests, answered in order):
+ *
+ *   client → server   request frame, repeated:  u16 count (1..64) | count × 32-byte BLAKE3-256 chunk hash
+ *   server → client   for each hash, in order:   u8 status | u32 length | `length` body bytes
+ *                       ok (0)         body = the chunk, 1..MAX_CHUNK_BYTES
+ *                       not-found (1)  empty (also: the chunk failed verification on the server's disk)
+ *                       busy (2)       empty (over the server's concurrency limits: try later or elsewhere)
+ *                       error (3)      UTF-8 reason, ≤ 1 KiB
+ *   The client sends its next frame before the last one is answered (pipelining) and half-closes after its last
+ *   frame; the server closes once it has answered everything. Integers are big-endian.
+ *
+ * A multi-MiB body is not one length-prefixed message: @libp2p/utils' byteStream/lpStream cap a message at 4 MiB
+ * (LIBP2P-NOTES.md), so the body follows its small fixed header as raw bytes, decoded incrementally.
+ */
+import { RswError } from './errors.ts';
+import { MAX_CHUNK_BYTES } from './manifest.ts';
+
+export const CHUNK_PROTOCOL = '/rackswarm/chunk/1.0.0';
+
+/** Hashes in one request frame. 64 × ~1 MiB keeps a frame's answer well above one round trip. */
+export const MAX_HASHES_PER_REQUEST = 64;
+export const CHUNK_HASH_BYTES = 32;
+export const REQUEST_HEADER_BYTES = 2;
+export const MAX_REQUEST_FRAME_BYTES = REQUEST_HEADER_BYTES + MAX_HASHES_PER_REQUEST * CHUNK_HASH_BYTES;
+export const RESPONSE_HEADER_BYTES = 5;
+export const MAX_ERROR_REASON_BYTES = 1024;
+
+export type ChunkStatus = 'ok' | 'not-found' | 'busy' | 'error';
+const STATUS_NAMES: readonly ChunkStatus[] = ['ok', 'not-found', 'busy', 'error'];
+
+export interface ChunkResponseHeader {
+  status: ChunkStatus;
+  /** Bytes of body that follow the header. */
+  length: number;
+}
+
+export interface ChunkResponse {
+  status: ChunkStatus;
+  /** The chunk, for `ok` (not yet verified: the receiver hashes it). */
+  body?: Buffer;
+  /** The server's reason, for `error`. */
+  reason?: string;
+}
+
+/** The remote peer broke the wire protocol (bad length, unknown status, garbage). The stream it came on is reset. */
+export class ProtocolError extends RswError {
+  constructor(message: string) {
+    super('RSW_ERR_PROTOCOL', message);
+    this.name = 'ProtocolError';
+  }
+}
+
+const HEX_RE = /^[0-9a-f]{64}$/;
+
+// ---- chunk request ------------------------------------------------------------------------------------------------
+
+/** One request frame for 1..64 chunk hashes (64 lowercase hex characters each). */
+export function encodeChunkRequest(hashes: readonly string[]): Uint8Array {
+  if (hashes.length < 1 || hashes.length > MAX_HASHES_PER_REQUEST) {
+    throw new RangeError(`a chunk request holds 1..${MAX_HASHES_PER_REQUEST} hashes, not ${hashes.length}`);
+  }
+  const frame = Buffer.allocUnsafe(REQUEST_HEADER_BYTES + hashes.length * CHUNK_HASH_BYTES);
+  frame.writeUInt16BE(hashes.length, 0);
+  hashes.forEach((h, i) => {
+    if (!HEX_RE.test(h)) throw new RangeError(`"${h.slice(0, 80)}" is not a chunk hash`);
+    frame.write(h, REQUEST_HEADER_BYTES + i * CHUNK_HASH_BYTES, 'hex');
+  });
+  return frame;
+}
+
+/** The hash count a request frame's 2-byte header declares; throws unless it is 1..64. */
+export function decodeChunkRequestHeader(header: Uint8Array): number {
+  if (header.byteLength < REQUEST_HEADER_BYTES) throw new ProtocolError('truncated chunk request header');
+  const count = (header[0] << 8) | header[1];
+  if (count < 1 || count > MAX_HASHES_PER_REQUEST) {
+    throw new ProtocolError(`chunk request declares ${count} hashes (allowed 1..${MAX_HASHES_PER_REQUEST})`);
+  }
+  return count;
+}
+
+/** Decodes exactly one whole request frame into hex hashes. */
+export function decodeChunkRequest(frame: Uint8Array): string[] {
+  const count = decodeChunkRequestHeader(frame);
+  const expected = REQUEST_HEADER_BYTES + count * CHUNK_HASH_BYTES;
+  if (frame.byteLength !== expected) {
+    throw new ProtocolError(`chunk request of ${count} hashes is ${frame.byteLength} bytes, not ${expected}`);
+  }
+  const buf = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  const hashes: string[] = [];
+  for (let off = REQUEST_HEADER_BYTES; off < expected; off += CHUNK_HASH_BYTES) {
+    hashes.push(buf.toString('hex', off, off + CHUNK_HASH_BYTES));
+  }
+  return hashes;
+}
+
+/**
+ * Incremental request decoder for the server: feed it whatever arrives, get back the frames completed so far. A bad
+ * count throws as soon as its two bytes are in, before the rest of the frame is waited for.
+ */
+export class ChunkRequestDecoder {
+  readonly #pieces: Uint8Array[] = [];
+  #buffered = 0;
+
+  /** Bytes received that do not yet form a whole frame. */
+  get bufferedBytes(): number {
+    return this.#buffered;
+  }
+
+  /** Accepts a Uint8Array or a list of them (a libp2p message's Uint8ArrayList). */
+  push(data: Uint8Array | Iterable<Uint8Array>): string[][] {
+    for (const piece of asPieces(data)) {
+      if (piece.byteLength === 0) continue;
+      this.#pieces.push(piece);
+      this.#buffered += piece.byteLength;
+    }
+    const frames: string[][] = [];
+    while (this.#buffered >= REQUEST_HEADER_BYTES) {
+      const count = decodeChunkRequestHeader(this.#peek(REQUEST_HEADER_BYTES));
+      const size = REQUEST_HEADER_BYTES + count * CHUNK_HASH_BYTES;
+      if (this.#buffered < size) break;
+      frames.push(decodeChunkRequest(this.#take(size)));
+    }
+    return frames;
+  }
+
+  #peek(n: number): Uint8Array {
+    const first = this.#pieces[0];
+    if (first.byteLength >= n) return first.subarray(0, n);
+    return Buffer.concat(this.#pieces).subarray(0, n);
+  }
+
+  #take(n: number): Uint8Array {
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const piece = this.#pieces[0];
+      const used = Math.min(piece.byteLength, n - filled);
+      out.set(piece.subarray(0, used), filled);
+      filled += used;
+      if (used === piece.byteLength) this.#pieces.shift();
+      else this.#pieces[0] = piece.subarray(used);
+    }
+    this.#buffered -= n;
+    return out;
+  }
+}
+
+// ---- chunk response -----------------------------------------------------------------------------------------------
+
+export function encodeChunkResponseHeader(header: ChunkResponseHeader): Uint8Array {
+  checkResponseLength(header.status, header.length, RangeError);
+  const out = Buffer.allocUnsafe(RESPONSE_HEADER_BYTES);
+  out[0] = STATUS_NAMES.indexOf(header.status);
+  out.writeUInt32BE(header.length, 1);
+  return out;
+}
+
+/** A whole response header plus body in one buffer (not-found, busy, error: small). */
+export function encodeChunkResponse(status: Exclude<ChunkStatus, 'ok'>, reason = ''): Uint8Array {
+  const body = Buffer.from(status === 'error' ? reason : '', 'utf8').subarray(0, MAX_ERROR_REASON_BYTES);
+  return Buffer.concat([encodeChunkResponseHeader({ status, length: body.byteLength }), body]);
+}
+
+/** Decodes a 5-byte response header; throws on an unknown status or a length outside that status's range. */
+export function decodeChunkResponseHeader(buf: Uint8Array): ChunkResponseHeader {
+  if (buf.byteLength < RESPONSE_HEADER_BYTES) throw new ProtocolError('truncated chunk response header');
+  const status = STATUS_NAMES[buf[0]];
+  if (status === undefined) throw new ProtocolError(`unknown chunk response status ${buf[0]}`);
+  const length = ((buf[1] << 24) >>> 0) + ((buf[2] << 16) | (buf[3] << 8) | buf[4]);
+  checkResponseLength(status, length, ProtocolError);
+  return { status, length };
+}
+
+function checkResponseLength(
+  status: ChunkStatus,
+  length: number,
+  ErrorClass: new (message: string) => Error,
+): void {
+  if (!STATUS_NAMES.includes(status)) throw new ErrorClass(`unknown chunk response status ${status}`);
+  const [min, max] =
+    status === 'ok' ? [1, MAX_CHUNK_BYTES] : status === 'error' ? [0, MAX_ERROR_REASON_BYTES] : [0, 0];
+  if (!Number.isSafeInteger(length) || length < min || length > max) {
+    throw new ErrorClass(`chunk response "${status}" with a ${length}-byte body (allowed ${min}..${max})`);
+  }
+}
+
+/**
+ * Incremental response decoder for the client: feed it whatever arrives; it returns the responses completed so far.
+ * A body is copied once, into a buffer of its declared size (≤ MAX_CHUNK_BYTES), as its pieces arrive.
+ */
+export class ChunkResponseDecoder {
+  readonly #header = Buffer.alloc(RESPONSE_HEADER_BYTES);
+  #headerFilled = 0;
+  #current: ChunkResponseHeader | undefined;
+  #body: Buffer | undefined;
+  #bodyFilled = 0;
+
+  /** True between a header and the end of its body: the stream must not end here. */
+  get midResponse(): boolean {
+    return this.#headerFilled > 0 || this.#current !== undefined;
+  }
+
+  /** Body bytes received so far for the response in progress. */
+  get partialBodyBytes(): number {
+    return this.#bodyFilled;
+  }
+
+  /** Accepts a Uint8Array or a list of them (a libp2p message's Uint8ArrayList). */
+  push(data: Uint8Array | Iterable<Uint8Array>): ChunkResponse[] {
+    const done: ChunkResponse[] = [];
+    for (const piece of asPieces(data)) this.#pushPiece(piece, done);
+    return done;
+  }
+
+  #pushPiece(data: Uint8Array, done: ChunkResponse[]): void {
+    let off = 0;
+    while (off < data.byteLength || (this.#current && this.#bodyFilled === this.#current.length)) {
+      if (!this.#current) {
+        const n = Math.min(RESPONSE_HEADER_BYTES - this.#headerFilled, data.byteLength - off);
+        this.#header.set(data.subarray(off, off + n), this.#headerFilled);
+        this.#headerFilled += n;
+        off += n;
+        if (this.#headerFilled < RESPONSE_HEADER_BYTES) break;
+        this.#current = decodeChunkResponseHeader(this.#header);
+        this.#headerFilled = 0;
+        this.#body = this.#current.length > 0 ? Buffer.allocUnsafe(this.#current.length) : undefined;
+        this.#bodyFilled = 0;
+        continue;
+      }
+      const n = Math.min(this.#current.length - this.#bodyFilled, data.byteLength - off);
+      if (n > 0 && this.#body) {
+        this.#body.set(data.subarray(off, off + n), this.#bodyFilled);
+        this.#bodyFilled += n;
+        off += n;
+      }
+      if (this.#bodyFilled === this.#current.length) {
+        done.push(finish(this.#current.status, this.#body));
+        this.#current = undefined;
+        this.#body = undefined;
+        this.#bodyFilled = 0;
+      }
+    }
+  }
+}
+
+function asPieces(data: Uint8Array | Iterable<Uint8Array>): Iterable<Uint8Array> {
+  return data instanceof Uint8Array ? [data] : data;
+}
+
+function finish(status: ChunkStatus, body: Buffer | undefined): ChunkResponse {
+  if (status === 'ok') return { status, body };
+  if (status === 'error') return { status, reason: body ? body.toString('utf8') : '' };
+  return { status };
+}

@@ -1,0 +1,364 @@
+import type { Connection, Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
+import { pEvent } from 'p-event';
+import { isRswError } from '../core/errors.ts';
+import type { ChunkStore } from '../core/store.ts';
+import {
+  CHUNK_PROTOCOL,
+  ChunkRequestDecoder,
+  encodeChunkResponse,
+  encodeChunkResponseHeader,
+  MAX_REQUEST_FRAME_BYTES,
+  ProtocolError,
+} from '../core/wire.ts';
+import { TokenBucket } from './rate-limit.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Body slice per send() when unthrottled: 1 MiB slices beat 64 KiB ones by ~25 % (LIBP2P-NOTES.md). */
+const MAX_SEND_SLICE = 1 * MiB;
+/** Smallest slice under a rate limit, so pacing stays smooth without a send() per few bytes. */
+const MIN_SEND_SLICE = 16 * KiB;
+/** Request frames a client may queue ahead of the one being served (our client pipelines two). */
+const MAX_QUEUED_FRAMES = 4;
+
+export interface ChunkServerComponents {
+  store: Pick<ChunkStore, 'get' | 'has'>;
+  /** Monotonic clock (ms) for the rate limiters. @default performance.now */
+  now?: () => number;
+}
+
+/** Limits of the chunk server. No defaults here: the config schema owns them. */
+export interface ChunkServerInit {
+  /** Streams served at once for one peer; a stream over this is answered `busy` for every chunk it asks for. */
+  maxStreamsPerPeer: number;
+  /** Streams served at once for all peers together; over this, `busy`. */
+  maxConcurrentTotal: number;
+  /** Upload rate to one peer, bytes/s; 0 = unlimited. */
+  perPeerBytesPerSecond: number;
+  /** Upload rate to all peers together, bytes/s; 0 = unlimited. */
+  totalBytesPerSecond: number;
+  /**
+   * A request frame must arrive in full within this many ms of the server waiting for it, and a client must take
+   * sent bytes (yamux window updates) within this many ms of the server waiting for room; else the stream is reset.
+   */
+  readTimeoutMs: number;
+}
+
+export interface ChunkServerStats {
+  /** Chunk body bytes sent (headers not counted). */
+  bytesServed: number;
+  /** Chunks asked for, whatever the answer. */
+  requests: number;
+  notFound: number;
+  busy: number;
+  /** Streams reset for a protocol violation, a timeout or a transport failure, plus `error` answers. */
+  errors: number;
+  activeStreams: number;
+  /** Peers with an open connection or a stream in progress. */
+  perPeer: Array<{ peerId: string; bytesServed: number; requests: number }>;
+}
+
+interface PeerState {
+  peerId: string;
+  active: number;
+  bytesServed: number;
+  requests: number;
+  bucket: TokenBucket;
+  disconnected: boolean;
+}
+
+type ChunkNode = Pick<
+  Libp2p,
+  'handle' | 'unhandle' | 'addEventListener' | 'removeEventListener' | 'getConnections'
+>;
+
+/**
+ * Serves chunks from the store over /rackswarm/chunk/1.0.0 (wire format: core/wire.ts). Every chunk is read through
+ * the store, which re-hashes it: one that fails verification is answered `not-found`, never sent. Each admitted
+ * stream is served in order, reading the next chunk from disk while the previous one is being sent.
+ */
+export class ChunkServer {
+  readonly #store: Pick<ChunkStore, 'get' | 'has'>;
+  readonly #now: () => number;
+  readonly #init: ChunkServerInit;
+  readonly #peers = new Map<string, PeerState>();
+  readonly #streams = new Set<Stream>();
+  readonly #total: TokenBucket;
+  #node: ChunkNode | undefined;
+  #active = 0;
+  #bytesServed = 0;
+  #requests = 0;
+  #notFound = 0;
+  #busy = 0;
+  #errors = 0;
+
+  constructor(components: ChunkServerComponents, init: ChunkServerInit) {
+    for (const [k, v] of Object.entries(init)) {
+      if (!Number.isFinite(v) || v < 0) throw new RangeError(`ChunkServerInit.${k} must be a number ≥ 0`);
+    }
+    if (init.maxStreamsPerPeer < 1 || init.maxConcurrentTotal < 1 || init.readTimeoutMs <= 0) {
+      throw new RangeError(
+        'ChunkServerInit needs maxStreamsPerPeer, maxConcurrentTotal ≥ 1 and readTimeoutMs > 0',
+      );
+    }
+    this.#store = components.store;
+    this.#now = components.now ?? (() => performance.now());
+    this.#init = { ...init };
+    this.#total = newBucket(init.totalBytesPerSecond, this.#now());
+  }
+
+  async start(node: ChunkNode): Promise<void> {
+    if (this.#node) return;
+    this.#node = node;
+    node.addEventListener('peer:disconnect', this.#onPeerDisconnect);
+    await node.handle(CHUNK_PROTOCOL, this.#onStream, {
+      // Streams past maxStreamsPerPeer get a quick `busy`; libp2p resets those past twice that per connection.
+      maxInboundStreams: Math.max(2 * this.#init.maxStreamsPerPeer, this.#init.maxStreamsPerPeer + 2),
+    });
+  }
+
+  async stop(): Promise<void> {
+    const node = this.#node;
+    if (!node) return;
+    this.#node = undefined;
+    node.removeEventListener('peer:disconnect', this.#onPeerDisconnect);
+    await node.unhandle(CHUNK_PROTOCOL);
+    for (const stream of this.#streams) stream.abort(new Error('chunk server stopped'));
+  }
+
+  stats(): ChunkServerStats {
+    return {
+      bytesServed: this.#bytesServed,
+      requests: this.#requests,
+      notFound: this.#notFound,
+      busy: this.#busy,
+      errors: this.#errors,
+      activeStreams: this.#active,
+      perPeer: [...this.#peers.values()].map((p) => ({
+        peerId: p.peerId,
+        bytesServed: p.bytesServed,
+        requests: p.requests,
+      })),
+    };
+  }
+
+  #onPeerDisconnect = (evt: CustomEvent<PeerId>): void => {
+    const peer = this.#peers.get(evt.detail.toString());
+    if (!peer) return;
+    peer.disconnected = true;
+    if (peer.active === 0) this.#peers.delete(peer.peerId);
+  };
+
+  #peer(peerId: string): PeerState {
+    let peer = this.#peers.get(peerId);
+    if (!peer) {
+      peer = {
+        peerId,
+        active: 0,
+        bytesServed: 0,
+        requests: 0,
+        bucket: newBucket(this.#init.perPeerBytesPerSecond, this.#now()),
+        disconnected: false,
+      };
+      this.#peers.set(peerId, peer);
+    }
+    peer.disconnected = false;
+    return peer;
+  }
+
+  #onStream = async (stream: Stream, connection: Connection): Promise<void> => {
+    // Listeners go on before the first await, or early bytes pile up against the read-buffer limit.
+    const requests = new RequestReader(stream, this.#init.readTimeoutMs);
+    const peer = this.#peer(connection.remotePeer.toString());
+    const admitted =
+      peer.active < this.#init.maxStreamsPerPeer && this.#active < this.#init.maxConcurrentTotal;
+    if (admitted) {
+      peer.active++;
+      this.#active++;
+    }
+    this.#streams.add(stream);
+    try {
+      for (let frame = await requests.next(); frame; frame = await requests.next()) {
+        peer.requests += frame.length;
+        this.#requests += frame.length;
+        if (admitted) await this.#serveFrame(stream, peer, frame);
+        else {
+          this.#busy += frame.length;
+          await this.#send(stream, Buffer.concat(frame.map(() => BUSY)));
+        }
+      }
+      await stream.close({ signal: AbortSignal.timeout(this.#init.readTimeoutMs) });
+    } catch (e) {
+      this.#errors++;
+      stream.abort(e instanceof Error ? e : new Error(String(e)));
+    } finally {
+      requests.dispose();
+      this.#streams.delete(stream);
+      if (admitted) {
+        peer.active--;
+        this.#active--;
+      }
+      if (peer.active === 0 && peer.disconnected && !this.#isConnected(connection.remotePeer)) {
+        this.#peers.delete(peer.peerId);
+      }
+    }
+  };
+
+  #isConnected(peerId: PeerId): boolean {
+    return (this.#node?.getConnections(peerId).length ?? 0) > 0;
+  }
+
+  async #serveFrame(stream: Stream, peer: PeerState, hashes: string[]): Promise<void> {
+    // One chunk read ahead: the disk read and verify of the next overlaps the send of this one.
+    let next = this.#read(hashes[0]);
+    for (let i = 0; i < hashes.length; i++) {
+      const result = await next;
+      if (i + 1 < hashes.length) next = this.#read(hashes[i + 1]);
+      if (result.data) await this.#sendChunk(stream, peer, result.data);
+      else if (result.error !== undefined) {
+        this.#errors++;
+        await this.#send(stream, encodeChunkResponse('error', result.error));
+      } else {
+        this.#notFound++;
+        await this.#send(stream, NOT_FOUND);
+      }
+    }
+  }
+
+  /** Never rejects: a missing or corrupt chunk is `{}`, any other failure `{ error }`. */
+  async #read(hash: string): Promise<{ data?: Buffer; error?: string }> {
+    try {
+      return { data: await this.#store.get(hash) };
+    } catch (e) {
+      if (isRswError(e) && ['RSW_ERR_CHUNK_NOT_FOUND', 'RSW_ERR_CHUNK_CORRUPT'].includes(e.code)) return {};
+      return { error: e instanceof Error ? e.message : String(e) };
+    }
+  }
+
+  async #sendChunk(stream: Stream, peer: PeerState, data: Buffer): Promise<void> {
+    await this.#send(stream, encodeChunkResponseHeader({ status: 'ok', length: data.byteLength }));
+    const slice = sliceFor(peer.bucket, this.#total);
+    for (let off = 0; off < data.byteLength; off += slice) {
+      const piece = data.subarray(off, off + slice);
+      const now = this.#now();
+      const wait = Math.max(peer.bucket.take(piece.byteLength, now), this.#total.take(piece.byteLength, now));
+      if (wait > 0) await sleep(wait);
+      await this.#send(stream, piece);
+      peer.bytesServed += piece.byteLength;
+      this.#bytesServed += piece.byteLength;
+    }
+  }
+
+  /** send() with backpressure: returns once the stream has handed everything to the muxer. */
+  async #send(stream: Stream, data: Uint8Array): Promise<void> {
+    stream.send(data);
+    // 'drain' may come while bytes are still queued (yamux signals every window update): loop until 'idle'.
+    // onDrain() is no use: after its first drain it resolves at once forever (LIBP2P-NOTES.md).
+    while (stream.writableNeedsDrain || stream.writeBufferLength > 0) {
+      await pEvent(stream, ['drain', 'idle'], {
+        rejectionEvents: ['close'],
+        timeout: this.#init.readTimeoutMs,
+      }).catch((e: unknown) => {
+        throw e instanceof Error ? e : new Error('stream closed while sending');
+      });
+    }
+  }
+}
+
+const NOT_FOUND = encodeChunkResponse('not-found');
+const BUSY = encodeChunkResponse('busy');
+
+function newBucket(bytesPerSecond: number, now: number): TokenBucket {
+  // 100 ms of the rate; never below one send slice (sliceFor), so an idle sender starts without waiting.
+  return new TokenBucket({ bytesPerSecond, burstBytes: Math.max(MIN_SEND_SLICE, bytesPerSecond / 10), now });
+}
+
+/** ~1/16 s of the tightest rate, within 16 KiB..1 MiB. */
+function sliceFor(...buckets: TokenBucket[]): number {
+  const rates = buckets.filter((b) => !b.unlimited).map((b) => b.bytesPerSecond);
+  if (rates.length === 0) return MAX_SEND_SLICE;
+  return Math.min(MAX_SEND_SLICE, Math.max(MIN_SEND_SLICE, Math.floor(Math.min(...rates) / 16)));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Request frames off an inbound stream, decoded as they arrive. The server never pauses the stream: requests are
+ * small, so a client that queues more than MAX_QUEUED_FRAMES ahead is misbehaving and is reset instead.
+ */
+class RequestReader {
+  readonly #stream: Stream;
+  readonly #timeoutMs: number;
+  readonly #decoder = new ChunkRequestDecoder();
+  readonly #frames: string[][] = [];
+  #failure: Error | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(stream: Stream, timeoutMs: number) {
+    this.#stream = stream;
+    this.#timeoutMs = timeoutMs;
+    stream.addEventListener('message', this.#onMessage);
+    stream.addEventListener('remoteCloseWrite', this.#onWake);
+    stream.addEventListener('close', this.#onClose);
+  }
+
+  dispose(): void {
+    this.#stream.removeEventListener('message', this.#onMessage);
+    this.#stream.removeEventListener('remoteCloseWrite', this.#onWake);
+    this.#stream.removeEventListener('close', this.#onClose);
+  }
+
+  /** The next request frame, or null once the client has half-closed after whole frames. */
+  async next(): Promise<string[] | null> {
+    const deadline = Date.now() + this.#timeoutMs;
+    for (;;) {
+      if (this.#failure) throw this.#failure;
+      const frame = this.#frames.shift();
+      if (frame) return frame;
+      if (this.#stream.remoteWriteStatus !== 'writable' && this.#stream.readBufferLength === 0) {
+        if (this.#decoder.bufferedBytes > 0) throw new ProtocolError('stream ended inside a chunk request');
+        return null;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new ProtocolError(`no whole chunk request within ${this.#timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  #onMessage = (evt: StreamMessageEvent): void => {
+    try {
+      // checked before decoding too, so a flood costs no more than MAX_QUEUED_FRAMES frames of work
+      if (this.#decoder.bufferedBytes + evt.data.byteLength > MAX_QUEUED_FRAMES * MAX_REQUEST_FRAME_BYTES) {
+        throw new ProtocolError(`more than ${MAX_QUEUED_FRAMES} chunk requests queued`);
+      }
+      this.#frames.push(...this.#decoder.push(evt.data));
+      if (this.#frames.length > MAX_QUEUED_FRAMES || this.#decoder.bufferedBytes > MAX_REQUEST_FRAME_BYTES) {
+        throw new ProtocolError(`more than ${MAX_QUEUED_FRAMES} chunk requests queued`);
+      }
+    } catch (e) {
+      this.#failure ??= e as Error;
+      // let the current dispatch finish first; the reset also fails a send in progress at once
+      queueMicrotask(() => this.#stream.abort(e as Error));
+    }
+    this.#wake?.();
+  };
+
+  #onClose = (evt: Event & { error?: Error }): void => {
+    if (evt.error) this.#failure ??= evt.error;
+    this.#wake?.();
+  };
+
+  #onWake = (): void => {
+    this.#wake?.();
+  };
+}

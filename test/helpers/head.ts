@@ -1,0 +1,77 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { projectRoot } from './cli.ts';
+
+export interface RunningHead {
+  url: string;
+  p2p: string[];
+  peerId: string;
+  proc: ChildProcess;
+  /** Every log line so far (JSON lines from pino). */
+  log: string[];
+  /** SIGTERM (or `signal`), then resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts a real `rackswarm head` on 127.0.0.1 with OS-chosen ports and waits for its "head ready" line. */
+export function startHead(dataDir: string, extra: string[] = []): Promise<RunningHead> {
+  const proc = spawn(
+    process.execPath,
+    [
+      join(projectRoot, 'bin/rackswarm.js'),
+      'head',
+      '--data',
+      dataDir,
+      '--http',
+      '127.0.0.1:0',
+      '--listen',
+      '/ip4/127.0.0.1/tcp/0',
+      ...extra,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const log: string[] = [];
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`head did not become ready in 20 s:\n${log.join('\n')}\n${stderr}`));
+    }, 20_000);
+    proc.stderr?.on('data', (d) => {
+      stderr += d;
+    });
+    let buf = '';
+    proc.stdout?.on('data', (d) => {
+      buf += d;
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        log.push(line);
+        try {
+          const j = JSON.parse(line);
+          if (typeof j.msg === 'string' && j.msg.startsWith('head ready')) {
+            clearTimeout(timer);
+            resolve({
+              url: j.http,
+              p2p: j.p2p,
+              peerId: j.peerId,
+              proc,
+              log,
+              stop: async (signal = 'SIGTERM') => {
+                if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+                return exited;
+              },
+            });
+          }
+        } catch {}
+        nl = buf.indexOf('\n');
+      }
+    });
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`head exited with ${code} before it was ready:\n${log.join('\n')}\n${stderr}`));
+    });
+  });
+}

@@ -1,0 +1,164 @@
+import type { Connection, Libp2p, Stream } from '@libp2p/interface';
+import { lpStream } from '@libp2p/utils';
+import { isRswError, RswError } from '../core/errors.ts';
+import { parseVersion, validateImageName } from '../core/manifest.ts';
+import {
+  type AnnounceBody,
+  decodeRequest,
+  encodeMessage,
+  MAX_TRACKER_MESSAGE_BYTES,
+  TRACKER_PROTOCOL,
+} from '../core/tracker-messages.ts';
+import { handout } from './handout-policy.ts';
+import type { Registry } from './registry.ts';
+import { type Announce, InvalidAnnounceError, type SwarmState } from './swarm-state.ts';
+
+export interface TrackerServiceComponents {
+  swarm: SwarmState;
+  registry: Pick<Registry, 'get' | 'latest' | 'envelope'>;
+  /** Called once per accepted announce (metrics). */
+  onAnnounce?: () => void;
+  /** Uniform in [0, 1): the handout's tie breaker. @default Math.random */
+  random?: () => number;
+}
+
+/** No defaults here: the config schema (core/config.ts, `tracker`) owns them. */
+export interface TrackerServiceInit {
+  handoutSize: number;
+  announceIntervalSeconds: number;
+  maxManifestBytes: number;
+  /** A request must arrive within this many ms. */
+  readTimeoutMs: number;
+  /** Tracker streams open at once per connection. */
+  maxInboundStreams: number;
+}
+
+type TrackerNode = Pick<Libp2p, 'handle' | 'unhandle'>;
+
+/**
+ * The tracker's libp2p side (/rackswarm/tracker/1.0.0, messages in core/tracker-messages.ts): peers announce their
+ * progress and get a handout of peers to fetch from; they fetch signed manifests. One request per stream.
+ */
+export class TrackerService {
+  readonly #c: TrackerServiceComponents;
+  readonly #init: TrackerServiceInit;
+  #node: TrackerNode | undefined;
+
+  constructor(components: TrackerServiceComponents, init: TrackerServiceInit) {
+    this.#c = components;
+    this.#init = init;
+  }
+
+  async start(node: TrackerNode): Promise<void> {
+    this.#node = node;
+    await node.handle(TRACKER_PROTOCOL, this.#onStream, { maxInboundStreams: this.#init.maxInboundStreams });
+  }
+
+  async stop(): Promise<void> {
+    await this.#node?.unhandle(TRACKER_PROTOCOL);
+    this.#node = undefined;
+  }
+
+  #onStream = async (stream: Stream, connection: Connection): Promise<void> => {
+    const lp = lpStream(stream, { maxDataLength: MAX_TRACKER_MESSAGE_BYTES });
+    try {
+      const request = decodeRequest(
+        (await lp.read({ signal: AbortSignal.timeout(this.#init.readTimeoutMs) })).subarray(),
+      );
+      if (request.type === 'announce') {
+        await lp.write(encodeMessage(this.#announce(connection.remotePeer.toString(), request.announce)));
+      } else {
+        validateImageName(request.name);
+        const record =
+          request.version === 'latest'
+            ? await this.#c.registry.latest(request.name)
+            : await this.#c.registry.get(request.name, parseVersion(String(request.version)));
+        const envelope = record && (await this.#c.registry.envelope(record.id));
+        if (!record || !envelope) {
+          throw new RswError(
+            'RSW_ERR_IMAGE_NOT_FOUND',
+            `no image ${request.name} version ${request.version}`,
+          );
+        }
+        await lp.write(
+          encodeMessage({ ok: true, id: record.id, version: record.version, bytes: envelope.length }),
+        );
+        await lp.write(envelope);
+      }
+      await stream.close({ signal: AbortSignal.timeout(this.#init.readTimeoutMs) });
+    } catch (e) {
+      const err = isRswError(e) ? e : new RswError('RSW_ERR_PROTOCOL', (e as Error).message ?? 'bad request');
+      try {
+        await lp.write(encodeMessage({ ok: false, code: err.code, message: err.message }));
+        await stream.close({ signal: AbortSignal.timeout(1000) });
+      } catch {
+        stream.abort(err);
+      }
+    }
+  };
+
+  #announce(peerId: string, body: AnnounceBody) {
+    const a = {
+      ...pick(body),
+      peerId,
+      addrs: (Array.isArray(body.addrs) ? body.addrs : [])
+        .slice(0, 16)
+        .map((addr) => withPeerId(addr, peerId)),
+    } as Announce;
+    let record: ReturnType<SwarmState['announce']>;
+    try {
+      record = this.#c.swarm.announce(a);
+    } catch (e) {
+      if (e instanceof InvalidAnnounceError) throw new RswError('RSW_ERR_INVALID_ANNOUNCE', e.message);
+      throw e;
+    }
+    this.#c.onAnnounce?.();
+    const peers = handout(
+      { peerId, rack: record.rack, progress: record.progress },
+      this.#c.swarm.candidates(record.imageId),
+      this.#init.handoutSize,
+      this.#c.random ?? Math.random,
+    );
+    return {
+      ok: true,
+      peers: peers.map((p) => ({ peerId: p.peerId, addrs: p.addrs, rack: p.rack, progress: p.progress })),
+      intervalSeconds: this.#init.announceIntervalSeconds,
+    };
+  }
+}
+
+/** Only the announce fields the swarm state knows; anything else a peer sends is dropped. */
+function pick(b: AnnounceBody): Omit<Announce, 'peerId' | 'addrs'> {
+  const {
+    imageId,
+    rack,
+    host,
+    progress,
+    bytesDone,
+    downRate,
+    upRate,
+    bytesFromPeers,
+    bytesFromSeeder,
+    stage,
+    error,
+  } = b;
+  return {
+    imageId,
+    rack,
+    host,
+    progress,
+    bytesDone,
+    downRate,
+    upRate,
+    bytesFromPeers,
+    bytesFromSeeder,
+    stage,
+    error,
+  } as Omit<Announce, 'peerId' | 'addrs'>;
+}
+
+/** A dialable address of the announcing peer: whatever /p2p/ it claimed is replaced by its authenticated id. */
+function withPeerId(addr: unknown, peerId: string): string {
+  const base = typeof addr === 'string' ? addr.replace(/\/p2p\/[^/]+$/, '') : '';
+  return `${base}/p2p/${peerId}`;
+}
