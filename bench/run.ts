@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { benchChunkServing } from './chunk-serving.ts';
 import { benchChunker } from './chunker.ts';
 import { benchHash } from './hash.ts';
+import { benchHead } from './head.ts';
 import { benchPublish } from './publish.ts';
 import { benchTracker } from './tracker.ts';
 
@@ -18,6 +19,7 @@ for (const [name, run] of [
   ['chunker', benchChunker],
   ['publish', benchPublish],
   ['tracker', benchTracker],
+  ['head', benchHead],
   ['chunk-serving', benchChunkServing],
 ] as const) {
   process.stderr.write(`== ${name}\n`);

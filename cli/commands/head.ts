@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../../core/config.ts';
 import { RswError } from '../../core/errors.ts';
 import { loadPublicKey } from '../../core/keys.ts';
@@ -38,7 +39,19 @@ export function registerHead(program: Command, config: () => Config): void {
       'publisher public key(s) manifests must be signed with (default: first key per image)',
     )
     .action(async (opts: HeadOptions) => {
-      await runHead(opts, config());
+      const head = await startHead(opts, config());
+      let stopping = false;
+      const onSignal = (signal: string) => {
+        if (stopping) process.exit(1); // a second signal: do not wait
+        stopping = true;
+        head.log.info({ signal }, 'head stopping');
+        void head.stop().then(() => {
+          head.log.info('head stopped');
+          process.exit(0);
+        });
+      };
+      process.on('SIGINT', () => onSignal('SIGINT'));
+      process.on('SIGTERM', () => onSignal('SIGTERM'));
     });
 }
 
@@ -51,7 +64,19 @@ export function parseHostPort(text: string): { host: string; port: number } {
   return { host: m[1] ?? m[2], port };
 }
 
-async function runHead(opts: HeadOptions, config: Config): Promise<void> {
+export interface RunningHead {
+  http: string;
+  swarm: SwarmState;
+  log: FastifyBaseLogger;
+  stop(): Promise<void>;
+}
+
+/** Starts every part of the head (what `rackswarm head` runs; benchmarks start it in-process too). */
+export async function startHead(
+  opts: HeadOptions,
+  config: Config,
+  logger: boolean | object = process.stdout.isTTY ? { transport: { target: 'pino-pretty' } } : true,
+): Promise<RunningHead> {
   const dataDir = resolve(opts.data);
   const { host, port } = parseHostPort(opts.http ?? config.head.http);
   const trusted = await Promise.all((opts.trust ?? []).map((f) => loadPublicKey(f)));
@@ -100,27 +125,10 @@ async function runHead(opts: HeadOptions, config: Config): Promise<void> {
     adminToken: token.token,
     metrics,
     maxManifestBytes: config.manifest.maxBytes,
-    logger: process.stdout.isTTY ? { transport: { target: 'pino-pretty' } } : true,
+    logger,
   });
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();
-
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) process.exit(1); // a second signal: do not wait
-    stopping = true;
-    app.log.info({ signal }, 'head stopping');
-    clearInterval(expiry);
-    await app.close();
-    await tracker.stop();
-    await seeder.stop();
-    await node.stop();
-    await registry.close();
-    app.log.info('head stopped');
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
 
   await app.listen({ host, port });
   const address = app.server.address();
@@ -137,6 +145,19 @@ async function runHead(opts: HeadOptions, config: Config): Promise<void> {
     },
     token.created ? `head ready; admin token written to ${token.path}` : 'head ready',
   );
+  return {
+    http: httpUrl,
+    swarm,
+    log: app.log,
+    stop: async () => {
+      clearInterval(expiry);
+      await app.close();
+      await tracker.stop();
+      await seeder.stop();
+      await node.stop();
+      await registry.close();
+    },
+  };
 }
 
 function fmtHost(requested: string, bound: string): string {
