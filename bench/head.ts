@@ -10,7 +10,7 @@ import { fmt, median } from './lib/stats.ts';
 const self = fileURLToPath(import.meta.url);
 
 async function child(peers: number): Promise<void> {
-  const { startHead } = await import('../cli/commands/head.ts');
+  const { startHead } = await import('../cli/head-node.ts');
   const { loadConfig } = await import('../core/config.ts');
   const gc = (globalThis as { gc?: () => void }).gc as () => void;
   const dir = mkdtempSync(join(tmpdir(), 'rsw-bench-head-'));

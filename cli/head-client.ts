@@ -56,6 +56,14 @@ export class HeadClient {
     }
   }
 
+  /** The head's libp2p peer id and addresses (tracker and seeder). */
+  async bootstrap(): Promise<{ peerId: string; addrs: string[] }> {
+    const b = (await this.#json('GET', '/api/bootstrap')) as { peerId: string; addrs: string[] };
+    if (!b.addrs?.length)
+      throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `the head at ${this.base} lists no libp2p address`);
+    return b;
+  }
+
   async hasChunk(hash: string): Promise<boolean> {
     const r = await this.#fetch('HEAD', `/api/chunks/${hash}`);
     if (r.status === 200) return true;

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { type Config, loadConfig, readConfigFile } from '../core/config.ts';
 import { ERRORS, formatError, isRswError } from '../core/errors.ts';
 import { registerDemo } from './commands/demo.ts';
+import { registerFetch } from './commands/fetch.ts';
 import { registerHead } from './commands/head.ts';
 import { registerImages } from './commands/images.ts';
 import { registerKeys } from './commands/keys.ts';
@@ -28,6 +29,7 @@ program.hook('preAction', () => {
 
 registerKeys(program);
 registerHead(program, getConfig);
+registerFetch(program, getConfig);
 registerPublish(program, getConfig);
 registerImages(program);
 registerDemo(program, getConfig);

@@ -98,6 +98,20 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    peer: Type.Object(
+      {
+        /** libp2p listen multiaddrs of a fetching node (it serves chunks onward). @default ["/ip4/0.0.0.0/tcp/0"] */
+        listen: Type.Array(Type.String({ maxLength: 300 }), {
+          default: ['/ip4/0.0.0.0/tcp/0'],
+          maxItems: 16,
+        }),
+        /** Seconds a node keeps serving after its image is complete. @default 60 */
+        lingerSeconds: Type.Integer({ minimum: 0, maximum: 86_400, default: 60 }),
+        /** Chunk streams a fetching node serves at once: it is downloading too. @default 8 */
+        maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 8 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
   },
   { additionalProperties: false },
 );

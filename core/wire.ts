@@ -14,6 +14,12 @@
  *   The client sends its next frame before the last one is answered (pipelining) and half-closes after its last
  *   frame; the server closes once it has answered everything. Integers are big-endian.
  *
+ * have protocol, /rackswarm/have/1.0.0 (one long-lived stream per pair of neighbours, both directions; every message is
+ * one length-prefixed frame, ≤ MAX_HAVE_FRAME_BYTES):
+ *
+ *   u8 type=1 bitfield | 32-byte image id | u32 chunk count | ceil(count/8) bytes, bit i (MSB first) = has chunk i
+ *   u8 type=2 have     | u16 n (1..4096) | n × u32 chunk index             (increments after the bitfield)
+ *
  * A multi-MiB body is not one length-prefixed message: @libp2p/utils' byteStream/lpStream cap a message at 4 MiB
  * (LIBP2P-NOTES.md), so the body follows its small fixed header as raw bytes, decoded incrementally.
  */
@@ -256,4 +262,81 @@ function finish(status: ChunkStatus, body: Buffer | undefined): ChunkResponse {
   if (status === 'ok') return { status, body };
   if (status === 'error') return { status, reason: body ? body.toString('utf8') : '' };
   return { status };
+}
+
+// ---- have exchange ------------------------------------------------------------------------------------------------
+
+export const HAVE_PROTOCOL = '/rackswarm/have/1.0.0';
+/** Indices in one `have` frame. */
+export const MAX_HAVE_INDICES = 4096;
+/** A bitfield for 4 Mi chunks (~2 TiB of image at 512 KiB) fits; anything larger is refused before it is read. */
+export const MAX_HAVE_FRAME_BYTES = 1 + 32 + 4 + (4 * 1024 * 1024) / 8;
+
+export type HaveMessage =
+  | { type: 'bitfield'; imageId: string; count: number; bits: Uint8Array }
+  | { type: 'have'; indices: number[] };
+
+export function encodeBitfield(imageId: string, count: number, has: (i: number) => boolean): Uint8Array {
+  if (!HEX_RE.test(imageId)) throw new ProtocolError('image id is not 64 hex digits');
+  const out = new Uint8Array(1 + 32 + 4 + Math.ceil(count / 8));
+  if (out.length > MAX_HAVE_FRAME_BYTES) throw new ProtocolError('bitfield too large');
+  out[0] = 1;
+  out.set(Buffer.from(imageId, 'hex'), 1);
+  new DataView(out.buffer).setUint32(33, count);
+  for (let i = 0; i < count; i++) if (has(i)) out[37 + (i >> 3)] |= 0x80 >> (i & 7);
+  return out;
+}
+
+export function encodeHave(indices: readonly number[]): Uint8Array {
+  if (indices.length < 1 || indices.length > MAX_HAVE_INDICES)
+    throw new ProtocolError('have: 1..4096 indices');
+  const out = new Uint8Array(3 + 4 * indices.length);
+  const view = new DataView(out.buffer);
+  out[0] = 2;
+  view.setUint16(1, indices.length);
+  indices.forEach((idx, k) => {
+    view.setUint32(3 + 4 * k, idx);
+  });
+  return out;
+}
+
+/** Decodes one have-protocol frame strictly; `maxCount` is the receiver's chunk count (indices must be below it). */
+export function decodeHaveMessage(frame: Uint8Array, maxCount: number): HaveMessage {
+  if (frame.byteLength < 1 || frame.byteLength > MAX_HAVE_FRAME_BYTES)
+    throw new ProtocolError('have frame size');
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (frame[0] === 1) {
+    if (frame.byteLength < 37) throw new ProtocolError('bitfield truncated');
+    const count = view.getUint32(33);
+    if (count !== maxCount)
+      throw new ProtocolError(`bitfield for ${count} chunks, the image has ${maxCount}`);
+    if (frame.byteLength !== 37 + Math.ceil(count / 8)) throw new ProtocolError('bitfield length');
+    return {
+      type: 'bitfield',
+      imageId: Buffer.from(frame.subarray(1, 33)).toString('hex'),
+      count,
+      bits: frame.subarray(37),
+    };
+  }
+  if (frame[0] === 2) {
+    if (frame.byteLength < 3) throw new ProtocolError('have truncated');
+    const n = view.getUint16(1);
+    if (n < 1 || n > MAX_HAVE_INDICES || frame.byteLength !== 3 + 4 * n)
+      throw new ProtocolError('have length');
+    const indices: number[] = new Array(n);
+    for (let k = 0; k < n; k++) {
+      const idx = view.getUint32(3 + 4 * k);
+      if (idx >= maxCount) throw new ProtocolError(`have index ${idx} out of range`);
+      indices[k] = idx;
+    }
+    return { type: 'have', indices };
+  }
+  throw new ProtocolError(`unknown have message type ${frame[0]}`);
+}
+
+/** Indices set in a bitfield. */
+export function bitfieldIndices(bits: Uint8Array, count: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) if (bits[i >> 3] & (0x80 >> (i & 7))) out.push(i);
+  return out;
 }

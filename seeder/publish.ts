@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { type ChunkerParams, chunkStream } from '../core/chunker.ts';
 import { RswError } from '../core/errors.ts';
-import { HashPool } from '../core/hash-pool.ts';
+import { hashHex } from '../core/hash.ts';
 import { DETECT_BYTES, detectFormat } from '../core/image-format.ts';
 import { type ChunkRef, type ImageFormat, validateImageName } from '../core/manifest.ts';
 import { createSignedManifest, type OpenedManifest } from '../core/signed-manifest.ts';
@@ -93,7 +93,7 @@ async function blockDeviceSize(dev: string): Promise<number> {
 }
 
 /**
- * Publishes an image file: FastCDC chunks, BLAKE3 names (on a worker thread), every new chunk handed to the sink
+ * Publishes an image file: FastCDC chunks, BLAKE3 names, every new chunk handed to the sink
  * and committed before the manifest is signed. Memory stays bounded (the chunker's window plus `writeConcurrency`
  * chunks in flight). On any failure or abort the sink is aborted, so the destination is as it was.
  */
@@ -106,16 +106,14 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
   const chunks: ChunkRef[] = [];
   const seen = new Set<string>(); // identical chunks within one image (zero runs in raw images) are put once
   const inFlight = new Set<Promise<void>>();
-  const hashPool = new HashPool(1);
   let failure: unknown;
   let done = 0;
   const source = createReadStream(init.file, { highWaterMark: 1024 * 1024, end: size - 1 });
   const store = async (ref: ChunkRef, data: Buffer): Promise<void> => {
-    const hashed = await hashPool.hash(data);
-    ref.hash = hashed.hash;
+    ref.hash = hashHex(data);
     if (!seen.has(ref.hash)) {
       seen.add(ref.hash);
-      if (await init.sink.put(ref.hash, hashed.data)) added.push(ref);
+      if (await init.sink.put(ref.hash, data)) added.push(ref);
     }
     done += ref.length;
     init.onProgress?.(done, size);
@@ -152,8 +150,6 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
     await Promise.all(inFlight);
     await init.sink.abort();
     throw e;
-  } finally {
-    await hashPool.close();
   }
 
   const opened = createSignedManifest(

@@ -14,7 +14,12 @@ export interface RunningHead {
 }
 
 /** Starts a real `rackswarm head` on 127.0.0.1 with OS-chosen ports and waits for its "head ready" line. */
-export function startHead(dataDir: string, extra: string[] = []): Promise<RunningHead> {
+/** `global` options (e.g. --config FILE) go before the subcommand. */
+export function startHead(
+  dataDir: string,
+  extra: string[] = [],
+  global: string[] = [],
+): Promise<RunningHead> {
   const proc = spawn(
     process.execPath,
     [

@@ -61,6 +61,7 @@ describe('config schema', () => {
         readTimeoutMs: 10_000,
         maxInboundStreams: 4,
       },
+      peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 60, maxServeStreams: 8 },
     });
   });
 

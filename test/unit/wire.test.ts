@@ -2,17 +2,22 @@ import { describe, expect, it } from 'vitest';
 import { hashHex } from '../../core/hash.ts';
 import { MAX_CHUNK_BYTES } from '../../core/manifest.ts';
 import {
+  bitfieldIndices,
   ChunkRequestDecoder,
   type ChunkResponse,
   ChunkResponseDecoder,
   decodeChunkRequest,
   decodeChunkRequestHeader,
   decodeChunkResponseHeader,
+  decodeHaveMessage,
+  encodeBitfield,
   encodeChunkRequest,
   encodeChunkResponse,
   encodeChunkResponseHeader,
+  encodeHave,
   MAX_ERROR_REASON_BYTES,
   MAX_HASHES_PER_REQUEST,
+  MAX_HAVE_FRAME_BYTES,
   ProtocolError,
   RESPONSE_HEADER_BYTES,
 } from '../../core/wire.ts';
@@ -156,5 +161,32 @@ describe('chunk response codec', () => {
     expect(d.midResponse).toBe(true);
     expect(d.partialBodyBytes).toBe(4);
     expect(() => new ChunkResponseDecoder().push(Buffer.from('HTTP/1.1 200 OK'))).toThrow(ProtocolError);
+  });
+});
+
+describe('have exchange codec', () => {
+  const id = 'ab'.repeat(32);
+
+  it('round-trips a bitfield and increments', () => {
+    const have = new Set([0, 3, 8, 9, 99]);
+    const frame = encodeBitfield(id, 100, (i) => have.has(i));
+    const msg = decodeHaveMessage(frame, 100);
+    expect(msg).toMatchObject({ type: 'bitfield', imageId: id, count: 100 });
+    expect(bitfieldIndices((msg as { bits: Uint8Array }).bits, 100)).toEqual([0, 3, 8, 9, 99]);
+    expect(decodeHaveMessage(encodeHave([5, 1, 42]), 100)).toEqual({ type: 'have', indices: [5, 1, 42] });
+  });
+
+  it('refuses out-of-range indices, wrong counts, truncation and unknown types', () => {
+    expect(() => decodeHaveMessage(encodeHave([100]), 100)).toThrow(/out of range/);
+    expect(() =>
+      decodeHaveMessage(
+        encodeBitfield(id, 50, () => true),
+        100,
+      ),
+    ).toThrow(/50 chunks/);
+    expect(() => decodeHaveMessage(encodeHave([1, 2]).subarray(0, 6), 100)).toThrow(/have length/);
+    expect(() => decodeHaveMessage(Uint8Array.of(9), 100)).toThrow(/unknown have message type/);
+    expect(() => decodeHaveMessage(new Uint8Array(MAX_HAVE_FRAME_BYTES + 1), 100)).toThrow(/frame size/);
+    expect(() => encodeHave([])).toThrow();
   });
 });

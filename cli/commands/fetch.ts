@@ -1,0 +1,21 @@
+import type { Command } from 'commander';
+import type { Config } from '../../core/config.ts';
+import type { FetchOptions } from '../fetch-image.ts';
+
+export function registerFetch(program: Command, config: () => Config): void {
+  program
+    .command('fetch')
+    .description('download an image through the swarm, verify it, write it, and keep serving it for a while')
+    .argument('<image>', 'NAME or NAME@VERSION (default: the newest version)')
+    .requiredOption('--head <url>', 'the head node, e.g. http://head:7480')
+    .requiredOption('--trust <pubfile...>', 'publisher public key(s) the manifest must be signed with')
+    .requiredOption('--out <path>', 'file or block device to write the image to')
+    .option('--cache <dir>', 'identity, resume records and seen versions (default: ~/.cache/rackswarm)')
+    .option('--rack <label>', 'rack label: peers in the same rack are preferred')
+    .option('--linger <seconds>', 'keep serving this long after completing (default from config: 60)')
+    .option('--json', 'progress as JSON lines, then one final JSON line')
+    .action(async (image: string, opts: FetchOptions) => {
+      const { fetchImage } = await import('../fetch-image.ts'); // loaded only when fetching
+      await fetchImage(image, opts, config());
+    });
+}

@@ -1,0 +1,131 @@
+import { join, resolve } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../core/config.ts';
+import { RswError } from '../core/errors.ts';
+import { loadPublicKey } from '../core/keys.ts';
+import { ChunkStore } from '../core/store.ts';
+import { ChunkServer } from '../seeder/chunk-server.ts';
+import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
+import { buildHttpApi } from '../tracker/http-api.ts';
+import { createMetrics } from '../tracker/metrics.ts';
+import { Registry } from '../tracker/registry.ts';
+import { SwarmState } from '../tracker/swarm-state.ts';
+import { TrackerService } from '../tracker/tracker-service.ts';
+import { createP2PNode } from './p2p-node.ts';
+
+export interface HeadOptions {
+  data: string;
+  http?: string;
+  listen?: string[];
+  trust?: string[];
+}
+
+/** host:port → {host, port}; IPv6 as [::1]:7480. */
+export function parseHostPort(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535)
+    throw new RswError('RSW_ERR_USAGE', `--http ${JSON.stringify(text)} is not HOST:PORT`);
+  return { host: m[1] ?? m[2], port };
+}
+
+export interface RunningHead {
+  http: string;
+  swarm: SwarmState;
+  log: FastifyBaseLogger;
+  stop(): Promise<void>;
+}
+
+/** Starts every part of the head (what `rackswarm head` runs; benchmarks start it in-process too). */
+export async function startHead(
+  opts: HeadOptions,
+  config: Config,
+  logger: boolean | object = process.stdout.isTTY ? { transport: { target: 'pino-pretty' } } : true,
+): Promise<RunningHead> {
+  const dataDir = resolve(opts.data);
+  const { host, port } = parseHostPort(opts.http ?? config.head.http);
+  const trusted = await Promise.all((opts.trust ?? []).map((f) => loadPublicKey(f)));
+
+  const store = await ChunkStore.open({ dataDir, verifyOnRead: config.store.verifyOnRead });
+  const registry = await Registry.open(dataDir);
+  const token = await loadOrCreateAdminToken(dataDir);
+  const swarm = new SwarmState({ ttlMs: config.tracker.peerTtlMs, maxPeers: config.tracker.maxPeers });
+  const node = await createP2PNode({
+    keyFile: join(dataDir, 'peer.key'),
+    listen: opts.listen ?? config.head.listen,
+  });
+  const seeder = new ChunkServer({ store }, config.seeder);
+  await seeder.start(node);
+
+  let announces = 0;
+  const tracker = new TrackerService(
+    { swarm, registry, onAnnounce: () => announces++ },
+    {
+      handoutSize: config.tracker.handoutSize,
+      announceIntervalSeconds: config.tracker.announceIntervalSeconds,
+      maxManifestBytes: config.manifest.maxBytes,
+      readTimeoutMs: config.tracker.readTimeoutMs,
+      maxInboundStreams: config.tracker.maxInboundStreams,
+    },
+  );
+  await tracker.start(node);
+
+  const metrics = createMetrics({
+    peersByImage: () => new Map(swarm.images().map((id) => [id, swarm.peers(id).length])),
+    seeder: () => seeder.stats(),
+    imageVersions: async () => (await registry.list()).length,
+    announces: () => announces,
+  });
+  const bootstrap = () => ({
+    peerId: node.peerId.toString(),
+    addrs: node.getMultiaddrs().map((a) => a.toString()),
+  });
+  const app = buildHttpApi({
+    registry,
+    store,
+    swarm,
+    seederStats: () => seeder.stats(),
+    bootstrap,
+    trusted,
+    adminToken: token.token,
+    metrics,
+    maxManifestBytes: config.manifest.maxBytes,
+    logger,
+  });
+  const expiry = setInterval(() => swarm.expire(), 5_000);
+  expiry.unref();
+
+  await app.listen({ host, port });
+  const address = app.server.address();
+  const httpUrl =
+    typeof address === 'object' && address ? `http://${fmtHost(host, address.address)}:${address.port}` : '';
+  app.log.info(
+    {
+      http: httpUrl,
+      p2p: bootstrap().addrs,
+      peerId: bootstrap().peerId,
+      data: dataDir,
+      adminToken: token.path,
+      trusted: trusted.length,
+    },
+    token.created ? `head ready; admin token written to ${token.path}` : 'head ready',
+  );
+  return {
+    http: httpUrl,
+    swarm,
+    log: app.log,
+    stop: async () => {
+      clearInterval(expiry);
+      await app.close();
+      await tracker.stop();
+      await seeder.stop();
+      await node.stop();
+      await registry.close();
+    },
+  };
+}
+
+function fmtHost(requested: string, bound: string): string {
+  const h = requested === '0.0.0.0' || requested === '::' ? bound : requested;
+  return h.includes(':') ? `[${h}]` : h;
+}

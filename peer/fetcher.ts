@@ -1,0 +1,363 @@
+/*
+ * DEV DOCS — the peer's download loop. What each piece owns:
+ *   Scheduler (peer/scheduler.ts, pure)   which chunk to ask which peer for, in-flight budgets, bans, endgame
+ *   HaveExchange (peer/have-exchange.ts)  which chunks each neighbour holds (bitfield, then increments)
+ *   fetchChunks (peer/chunk-client.ts)    one batch of chunks from one peer over one stream, each BLAKE3-verified
+ *   ImageWriter / ResumeState             positional writes into the target; the durable record of verified chunks
+ *   Fetcher (this file)                   the loops tying them together, and the chunk source that serves onward
+ * A request flows: announce → handout → exchange.connect → scheduler.next(peer) → fetchChunks → verify (client) →
+ * writer.write → scheduler.received → exchange.announce + served to others → (batched) writer.sync → resume.mark.
+ */
+import type { Libp2p } from '@libp2p/interface';
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import { isRswError, RswError } from '../core/errors.ts';
+import { hashHex } from '../core/hash.ts';
+import type { Manifest } from '../core/manifest.ts';
+import { fetchChunks } from './chunk-client.ts';
+import { HaveExchange } from './have-exchange.ts';
+import type { ImageWriter } from './image-writer.ts';
+import type { ResumeState } from './resume-state.ts';
+import { Scheduler } from './scheduler.ts';
+import { announce } from './tracker-client.ts';
+
+export type FetchStage = 'announced' | 'fetching' | 'verifying' | 'done' | 'seeding' | 'failed';
+
+export interface FetchProgress {
+  stage: FetchStage;
+  bytesDone: number;
+  size: number;
+  chunksDone: number;
+  chunks: number;
+  bytesFromPeers: number;
+  bytesFromSeeder: number;
+  bytesReused: number;
+  downRate: number;
+  upRate: number;
+  peers: number;
+}
+
+export interface FetcherComponents {
+  node: Pick<Libp2p, 'dial' | 'dialProtocol' | 'handle' | 'unhandle' | 'getMultiaddrs' | 'peerId'>;
+  writer: ImageWriter;
+  resume: ResumeState;
+  /** The head: its tracker and seeder share one libp2p address. */
+  head: { peerId: string; addr: Multiaddr };
+  /** Bytes this node has uploaded so far (from its chunk server), for announces. */
+  uploaded?: () => number;
+  random?: () => number;
+  now?: () => number;
+}
+
+export interface FetcherInit {
+  manifest: Manifest;
+  imageId: string;
+  rack?: string;
+  host?: string;
+  onProgress?: (p: FetchProgress) => void;
+}
+
+const SYNC_EVERY_MS = 1000;
+const SYNC_EVERY_CHUNKS = 64;
+
+export class Fetcher {
+  readonly #c: FetcherComponents;
+  readonly #init: FetcherInit;
+  readonly #index = new Map<string, number[]>();
+  readonly #scheduler: Scheduler;
+  readonly #exchange: HaveExchange;
+  readonly #verified = new Set<number>();
+  readonly #peers = new Map<string, Multiaddr>();
+  readonly #workers = new Set<string>();
+  #unsynced: number[] = [];
+  #lastSync = 0;
+  #stage: FetchStage = 'announced';
+  #fromPeers = 0;
+  #fromSeeder = 0;
+  #reused = 0;
+  #started = 0;
+  #wake: (() => void)[] = [];
+  #failure: unknown;
+  #intervalMs = 10_000;
+  readonly #halt = new AbortController();
+
+  constructor(components: FetcherComponents, init: FetcherInit) {
+    this.#c = components;
+    this.#init = init;
+    const m = init.manifest;
+    m.chunks.forEach((c, i) => {
+      const list = this.#index.get(c.hash);
+      if (list) list.push(i);
+      else this.#index.set(c.hash, [i]);
+    });
+    const have = m.chunks.map((_, i) => i).filter((i) => components.resume.has(i));
+    for (const i of have) this.#verified.add(i);
+    this.#reused = have.reduce((s, i) => s + m.chunks[i].length, 0);
+    this.#scheduler = new Scheduler(
+      {
+        chunkLengths: m.chunks.map((c) => c.length),
+        random: components.random ?? Math.random,
+        seederId: components.head.peerId,
+      },
+      have,
+    );
+    this.#exchange = new HaveExchange(components.node, {
+      imageId: init.imageId,
+      chunkCount: m.chunks.length,
+      has: (i) => this.#verified.has(i),
+      onHave: (peerId, indices) => {
+        this.#scheduler.peerHave(peerId, indices);
+        this.#poke();
+      },
+    });
+  }
+
+  /** Serves verified chunks onward (to a chunk server): re-read from the target and re-hashed before sending. */
+  chunkSource() {
+    return {
+      has: async (hash: string) => (this.#index.get(hash) ?? []).some((i) => this.#verified.has(i)),
+      get: async (hash: string) => {
+        const i = (this.#index.get(hash) ?? []).find((j) => this.#verified.has(j));
+        if (i === undefined) throw new RswError('RSW_ERR_CHUNK_NOT_FOUND', `chunk ${hash} is not here yet`);
+        const c = this.#init.manifest.chunks[i];
+        const data = await this.#c.writer.read(c.offset, c.length);
+        if (hashHex(data) !== hash)
+          throw new RswError('RSW_ERR_CHUNK_CORRUPT', `chunk ${hash} changed on disk`);
+        return data;
+      },
+    };
+  }
+
+  progress(): FetchProgress {
+    const m = this.#init.manifest;
+    let bytesDone = 0;
+    for (const i of this.#verified) bytesDone += m.chunks[i].length;
+    const secs = Math.max(0.001, (this.#now() - this.#started) / 1000);
+    return {
+      stage: this.#stage,
+      bytesDone,
+      size: m.size,
+      chunksDone: this.#verified.size,
+      chunks: m.chunks.length,
+      bytesFromPeers: this.#fromPeers,
+      bytesFromSeeder: this.#fromSeeder,
+      bytesReused: this.#reused,
+      downRate: (this.#fromPeers + this.#fromSeeder) / secs,
+      upRate: (this.#c.uploaded?.() ?? 0) / secs,
+      peers: this.#peers.size,
+    };
+  }
+
+  /** Downloads every missing chunk, then re-reads and verifies the whole image. Resolves when it is complete. */
+  async run(signal?: AbortSignal): Promise<FetchProgress> {
+    this.#started = this.#now();
+    await this.#exchange.start();
+    const announcer = this.#announceLoop(signal);
+    this.#stage = 'fetching';
+    this.#addPeer(this.#c.head.peerId, this.#c.head.addr);
+    const ticker = setInterval(() => this.#poke(), 200);
+    try {
+      while (!this.#scheduler.done) {
+        if (signal?.aborted)
+          throw new RswError('RSW_ERR_INTERRUPTED', 'fetch interrupted; the next run resumes');
+        if (this.#failure) throw this.#failure;
+        for (const { peerId, index } of this.#scheduler.overdue(this.#now())) {
+          this.#scheduler.failed(peerId, index, 'timeout', this.#now());
+        }
+        for (const peerId of this.#peers.keys()) this.#startWorker(peerId);
+        this.#report();
+        await this.#sleep();
+      }
+      this.#halt.abort();
+      await announcer;
+      await this.#syncRecord(true);
+      this.#stage = 'verifying';
+      await this.#announceOnce().catch(() => {});
+      await this.#verifyAll();
+      this.#stage = 'done';
+      await this.#announceOnce().catch(() => {});
+      this.#report();
+      return this.progress();
+    } catch (e) {
+      this.#stage = 'failed';
+      await this.#announceOnce(isRswError(e) ? e.message : String(e)).catch(() => {});
+      throw e;
+    } finally {
+      clearInterval(ticker);
+      this.#halt.abort();
+    }
+  }
+
+  /** Keeps announcing (stage seeding) until `signal` aborts; call after run() to linger. */
+  async seed(signal: AbortSignal): Promise<void> {
+    this.#stage = 'seeding';
+    while (!signal.aborted) {
+      await this.#announceOnce().catch(() => {});
+      await sleep(this.#intervalMs, signal);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#halt.abort();
+    await this.#exchange.stop();
+  }
+
+  #now(): number {
+    return (this.#c.now ?? Date.now)();
+  }
+
+  #report(): void {
+    this.#init.onProgress?.(this.progress());
+  }
+
+  #poke(): void {
+    for (const w of this.#wake.splice(0)) w();
+  }
+
+  #sleep(): Promise<void> {
+    return new Promise((r) => this.#wake.push(r));
+  }
+
+  #addPeer(peerId: string, addr: Multiaddr): void {
+    if (this.#peers.has(peerId) || peerId === this.#c.node.peerId.toString()) return;
+    this.#peers.set(peerId, addr);
+    this.#scheduler.addPeer(peerId, this.#now());
+    if (peerId === this.#c.head.peerId) this.#scheduler.peerHave(peerId, 'all');
+    else void this.#exchange.connect(peerId, addr).catch(() => {});
+  }
+
+  async #announceLoop(signal?: AbortSignal): Promise<void> {
+    const stop = AbortSignal.any([this.#halt.signal, ...(signal ? [signal] : [])]);
+    while (!stop.aborted) {
+      try {
+        await this.#announceOnce();
+      } catch {
+        // the head may be gone: peers keep exchanging; retried next interval
+      }
+      await sleep(this.#intervalMs, stop);
+    }
+  }
+
+  async #announceOnce(error?: string): Promise<void> {
+    const p = this.progress();
+    const r = await announce(this.#c.node, this.#c.head.addr, {
+      imageId: this.#init.imageId,
+      addrs: this.#c.node.getMultiaddrs().map((a) => a.toString()),
+      rack: this.#init.rack,
+      host: this.#init.host,
+      progress: p.size ? p.bytesDone / p.size : 0,
+      bytesDone: p.bytesDone,
+      downRate: Math.round(p.downRate),
+      upRate: Math.round(p.upRate),
+      bytesFromPeers: p.bytesFromPeers,
+      bytesFromSeeder: p.bytesFromSeeder,
+      stage: this.#stage,
+      error,
+    });
+    this.#intervalMs = r.intervalSeconds * 1000;
+    for (const peer of r.peers) {
+      const addr = peer.addrs[0];
+      if (addr) this.#addPeer(peer.peerId, multiaddr(addr));
+    }
+    this.#poke();
+  }
+
+  #startWorker(peerId: string): void {
+    if (this.#workers.has(peerId) || this.#scheduler.isBanned(peerId)) return;
+    const indices = this.#scheduler.next(peerId, this.#now());
+    if (indices.length === 0) return;
+    this.#workers.add(peerId);
+    void this.#fetchFrom(peerId, indices).finally(() => {
+      this.#workers.delete(peerId);
+      this.#poke();
+    });
+  }
+
+  async #fetchFrom(peerId: string, indices: number[]): Promise<void> {
+    const m = this.#init.manifest;
+    const addr = this.#peers.get(peerId) as Multiaddr;
+    const pending = new Set(indices);
+    const hashes = indices.map((i) => m.chunks[i].hash);
+    const isSeeder = peerId === this.#c.head.peerId;
+    try {
+      let k = 0;
+      for await (const got of fetchChunks(this.#c.node, addr, hashes, { timeoutMs: 30_000 })) {
+        const i = indices[k++];
+        pending.delete(i);
+        if (got.status !== 'ok' || !got.data) {
+          this.#scheduler.failed(peerId, i, got.status === 'not-found' ? 'not-found' : 'busy', this.#now());
+          continue;
+        }
+        if (this.#verified.has(i)) {
+          this.#scheduler.received(peerId, i, this.#now()); // an endgame copy that lost the race
+          continue;
+        }
+        await this.#c.writer.write(m.chunks[i].offset, got.data);
+        this.#scheduler.received(peerId, i, this.#now());
+        for (const j of this.#index.get(got.hash) ?? [i]) {
+          if (j !== i && !this.#verified.has(j)) {
+            await this.#c.writer.write(m.chunks[j].offset, got.data);
+            this.#scheduler.received(peerId, j, this.#now());
+          }
+          this.#markVerified(j);
+        }
+        if (isSeeder) this.#fromSeeder += got.data.length;
+        else this.#fromPeers += got.data.length;
+        await this.#syncRecord(false);
+      }
+    } catch (e) {
+      // A corrupt body is the next chunk in order; the rest of the batch just did not arrive.
+      const corrupt = isRswError(e) && e.code === 'RSW_ERR_CHUNK_CORRUPT';
+      let first = true;
+      for (const i of pending) {
+        this.#scheduler.failed(peerId, i, corrupt && first ? 'corrupt' : 'error', this.#now());
+        first = false;
+      }
+      if (isRswError(e) && (e.code === 'RSW_ERR_DISK_FULL' || e.code === 'RSW_ERR_DATA_UNWRITABLE'))
+        this.#failure ??= e;
+    }
+  }
+
+  #markVerified(i: number): void {
+    if (this.#verified.has(i)) return;
+    this.#verified.add(i);
+    this.#unsynced.push(i);
+    this.#exchange.announce([i]);
+  }
+
+  /** Data first, fsync, then the record: a chunk is only ever recorded once it is durably in the target. */
+  async #syncRecord(force: boolean): Promise<void> {
+    if (this.#unsynced.length === 0) return;
+    if (!force && this.#unsynced.length < SYNC_EVERY_CHUNKS && this.#now() - this.#lastSync < SYNC_EVERY_MS)
+      return;
+    const batch = this.#unsynced;
+    this.#unsynced = [];
+    this.#lastSync = this.#now();
+    await this.#c.writer.sync();
+    await this.#c.resume.markVerified(batch);
+  }
+
+  async #verifyAll(): Promise<void> {
+    for (const c of this.#init.manifest.chunks) {
+      const data = await this.#c.writer.read(c.offset, c.length);
+      if (hashHex(data) !== c.hash) {
+        throw new RswError(
+          'RSW_ERR_CHUNK_CORRUPT',
+          `the written image does not match chunk at ${c.offset}: storage error?`,
+        );
+      }
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}

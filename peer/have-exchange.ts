@@ -1,0 +1,147 @@
+import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
+import { lpStream } from '@libp2p/utils';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import {
+  bitfieldIndices,
+  decodeHaveMessage,
+  encodeBitfield,
+  encodeHave,
+  HAVE_PROTOCOL,
+  MAX_HAVE_FRAME_BYTES,
+  MAX_HAVE_INDICES,
+} from '../core/wire.ts';
+
+type ExchangeNode = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'>;
+
+export interface HaveExchangeInit {
+  imageId: string;
+  chunkCount: number;
+  /** Whether this node holds (verified) chunk i: sent as the opening bitfield. */
+  has: (i: number) => boolean;
+  /** A neighbour holds these chunks (from its bitfield or increments). */
+  onHave: (peerId: string, indices: number[]) => void;
+  /** A neighbour's stream ended. */
+  onGone?: (peerId: string) => void;
+  /** Neighbours at most (incoming streams beyond it are refused). @default 64 */
+  maxNeighbours?: number;
+}
+
+interface Neighbour {
+  stream: Stream;
+  lp: ReturnType<typeof lpStream>;
+}
+
+/**
+ * Neighbours tell each other which chunks they hold (/rackswarm/have/1.0.0, codec in core/wire.ts): a bitfield when
+ * the stream opens, then increments as chunks are verified, so availability is known without asking the tracker.
+ */
+export class HaveExchange {
+  readonly #node: ExchangeNode;
+  readonly #init: HaveExchangeInit;
+  readonly #neighbours = new Map<string, Neighbour>();
+  readonly #dialing = new Set<string>();
+  #pending: number[] = [];
+  #flushing: Promise<void> | undefined;
+
+  constructor(node: ExchangeNode, init: HaveExchangeInit) {
+    this.#node = node;
+    this.#init = init;
+  }
+
+  async start(): Promise<void> {
+    await this.#node.handle(HAVE_PROTOCOL, (stream, connection) => this.#accept(stream, connection), {
+      maxInboundStreams: 2,
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.#node.unhandle(HAVE_PROTOCOL);
+    for (const n of this.#neighbours.values()) n.stream.abort(new Error('exchange stopped'));
+    this.#neighbours.clear();
+  }
+
+  neighbours(): string[] {
+    return [...this.#neighbours.keys()];
+  }
+
+  /** Opens the exchange with a peer (no-op if one is open or being opened). */
+  async connect(peerId: string, addr: PeerId | Multiaddr): Promise<void> {
+    if (this.#neighbours.has(peerId) || this.#dialing.has(peerId)) return;
+    this.#dialing.add(peerId);
+    try {
+      const stream = await this.#node.dialProtocol(addr, HAVE_PROTOCOL, {
+        signal: AbortSignal.timeout(10_000),
+      });
+      this.#adopt(peerId, stream);
+    } finally {
+      this.#dialing.delete(peerId);
+    }
+  }
+
+  /** Tells every neighbour about newly verified chunks (batched into few frames). */
+  announce(indices: number[]): void {
+    this.#pending.push(...indices);
+    this.#flushing ??= Promise.resolve().then(() => this.#flush());
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#pending.length > 0) {
+      const batch = this.#pending.splice(0, MAX_HAVE_INDICES);
+      const frame = encodeHave(batch);
+      await Promise.all(
+        [...this.#neighbours.entries()].map(([id, n]) =>
+          n.lp.write(frame, { signal: AbortSignal.timeout(10_000) }).catch((e) => this.#drop(id, n, e)),
+        ),
+      );
+    }
+    this.#flushing = undefined;
+  }
+
+  #accept(stream: Stream, connection: Connection): void {
+    const peerId = connection.remotePeer.toString();
+    if (this.#neighbours.size >= (this.#init.maxNeighbours ?? 64) && !this.#neighbours.has(peerId)) {
+      stream.abort(new Error('too many neighbours'));
+      return;
+    }
+    this.#adopt(peerId, stream);
+  }
+
+  #adopt(peerId: string, stream: Stream): void {
+    const lp = lpStream(stream, {
+      maxDataLength: MAX_HAVE_FRAME_BYTES,
+      maxBufferSize: MAX_HAVE_FRAME_BYTES + 16,
+    });
+    const old = this.#neighbours.get(peerId);
+    const n = { stream, lp };
+    this.#neighbours.set(peerId, n);
+    if (old) old.stream.abort(new Error('replaced by a newer exchange stream'));
+    void this.#run(peerId, n);
+  }
+
+  async #run(peerId: string, n: Neighbour): Promise<void> {
+    const { imageId, chunkCount } = this.#init;
+    try {
+      await n.lp.write(encodeBitfield(imageId, chunkCount, this.#init.has), {
+        signal: AbortSignal.timeout(10_000),
+      });
+      for (;;) {
+        const msg = decodeHaveMessage((await n.lp.read()).subarray(), chunkCount);
+        if (msg.type === 'bitfield') {
+          if (msg.imageId !== imageId) throw new Error('neighbour exchanges another image');
+          this.#init.onHave(peerId, bitfieldIndices(msg.bits, chunkCount));
+        } else {
+          this.#init.onHave(peerId, msg.indices);
+        }
+      }
+    } catch (e) {
+      this.#drop(peerId, n, e);
+    }
+  }
+
+  #drop(peerId: string, n: Neighbour, e: unknown): void {
+    if (this.#neighbours.get(peerId) !== n) return;
+    this.#neighbours.delete(peerId);
+    n.stream.abort(e instanceof Error ? e : new Error(String(e)));
+    this.#init.onGone?.(peerId);
+  }
+}

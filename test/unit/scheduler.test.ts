@@ -1,0 +1,360 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_HASHES_PER_REQUEST } from '../../core/wire.ts';
+import { SCHEDULER_DEFAULTS, Scheduler, type SchedulerInit } from '../../peer/scheduler.ts';
+import { prng } from '../fixtures/tree.ts';
+
+const MiB = 1 << 20;
+
+const seeded = (seed: number): (() => number) => {
+  const next = prng(seed);
+  return () => next() / 2 ** 32;
+};
+
+const held = (have: string): number[] => [...have].flatMap((c, i) => (c === 'X' ? [i] : []));
+
+type Options = Partial<Omit<SchedulerInit, 'chunkLengths' | 'random' | 'seederId'>> & { seed?: number };
+
+/**
+ * A scheduler from have-strings, libtorrent style: the chunks verified here ('X'), then what each neighbour holds.
+ * The peer named `seeder` is the head (it holds everything; its string is ignored). Chunks are 1 MiB, every peer is
+ * added at t = 0, and random-first is off unless given.
+ */
+function setup(local: string, peers: Record<string, string>, { seed = 1, ...opts }: Options = {}): Scheduler {
+  const s = new Scheduler(
+    {
+      chunkLengths: Array.from({ length: local.length }, () => MiB),
+      random: seeded(seed),
+      seederId: 'seeder',
+      randomFirst: 0,
+      ...opts,
+    },
+    held(local),
+  );
+  for (const [id, have] of Object.entries(peers)) {
+    s.addPeer(id, 0);
+    s.peerHave(id, held(have));
+  }
+  return s;
+}
+
+/** Budgets wide enough to take every pick in one call. */
+const wide: Options = { minInFlightBytes: 64 * MiB };
+const one: Options = { maxInFlightChunks: 1 };
+const all = (n: number): string => 'X'.repeat(n);
+const peerStats = (s: Scheduler, id: string) => s.stats().perPeer.find((p) => p.peerId === id);
+
+describe('Scheduler', () => {
+  it('picks the rarest chunks the peer holds first', () => {
+    const peers = { a: 'XXXXXXXX', b: 'XX..XX..', c: 'X.X.X.X.' };
+    const a = setup('........', peers, wide).next('a', 0);
+    expect([new Set(a.slice(0, 2)), new Set(a.slice(2, 6)), new Set(a.slice(6))]).toEqual([
+      new Set([3, 7]),
+      new Set([1, 2, 5, 6]),
+      new Set([0, 4]),
+    ]);
+    const b = setup('........', peers, wide).next('b', 0);
+    expect([new Set(b.slice(0, 2)), new Set(b.slice(2))]).toEqual([new Set([1, 5]), new Set([0, 4])]);
+  });
+
+  it('breaks ties at random', () => {
+    const firsts = new Set(
+      Array.from({ length: 30 }, (_, seed) => setup('....', { a: 'XXXX' }, { seed }).next('a', 0)[0]),
+    );
+    expect(firsts).toEqual(new Set([0, 1, 2, 3]));
+  });
+
+  it('picks the first chunks at random, then rarest first', () => {
+    const peers = { a: all(16), b: 'XXXXXXXXXXXX....' }; // 12..15 are the rarest
+    const runs = Array.from({ length: 10 }, (_, seed) => {
+      const s = setup('.'.repeat(16), peers, { seed, randomFirst: 4, minInFlightBytes: 4 * MiB });
+      const first = s.next('a', 0);
+      for (const [k, i] of first.entries()) s.received('a', i, k + 1);
+      return { first, after: s.next('a', 10) };
+    });
+    expect(runs.every((r) => r.first.length === 4)).toBe(true);
+    expect(new Set(runs.map((r) => r.first.join())).size).toBeGreaterThan(5);
+    expect(runs.some((r) => r.first.some((i) => i < 12))).toBe(true); // not rarest first
+    for (const { first, after } of runs) {
+      const rareLeft = [12, 13, 14, 15].filter((i) => !first.includes(i));
+      expect(new Set(after.slice(0, rareLeft.length))).toEqual(new Set(rareLeft));
+    }
+  });
+
+  it('never has a chunk in flight to two peers, nor twice to one, outside endgame', () => {
+    const s = setup('.'.repeat(12), { a: all(12), b: all(12), c: all(12) });
+    const holder = new Map<number, string>();
+    for (let t = 0; !s.stats().endgame; t++) {
+      for (const peer of ['a', 'b', 'c']) {
+        for (const i of s.next(peer, t)) {
+          expect(holder.get(i)).toBeUndefined();
+          holder.set(i, peer);
+        }
+      }
+      const [i, peer] = holder.entries().next().value as [number, string]; // the oldest request arrives
+      holder.delete(i);
+      s.received(peer, i, t + 1);
+    }
+    expect(holder.size).toBe(s.remaining);
+  });
+
+  it('offers the seeder only chunks no neighbour holds', () => {
+    const s = setup('........', { seeder: '', a: 'XXXX....', b: 'XX......' }, wide);
+    expect(new Set(s.next('seeder', 0))).toEqual(new Set([4, 5, 6, 7]));
+    expect(new Set(s.next('a', 0))).toEqual(new Set([0, 1, 2, 3]));
+    expect(s.next('seeder', 5_000)).toEqual([]); // the rest is in flight at a
+  });
+
+  it('offers the seeder what neighbours hold once none has had a request for seederGraceMs', () => {
+    const s = setup('......', { seeder: '', a: 'XXXXXX' });
+    expect(s.next('seeder', 0)).toEqual([]);
+    for (const i of s.next('a', 0)) s.failed('a', i, 'busy', 10);
+    expect(s.next('seeder', 500)).toEqual([]);
+    const rescued = s.next('seeder', 1_010); // no neighbour request since t = 10
+    expect(rescued).toHaveLength(2);
+    const fromA = s.next('a', 1_010); // back from its back-off
+    expect(fromA).toHaveLength(2);
+    expect(fromA.some((i) => rescued.includes(i))).toBe(false);
+    for (const i of rescued) s.received('seeder', i, 1_020);
+    expect(s.next('seeder', 5_000)).toEqual([]); // a has requests in flight again, and holds the last two
+  });
+
+  it("sizes a peer's in-flight budget from its measured throughput, between the min and the max", () => {
+    const n = 400;
+    const s = setup('.'.repeat(n), { fast: all(n), mid: all(n), slow: all(n) });
+    /** Rounds of: take what next() gives, receive each `msPerChunk` after the last. Returns the batch sizes. */
+    let t = 0;
+    /** Rounds of: take what next() gives, receive each `msPerChunk` after the last. Returns the batch sizes. */
+    const drive = (peer: string, msPerChunk: number): number[] => {
+      const sizes: number[] = [];
+      for (let round = 0; round < 4; round++) {
+        const batch = s.next(peer, t);
+        sizes.push(batch.length);
+        for (const i of batch) {
+          t += msPerChunk;
+          s.received(peer, i, t);
+        }
+      }
+      return sizes;
+    };
+    // initialRateBps 10 MiB/s × targetQueueMs 200 = 2 MiB before any arrival.
+    expect(drive('fast', 1)).toEqual([2, 64, 64, 64]); // ~1 GiB/s: over the 64 MiB cap; 64 chunks a frame
+    expect(drive('mid', 30)).toEqual([2, 7, 7, 7]); // 33 MiB/s × 200 ms = 6.7 MiB
+    expect(drive('slow', 1_000)).toEqual([2, 1, 1, 1]); // 1 MiB/s: the 1 MiB minimum
+    expect(peerStats(s, 'mid')?.rateBps).toBeCloseTo(MiB / 0.03, 0);
+  });
+
+  it('backs a busy peer off, doubling, once per batch; an arrival forgives it', () => {
+    const s = setup('....', { a: 'XXXX' });
+    for (const i of s.next('a', 0)) s.failed('a', i, 'busy', 0); // both chunks of the batch: one back-off
+    expect(s.next('a', 249)).toEqual([]);
+    const again = s.next('a', 250);
+    expect(again).toHaveLength(2);
+    s.failed('a', again[0], 'busy', 250);
+    expect(s.next('a', 749)).toEqual([]); // 500 ms
+    s.received('a', again[1], 750);
+    const third = s.next('a', 750);
+    s.failed('a', third[0], 'error', 760);
+    expect(s.next('a', 1_009)).toEqual([]);
+    expect(s.next('a', 1_010)).not.toEqual([]); // back to 250 ms
+  });
+
+  it('never asks a peer again for a chunk it did not find; another peer gets it', () => {
+    const s = setup('..', { a: 'XX', b: 'X.' }, wide);
+    expect(s.next('a', 0)).toEqual([1, 0]);
+    s.failed('a', 0, 'not-found', 1);
+    expect(s.next('a', 2)).toEqual([]);
+    expect(s.next('b', 2)).toEqual([0]);
+    expect(peerStats(s, 'a')?.wanted).toBe(0);
+  });
+
+  it('bans a peer after banAfter corrupt chunks: it gets nothing, and its chunks no longer count', () => {
+    const s = setup('......', { seeder: '', a: 'XXXXXX', b: 'XXX...' }, wide);
+    expect(s.next('seeder', 0)).toEqual([]);
+    const picks = s.next('a', 0);
+    expect(picks).toHaveLength(6);
+    s.failed('a', picks[0], 'corrupt', 1);
+    s.failed('a', picks[1], 'corrupt', 1);
+    expect(s.isBanned('a')).toBe(false);
+    s.failed('a', picks[2], 'corrupt', 1);
+    expect(s.isBanned('a')).toBe(true);
+    expect(peerStats(s, 'a')).toMatchObject({ banned: true, bad: 3, inFlight: 0, wanted: 0 });
+    expect(s.next('a', 2)).toEqual([]);
+    expect(new Set(s.next('seeder', 2))).toEqual(new Set([3, 4, 5])); // only a held them
+    expect(new Set(s.next('b', 2))).toEqual(new Set([0, 1, 2]));
+    s.removePeer('a', 3);
+    s.addPeer('a', 3);
+    s.peerHave('a', 'all');
+    expect(s.isBanned('a')).toBe(true);
+    expect(s.stats().perPeer.find((p) => p.peerId === 'a')?.wanted).toBe(0);
+  });
+
+  it('endgame: an idle peer duplicates the oldest outstanding requests; the first copy in wins', () => {
+    const s = setup('...', { a: 'XXX', b: 'XXX', c: 'XXX' }, one);
+    const [x] = s.next('b', 0);
+    const [y] = s.next('c', 1);
+    const [z] = s.next('a', 2);
+    expect(s.stats().endgame).toBe(true);
+    expect(s.next('a', 2)).toEqual([]); // not idle
+    expect(s.received('a', z, 3)).toEqual({ status: 'new', cancel: [] });
+    expect(s.next('a', 3)).toEqual([x]); // the oldest
+    expect(s.received('a', x, 4)).toEqual({ status: 'new', cancel: ['b'] });
+    expect(s.received('b', x, 5)).toEqual({ status: 'duplicate', cancel: [] });
+    s.failed('b', x, 'error', 5); // the caller's abort of the cancelled copy: harmless
+    expect(s.next('a', 5)).toEqual([y]);
+    expect(s.next('a', 5)).toEqual([]); // never twice to one peer
+    expect(s.received('c', y, 6)).toEqual({ status: 'new', cancel: ['a'] });
+    expect(s.done).toBe(true);
+    expect(s.stats()).toMatchObject({ have: 3, remaining: 0, inFlight: 0, endgame: false });
+    expect(s.stats().perPeer.every((p) => p.inFlight === 0 && p.inFlightBytes === 0)).toBe(true);
+  });
+
+  it('endgame: no duplicate of a faster peer’s request unless it is overdue; the seeder only of overdue ones', () => {
+    const s = setup('....', { seeder: '', fast: 'XXXX', slow: 'XXXX' }, one);
+    const [f1] = s.next('fast', 0);
+    const [s1] = s.next('slow', 0);
+    s.received('fast', f1, 1); // 1 MiB/ms
+    s.received('slow', s1, 1_000); // 1 MiB/s
+    const [f2] = s.next('fast', 1_000);
+    const [s2] = s.next('slow', 1_000);
+    s.received('slow', s2, 2_000);
+    expect(s.stats().endgame).toBe(true);
+    // f2 is due 3 × 1 ms + 2000 ms after t = 1000.
+    expect(s.next('slow', 2_000)).toEqual([]);
+    expect(s.next('seeder', 2_000)).toEqual([]);
+    expect(s.overdue(3_004)).toEqual([{ peerId: 'fast', index: f2 }]);
+    expect(s.next('seeder', 3_004)).toEqual([f2]);
+    expect(s.next('slow', 3_004)).toEqual([]); // endgameCopies 2: already two
+  });
+
+  it('flags overdue requests by their peer’s rate, in queue order; a timeout hands the chunk to another peer', () => {
+    const s = setup('..', { a: 'XX', b: 'XX' });
+    const [x, y] = s.next('a', 0); // unmeasured: 10 MiB/s assumed, so due at 3 × 100 ms + 2000, and 3 × 200 + 2000
+    expect(s.overdue(2_300)).toEqual([]);
+    expect(s.overdue(2_301)).toEqual([{ peerId: 'a', index: x }]);
+    expect(s.overdue(2_601)).toEqual([
+      { peerId: 'a', index: x },
+      { peerId: 'a', index: y },
+    ]);
+    s.failed('a', x, 'timeout', 2_601);
+    expect(peerStats(s, 'a')?.rateBps).toBeCloseTo(5 * MiB, 3); // halved
+    expect(s.next('b', 2_601)).toEqual([x]);
+    expect(s.overdue(2_601)).toEqual([{ peerId: 'a', index: y }]);
+  });
+
+  it('resumes from chunks already here, and is done when every chunk is', () => {
+    const s = setup('XX.X', { a: 'XXXX' }, wide);
+    expect(s.remaining).toBe(1);
+    expect(s.next('a', 0)).toEqual([2]);
+    expect(s.received('a', 2, 1).status).toBe('new');
+    expect(s.done).toBe(true);
+    expect(s.next('a', 2)).toEqual([]);
+    expect(s.received('a', 2, 3).status).toBe('duplicate');
+    expect(new Scheduler({ chunkLengths: [], random: Math.random, seederId: 's' }).done).toBe(true);
+  });
+
+  it('ignores have messages for unknown peers or out-of-range chunks, and refuses nonsense', () => {
+    const s = setup('..', { a: '..' });
+    s.peerHave('nobody', [0]);
+    s.peerHave('a', [2, -1, 0.5, Number.NaN]);
+    expect(s.next('a', 0)).toEqual([]);
+    expect(s.next('nobody', 0)).toEqual([]);
+    s.peerHave('a', 'all');
+    expect(s.next('a', 0)).toHaveLength(2);
+    expect(() => s.received('a', 2, 1)).toThrow(RangeError);
+    const init = { chunkLengths: [1], random: Math.random, seederId: 's' };
+    expect(() => new Scheduler({ ...init, randomFirst: -1 })).toThrow(/randomFirst/);
+    expect(() => new Scheduler({ ...init, minInFlightBytes: 2, maxInFlightBytes: 1 })).toThrow(
+      /maxInFlightBytes/,
+    );
+    expect(() => new Scheduler({ ...init, chunkLengths: [-1] })).toThrow(/chunk length/);
+  });
+
+  it('keeps its books straight through random traffic, and finishes', () => {
+    for (let seed = 1; seed <= 4; seed++) fuzz(seed);
+  });
+
+  it('keeps its default requests in flight to one request frame', () => {
+    expect(SCHEDULER_DEFAULTS.maxInFlightChunks).toBe(MAX_HASHES_PER_REQUEST);
+  });
+});
+
+/**
+ * Random traffic against a model of what the caller knows: which requests are outstanding where, what each peer
+ * holds. Checks after every step that nothing is asked twice of one peer, that duplicates happen only in endgame,
+ * that `cancel` names exactly the other holders, and that the per-peer counts (in flight, wanted) match the model.
+ */
+function fuzz(seed: number): void {
+  const n = 40;
+  const random = seeded(seed * 1000);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
+  const ids = ['seeder', 'a', 'b', 'c', 'd'];
+  const s = setup('.'.repeat(n), {}, { seed, maxInFlightChunks: 3, randomFirst: 2, banAfter: 2 });
+  const outstanding = new Map<string, Set<number>>();
+  const holds = new Map<string, Set<number>>();
+  const here = new Set<number>();
+  const join = (id: string, t: number): void => {
+    s.addPeer(id, t);
+    outstanding.set(id, new Set());
+    const h = new Set(id === 'seeder' ? Array.from({ length: n }, (_, i) => i) : []);
+    if (id !== 'seeder') for (let i = 0; i < n; i++) if (random() < 0.4) h.add(i);
+    holds.set(id, s.isBanned(id) ? new Set() : h);
+    if (id !== 'seeder') s.peerHave(id, [...h]);
+  };
+  for (const id of ids) join(id, 0);
+  for (let t = 1; t < 5_000 && !s.done; t++) {
+    const id = pick(ids);
+    const mine = outstanding.get(id) as Set<number>;
+    const roll = random();
+    if (roll < 0.4) {
+      const endgameBefore = s.endgame;
+      for (const i of s.next(id, t)) {
+        expect(mine.has(i) || here.has(i)).toBe(false);
+        const elsewhere = [...outstanding.values()].some((o) => o.has(i));
+        if (elsewhere) {
+          expect(endgameBefore).toBe(true);
+        }
+        mine.add(i);
+      }
+    } else if (roll < 0.9 && mine.size > 0) {
+      const i = pick([...mine]);
+      const others = ids.filter((o) => o !== id && outstanding.get(o)?.has(i));
+      const fail = random();
+      if (fail < 0.6) {
+        const { status, cancel } = s.received(id, i, t);
+        expect([status, new Set(cancel)]).toEqual(['new', new Set(others)]);
+        for (const o of others) outstanding.get(o)?.delete(i);
+        here.add(i);
+        holds.get(id)?.add(i);
+      } else {
+        const reason =
+          id === 'seeder'
+            ? pick(['busy', 'timeout', 'error'] as const)
+            : pick(['busy', 'not-found', 'corrupt', 'timeout', 'error'] as const);
+        s.failed(id, i, reason, t);
+        if (reason === 'not-found' || reason === 'corrupt') holds.get(id)?.delete(i);
+        if (s.isBanned(id)) {
+          mine.clear();
+          holds.set(id, new Set());
+        }
+      }
+      mine.delete(i);
+    } else if (roll < 0.97 && id !== 'seeder') {
+      const i = Math.floor(random() * n);
+      s.peerHave(id, [i]);
+      if (!s.isBanned(id)) holds.get(id)?.add(i);
+    } else {
+      s.removePeer(id, t);
+      join(id, t);
+    }
+    const inFlight = new Set([...outstanding.values()].flatMap((o) => [...o]));
+    const stats = s.stats();
+    expect(stats.inFlight).toBe(inFlight.size);
+    expect(stats.have).toBe(here.size);
+    for (const p of stats.perPeer) {
+      const h = holds.get(p.peerId) as Set<number>;
+      const wanted = [...h].filter((i) => !here.has(i) && !inFlight.has(i)).length;
+      expect([p.peerId, p.inFlight, p.wanted]).toEqual([p.peerId, outstanding.get(p.peerId)?.size, wanted]);
+    }
+  }
+  expect(s.done).toBe(true);
+}
