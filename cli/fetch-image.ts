@@ -127,6 +127,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
       bytesFromSeeder: result.bytesFromSeeder,
       bytesReused: result.bytesReused,
       peers: result.peers,
+      banned: result.banned,
     };
     if (opts.json) console.log(JSON.stringify(summary));
     else {

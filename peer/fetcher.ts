@@ -8,7 +8,7 @@
  * A request flows: announce → handout → exchange.connect → scheduler.next(peer) → fetchChunks → verify (client) →
  * writer.write → scheduler.received → exchange.announce + served to others → (batched) writer.sync → resume.mark.
  */
-import type { Libp2p } from '@libp2p/interface';
+import type { Libp2p, PeerId } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { isRswError, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
@@ -34,6 +34,8 @@ export interface FetchProgress {
   downRate: number;
   upRate: number;
   peers: number;
+  /** Peers banned for sending chunks that failed verification. */
+  banned: number;
 }
 
 export interface FetcherComponents {
@@ -66,7 +68,7 @@ export class Fetcher {
   readonly #scheduler: Scheduler;
   readonly #exchange: HaveExchange;
   readonly #verified = new Set<number>();
-  readonly #peers = new Map<string, Multiaddr>();
+  readonly #peers = new Map<string, Multiaddr | PeerId>();
   readonly #workers = new Set<string>();
   #unsynced: number[] = [];
   #lastSync = 0;
@@ -108,6 +110,8 @@ export class Fetcher {
         this.#scheduler.peerHave(peerId, indices);
         this.#poke();
       },
+      // A node that announced after us reaches us first: without this we would only ever know the ones before us.
+      onNeighbour: (peerId, remote) => this.#addPeer(peerId, remote),
     });
   }
 
@@ -144,6 +148,7 @@ export class Fetcher {
       downRate: (this.#fromPeers + this.#fromSeeder) / secs,
       upRate: (this.#c.uploaded?.() ?? 0) / secs,
       peers: this.#peers.size,
+      banned: this.#scheduler.stats().perPeer.filter((p) => p.banned).length,
     };
   }
 
@@ -217,7 +222,7 @@ export class Fetcher {
     return new Promise((r) => this.#wake.push(r));
   }
 
-  #addPeer(peerId: string, addr: Multiaddr): void {
+  #addPeer(peerId: string, addr: Multiaddr | PeerId): void {
     if (this.#peers.has(peerId) || peerId === this.#c.node.peerId.toString()) return;
     this.#peers.set(peerId, addr);
     this.#scheduler.addPeer(peerId, this.#now());
@@ -274,7 +279,7 @@ export class Fetcher {
 
   async #fetchFrom(peerId: string, indices: number[]): Promise<void> {
     const m = this.#init.manifest;
-    const addr = this.#peers.get(peerId) as Multiaddr;
+    const addr = this.#peers.get(peerId) as Multiaddr | PeerId;
     const pending = new Set(indices);
     const hashes = indices.map((i) => m.chunks[i].hash);
     const isSeeder = peerId === this.#c.head.peerId;

@@ -22,6 +22,8 @@ export interface HaveExchangeInit {
   onHave: (peerId: string, indices: number[]) => void;
   /** A neighbour's stream ended. */
   onGone?: (peerId: string) => void;
+  /** A peer opened the exchange with us: it is a download source too (reachable over that connection). */
+  onNeighbour?: (peerId: string, remote: PeerId) => void;
   /** Neighbours at most (incoming streams beyond it are refused). @default 64 */
   maxNeighbours?: number;
 }
@@ -104,6 +106,7 @@ export class HaveExchange {
       return;
     }
     this.#adopt(peerId, stream);
+    this.#init.onNeighbour?.(peerId, connection.remotePeer);
   }
 
   #adopt(peerId: string, stream: Stream): void {

@@ -24,6 +24,7 @@ export function startHead(
     process.execPath,
     [
       join(projectRoot, 'bin/rackswarm.js'),
+      ...global,
       'head',
       '--data',
       dataDir,

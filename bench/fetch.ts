@@ -1,0 +1,262 @@
+// Fetch benchmarks (issue "Peer"): (a) one peer from the seeder vs raw TCP moving the same bytes, (b) head egress
+// and time to the last node for 8 and 16 local peers, (c) peer RSS while fetching a large image. Real processes on
+// loopback: a real `rackswarm head`, real `rackswarm fetch` processes.
+import { execFileSync, spawn } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type RunningHead, startHead } from '../test/helpers/head.ts';
+import { fmt, median } from './lib/stats.ts';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const bin = join(root, 'bin/rackswarm.js');
+const MiB = 1024 * 1024;
+
+function writeRandom(path: string, size: number): void {
+  const fd = openSync(path, 'w');
+  const block = Buffer.alloc(64 * MiB);
+  for (let done = 0; done < size; done += block.length) {
+    randomFillSync(block);
+    writeSync(fd, block, 0, Math.min(block.length, size - done));
+  }
+  closeSync(fd);
+}
+
+interface FetchRun {
+  code: number | null;
+  wall: number;
+  summary?: { seconds: number; bytesFromPeers: number; bytesFromSeeder: number };
+  maxRssKiB?: number;
+}
+
+function fetchOnce(
+  head: RunningHead,
+  dir: string,
+  n: string,
+  pub: string,
+  extra: string[] = [],
+  rss = false,
+): Promise<FetchRun> {
+  const args = [
+    ...(rss ? ['--import', join(root, 'bench/lib/report-rss.ts')] : []),
+    bin,
+    'fetch',
+    'img',
+    '--head',
+    head.url,
+    '--trust',
+    pub,
+    '--out',
+    join(dir, `out-${n}`),
+    '--cache',
+    join(dir, `cache-${n}`),
+    '--json',
+    ...extra,
+  ];
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+    });
+    p.stderr.on('data', (d) => {
+      err += d;
+    });
+    p.on('close', (code) => {
+      const last = out.trim().split('\n').pop() ?? '';
+      let summary: FetchRun['summary'];
+      try {
+        summary = JSON.parse(last);
+      } catch {}
+      const rssMatch = /bench-max-rss-kib (\d+)/.exec(err);
+      if (code !== 0) process.stderr.write(`fetch ${n} failed: ${err}\n`);
+      resolve({
+        code,
+        wall: (performance.now() - t0) / 1000,
+        summary,
+        maxRssKiB: rssMatch ? Number(rssMatch[1]) : undefined,
+      });
+    });
+  });
+}
+
+/** Raw Node TCP between two processes (a child serving the file from the page cache, this one reading): the ceiling. */
+async function rawTcpSeconds(file: string): Promise<number> {
+  const server = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const net = require('node:net'); const fs = require('node:fs');
+       const s = net.createServer((c) => fs.createReadStream(process.argv[1], { highWaterMark: 1 << 20 }).pipe(c));
+       s.listen(0, '127.0.0.1', () => console.log(s.address().port));`,
+      file,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  try {
+    const port = await new Promise<number>((resolve) =>
+      server.stdout.once('data', (d) => resolve(Number(String(d).trim()))),
+    );
+    const t0 = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const c = connect(port, '127.0.0.1');
+      c.on('data', () => {});
+      c.on('end', resolve);
+      c.on('error', reject);
+    });
+    return (performance.now() - t0) / 1000;
+  } finally {
+    server.kill();
+  }
+}
+
+async function headEgress(head: RunningHead): Promise<number> {
+  const text = await (await fetch(`${head.url}/metrics`)).text();
+  return Number(/^rsw_seeder_bytes_served_total (\d+)/m.exec(text)?.[1] ?? Number.NaN);
+}
+
+export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
+  const work = mkdtempSync(join(tmpdir(), 'rsw-bench-fetch-'));
+  const heads: RunningHead[] = [];
+  try {
+    execFileSync(process.execPath, [bin, 'keys', 'generate', '--out', join(work, 'keys')]);
+    const key = join(work, 'keys/publisher.key');
+    const pub = join(work, 'keys/publisher.pub');
+    const oneSize = (opts.quick ? 256 : 1024) * MiB;
+    const swarmSize = 128 * MiB;
+    const bigSize = (opts.quick ? 1024 : 4096) * MiB;
+    const runs = opts.quick ? 2 : 3;
+
+    // (a) one peer from the seeder, against raw TCP moving the same bytes, interleaved run by run
+    const one = join(work, 'one.img');
+    writeRandom(one, oneSize);
+    execFileSync(process.execPath, [
+      bin,
+      'publish',
+      one,
+      '--name',
+      'img',
+      '--key',
+      key,
+      '--data',
+      join(work, 'head-a'),
+    ]);
+    const headA = await startHead(join(work, 'head-a'));
+    heads.push(headA);
+    const single: number[] = [];
+    const raw: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const r = await fetchOnce(headA, work, `a${i}`, pub, ['--linger', '0']);
+      if (r.code !== 0 || !r.summary) throw new Error('single fetch failed');
+      single.push(r.summary.seconds);
+      raw.push(await rawTcpSeconds(one));
+      rmSync(join(work, `out-a${i}`), { force: true });
+      rmSync(join(work, `cache-a${i}`), { recursive: true, force: true });
+      process.stderr.write(
+        `fetch one peer: ${fmt(oneSize / r.summary.seconds / 1e6, 0)} MB/s; raw TCP ${fmt(oneSize / raw[i] / 1e6, 0)} MB/s\n`,
+      );
+    }
+    await headA.stop();
+
+    // (b) head egress and time to the last node, N peers started together
+    const swarmImg = join(work, 'swarm.img');
+    writeRandom(swarmImg, swarmSize);
+    const swarmRows: string[] = [];
+    for (const n of opts.quick ? [8] : [8, 16]) {
+      const dir = join(work, `head-b${n}`);
+      execFileSync(process.execPath, [
+        bin,
+        'publish',
+        swarmImg,
+        '--name',
+        'img',
+        '--key',
+        key,
+        '--data',
+        dir,
+      ]);
+      const head = await startHead(dir);
+      heads.push(head);
+      const t0 = performance.now();
+      const results = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          fetchOnce(head, work, `b${n}-${i}`, pub, ['--linger', '5', '--rack', `r${i % 2}`]),
+        ),
+      );
+      const failed = results.filter((r) => r.code !== 0).length;
+      const doneAt = results.map((r) => (r.summary?.seconds ?? Number.NaN) + 0);
+      const egress = await headEgress(head);
+      const fromPeers = results.reduce((a, r) => a + (r.summary?.bytesFromPeers ?? 0), 0);
+      swarmRows.push(
+        `| ${n} | ${fmt(Math.max(...doneAt), 1)} s | ${fmt(median(doneAt), 1)} s | ${fmt(egress / swarmSize, 2)} × | ${fmt((fromPeers / (n * swarmSize)) * 100, 0)} % | ${failed} | ${fmt((performance.now() - t0) / 1000, 1)} s |`,
+      );
+      process.stderr.write(
+        `swarm of ${n}: last ${fmt(Math.max(...doneAt), 1)} s, head egress ${fmt(egress / swarmSize, 2)} × image\n`,
+      );
+      await head.stop();
+      for (let i = 0; i < n; i++) {
+        rmSync(join(work, `out-b${n}-${i}`), { force: true });
+        rmSync(join(work, `cache-b${n}-${i}`), { recursive: true, force: true });
+      }
+    }
+
+    // (c) peer RSS while fetching a large image
+    const big = join(work, 'big.img');
+    writeRandom(big, bigSize);
+    execFileSync(process.execPath, [
+      bin,
+      'publish',
+      big,
+      '--name',
+      'img',
+      '--key',
+      key,
+      '--data',
+      join(work, 'head-c'),
+    ]);
+    rmSync(big);
+    const headC = await startHead(join(work, 'head-c'));
+    heads.push(headC);
+    const rssRun = await fetchOnce(headC, work, 'c', pub, ['--linger', '0'], true);
+    await headC.stop();
+
+    const singleMed = median(single);
+    const rawMed = median(raw);
+    return [
+      '## Fetch (rackswarm fetch through a real head on loopback)',
+      '',
+      `(a) One peer fetching a ${oneSize / MiB} MiB image from the seeder (end to end: process start, manifest, download,`,
+      `writes, final re-read and verification), against raw Node TCP moving the same bytes between two processes, run`,
+      `by run; median of ${runs}. Goal: ≥ 70 % of raw TCP.`,
+      '',
+      '| case | MB/s | runs (s) |',
+      '|---|---|---|',
+      `| rackswarm fetch, one peer, TCP + Noise + Yamux | ${fmt(oneSize / singleMed / 1e6, 0)} | ${single.map((s) => fmt(s, 2)).join(', ')} |`,
+      `| raw Node TCP, same bytes | ${fmt(oneSize / rawMed / 1e6, 0)} | ${raw.map((s) => fmt(s, 2)).join(', ')} |`,
+      `| ratio | ${fmt((rawMed / singleMed) * 100, 0)} % | |`,
+      '',
+      `(b) N fetch processes of a ${swarmSize / MiB} MiB image started together on this 2-core machine (every process`,
+      'competes for the same 2 cores, so these times measure CPU contention more than the protocol; the network testbed',
+      "with shaped links is the real measure). Head egress is the seeder's own byte count.",
+      '',
+      '| peers | time to last node | median node | head egress / image | bytes from peers | failed | wall |',
+      '|---|---|---|---|---|---|---|',
+      ...swarmRows,
+      '',
+      `(c) Peak RSS of a fetch process downloading a ${bigSize / MiB} MiB image from the seeder: ${fmt((rssRun.maxRssKiB ?? Number.NaN) / 1024, 0)} MiB`,
+      `(goal ≤ 150 MB; ${rssRun.code === 0 ? 'completed' : 'FAILED'} in ${fmt(rssRun.summary?.seconds ?? Number.NaN, 1)} s).`,
+      '',
+      'Reproduce: `node bench/fetch.ts` (add `--quick` for a shorter run).',
+    ].join('\n');
+  } finally {
+    for (const h of heads) await h.stop('SIGKILL').catch(() => {});
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.main) console.log(await benchFetch({ quick: process.argv.includes('--quick') }));

@@ -1,0 +1,128 @@
+import { join } from 'node:path';
+import type { Libp2p, StreamHandler, StreamHandlerOptions } from '@libp2p/interface';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createP2PNode } from '../../cli/p2p-node.ts';
+import type { Manifest } from '../../core/manifest.ts';
+import { HaveExchange } from '../../peer/have-exchange.ts';
+import { announce } from '../../peer/tracker-client.ts';
+import { ChunkServer, type ChunkServerStats } from '../../seeder/chunk-server.ts';
+
+export interface EvilPeerInit {
+  /** Holds the evil peer's libp2p identity. */
+  dir: string;
+  /** The head's libp2p address (with /p2p/…): its tracker. */
+  tracker: string;
+  imageId: string;
+  manifest: Manifest;
+  /** How often to re-announce to the tracker. @default 2000 */
+  announceEveryMs?: number;
+}
+
+export interface ChunkStreamRecord {
+  /** Date.now() when the stream came in. */
+  at: number;
+}
+
+export interface EvilPeer {
+  peerId: string;
+  /** Every chunk stream each peer opened to us, in arrival order: the fetcher opens one per batch it asks for. */
+  streams: Map<string, ChunkStreamRecord[]>;
+  /** Peers that opened a have exchange with us (or accepted ours). */
+  neighbours(): string[];
+  /** Chunks the server read from our lying store (each one sent as garbage of the right length). */
+  chunksFaked(): number;
+  stats(): ChunkServerStats;
+  stop(): Promise<void>;
+}
+
+/**
+ * An in-process peer that lies: it announces itself to the tracker as a complete seeder of `imageId`, tells every
+ * have-exchange neighbour it holds every chunk, and answers every chunk request `ok` with the right number of wrong
+ * bytes. Honest fetchers must catch each body with BLAKE3 and, after `banAfter` bad chunks, stop asking it.
+ */
+export async function startEvilPeer(init: EvilPeerInit): Promise<EvilPeer> {
+  const lengths = new Map(init.manifest.chunks.map((c) => [c.hash, c.length]));
+  let faked = 0;
+  const store = {
+    has: async (hash: string) => lengths.has(hash),
+    get: async (hash: string) => {
+      faked++;
+      // Right length, wrong bytes: only the hash check can tell.
+      return Buffer.alloc(lengths.get(hash) ?? 0, 0x5a);
+    },
+  };
+  const node = await createP2PNode({ keyFile: join(init.dir, 'evil.key'), listen: ['/ip4/127.0.0.1/tcp/0'] });
+  const streams = new Map<string, ChunkStreamRecord[]>();
+  // The server's own per-peer stats forget a peer once it disconnects; this log keeps every stream.
+  const counting: Pick<
+    Libp2p,
+    'handle' | 'unhandle' | 'addEventListener' | 'removeEventListener' | 'getConnections'
+  > = {
+    handle: (protocol: string | string[], handler: StreamHandler, options?: StreamHandlerOptions) =>
+      node.handle(
+        protocol,
+        (stream, connection) => {
+          const id = connection.remotePeer.toString();
+          const list = streams.get(id) ?? [];
+          list.push({ at: Date.now() });
+          streams.set(id, list);
+          return handler(stream, connection);
+        },
+        options,
+      ),
+    unhandle: (protocol, options) => node.unhandle(protocol, options),
+    addEventListener: node.addEventListener.bind(node),
+    removeEventListener: node.removeEventListener.bind(node),
+    getConnections: (peerId) => node.getConnections(peerId),
+  };
+  const server = new ChunkServer(
+    { store },
+    {
+      // Generous limits: a `busy` answer would be a failure that is not a corrupt chunk, blurring the ban count.
+      maxStreamsPerPeer: 8,
+      maxConcurrentTotal: 256,
+      perPeerBytesPerSecond: 0,
+      totalBytesPerSecond: 0,
+      readTimeoutMs: 10_000,
+    },
+  );
+  const exchange = new HaveExchange(node, {
+    imageId: init.imageId,
+    chunkCount: init.manifest.chunks.length,
+    has: () => true,
+    onHave: () => {},
+  });
+  await server.start(counting);
+  await exchange.start();
+
+  const tracker = multiaddr(init.tracker);
+  const body = () => ({
+    imageId: init.imageId,
+    addrs: node.getMultiaddrs().map((a) => a.toString()),
+    progress: 1,
+    bytesDone: init.manifest.size,
+    downRate: 0,
+    upRate: 0,
+    bytesFromPeers: 0,
+    bytesFromSeeder: 0,
+    stage: 'seeding',
+  });
+  await announce(node, tracker, body());
+  const timer = setInterval(() => {
+    announce(node, tracker, body(), { timeoutMs: 5000 }).catch(() => {});
+  }, init.announceEveryMs ?? 2000);
+
+  return {
+    peerId: node.peerId.toString(),
+    streams,
+    neighbours: () => exchange.neighbours(),
+    chunksFaked: () => faked,
+    stats: () => server.stats(),
+    stop: async () => {
+      clearInterval(timer);
+      await exchange.stop().catch(() => {});
+      await server.stop().catch(() => {});
+      await node.stop();
+    },
+  };
+}
