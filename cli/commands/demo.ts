@@ -1,14 +1,14 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { Config } from '../../core/config.ts';
+import { RswError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs-atomic.ts';
-import { generatePublisherKeys, PRIVATE_KEY_FILE } from '../../core/keys.ts';
-import { Registry } from '../../tracker/registry.ts';
-import { formatBytes, formatTable } from '../format.ts';
+import { generatePublisherKeys, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../core/keys.ts';
+import { formatBytes } from '../format.ts';
 import { publish } from './publish.ts';
 
 const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -50,9 +50,17 @@ async function sampleImage(dir: string): Promise<{ file: string; what: string }>
 export function registerDemo(program: Command, config: () => Config): void {
   program
     .command('demo')
-    .description('what `npm start` runs: make a publisher key and a sample image, publish it into a data dir')
+    .description(
+      'what `npm start` runs: a head node with a published sample image and a local swarm fetching it',
+    )
     .option('--data <dir>', 'data directory for the demo', 'demo-data')
-    .action(async (opts: { data: string }) => {
+    .option('--nodes <n>', 'local peers that fetch the image through the swarm', '4')
+    .option('--http <host:port>', "the head's HTTP address", '127.0.0.1:7480')
+    .option('--once', 'stop when every peer has the image (default: keep the head running until Ctrl-C)')
+    .action(async (opts: { data: string; nodes: string; http: string; once?: boolean }) => {
+      const nodes = Number(opts.nodes);
+      if (!Number.isInteger(nodes) || nodes < 0 || nodes > 64)
+        throw new RswError('RSW_ERR_USAGE', '--nodes takes 0..64');
       const dataDir = resolve(opts.data);
       const keyDir = join(dataDir, 'keys');
       const key = join(keyDir, PRIVATE_KEY_FILE);
@@ -60,32 +68,110 @@ export function registerDemo(program: Command, config: () => Config): void {
       if (!existsSync(key)) {
         const pair = generatePublisherKeys();
         await writeFileAtomic(key, pair.privatePem, { mode: 0o600 });
-        await writeFileAtomic(join(keyDir, 'publisher.pub'), pair.publicPem);
+        await writeFileAtomic(join(keyDir, PUBLIC_KEY_FILE), pair.publicPem);
         console.log(`publisher key pair written to ${keyDir}`);
       }
       const work = join(dataDir, 'work');
       await mkdir(work, { recursive: true });
       const sample = await sampleImage(work);
       console.log(`sample image: ${sample.what}`);
-      const s = await publish(sample.file, { name: 'sample', key, data: dataDir }, config());
+      const headDir = join(dataDir, 'head');
+      const s = await publish(sample.file, { name: 'sample', key, data: headDir }, config());
       console.log(
         `published sample version ${s.version}: ${formatBytes(s.size)} in ${s.chunks} chunks, ` +
           `${s.newChunks} new (${formatBytes(s.newBytes)}) in ${s.seconds.toFixed(2)} s` +
           (s.newChunks < s.chunks ? ' — unchanged chunks were reused' : ''),
       );
-      const registry = await Registry.open(dataDir);
-      const images = await registry.list().finally(() => registry.close());
-      console.log(
-        `\n${formatTable(
-          ['NAME', 'VERSION', 'ID', 'SIZE', 'CHUNKS'],
-          images.map((r) => [
-            r.name,
-            String(r.version),
-            r.id.slice(0, 16),
-            formatBytes(r.size),
-            String(r.chunks),
-          ]),
-        )}\n\nData directory: ${dataDir}. Run again to publish a new version (only changed chunks are stored).`,
+
+      const { startHead } = await import('../head-node.ts');
+      const head = await startHead(
+        {
+          data: headDir,
+          http: opts.http,
+          listen: ['/ip4/127.0.0.1/tcp/0'],
+          trust: [join(keyDir, PUBLIC_KEY_FILE)],
+        },
+        config(),
+        false,
       );
+      console.log(`head node: ${head.http}  (GET /api/swarm, /api/images, /metrics)`);
+      const peers = await runLocalSwarm(
+        head.http,
+        join(keyDir, PUBLIC_KEY_FILE),
+        work,
+        nodes,
+        opts.once ? 0 : 30,
+      );
+      console.log(
+        `${peers.ok}/${nodes} local peers fetched sample v${s.version} through the swarm in ${peers.seconds.toFixed(1)} s: ` +
+          `${formatBytes(peers.fromPeers)} from each other, ${formatBytes(peers.fromHead)} from the head` +
+          (nodes ? ` (head egress ${(peers.fromHead / s.size).toFixed(2)} × the image)` : ''),
+      );
+      if (peers.ok < nodes) process.exitCode = 1;
+      if (opts.once) {
+        await head.stop();
+        return;
+      }
+      console.log('the head keeps running; Ctrl-C stops it');
+      await new Promise<void>((r) => {
+        process.once('SIGINT', r);
+        process.once('SIGTERM', r);
+      });
+      await head.stop();
     });
+}
+
+/** Starts `n` real `rackswarm fetch` processes against the head at once and waits for them. */
+async function runLocalSwarm(head: string, pub: string, work: string, n: number, linger: number) {
+  const started = performance.now();
+  const bin = fileURLToPath(new URL('../../bin/rackswarm.js', import.meta.url));
+  const results = await Promise.all(
+    Array.from({ length: n }, (_, i) => {
+      const args = [
+        bin,
+        'fetch',
+        'sample',
+        '--head',
+        head,
+        '--trust',
+        pub,
+        '--json',
+        '--linger',
+        String(linger),
+      ];
+      args.push(
+        '--out',
+        join(work, `node${i}.img`),
+        '--cache',
+        join(work, `node${i}-cache`),
+        '--rack',
+        `rack${i % 2}`,
+      );
+      return new Promise<{ ok: boolean; fromPeers: number; fromHead: number }>((done) => {
+        const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout.on('data', (d) => {
+          out += d;
+        });
+        child.on('close', (code) => {
+          try {
+            const last = JSON.parse(out.trim().split('\n').pop() ?? '{}');
+            done({
+              ok: code === 0,
+              fromPeers: last.bytesFromPeers ?? 0,
+              fromHead: last.bytesFromSeeder ?? 0,
+            });
+          } catch {
+            done({ ok: false, fromPeers: 0, fromHead: 0 });
+          }
+        });
+      });
+    }),
+  );
+  return {
+    ok: results.filter((r) => r.ok).length,
+    fromPeers: results.reduce((a, r) => a + r.fromPeers, 0),
+    fromHead: results.reduce((a, r) => a + r.fromHead, 0),
+    seconds: (performance.now() - started) / 1000,
+  };
 }
