@@ -17,18 +17,27 @@ export const TRACKER_PROTOCOL = '/rackswarm/tracker/1.0.0';
 /** Requests and JSON responses are small; a handout of 200 peers × 16 addresses stays well under this. */
 export const MAX_TRACKER_MESSAGE_BYTES = 256 * 1024;
 
+/** What a peer tells the tracker about itself (limits are checked by the tracker's swarm state). */
 export interface AnnounceBody {
+  /** Image id: BLAKE3 of the manifest, 64 lowercase hex digits. */
   imageId: string;
+  /** Multiaddrs to dial it at: ≤ 16, each 1..256 printable characters starting with '/'. */
   addrs: string[];
+  /** Rack label (printable ASCII, ≤ 64 characters); '' means none. */
   rack?: string;
+  /** Host name for the dashboard (≤ 64 printable characters). */
   host?: string;
+  /** 0..1, clamped; 1 when the stage is done or seeding. */
   progress: number;
   bytesDone: number;
+  /** Bytes per second, both directions. */
   downRate: number;
   upRate: number;
   bytesFromPeers: number;
   bytesFromSeeder: number;
+  /** announced | fetching | verifying | done | seeding | failed */
   stage: string;
+  /** Why the stage is 'failed' (≤ 256 characters, truncated). */
   error?: string;
 }
 

@@ -1,4 +1,5 @@
 import { isHashHex } from '../core/hash.ts';
+import type { AnnounceBody } from '../core/tracker-messages.ts';
 import { HandoutPool, PoolMember } from './handout-policy.ts';
 
 /**
@@ -25,28 +26,11 @@ export const PEER_STAGES: readonly PeerStage[] = [
 ];
 
 /** What a peer tells the tracker about one image, every few seconds. */
-export interface Announce {
-  /** libp2p peer id (printable ASCII, ≤ 128 characters). */
+/** An announce as the swarm state keeps it: the wire body (core/tracker-messages.ts) plus the authenticated peer id. */
+export interface Announce extends Omit<AnnounceBody, 'stage'> {
+  /** libp2p peer id (printable ASCII, ≤ 128 characters): the connection's, never the message's. */
   peerId: string;
-  /** Image id: BLAKE3 of the manifest, 64 lowercase hex digits. */
-  imageId: string;
-  /** Multiaddrs to dial it at: ≤ 16, each 1..256 printable characters starting with '/'. */
-  addrs: string[];
-  /** Rack label (printable ASCII, ≤ 64 characters); '' means none. */
-  rack?: string;
-  /** Host name for the dashboard (≤ 64 printable characters). */
-  host?: string;
-  /** 0..1, clamped; 1 when the stage is done or seeding. */
-  progress: number;
-  bytesDone: number;
-  /** Bytes per second, both directions. */
-  downRate: number;
-  upRate: number;
-  bytesFromPeers: number;
-  bytesFromSeeder: number;
   stage: PeerStage;
-  /** Why the stage is 'failed' (≤ 256 characters, truncated). */
-  error?: string;
 }
 
 export interface PeerRecord extends Announce {

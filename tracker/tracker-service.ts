@@ -127,34 +127,23 @@ export class TrackerService {
   }
 }
 
+const ANNOUNCE_FIELDS = [
+  'imageId',
+  'rack',
+  'host',
+  'progress',
+  'bytesDone',
+  'downRate',
+  'upRate',
+  'bytesFromPeers',
+  'bytesFromSeeder',
+  'stage',
+  'error',
+] as const satisfies readonly (keyof AnnounceBody)[];
+
 /** Only the announce fields the swarm state knows; anything else a peer sends is dropped. */
 function pick(b: AnnounceBody): Omit<Announce, 'peerId' | 'addrs'> {
-  const {
-    imageId,
-    rack,
-    host,
-    progress,
-    bytesDone,
-    downRate,
-    upRate,
-    bytesFromPeers,
-    bytesFromSeeder,
-    stage,
-    error,
-  } = b;
-  return {
-    imageId,
-    rack,
-    host,
-    progress,
-    bytesDone,
-    downRate,
-    upRate,
-    bytesFromPeers,
-    bytesFromSeeder,
-    stage,
-    error,
-  } as Omit<Announce, 'peerId' | 'addrs'>;
+  return Object.fromEntries(ANNOUNCE_FIELDS.map((k) => [k, b[k]])) as Omit<Announce, 'peerId' | 'addrs'>;
 }
 
 /** A dialable address of the announcing peer: whatever /p2p/ it claimed is replaced by its authenticated id. */
