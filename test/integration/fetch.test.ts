@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -143,6 +143,26 @@ describe('rackswarm fetch', () => {
       expect(hashHex(readFileSync(join(t.dir, 'out-k.img')))).toBe(imageHash);
     } finally {
       await slow.stop();
+    }
+  }, 180_000);
+
+  it('writes the image onto a block device (a real loop device), as a reimage does', async () => {
+    const backing = join(t.dir, 'disk.raw');
+    writeFileSync(backing, Buffer.alloc(SIZE + 4 * MiB, 0xff)); // a "disk" with old contents, a bit larger than the image
+    const dev = execFileSync('losetup', ['--find', '--show', backing], { encoding: 'utf8' }).trim();
+    try {
+      const args = fetchArgs('dev', '--linger', '0').map((a) => (a === join(t.dir, 'out-dev.img') ? dev : a));
+      const r = await runCli(args, { timeoutMs: 120_000 });
+      expect(r.code, r.stderr).toBe(0);
+      const written = readFileSync(backing).subarray(0, SIZE);
+      expect(hashHex(written)).toBe(imageHash); // zero runs are written too: a disk is not known to be zeroed
+      expect(
+        readFileSync(backing)
+          .subarray(SIZE)
+          .every((b) => b === 0xff),
+      ).toBe(true); // nothing past the image
+    } finally {
+      execFileSync('losetup', ['--detach', dev]);
     }
   }, 180_000);
 
