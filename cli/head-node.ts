@@ -95,7 +95,15 @@ export async function startHead(
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();
 
-  await app.listen({ host, port });
+  await app.listen({ host, port }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
+      throw new RswError(
+        'RSW_ERR_USAGE',
+        `cannot listen on ${host}:${port}: ${e.code} (another head running? choose --http)`,
+      );
+    }
+    throw e;
+  });
   const address = app.server.address();
   const httpUrl =
     typeof address === 'object' && address ? `http://${fmtHost(host, address.address)}:${address.port}` : '';

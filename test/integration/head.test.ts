@@ -174,6 +174,9 @@ describe('rackswarm head', () => {
     const h = await head(data);
     const r = await runCli(['publish', img, '--name', 'x', '--key', key, '--data', data]);
     expect(r.stderr).toMatch(/^error RSW_ERR_DATA_LOCKED: .*--head/);
+    const port = new URL(h.url).port;
+    const second = await runCli(['head', '--data', join(t.dir, 'head-lock2'), '--http', `127.0.0.1:${port}`]);
+    expect(second.stderr).toMatch(/^error RSW_ERR_USAGE: cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/);
     await h.stop();
   });
 
