@@ -60,7 +60,11 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
   const client = new HeadClient(opts.head);
   const boot = await client.bootstrap();
   const headAddr = multiaddr(boot.addrs[0]);
-  const node = await createP2PNode({ keyFile: join(cache, 'peer.key'), listen: config.peer.listen });
+  const node = await createP2PNode({
+    keyFile: join(cache, 'peer.key'),
+    listen: config.peer.listen,
+    limits: config.p2p,
+  });
   const interrupt = onInterrupt();
   let server: ChunkServer | undefined;
   let fetcher: Fetcher | undefined;

@@ -53,6 +53,7 @@ export async function startHead(
   const node = await createP2PNode({
     keyFile: join(dataDir, 'peer.key'),
     listen: opts.listen ?? config.head.listen,
+    limits: config.p2p,
   });
   const seeder = new ChunkServer({ store }, config.seeder);
   await seeder.start(node);

@@ -7,6 +7,7 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
 import { createLibp2p } from 'libp2p';
+import { type Config, loadConfig } from '../core/config.ts';
 import { RswError } from '../core/errors.ts';
 import { ensureWritableDir, fsyncDir } from '../core/fs-atomic.ts';
 
@@ -32,22 +33,8 @@ export interface P2PNodeInit {
   keyFile: string;
   /** Multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/4001`; `[]` for a dial-only node. */
   listen: string[];
-  /** Connections kept before the manager prunes. @default 1024 */
-  maxConnections?: number;
-  /**
-   * Inbound connections per second accepted from one remote host. A LAN boot storm (or a test with every peer on
-   * 127.0.0.1, or peers behind one NAT address) opens many at once; libp2p's default is 5.
-   * @default 1000
-   */
-  inboundConnectionThreshold?: number;
-  /** Inbound connections still in the Noise/Yamux upgrade at once (libp2p's default is 10). @default 256 */
-  maxIncomingPendingConnections?: number;
-  /**
-   * Connection-monitor ping interval. The 10 s default cost a hub ~25 % of a core with 1,000 idle connections; 60 s
-   * costs under 1 % (LIBP2P-NOTES.md).
-   * @default 60000
-   */
-  pingIntervalMs?: number;
+  /** Connection limits (config schema `p2p`, where the defaults and their reasons live). @default loadConfig().p2p */
+  limits?: Partial<Config['p2p']>;
   /** Refuse peers outside an allow-list (denyInboundEncryptedConnection etc.). */
   connectionGater?: ConnectionGater;
   /** Start listening before returning. @default true */
@@ -60,6 +47,7 @@ export interface P2PNodeInit {
  */
 export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
   const privateKey = await loadOrCreatePeerKey(init.keyFile);
+  const limits = { ...loadConfig().p2p, ...init.limits };
   return createLibp2p({
     privateKey,
     start: init.start ?? true,
@@ -69,12 +57,12 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
     streamMuxers: [yamux({ streamOptions: YAMUX_STREAM_OPTIONS })],
     connectionGater: init.connectionGater,
     connectionManager: {
-      maxConnections: init.maxConnections ?? 1024,
-      inboundConnectionThreshold: init.inboundConnectionThreshold ?? 1000,
-      maxIncomingPendingConnections: init.maxIncomingPendingConnections ?? 256,
+      maxConnections: limits.maxConnections,
+      inboundConnectionThreshold: limits.inboundConnectionThreshold,
+      maxIncomingPendingConnections: limits.maxIncomingPendingConnections,
     },
     connectionMonitor: {
-      pingInterval: init.pingIntervalMs ?? 60_000,
+      pingInterval: limits.pingIntervalMs,
     },
   });
 }

@@ -98,6 +98,25 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    p2p: Type.Object(
+      {
+        /** Connections kept before libp2p's manager prunes (each idle one costs ~60-200 KB). @default 1024 */
+        maxConnections: Type.Integer({ minimum: 16, maximum: 100_000, default: 1024 }),
+        /**
+         * Inbound connections per second from one remote host: a LAN boot storm (or peers behind one NAT address, or a
+         * test on 127.0.0.1) opens many at once; libp2p's default is 5. @default 1000
+         */
+        inboundConnectionThreshold: Type.Integer({ minimum: 1, default: 1000 }),
+        /** Inbound connections still in the Noise/Yamux upgrade at once (libp2p's default is 10). @default 256 */
+        maxIncomingPendingConnections: Type.Integer({ minimum: 1, default: 256 }),
+        /**
+         * Connection-monitor ping interval: 10 s cost a hub ~25 % of a core with 1,000 idle connections, 60 s under
+         * 1 % (LIBP2P-NOTES.md). @default 60000
+         */
+        pingIntervalMs: Type.Integer({ minimum: 1000, default: 60_000 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     peer: Type.Object(
       {
         /** libp2p listen multiaddrs of a fetching node (it serves chunks onward). @default ["/ip4/0.0.0.0/tcp/0"] */

@@ -61,6 +61,12 @@ describe('config schema', () => {
         readTimeoutMs: 10_000,
         maxInboundStreams: 4,
       },
+      p2p: {
+        maxConnections: 1024,
+        inboundConnectionThreshold: 1000,
+        maxIncomingPendingConnections: 256,
+        pingIntervalMs: 60_000,
+      },
       peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 60, maxServeStreams: 8 },
     });
   });
