@@ -98,7 +98,7 @@ export class ChunkStore {
    * and must match unless the caller has just hashed them itself (`trusted`).
    */
   async put(hash: string, data: Uint8Array, opts: { trusted?: boolean } = {}): Promise<boolean> {
-    const final = this.path(hash);
+    checkHash(hash); // a bad name is RSW_ERR_INVALID_HASH, before any hashing
     if (!opts.trusted && hashHex(data) !== hash) {
       throw new RswError('RSW_ERR_CHUNK_MISMATCH', `chunk bytes do not hash to ${hash}`);
     }

@@ -2,6 +2,7 @@ import type { Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interfa
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { RswError } from '../core/errors.ts';
 import { hashHex, isHashHex } from '../core/hash.ts';
+import { Wakeup } from '../core/wakeup.ts';
 import {
   CHUNK_PROTOCOL,
   type ChunkResponse,
@@ -139,7 +140,7 @@ class ResponseReader {
   readonly #decoder = new ChunkResponseDecoder();
   readonly #ready: ChunkResponse[] = [];
   #failure: Error | undefined;
-  #wake: (() => void) | undefined;
+  readonly #wakeup = new Wakeup();
   #lastProgress = Date.now();
   #wantPaused = false;
   #flowQueued = false;
@@ -182,14 +183,7 @@ class ResponseReader {
         this.#stream.abort(err);
         throw err;
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
+      await this.#wakeup.wait(left);
     }
   }
 
@@ -224,22 +218,22 @@ class ResponseReader {
       queueMicrotask(() => this.#stream.abort(e as Error));
     }
     if (this.#ready.length > 0) this.#setPaused(true);
-    this.#wake?.();
+    this.#wakeup.wake();
   };
 
   #onClose = (evt: Event & { error?: Error }): void => {
     if (evt.error) this.#failure ??= evt.error;
-    this.#wake?.();
+    this.#wakeup.wake();
   };
 
   #onAbort = (): void => {
     const reason = this.#signal?.reason;
     this.#failure ??= reason instanceof Error ? reason : new Error('chunk fetch aborted');
     this.#stream.abort(this.#failure);
-    this.#wake?.();
+    this.#wakeup.wake();
   };
 
   #onWake = (): void => {
-    this.#wake?.();
+    this.#wakeup.wake();
   };
 }

@@ -8,11 +8,13 @@
  * A request flows: announce → handout → exchange.connect → scheduler.next(peer) → fetchChunks → verify (client) →
  * writer.write → scheduler.received → exchange.announce + served to others → (batched) writer.sync → resume.mark.
  */
+
 import type { Libp2p, PeerId } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { isRswError, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
 import type { Manifest } from '../core/manifest.ts';
+import { Wakeup } from '../core/wakeup.ts';
 import { fetchChunks } from './chunk-client.ts';
 import { HaveExchange } from './have-exchange.ts';
 import type { ImageWriter } from './image-writer.ts';
@@ -77,7 +79,7 @@ export class Fetcher {
   #fromSeeder = 0;
   #reused = 0;
   #started = 0;
-  #wake: (() => void)[] = [];
+  readonly #wakeup = new Wakeup();
   #failure: unknown;
   #intervalMs = 10_000;
   readonly #halt = new AbortController();
@@ -170,7 +172,7 @@ export class Fetcher {
         }
         for (const peerId of this.#peers.keys()) this.#startWorker(peerId);
         this.#report();
-        await this.#sleep();
+        await this.#wakeup.wait();
       }
       this.#halt.abort();
       await announcer;
@@ -215,11 +217,7 @@ export class Fetcher {
   }
 
   #poke(): void {
-    for (const w of this.#wake.splice(0)) w();
-  }
-
-  #sleep(): Promise<void> {
-    return new Promise((r) => this.#wake.push(r));
+    this.#wakeup.wake();
   }
 
   #addPeer(peerId: string, addr: Multiaddr | PeerId): void {

@@ -2,6 +2,7 @@ import type { Connection, Libp2p, PeerId, Stream, StreamMessageEvent } from '@li
 import { pEvent } from 'p-event';
 import { isRswError } from '../core/errors.ts';
 import type { ChunkStore } from '../core/store.ts';
+import { Wakeup } from '../core/wakeup.ts';
 import {
   CHUNK_PROTOCOL,
   ChunkRequestDecoder,
@@ -295,7 +296,7 @@ class RequestReader {
   readonly #decoder = new ChunkRequestDecoder();
   readonly #frames: string[][] = [];
   #failure: Error | undefined;
-  #wake: (() => void) | undefined;
+  readonly #wakeup = new Wakeup();
 
   constructor(stream: Stream, timeoutMs: number) {
     this.#stream = stream;
@@ -324,14 +325,7 @@ class RequestReader {
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new ProtocolError(`no whole chunk request within ${this.#timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
+      await this.#wakeup.wait(left);
     }
   }
 
@@ -350,15 +344,15 @@ class RequestReader {
       // let the current dispatch finish first; the reset also fails a send in progress at once
       queueMicrotask(() => this.#stream.abort(e as Error));
     }
-    this.#wake?.();
+    this.#wakeup.wake();
   };
 
   #onClose = (evt: Event & { error?: Error }): void => {
     if (evt.error) this.#failure ??= evt.error;
-    this.#wake?.();
+    this.#wakeup.wake();
   };
 
   #onWake = (): void => {
-    this.#wake?.();
+    this.#wakeup.wake();
   };
 }

@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import { type ErrorCode, isRswError, RswError } from '../core/errors.ts';
-import { isHashHex, StreamHasher } from '../core/hash.ts';
+import { StreamHasher } from '../core/hash.ts';
 import { MAX_CHUNK_BYTES, parseVersion, validateImageName } from '../core/manifest.ts';
 import { envelopeSigner, openSignedManifest } from '../core/signed-manifest.ts';
 import type { ChunkStore } from '../core/store.ts';
