@@ -142,8 +142,17 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
       );
     }
     if (lingerSeconds > 0) {
+      // --linger S: serve S seconds. Default: until the tracker says no peer still fetches, at most lingerSeconds.
+      const untilSwarmDone = opts.linger === undefined;
+      if (!opts.json && process.stderr.isTTY) {
+        process.stderr.write(
+          untilSwarmDone
+            ? `seeding until the swarm is done (at most ${lingerSeconds} s; Ctrl-C stops)\n`
+            : `seeding for ${lingerSeconds} s (Ctrl-C stops)\n`,
+        );
+      }
       const linger = AbortSignal.any([interrupt.signal, AbortSignal.timeout(lingerSeconds * 1000)]);
-      await fetcher.seed(linger);
+      await fetcher.seed(linger, { untilSwarmDone });
     }
   } finally {
     interrupt.dispose();

@@ -6,6 +6,7 @@ import { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
+import { tls } from '@libp2p/tls';
 import { createLibp2p } from 'libp2p';
 import { type Config, loadConfig } from '../core/config.ts';
 import { RswError } from '../core/errors.ts';
@@ -22,8 +23,8 @@ const MiB = 1024 * KiB;
  */
 export const YAMUX_STREAM_OPTIONS = {
   initialStreamWindowSize: 256 * KiB,
-  maxStreamWindowSize: 16 * MiB,
-  maxReadBufferLength: 32 * MiB,
+  maxStreamWindowSize: 4 * MiB,
+  maxReadBufferLength: 8 * MiB,
   /** Streams with no traffic in either direction for this long are aborted (a dead peer cannot pin a slot). */
   inactivityTimeout: 120_000,
 } as const;
@@ -33,7 +34,7 @@ export interface P2PNodeInit {
   keyFile: string;
   /** Multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/4001`; `[]` for a dial-only node. */
   listen: string[];
-  /** Connection limits (config schema `p2p`, where the defaults and their reasons live). @default loadConfig().p2p */
+  /** Connection limits and encryption (config schema `p2p`, where the defaults and their reasons live). @default loadConfig().p2p */
   limits?: Partial<Config['p2p']>;
   /** Refuse peers outside an allow-list (denyInboundEncryptedConnection etc.). */
   connectionGater?: ConnectionGater;
@@ -42,7 +43,7 @@ export interface P2PNodeInit {
 }
 
 /**
- * A libp2p node for a LAN cluster: TCP + Noise + Yamux, a persistent ed25519 identity, and no public-internet services
+ * A libp2p node for a LAN cluster: TCP + TLS 1.3 or Noise (config `p2p.encryption`) + Yamux, a persistent ed25519 identity, and no public-internet services
  * (no bootstrap list, DHT, AutoNAT or UPnP: peers learn each other from the tracker).
  */
 export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
@@ -53,7 +54,7 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
     start: init.start ?? true,
     addresses: { listen: init.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: limits.encryption.map((e) => (e === 'tls' ? tls() : noise())),
     streamMuxers: [yamux({ streamOptions: YAMUX_STREAM_OPTIONS })],
     connectionGater: init.connectionGater,
     connectionManager: {

@@ -114,6 +114,19 @@ export const ConfigSchema = Type.Object(
          * 1 % (LIBP2P-NOTES.md). @default 60000
          */
         pingIntervalMs: Type.Integer({ minimum: 1000, default: 60_000 }),
+        /**
+         * Connection encryption, in order of preference (the dialler's first choice that the listener also offers
+         * wins). Both authenticate the libp2p peer id, which is what the mesh trusts; integrity never depends on it
+         * (every chunk is BLAKE3-checked against the signed manifest). TLS 1.3 runs in Node's OpenSSL: ~830 MB/s per
+         * connection here against Noise's ~640 (LIBP2P-NOTES.md) and less CPU per byte on the receiver (docs/BENCHMARKS.md).
+         * @default ["tls", "noise"]
+         */
+        encryption: Type.Array(Type.Union([Type.Literal('tls'), Type.Literal('noise')]), {
+          default: ['tls', 'noise'],
+          minItems: 1,
+          maxItems: 2,
+          uniqueItems: true,
+        }),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -124,8 +137,11 @@ export const ConfigSchema = Type.Object(
           default: ['/ip4/0.0.0.0/tcp/0'],
           maxItems: 16,
         }),
-        /** Seconds a node keeps serving after its image is complete. @default 60 */
-        lingerSeconds: Type.Integer({ minimum: 0, maximum: 86_400, default: 60 }),
+        /**
+         * Without --linger, a node that completed keeps serving until the tracker reports no peer of its image still
+         * fetching — but at most this many seconds (a head that is gone cannot say so). @default 600
+         */
+        lingerSeconds: Type.Integer({ minimum: 0, maximum: 86_400, default: 600 }),
         /** Chunk streams a fetching node serves at once: it is downloading too. @default 8 */
         maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 8 }),
       },

@@ -4,7 +4,9 @@
  *
  *   announce:  → {type: "announce", announce: {imageId, addrs, rack?, host?, progress, bytesDone, downRate, upRate,
  *                 bytesFromPeers, bytesFromSeeder, stage, error?}}
- *              ← {ok: true, peers: [{peerId, addrs, rack?, progress}], intervalSeconds}
+ *              ← {ok: true, peers: [{peerId, addrs, rack?, progress}], intervalSeconds, working?}
+ *                 working: peers of that image still fetching (announced, fetching, verifying); sent to peers that
+ *                 announce done or seeding, which stop seeding once it is 0 (the swarm no longer needs them)
  *   manifest:  → {type: "manifest", name, version: N | "latest"}
  *              ← {ok: true, id, version, bytes}, then one more message: the signed manifest (`bytes` long)
  *   any error: ← {ok: false, code: "RSW_ERR_…", message}
@@ -52,7 +54,13 @@ export interface HandedOutPeer {
   progress: number;
 }
 
-export type AnnounceResponse = { ok: true; peers: HandedOutPeer[]; intervalSeconds: number };
+export type AnnounceResponse = {
+  ok: true;
+  peers: HandedOutPeer[];
+  intervalSeconds: number;
+  /** Peers of the image still fetching; only in answers to a complete (done/seeding) peer. */
+  working?: number;
+};
 export type ManifestHeader = { ok: true; id: string; version: number; bytes: number };
 export type TrackerError = { ok: false; code: ErrorCode; message: string };
 

@@ -197,14 +197,20 @@ function checkResponseLength(
 
 /**
  * Incremental response decoder for the client: feed it whatever arrives; it returns the responses completed so far.
- * A body is copied once, into a buffer of its declared size (≤ MAX_CHUNK_BYTES), as its pieces arrive.
+ * A body is copied once, into a buffer of its declared size (≤ MAX_CHUNK_BYTES), as its pieces arrive; `alloc` makes
+ * the buffers of `ok` bodies (e.g. a BufferPool's acquire, so bodies are reused instead of garbage collected).
  */
 export class ChunkResponseDecoder {
   readonly #header = Buffer.alloc(RESPONSE_HEADER_BYTES);
+  readonly #alloc: (length: number) => Buffer;
   #headerFilled = 0;
   #current: ChunkResponseHeader | undefined;
   #body: Buffer | undefined;
   #bodyFilled = 0;
+
+  constructor(alloc: (length: number) => Buffer = Buffer.allocUnsafe) {
+    this.#alloc = alloc;
+  }
 
   /** True between a header and the end of its body: the stream must not end here. */
   get midResponse(): boolean {
@@ -234,7 +240,9 @@ export class ChunkResponseDecoder {
         if (this.#headerFilled < RESPONSE_HEADER_BYTES) break;
         this.#current = decodeChunkResponseHeader(this.#header);
         this.#headerFilled = 0;
-        this.#body = this.#current.length > 0 ? Buffer.allocUnsafe(this.#current.length) : undefined;
+        const { status, length } = this.#current;
+        this.#body =
+          length === 0 ? undefined : status === 'ok' ? this.#alloc(length) : Buffer.allocUnsafe(length);
         this.#bodyFilled = 0;
         continue;
       }

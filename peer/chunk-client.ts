@@ -1,5 +1,6 @@
 import type { Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
+import type { BufferPool } from '../core/buffer-pool.ts';
 import { RswError } from '../core/errors.ts';
 import { hashHex, isHashHex } from '../core/hash.ts';
 import { Wakeup } from '../core/wakeup.ts';
@@ -16,6 +17,12 @@ import {
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** Request frames in flight: the next frame is queued at the server before the current one is fully answered. */
 const PIPELINE_FRAMES = 2;
+/**
+ * Decoded responses held before the stream is paused. Pausing at every decoded chunk stalled the sender once per
+ * chunk (a paused stream stops yamux window updates; resuming costs a round trip): a few MiB of slack keeps the pipe
+ * full while the caller writes, and still bounds what one stream can pile up.
+ */
+const PAUSE_AT_BYTES = 4 * 1024 * 1024;
 
 export interface FetchChunksOptions {
   signal?: AbortSignal;
@@ -25,6 +32,8 @@ export interface FetchChunksOptions {
    * @default 30000
    */
   timeoutMs?: number;
+  /** Chunk bodies are taken from this pool; the caller releases each `data` once it has consumed it. */
+  pool?: BufferPool;
 }
 
 export interface FetchedChunk {
@@ -44,8 +53,9 @@ type DialNode = Pick<Libp2p, 'dial'>;
 
 /**
  * Fetches `hashes` from one peer over one stream, yielding each in request order as it arrives. Every body is
- * BLAKE3-verified before it is yielded; a mismatch throws RSW_ERR_CHUNK_CORRUPT naming the peer. At most one chunk
- * body is held here beyond what yamux buffers: the stream is paused while a decoded chunk waits for the caller.
+ * BLAKE3-verified before it is yielded; a mismatch throws RSW_ERR_CHUNK_CORRUPT naming the peer. About
+ * PAUSE_AT_BYTES of decoded bodies (plus one chunk) are held here beyond what yamux buffers: past that the stream is
+ * paused until the caller catches up.
  */
 export async function* fetchChunks(
   node: DialNode,
@@ -62,7 +72,7 @@ export async function* fetchChunks(
   const connection = await node.dial(peer, { signal: dialSignal });
   const stream = await connection.newStream(CHUNK_PROTOCOL, { signal: dialSignal });
   // No await between opening the stream and attaching the listeners (LIBP2P-NOTES.md).
-  const responses = new ResponseReader(stream, timeoutMs, opts.signal);
+  const responses = new ResponseReader(stream, timeoutMs, opts.signal, opts.pool);
   const remote = connection.remotePeer.toString();
 
   const frames: string[][] = [];
@@ -89,7 +99,7 @@ export async function* fetchChunks(
         const response = await responses.next();
         if (j === frames[f].length - 1) sendFrame(); // keep PIPELINE_FRAMES frames at the server
         yielded++;
-        yield checked(hash, response, remote);
+        yield checked(hash, response, remote, opts.pool);
         if (response.status === 'busy') {
           busy = true;
           break;
@@ -107,12 +117,13 @@ export async function* fetchChunks(
   }
 }
 
-function checked(hash: string, response: ChunkResponse, remote: string): FetchedChunk {
+function checked(hash: string, response: ChunkResponse, remote: string, pool?: BufferPool): FetchedChunk {
   switch (response.status) {
     case 'ok': {
       const data = response.body as Buffer;
       const actual = hashHex(data);
       if (actual !== hash) {
+        pool?.release(data);
         throw new RswError(
           'RSW_ERR_CHUNK_CORRUPT',
           `peer ${remote} sent ${data.byteLength} bytes for chunk ${hash} that hash to ${actual}`,
@@ -131,21 +142,23 @@ function checked(hash: string, response: ChunkResponse, remote: string): Fetched
 
 /**
  * Responses off the outbound stream, decoded as they arrive. Backpressure: yamux sends window updates as data
- * arrives, not as it is read, so the only brake is pause() — applied while a decoded response waits for the caller.
+ * arrives, not as it is read, so the only brake is pause() — applied while PAUSE_AT_BYTES of decoded responses wait for the caller.
  */
 class ResponseReader {
   readonly #stream: Stream;
   readonly #timeoutMs: number;
   readonly #signal: AbortSignal | undefined;
-  readonly #decoder = new ChunkResponseDecoder();
+  readonly #decoder: ChunkResponseDecoder;
   readonly #ready: ChunkResponse[] = [];
+  #readyBytes = 0;
   #failure: Error | undefined;
   readonly #wakeup = new Wakeup();
   #lastProgress = Date.now();
   #wantPaused = false;
   #flowQueued = false;
 
-  constructor(stream: Stream, timeoutMs: number, signal: AbortSignal | undefined) {
+  constructor(stream: Stream, timeoutMs: number, signal: AbortSignal | undefined, pool?: BufferPool) {
+    this.#decoder = new ChunkResponseDecoder(pool ? (n) => pool.acquire(n) : undefined);
     this.#stream = stream;
     this.#timeoutMs = timeoutMs;
     this.#signal = signal;
@@ -168,7 +181,8 @@ class ResponseReader {
       if (this.#failure) throw this.#failure;
       const response = this.#ready.shift();
       if (response) {
-        if (this.#ready.length === 0) this.#setPaused(false);
+        this.#readyBytes -= response.body?.byteLength ?? 0;
+        if (this.#readyBytes < PAUSE_AT_BYTES) this.#setPaused(false);
         return response;
       }
       if (this.#stream.remoteWriteStatus !== 'writable' && this.#stream.readBufferLength === 0) {
@@ -212,12 +226,15 @@ class ResponseReader {
   #onMessage = (evt: StreamMessageEvent): void => {
     this.#lastProgress = Date.now();
     try {
-      this.#ready.push(...this.#decoder.push(evt.data));
+      for (const r of this.#decoder.push(evt.data)) {
+        this.#ready.push(r);
+        this.#readyBytes += r.body?.byteLength ?? 0;
+      }
     } catch (e) {
       this.#failure ??= e as Error;
       queueMicrotask(() => this.#stream.abort(e as Error));
     }
-    if (this.#ready.length > 0) this.#setPaused(true);
+    if (this.#readyBytes >= PAUSE_AT_BYTES) this.#setPaused(true);
     this.#wakeup.wake();
   };
 

@@ -11,11 +11,13 @@
 
 import type { Libp2p, PeerId } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import { BufferPool } from '../core/buffer-pool.ts';
 import { isRswError, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
 import type { Manifest } from '../core/manifest.ts';
+import type { AnnounceResponse } from '../core/tracker-messages.ts';
 import { Wakeup } from '../core/wakeup.ts';
-import { fetchChunks } from './chunk-client.ts';
+import { type FetchedChunk, fetchChunks } from './chunk-client.ts';
 import { HaveExchange } from './have-exchange.ts';
 import type { ImageWriter } from './image-writer.ts';
 import type { ResumeState } from './resume-state.ts';
@@ -61,6 +63,7 @@ export interface FetcherInit {
 }
 
 const SYNC_EVERY_MS = 1000;
+
 const SYNC_EVERY_CHUNKS = 64;
 
 export class Fetcher {
@@ -74,6 +77,10 @@ export class Fetcher {
   readonly #workers = new Set<string>();
   #unsynced: number[] = [];
   #lastSync = 0;
+  /** The record update in progress (one at a time, off the receive path). */
+  #syncing: Promise<void> | undefined;
+  /** Chunk bodies: received into pooled buffers, released once written (see core/buffer-pool.ts for why). */
+  readonly #pool = new BufferPool();
   #stage: FetchStage = 'announced';
   #fromPeers = 0;
   #fromSeeder = 0;
@@ -176,7 +183,7 @@ export class Fetcher {
       }
       this.#halt.abort();
       await announcer;
-      await this.#syncRecord(true);
+      await this.#syncAll();
       this.#stage = 'verifying';
       await this.#announceOnce().catch(() => {});
       await this.#verifyAll();
@@ -185,6 +192,7 @@ export class Fetcher {
       this.#report();
       return this.progress();
     } catch (e) {
+      await this.#syncing;
       this.#stage = 'failed';
       await this.#announceOnce(isRswError(e) ? e.message : String(e)).catch(() => {});
       throw e;
@@ -194,13 +202,21 @@ export class Fetcher {
     }
   }
 
-  /** Keeps announcing (stage seeding) until `signal` aborts; call after run() to linger. */
-  async seed(signal: AbortSignal): Promise<void> {
+  /**
+   * Keeps serving and announcing (stage seeding) after run() until `signal` aborts — or, with `untilSwarmDone`, until
+   * the tracker has twice in a row (one announce interval apart, so peers that are just starting get counted) answered
+   * that no peer of the image is still fetching. Resolves with the reason it stopped.
+   */
+  async seed(signal: AbortSignal, opts: { untilSwarmDone?: boolean } = {}): Promise<'swarm-done' | 'signal'> {
     this.#stage = 'seeding';
+    let idleAnswers = 0;
     while (!signal.aborted) {
-      await this.#announceOnce().catch(() => {});
+      const r = await this.#announceOnce().catch(() => undefined);
+      idleAnswers = r?.working === 0 ? idleAnswers + 1 : 0;
+      if (opts.untilSwarmDone && idleAnswers >= 2) return 'swarm-done';
       await sleep(this.#intervalMs, signal);
     }
+    return 'signal';
   }
 
   async stop(): Promise<void> {
@@ -240,7 +256,7 @@ export class Fetcher {
     }
   }
 
-  async #announceOnce(error?: string): Promise<void> {
+  async #announceOnce(error?: string): Promise<AnnounceResponse> {
     const p = this.progress();
     const r = await announce(this.#c.node, this.#c.head.addr, {
       imageId: this.#init.imageId,
@@ -262,6 +278,7 @@ export class Fetcher {
       if (addr) this.#addPeer(peer.peerId, multiaddr(addr));
     }
     this.#poke();
+    return r;
   }
 
   #startWorker(peerId: string): void {
@@ -283,29 +300,15 @@ export class Fetcher {
     const isSeeder = peerId === this.#c.head.peerId;
     try {
       let k = 0;
-      for await (const got of fetchChunks(this.#c.node, addr, hashes, { timeoutMs: 30_000 })) {
+      const opts = { timeoutMs: 30_000, pool: this.#pool };
+      for await (const got of fetchChunks(this.#c.node, addr, hashes, opts)) {
         const i = indices[k++];
         pending.delete(i);
-        if (got.status !== 'ok' || !got.data) {
-          this.#scheduler.failed(peerId, i, got.status === 'not-found' ? 'not-found' : 'busy', this.#now());
-          continue;
+        try {
+          await this.#take(peerId, i, got, isSeeder);
+        } finally {
+          this.#pool.release(got.data);
         }
-        if (this.#verified.has(i)) {
-          this.#scheduler.received(peerId, i, this.#now()); // an endgame copy that lost the race
-          continue;
-        }
-        await this.#c.writer.write(m.chunks[i].offset, got.data);
-        this.#scheduler.received(peerId, i, this.#now());
-        for (const j of this.#index.get(got.hash) ?? [i]) {
-          if (j !== i && !this.#verified.has(j)) {
-            await this.#c.writer.write(m.chunks[j].offset, got.data);
-            this.#scheduler.received(peerId, j, this.#now());
-          }
-          this.#markVerified(j);
-        }
-        if (isSeeder) this.#fromSeeder += got.data.length;
-        else this.#fromPeers += got.data.length;
-        await this.#syncRecord(false);
       }
     } catch (e) {
       // A corrupt body is the next chunk in order; the rest of the batch just did not arrive.
@@ -320,6 +323,31 @@ export class Fetcher {
     }
   }
 
+  /** One answer from a peer: written to every place its chunk occurs, then recorded (in the background). */
+  async #take(peerId: string, i: number, got: FetchedChunk, isSeeder: boolean): Promise<void> {
+    const m = this.#init.manifest;
+    if (got.status !== 'ok' || !got.data) {
+      this.#scheduler.failed(peerId, i, got.status === 'not-found' ? 'not-found' : 'busy', this.#now());
+      return;
+    }
+    if (this.#verified.has(i)) {
+      this.#scheduler.received(peerId, i, this.#now()); // an endgame copy that lost the race
+      return;
+    }
+    await this.#c.writer.write(m.chunks[i].offset, got.data);
+    this.#scheduler.received(peerId, i, this.#now());
+    for (const j of this.#index.get(got.hash) ?? [i]) {
+      if (j !== i && !this.#verified.has(j)) {
+        await this.#c.writer.write(m.chunks[j].offset, got.data);
+        this.#scheduler.received(peerId, j, this.#now());
+      }
+      this.#markVerified(j);
+    }
+    if (isSeeder) this.#fromSeeder += got.data.length;
+    else this.#fromPeers += got.data.length;
+    this.#maybeSync();
+  }
+
   #markVerified(i: number): void {
     if (this.#verified.has(i)) return;
     this.#verified.add(i);
@@ -327,11 +355,25 @@ export class Fetcher {
     this.#exchange.announce([i]);
   }
 
-  /** Data first, fsync, then the record: a chunk is only ever recorded once it is durably in the target. */
-  async #syncRecord(force: boolean): Promise<void> {
-    if (this.#unsynced.length === 0) return;
-    if (!force && this.#unsynced.length < SYNC_EVERY_CHUNKS && this.#now() - this.#lastSync < SYNC_EVERY_MS)
-      return;
+  /**
+   * Records the chunks written so far, when enough have piled up: data first (fdatasync), then the record, so a chunk
+   * is only ever recorded once it is durably in the target. It runs in the background — an fsync of tens of MiB takes
+   * tens of ms that receiving must not wait for — one at a time; a failure (EIO, disk full) fails the fetch.
+   */
+  #maybeSync(): void {
+    if (this.#syncing || this.#unsynced.length === 0) return;
+    if (this.#unsynced.length < SYNC_EVERY_CHUNKS && this.#now() - this.#lastSync < SYNC_EVERY_MS) return;
+    this.#syncing = this.#syncBatch()
+      .catch((e) => {
+        this.#failure ??= e;
+        this.#poke();
+      })
+      .finally(() => {
+        this.#syncing = undefined;
+      });
+  }
+
+  async #syncBatch(): Promise<void> {
     const batch = this.#unsynced;
     this.#unsynced = [];
     this.#lastSync = this.#now();
@@ -339,13 +381,32 @@ export class Fetcher {
     await this.#c.resume.markVerified(batch);
   }
 
+  /** Waits for the background record update, then records the rest (throws what either met). */
+  async #syncAll(): Promise<void> {
+    await this.#syncing;
+    if (this.#failure) throw this.#failure;
+    if (this.#unsynced.length > 0) await this.#syncBatch();
+  }
+
+  /** Re-reads every chunk from the target and checks it; the next chunk is read while this one is hashed. */
   async #verifyAll(): Promise<void> {
-    for (const c of this.#init.manifest.chunks) {
-      const data = await this.#c.writer.read(c.offset, c.length);
-      if (hashHex(data) !== c.hash) {
+    const chunks = this.#init.manifest.chunks;
+    const readAt = async (k: number): Promise<Buffer> => {
+      const buf = this.#pool.acquire(chunks[k].length);
+      await this.#c.writer.readInto(buf, chunks[k].offset);
+      return buf;
+    };
+    let next = chunks.length > 0 ? readAt(0) : undefined;
+    for (let k = 0; next; k++) {
+      const data = await next;
+      next = k + 1 < chunks.length ? readAt(k + 1) : undefined;
+      const ok = hashHex(data) === chunks[k].hash;
+      this.#pool.release(data);
+      if (!ok) {
+        await next?.then((b) => this.#pool.release(b)).catch(() => {});
         throw new RswError(
           'RSW_ERR_CHUNK_CORRUPT',
-          `the written image does not match chunk at ${c.offset}: storage error?`,
+          `the written image does not match chunk at ${chunks[k].offset}: storage error?`,
         );
       }
     }

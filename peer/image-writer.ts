@@ -170,7 +170,7 @@ export class ImageWriter {
   async read(offset: number, length: number): Promise<Buffer> {
     this.#check(offset, length);
     const buf = Buffer.allocUnsafe(length);
-    await this.#readInto(buf, offset);
+    await this.readInto(buf, offset);
     return buf;
   }
 
@@ -202,13 +202,15 @@ export class ImageWriter {
     const piece = Buffer.allocUnsafe(Math.min(ZERO_PIECE, end - offset));
     for (let p = offset; p < end; p += piece.length) {
       const view = piece.subarray(0, Math.min(piece.length, end - p));
-      await this.#readInto(view, p);
+      await this.readInto(view, p);
       if (!isAllZero(view)) return false;
     }
     return true;
   }
 
-  async #readInto(buf: Buffer, offset: number): Promise<void> {
+  /** Reads `buf.length` bytes at `offset` into `buf` (a buffer the caller reuses, e.g. from a BufferPool). */
+  async readInto(buf: Buffer, offset: number): Promise<void> {
+    this.#check(offset, buf.length);
     for (let done = 0; done < buf.length; ) {
       const { bytesRead } = await this.#fh.read(buf, done, buf.length - done, offset + done);
       if (bytesRead === 0)

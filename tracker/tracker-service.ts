@@ -42,6 +42,7 @@ type TrackerNode = Pick<Libp2p, 'handle' | 'unhandle'>;
 export class TrackerService {
   readonly #c: TrackerServiceComponents;
   readonly #init: TrackerServiceInit;
+  readonly #workingCache = new Map<string, { at: number; working: number }>();
   #node: TrackerNode | undefined;
 
   constructor(components: TrackerServiceComponents, init: TrackerServiceInit) {
@@ -119,11 +120,25 @@ export class TrackerService {
       this.#init.handoutSize,
       this.#c.random ?? Math.random,
     );
+    const complete = record.stage === 'done' || record.stage === 'seeding';
     return {
       ok: true,
       peers: peers.map((p) => ({ peerId: p.peerId, addrs: p.addrs, rack: p.rack, progress: p.progress })),
       intervalSeconds: this.#init.announceIntervalSeconds,
+      ...(complete ? { working: this.#working(record.imageId) } : {}),
     };
+  }
+
+  /** Peers of an image still fetching, recounted at most once a second per image (a count walks the swarm). */
+  #working(imageId: string): number {
+    const now = Date.now();
+    const cached = this.#workingCache.get(imageId);
+    if (cached && now - cached.at < 1000) return cached.working;
+    const { byStage } = this.#c.swarm.summary(imageId);
+    const working = byStage.announced + byStage.fetching + byStage.verifying;
+    if (this.#workingCache.size > 1024) this.#workingCache.clear();
+    this.#workingCache.set(imageId, { at: now, working });
+    return working;
   }
 }
 

@@ -12,7 +12,10 @@ export function registerFetch(program: Command, config: () => Config): void {
     .requiredOption('--out <path>', 'file or block device to write the image to')
     .option('--cache <dir>', 'identity, resume records and seen versions (default: ~/.cache/rackswarm)')
     .option('--rack <label>', 'rack label: peers in the same rack are preferred')
-    .option('--linger <seconds>', 'keep serving this long after completing (default from config: 60)')
+    .option(
+      '--linger <seconds>',
+      'keep serving this many seconds after completing (default: until no peer of the swarm still fetches, at most peer.lingerSeconds = 600)',
+    )
     .option('--json', 'progress as JSON lines, then one final JSON line')
     .action(async (image: string, opts: FetchOptions) => {
       const { fetchImage } = await import('../fetch-image.ts'); // loaded only when fetching

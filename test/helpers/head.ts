@@ -42,8 +42,8 @@ export function startHead(
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`head did not become ready in 20 s:\n${log.join('\n')}\n${stderr}`));
-    }, 20_000);
+      reject(new Error(`head did not become ready in 60 s:\n${log.join('\n')}\n${stderr}`));
+    }, 60_000);
     proc.stderr?.on('data', (d) => {
       stderr += d;
     });

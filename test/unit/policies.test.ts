@@ -66,8 +66,9 @@ describe('config schema', () => {
         inboundConnectionThreshold: 1000,
         maxIncomingPendingConnections: 256,
         pingIntervalMs: 60_000,
+        encryption: ['tls', 'noise'],
       },
-      peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 60, maxServeStreams: 8 },
+      peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 600, maxServeStreams: 8 },
     });
   });
 
