@@ -24,7 +24,7 @@ const MiB = 1024 * KiB;
 const self = fileURLToPath(import.meta.url);
 const BARE_PROTOCOL = '/rackswarm-bench/bare/1.0.0';
 
-type Case = 'libp2p' | 'libp2p-bare' | 'raw' | 'raw-verified';
+type Case = 'libp2p' | 'libp2p-noise' | 'libp2p-bare' | 'libp2p-bare-noise' | 'raw' | 'raw-verified';
 const CASES: Array<{ id: Case; label: string }> = [
   { id: 'raw', label: 'raw Node TCP, chunk files read from the store, bytes only' },
   {
@@ -32,14 +32,27 @@ const CASES: Array<{ id: Case; label: string }> = [
     label: 'raw Node TCP + store.get (verify on read) + client BLAKE3, same wire format',
   },
   {
-    id: 'libp2p-bare',
+    id: 'libp2p-bare-noise',
     label: 'bare libp2p stream (TCP + Noise + Yamux): the same chunk files in 1 MiB `send()`s, bytes only',
   },
   {
-    id: 'libp2p',
+    id: 'libp2p-bare',
+    label: 'bare libp2p stream (TCP + TLS 1.3 + Yamux), bytes only',
+  },
+  {
+    id: 'libp2p-noise',
     label: 'ChunkServer → fetchChunks (TCP + Noise + Yamux, verify on read and on receipt)',
   },
+  {
+    id: 'libp2p',
+    label: 'ChunkServer → fetchChunks (TCP + TLS 1.3 + Yamux: the default), verify on read and on receipt',
+  },
 ];
+
+/** The libp2p encryption a bench child uses: its case id ends in -noise for Noise, else the default (TLS first). */
+function limitsFor(): { encryption?: Array<'tls' | 'noise'> } {
+  return process.env.RSW_BENCH_ENCRYPTION === 'noise' ? { encryption: ['noise'] } : {};
+}
 
 interface Dataset {
   dir: string;
@@ -74,7 +87,12 @@ function makeDataset(totalBytes: number): Dataset {
 
 /** Spawns this file in a child role; resolves with the child's first stdout line. */
 function child(args: string[]): { line: Promise<string>; done: Promise<string>; kill: () => void } {
-  const p = spawn(process.execPath, [self, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const noise = args[1].endsWith('-noise');
+  const role = noise ? args[1].slice(0, -'-noise'.length) : args[1];
+  const p = spawn(process.execPath, [self, args[0], role, ...args.slice(2)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, RSW_BENCH_ENCRYPTION: noise ? 'noise' : '' },
+  });
   const lines = createInterface({ input: p.stdout });
   const all: string[] = [];
   const line = new Promise<string>((resolve, reject) => {
@@ -146,7 +164,11 @@ export async function benchChunkServing(opts: { quick?: boolean }): Promise<stri
 
 async function serveLibp2p(dir: string): Promise<void> {
   const store = await ChunkStore.open({ dataDir: join(dir, 'data') });
-  const node = await createP2PNode({ keyFile: join(dir, 'server.key'), listen: ['/ip4/127.0.0.1/tcp/0'] });
+  const node = await createP2PNode({
+    keyFile: join(dir, 'server.key'),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    limits: limitsFor(),
+  });
   const server = new ChunkServer(
     { store },
     {
@@ -168,7 +190,11 @@ async function serveLibp2p(dir: string): Promise<void> {
 async function serveLibp2pBare(dir: string): Promise<void> {
   const store = await ChunkStore.open({ dataDir: join(dir, 'data') });
   const hashes = JSON.parse(readFileSync(join(dir, 'hashes.json'), 'utf8')) as string[];
-  const node = await createP2PNode({ keyFile: join(dir, 'server.key'), listen: ['/ip4/127.0.0.1/tcp/0'] });
+  const node = await createP2PNode({
+    keyFile: join(dir, 'server.key'),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    limits: limitsFor(),
+  });
   await node.handle(BARE_PROTOCOL, async (stream) => {
     let next = readFile(store.path(hashes[0]));
     for (let i = 0; i < hashes.length; i++) {
@@ -188,7 +214,11 @@ async function serveLibp2pBare(dir: string): Promise<void> {
 }
 
 async function fetchLibp2pBare(addr: string, hashesFile: string): Promise<void> {
-  const node = await createP2PNode({ keyFile: join(dirname(hashesFile), 'client.key'), listen: [] });
+  const node = await createP2PNode({
+    keyFile: join(dirname(hashesFile), 'client.key'),
+    listen: [],
+    limits: limitsFor(),
+  });
   await node.dial(multiaddr(addr));
   const t0 = performance.now();
   const stream = await node.dialProtocol(multiaddr(addr), BARE_PROTOCOL);
@@ -204,7 +234,11 @@ async function fetchLibp2pBare(addr: string, hashesFile: string): Promise<void> 
 
 async function fetchLibp2p(addr: string, hashesFile: string): Promise<void> {
   const hashes = JSON.parse(readFileSync(hashesFile, 'utf8')) as string[];
-  const node = await createP2PNode({ keyFile: join(dirname(hashesFile), 'client.key'), listen: [] });
+  const node = await createP2PNode({
+    keyFile: join(dirname(hashesFile), 'client.key'),
+    listen: [],
+    limits: limitsFor(),
+  });
   const ma = multiaddr(addr);
   for await (const _ of fetchChunks(node, ma, hashes.slice(0, 8))); // dial, warm the windows
   let bytes = 0;

@@ -1,4 +1,7 @@
-// Preloaded with `node --import` into a process under measurement: reports its peak RSS on exit.
+// Preloaded with `node --import` into a process under measurement: reports its peak RSS and CPU time (user + system, all threads) on exit.
 process.on('exit', () => {
-  process.stderr.write(`\nbench-max-rss-kib ${process.resourceUsage().maxRSS}\n`);
+  const u = process.resourceUsage();
+  process.stderr.write(
+    `\nbench-max-rss-kib ${u.maxRSS}\nbench-cpu-ms ${Math.round((u.userCPUTime + u.systemCPUTime) / 1000)}\n`,
+  );
 });
