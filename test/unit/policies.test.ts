@@ -42,7 +42,12 @@ describe('image format detection', () => {
 describe('config schema', () => {
   it('is the source of the defaults', () => {
     expect(loadConfig()).toEqual({
-      chunker: { minSize: 128 * 1024, avgSize: 512 * 1024, maxSize: 2 * 1024 * 1024 },
+      chunker: {
+        minSize: 128 * 1024,
+        avgSize: 512 * 1024,
+        maxSize: 2 * 1024 * 1024,
+        squashfs: { minSize: 8 * 1024, avgSize: 32 * 1024, maxSize: 128 * 1024 },
+      },
       manifest: { maxBytes: 16 * 1024 * 1024 },
       store: { verifyOnRead: true, writeConcurrency: 16 },
       head: { http: '0.0.0.0:7480', listen: ['/ip4/0.0.0.0/tcp/7481'] },
@@ -67,7 +72,7 @@ describe('config schema', () => {
         maxIncomingPendingConnections: 256,
         pingIntervalMs: 60_000,
       },
-      peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 60, maxServeStreams: 8 },
+      peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 60, maxServeStreams: 8, cacheVersions: 2 },
     });
   });
 
