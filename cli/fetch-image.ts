@@ -8,6 +8,7 @@ import { ensureWritableDir, writeFileAtomic } from '../core/fs-atomic.ts';
 import { loadPublicKey } from '../core/keys.ts';
 import { parseVersion, validateImageName } from '../core/manifest.ts';
 import { checkNotRollback, openSignedManifest } from '../core/signed-manifest.ts';
+import { ChunkCache } from '../peer/chunk-cache.ts';
 import { Fetcher, type FetchProgress } from '../peer/fetcher.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
 import { ResumeState } from '../peer/resume-state.ts';
@@ -90,10 +91,18 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
       });
     }
 
-    const writer = await ImageWriter.open(resolve(opts.out), m.size);
+    const out = resolve(opts.out);
+    // With --cache, chunks of earlier versions (and the outputs they were written to) fill in what did not change.
+    const chunkCache =
+      opts.cache !== undefined && config.peer.cacheVersions > 0
+        ? await ChunkCache.open(cache, { keepVersions: config.peer.cacheVersions })
+        : undefined;
+    await chunkCache?.rescueSeeds(m); // before the output is opened: it may be a seed, updated in place
+    const writer = await ImageWriter.open(out, m.size);
     const resume = await ResumeState.open(join(cache, `${opened.id}.resume`), opened.id, m.chunks.length);
     // The output may have changed behind the record (another image written there, a lost write): re-check.
     if (resume.count > 0) await resume.verifyRecorded(writer, m);
+    await chunkCache?.prefill(m, writer, resume);
     const progress = byteProgress(`fetching ${name} v${m.version}`, m.size, !opts.json);
     let lastLine = 0;
     const onProgress = (p: FetchProgress) => {
@@ -119,6 +128,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
     );
     await server.start(node);
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
+    await chunkCache?.absorb({ ...opened, name, version: m.version }, writer, out);
     await writer.close();
     await resume.remove();
     const summary = {

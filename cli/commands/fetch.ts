@@ -10,7 +10,10 @@ export function registerFetch(program: Command, config: () => Config): void {
     .requiredOption('--head <url>', 'the head node, e.g. http://head:7480')
     .requiredOption('--trust <pubfile...>', 'publisher public key(s) the manifest must be signed with')
     .requiredOption('--out <path>', 'file or block device to write the image to')
-    .option('--cache <dir>', 'identity, resume records and seen versions (default: ~/.cache/rackswarm)')
+    .option(
+      '--cache <dir>',
+      'identity, resume records, seen versions, and chunks of earlier versions so the next one moves only what changed (default: ~/.cache/rackswarm, without chunks)',
+    )
     .option('--rack <label>', 'rack label: peers in the same rack are preferred')
     .option('--linger <seconds>', 'keep serving this long after completing (default from config: 60)')
     .option('--json', 'progress as JSON lines, then one final JSON line')
