@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { ChannelPointer } from '../core/channel.ts';
 import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
 import type { ImageRecord } from '../tracker/registry.ts';
 
@@ -83,6 +84,41 @@ export class HeadClient {
     const r = await this.#fetch('POST', '/api/images', envelope);
     if (!r.ok) throw await this.#error(r);
     return (await r.json()) as ImageRecord & { existed: boolean };
+  }
+
+  /** The signed manifest of NAME@VERSION (envelope bytes). */
+  async manifestEnvelope(name: string, version: number): Promise<Buffer> {
+    const r = await this.#fetch('GET', `/api/images/${encodeURIComponent(name)}/${version}/manifest`);
+    if (!r.ok) throw await this.#error(r);
+    return Buffer.from(await r.arrayBuffer());
+  }
+
+  /** The signed pointer of NAME:CHANNEL, or undefined if the head has none. */
+  async channelEnvelope(name: string, channel: string): Promise<Buffer | undefined> {
+    const r = await this.#fetch(
+      'GET',
+      `/api/channels/${encodeURIComponent(name)}/${encodeURIComponent(channel)}`,
+    );
+    if (r.status === 404) {
+      const e = await this.#error(r);
+      if (e.code === 'RSW_ERR_CHANNEL_NOT_FOUND') return undefined;
+      throw e;
+    }
+    if (!r.ok) throw await this.#error(r);
+    return Buffer.from(await r.arrayBuffer());
+  }
+
+  async channels(): Promise<(ChannelPointer & { expired: boolean })[]> {
+    return (
+      (await this.#json('GET', '/api/channels')) as { channels: (ChannelPointer & { expired: boolean })[] }
+    ).channels;
+  }
+
+  /** Stores a signed channel pointer on the head (admin token). */
+  async setChannel(envelope: Buffer): Promise<ChannelPointer> {
+    const r = await this.#fetch('POST', '/api/channels', envelope);
+    if (!r.ok) throw await this.#error(r);
+    return (await r.json()) as ChannelPointer;
   }
 
   async #json(method: string, path: string): Promise<unknown> {

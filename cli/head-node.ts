@@ -6,6 +6,8 @@ import { loadPublicKey } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
+import { channelRoutes } from '../tracker/channel-routes.ts';
+import { ChannelStore } from '../tracker/channel-store.ts';
 import { buildHttpApi } from '../tracker/http-api.ts';
 import { createMetrics } from '../tracker/metrics.ts';
 import { Registry } from '../tracker/registry.ts';
@@ -81,6 +83,7 @@ export async function startHead(
     peerId: node.peerId.toString(),
     addrs: node.getMultiaddrs().map((a) => a.toString()),
   });
+  const channels = new ChannelStore(registry, trusted);
   const app = buildHttpApi({
     registry,
     store,
@@ -92,6 +95,7 @@ export async function startHead(
     metrics,
     maxManifestBytes: config.manifest.maxBytes,
     logger,
+    routes: [channelRoutes(channels)],
   });
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();

@@ -135,6 +135,16 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    channel: Type.Object(
+      {
+        /**
+         * How long a signed channel pointer is valid. Short, so a head that stops passing on new pointers can hold
+         * nodes on an old version only this long (freeze); re-run `channel set` (cron) well within it. @default 86400
+         */
+        ttlSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86_400, default: 86_400 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     peer: Type.Object(
       {
         /** libp2p listen multiaddrs of a fetching node (it serves chunks onward). @default ["/ip4/0.0.0.0/tcp/0"] */

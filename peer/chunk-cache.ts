@@ -185,10 +185,10 @@ export class ChunkCache {
       output,
       usedAt: new Date().toISOString(),
     };
-    // An output now holds this version, so it no longer seeds what it held before.
-    this.#entries = this.#entries.filter(
-      (e) => e.id !== ref.id && !(output !== undefined && e.output === output),
-    );
+    // An output now holds this version, so it no longer seeds what it held before (the chunks stay cached).
+    this.#entries = this.#entries
+      .filter((e) => e.id !== ref.id)
+      .map((e) => (output !== undefined && e.output === output ? { ...e, output: undefined } : e));
     this.#entries.push(entry);
     return this.evict();
   }

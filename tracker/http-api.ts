@@ -33,6 +33,8 @@ export interface HttpApiDeps {
   maxManifestBytes: number;
   /** Logger: false in tests; pino options or instance on the head. */
   logger?: boolean | object;
+  /** More routes, each concept in a file of its own (channels, gc, preheat); given `requireAdmin` for POSTs. */
+  routes?: ((app: FastifyInstance, requireAdmin: (req: FastifyRequest) => Promise<void>) => void)[];
 }
 
 const imageSchema = {
@@ -95,6 +97,8 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
       throw new RswError('RSW_ERR_UNAUTHORIZED', 'this route needs "Authorization: Bearer <admin token>"');
     }
   };
+
+  for (const add of deps.routes ?? []) add(app, requireAdmin);
 
   app.get(
     '/healthz',
@@ -314,7 +318,7 @@ async function findVersion(registry: Registry, name: string, version: string): P
   return record;
 }
 
-function bodyStream(req: FastifyRequest): Readable {
+export function bodyStream(req: FastifyRequest): Readable {
   if (req.headers['content-type'] !== 'application/octet-stream') {
     throw new RswError('RSW_ERR_BAD_REQUEST', 'send the body as application/octet-stream');
   }
@@ -331,7 +335,11 @@ function checkLength(contentLength: string | undefined, cap: number): void {
 }
 
 /** Reads a whole body into memory, refusing it as soon as it passes `cap`. */
-async function readCapped(body: Readable, cap: number, contentLength: string | undefined): Promise<Buffer> {
+export async function readCapped(
+  body: Readable,
+  cap: number,
+  contentLength: string | undefined,
+): Promise<Buffer> {
   checkLength(contentLength, cap);
   const parts: Buffer[] = [];
   let n = 0;

@@ -82,6 +82,29 @@ export class Registry {
     return last;
   }
 
+  /** A sublevel of the registry's database, for a concept kept beside the images (channels). */
+  sublevel(name: string) {
+    return this.#db.sublevel<string, Uint8Array>(name, { valueEncoding: 'view' });
+  }
+
+  /**
+   * Removes one version (its record, and its manifest unless another version has the same id) in one atomic batch;
+   * resolves false if it was not there. Serialised with registrations.
+   */
+  remove(name: string, version: number): Promise<boolean> {
+    const run = this.#queue.then(async () => {
+      const record = await this.get(name, version);
+      if (!record) return false;
+      const others = (await this.list()).filter((r) => r.id === record.id && r.version !== version);
+      const batch = this.#db.batch().del(imageKey(name, version), { sublevel: this.#images });
+      if (others.length === 0) batch.del(record.id, { sublevel: this.#manifests });
+      await batch.write();
+      return true;
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
   /** The signed manifest (envelope bytes) of an image id. */
   async envelope(id: string): Promise<Buffer | undefined> {
     const v = await this.#manifests.get(id);

@@ -72,6 +72,7 @@ describe('config schema', () => {
         maxIncomingPendingConnections: 256,
         pingIntervalMs: 60_000,
       },
+      channel: { ttlSeconds: 86_400 },
       peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 60, maxServeStreams: 8, cacheVersions: 2 },
     });
   });
