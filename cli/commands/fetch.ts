@@ -6,7 +6,10 @@ export function registerFetch(program: Command, config: () => Config): void {
   program
     .command('fetch')
     .description('download an image through the swarm, verify it, write it, and keep serving it for a while')
-    .argument('<image>', 'NAME, NAME@VERSION (default: the newest version) or NAME:CHANNEL (a signed channel pointer)')
+    .argument(
+      '<image>',
+      'NAME, NAME@VERSION (default: the newest version) or NAME:CHANNEL (a signed channel pointer)',
+    )
     .requiredOption('--head <url>', 'the head node, e.g. http://head:7480')
     .requiredOption('--trust <pubfile...>', 'publisher public key(s) the manifest must be signed with')
     .requiredOption('--out <path>', 'file or block device to write the image to')
