@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { ChannelPointer } from '../core/channel.ts';
 import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
+import type { GcReport } from '../tracker/gc.ts';
 import type { ImageRecord } from '../tracker/registry.ts';
 
 export interface ImageVersions {
@@ -121,16 +122,33 @@ export class HeadClient {
     return (await r.json()) as ChannelPointer;
   }
 
+  /** Runs garbage collection on the head (admin token). */
+  async gc(keep: number, graceSeconds: number): Promise<GcReport> {
+    const r = await this.#fetch(
+      'POST',
+      '/api/gc',
+      Buffer.from(JSON.stringify({ keep, graceSeconds })),
+      'application/json',
+    );
+    if (!r.ok) throw await this.#error(r);
+    return (await r.json()) as GcReport;
+  }
+
   async #json(method: string, path: string): Promise<unknown> {
     const r = await this.#fetch(method, path);
     if (!r.ok) throw await this.#error(r);
     return r.json();
   }
 
-  async #fetch(method: string, path: string, body?: Buffer): Promise<Response> {
+  async #fetch(
+    method: string,
+    path: string,
+    body?: Buffer,
+    contentType = 'application/octet-stream',
+  ): Promise<Response> {
     const headers: Record<string, string> = {};
     if (this.#token) headers.authorization = `Bearer ${this.#token}`;
-    if (body) headers['content-type'] = 'application/octet-stream';
+    if (body) headers['content-type'] = contentType;
     try {
       return await fetch(`${this.base}${path}`, {
         method,

@@ -8,6 +8,7 @@ import { ChunkServer } from '../seeder/chunk-server.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
 import { channelRoutes } from '../tracker/channel-routes.ts';
 import { ChannelStore } from '../tracker/channel-store.ts';
+import { gcRoutes } from '../tracker/gc-routes.ts';
 import { buildHttpApi } from '../tracker/http-api.ts';
 import { createMetrics } from '../tracker/metrics.ts';
 import { Registry } from '../tracker/registry.ts';
@@ -95,7 +96,13 @@ export async function startHead(
     metrics,
     maxManifestBytes: config.manifest.maxBytes,
     logger,
-    routes: [channelRoutes(channels)],
+    routes: [
+      channelRoutes(channels),
+      gcRoutes(
+        { registry, store, channels, inUse: () => swarm.images() },
+        { keep: config.head.keepVersions, graceSeconds: config.head.gcGraceSeconds },
+      ),
+    ],
   });
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();

@@ -4,6 +4,7 @@ import { ERRORS, formatError, isRswError } from '../core/errors.ts';
 import { registerChannel } from './commands/channel.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFetch } from './commands/fetch.ts';
+import { registerGc } from './commands/gc.ts';
 import { registerHead } from './commands/head.ts';
 import { registerImages } from './commands/images.ts';
 import { registerKeys } from './commands/keys.ts';
@@ -35,6 +36,7 @@ registerPublish(program, getConfig);
 registerImages(program);
 registerDemo(program, getConfig);
 registerChannel(program, getConfig);
+registerGc(program, getConfig);
 
 try {
   await program.parseAsync(process.argv);

@@ -75,6 +75,16 @@ export const ConfigSchema = Type.Object(
           default: ['/ip4/0.0.0.0/tcp/7481'],
           maxItems: 16,
         }),
+        /**
+         * Versions of each image `rackswarm gc` keeps (the newest); older ones go unless a channel points to them or a
+         * swarm or preheat is using them. @default 3
+         */
+        keepVersions: Type.Integer({ minimum: 1, maximum: 10_000, default: 3 }),
+        /**
+         * gc leaves unreferenced chunks younger than this alone: they may be a publish's uploads whose manifest is
+         * not registered yet. @default 3600
+         */
+        gcGraceSeconds: Type.Integer({ minimum: 0, maximum: 30 * 86_400, default: 3600 }),
       },
       { default: {}, additionalProperties: false },
     ),

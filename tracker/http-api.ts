@@ -280,16 +280,18 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
         maxBytes: deps.maxManifestBytes,
       },
     );
-    let missing = 0;
-    for (const c of new Set(opened.manifest.chunks.map((c) => c.hash)))
-      if (!(await deps.store.has(c))) missing++;
-    if (missing > 0) {
-      throw new RswError(
-        'RSW_ERR_CHUNKS_MISSING',
-        `${missing} chunks of ${opened.manifest.name} are not on the head; upload them first`,
-      );
-    }
-    const { record, existed } = await deps.registry.register(opened);
+    // Checked inside the registration step, so garbage collection (tracker/gc.ts) cannot remove a chunk in between.
+    const { record, existed } = await deps.registry.register(opened, undefined, async () => {
+      let missing = 0;
+      for (const c of new Set(opened.manifest.chunks.map((c) => c.hash)))
+        if (!(await deps.store.has(c))) missing++;
+      if (missing > 0) {
+        throw new RswError(
+          'RSW_ERR_CHUNKS_MISSING',
+          `${missing} chunks of ${opened.manifest.name} are not on the head; upload them first`,
+        );
+      }
+    });
     if (!existed)
       app.log.info({ image: record.name, version: record.version, id: record.id }, 'image registered');
     reply.status(existed ? 200 : 201);

@@ -50,7 +50,12 @@ describe('config schema', () => {
       },
       manifest: { maxBytes: 16 * 1024 * 1024 },
       store: { verifyOnRead: true, writeConcurrency: 16 },
-      head: { http: '0.0.0.0:7480', listen: ['/ip4/0.0.0.0/tcp/7481'] },
+      head: {
+        http: '0.0.0.0:7480',
+        listen: ['/ip4/0.0.0.0/tcp/7481'],
+        keepVersions: 3,
+        gcGraceSeconds: 3600,
+      },
       seeder: {
         maxStreamsPerPeer: 2,
         maxConcurrentTotal: 32,
