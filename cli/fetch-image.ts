@@ -21,6 +21,7 @@ import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
 import { HeadClient } from './head-client.ts';
 import { createP2PNode } from './p2p-node.ts';
+import { Preheater } from './preheater.ts';
 import { byteProgress } from './progress.ts';
 import { onInterrupt } from './signals.ts';
 
@@ -126,6 +127,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
   const interrupt = onInterrupt();
   let server: ChunkServer | undefined;
   let fetcher: Fetcher | undefined;
+  let preheater: Preheater | undefined;
   try {
     const got = await fetchManifest(node, headAddr, name, version, {
       maxBytes: config.manifest.maxBytes,
@@ -171,6 +173,16 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
         console.log(JSON.stringify({ progress: p }));
       }
     };
+    // A running node takes preheat instructions from its announce responses (tracker/preheat.ts).
+    preheater = new Preheater({
+      cache: chunkCache,
+      head: { peerId: boot.peerId, addr: headAddr },
+      trusted,
+      config,
+      rack: opts.rack,
+      host: hostname(),
+    });
+    const preheat = preheater;
     fetcher = new Fetcher(
       {
         node,
@@ -179,7 +191,15 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
         head: { peerId: boot.peerId, addr: headAddr },
         uploaded: () => server?.stats().bytesServed ?? 0,
       },
-      { manifest: m, imageId: opened.id, rack: opts.rack, host: hostname(), onProgress },
+      {
+        manifest: m,
+        imageId: opened.id,
+        rack: opts.rack,
+        host: hostname(),
+        onProgress,
+        announceExtra: () => ({ preheat: preheat.reports() }),
+        onAnnounceResponse: (r) => preheat.handle(r.instructions),
+      },
     );
     server = new ChunkServer(
       { store: fetcher.chunkSource() },
@@ -212,6 +232,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
     }
   } finally {
     interrupt.dispose();
+    await preheater?.stop().catch(() => {});
     await fetcher?.stop().catch(() => {});
     await server?.stop().catch(() => {});
     await node.stop();

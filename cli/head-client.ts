@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { ChannelPointer } from '../core/channel.ts';
 import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
 import type { GcReport } from '../tracker/gc.ts';
+import type { PreheatJob } from '../tracker/preheat.ts';
 import type { ImageRecord } from '../tracker/registry.ts';
 
 export interface ImageVersions {
@@ -120,6 +121,18 @@ export class HeadClient {
     const r = await this.#fetch('POST', '/api/channels', envelope);
     if (!r.ok) throw await this.#error(r);
     return (await r.json()) as ChannelPointer;
+  }
+
+  /** Starts a preheat job (admin token). */
+  async preheat(name: string, version: number | 'latest', nodes?: string): Promise<PreheatJob> {
+    const body = Buffer.from(JSON.stringify({ name, version, ...(nodes ? { nodes } : {}) }));
+    const r = await this.#fetch('POST', '/api/preheat', body, 'application/json');
+    if (!r.ok) throw await this.#error(r);
+    return (await r.json()) as PreheatJob;
+  }
+
+  async preheatJob(id: string): Promise<PreheatJob> {
+    return (await this.#json('GET', `/api/preheat/${encodeURIComponent(id)}`)) as PreheatJob;
   }
 
   /** Runs garbage collection on the head (admin token). */

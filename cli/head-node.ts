@@ -11,6 +11,8 @@ import { ChannelStore } from '../tracker/channel-store.ts';
 import { gcRoutes } from '../tracker/gc-routes.ts';
 import { buildHttpApi } from '../tracker/http-api.ts';
 import { createMetrics } from '../tracker/metrics.ts';
+import { PreheatJobs } from '../tracker/preheat.ts';
+import { preheatRoutes } from '../tracker/preheat-routes.ts';
 import { Registry } from '../tracker/registry.ts';
 import { SwarmState } from '../tracker/swarm-state.ts';
 import { TrackerService } from '../tracker/tracker-service.ts';
@@ -62,8 +64,14 @@ export async function startHead(
   await seeder.start(node);
 
   let announces = 0;
+  const preheat = new PreheatJobs({ peers: () => swarm.images().flatMap((id) => swarm.peers(id)) });
   const tracker = new TrackerService(
-    { swarm, registry, onAnnounce: () => announces++ },
+    {
+      swarm,
+      registry,
+      onAnnounce: () => announces++,
+      onAnnounceExtra: (peerId, body) => preheat.onAnnounce(peerId, body),
+    },
     {
       handoutSize: config.tracker.handoutSize,
       announceIntervalSeconds: config.tracker.announceIntervalSeconds,
@@ -98,8 +106,9 @@ export async function startHead(
     logger,
     routes: [
       channelRoutes(channels),
+      preheatRoutes(preheat, registry),
       gcRoutes(
-        { registry, store, channels, inUse: () => swarm.images() },
+        { registry, store, channels, inUse: () => [...swarm.images(), ...preheat.inUse()] },
         { keep: config.head.keepVersions, graceSeconds: config.head.gcGraceSeconds },
       ),
     ],

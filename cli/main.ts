@@ -8,6 +8,7 @@ import { registerGc } from './commands/gc.ts';
 import { registerHead } from './commands/head.ts';
 import { registerImages } from './commands/images.ts';
 import { registerKeys } from './commands/keys.ts';
+import { registerPreheat } from './commands/preheat.ts';
 import { registerPublish } from './commands/publish.ts';
 
 const program = new Command('rackswarm')
@@ -37,6 +38,7 @@ registerImages(program);
 registerDemo(program, getConfig);
 registerChannel(program, getConfig);
 registerGc(program, getConfig);
+registerPreheat(program);
 
 try {
   await program.parseAsync(process.argv);

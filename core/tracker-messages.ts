@@ -5,6 +5,9 @@
  *   announce:  → {type: "announce", announce: {imageId, addrs, rack?, host?, progress, bytesDone, downRate, upRate,
  *                 bytesFromPeers, bytesFromSeeder, stage, error?}}
  *              ← {ok: true, peers: [{peerId, addrs, rack?, progress}], intervalSeconds}
+ *              Optional, ignored by peers and trackers that do not know them: the announce may carry
+ *              `preheat: [{job, state, error?}]` (this node's progress on preheat jobs) and the response
+ *              `instructions: [{kind: "preheat", job, name, version, imageId}]` (tracker/preheat.ts).
  *   manifest:  → {type: "manifest", name, version: N | "latest"}
  *              ← {ok: true, id, version, bytes}, then one more message: the signed manifest (`bytes` long)
  *   any error: ← {ok: false, code: "RSW_ERR_…", message}
@@ -41,6 +44,27 @@ export interface AnnounceBody {
   error?: string;
 }
 
+/** An announce with the optional extension fields, which the swarm state does not keep (tracker/preheat.ts does). */
+export interface AnnounceBodyExt extends AnnounceBody {
+  /** This node's state of the preheat jobs it was given. */
+  preheat?: PreheatReport[];
+}
+
+export interface PreheatReport {
+  job: string;
+  state: 'fetching' | 'done' | 'failed';
+  error?: string;
+}
+
+/** Something the tracker asks a running node to do: fetch a version into its cache (a preheat). */
+export interface Instruction {
+  kind: 'preheat';
+  job: string;
+  name: string;
+  version: number;
+  imageId: string;
+}
+
 export type TrackerRequest =
   | { type: 'announce'; announce: AnnounceBody }
   | { type: 'manifest'; name: string; version: number | 'latest' };
@@ -52,7 +76,12 @@ export interface HandedOutPeer {
   progress: number;
 }
 
-export type AnnounceResponse = { ok: true; peers: HandedOutPeer[]; intervalSeconds: number };
+export type AnnounceResponse = {
+  ok: true;
+  peers: HandedOutPeer[];
+  intervalSeconds: number;
+  instructions?: Instruction[];
+};
 export type ManifestHeader = { ok: true; id: string; version: number; bytes: number };
 export type TrackerError = { ok: false; code: ErrorCode; message: string };
 

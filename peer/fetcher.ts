@@ -14,6 +14,7 @@ import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { isRswError, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
 import type { Manifest } from '../core/manifest.ts';
+import type { AnnounceBody, AnnounceBodyExt, AnnounceResponse } from '../core/tracker-messages.ts';
 import { Wakeup } from '../core/wakeup.ts';
 import { fetchChunks } from './chunk-client.ts';
 import { HaveExchange } from './have-exchange.ts';
@@ -58,6 +59,9 @@ export interface FetcherInit {
   rack?: string;
   host?: string;
   onProgress?: (p: FetchProgress) => void;
+  /** Extension fields for each announce (preheat reports), and a look at each response (its instructions). */
+  announceExtra?: () => Omit<AnnounceBodyExt, keyof AnnounceBody>;
+  onAnnounceResponse?: (r: AnnounceResponse) => void;
 }
 
 const SYNC_EVERY_MS = 1000;
@@ -255,7 +259,9 @@ export class Fetcher {
       bytesFromSeeder: p.bytesFromSeeder,
       stage: this.#stage,
       error,
+      ...this.#init.announceExtra?.(),
     });
+    this.#init.onAnnounceResponse?.(r);
     this.#intervalMs = r.intervalSeconds * 1000;
     for (const peer of r.peers) {
       const addr = peer.addrs[0];

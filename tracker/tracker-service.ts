@@ -4,6 +4,7 @@ import { isRswError, RswError } from '../core/errors.ts';
 import { parseVersion, validateImageName } from '../core/manifest.ts';
 import {
   type AnnounceBody,
+  type AnnounceBodyExt,
   decodeRequest,
   encodeMessage,
   MAX_TRACKER_MESSAGE_BYTES,
@@ -20,6 +21,8 @@ export interface TrackerServiceComponents {
   onAnnounce?: () => void;
   /** Uniform in [0, 1): the handout's tie breaker. @default Math.random */
   random?: () => number;
+  /** Sees every accepted announce (raw body, authenticated peer id); may add fields to the response (preheat). */
+  onAnnounceExtra?: (peerId: string, body: AnnounceBodyExt) => Record<string, unknown> | undefined;
 }
 
 /** No defaults here: the config schema (core/config.ts, `tracker`) owns them. */
@@ -120,6 +123,7 @@ export class TrackerService {
       this.#c.random ?? Math.random,
     );
     return {
+      ...this.#c.onAnnounceExtra?.(peerId, body),
       ok: true,
       peers: peers.map((p) => ({ peerId: p.peerId, addrs: p.addrs, rack: p.rack, progress: p.progress })),
       intervalSeconds: this.#init.announceIntervalSeconds,
