@@ -158,12 +158,13 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
 
     const out = resolve(opts.out);
     // With --cache, chunks of earlier versions (and the outputs they were written to) fill in what did not change.
-    await chunkCache?.rescueSeeds(m); // before the output is opened: it may be a seed, updated in place
+    const inPlace = chunkCache?.heldBy(out) ?? false;
+    await chunkCache?.rescueSeeds(m, out); // before the output is opened: it may be a seed, updated in place
     const writer = await ImageWriter.open(out, m.size);
     const resume = await ResumeState.open(join(cache, `${opened.id}.resume`), opened.id, m.chunks.length);
     // The output may have changed behind the record (another image written there, a lost write): re-check.
     if (resume.count > 0) await resume.verifyRecorded(writer, m);
-    await chunkCache?.prefill(m, writer, resume);
+    await chunkCache?.prefill(m, writer, resume, { inPlace });
     const progress = byteProgress(`fetching ${name} v${m.version}`, m.size, !opts.json);
     let lastLine = 0;
     const onProgress = (p: FetchProgress) => {
@@ -261,7 +262,8 @@ async function fetchFromCache(
   if (opened.id !== manifestId)
     throw new RswError('RSW_ERR_MANIFEST_INVALID', 'cached manifest does not match its id');
   const m = opened.manifest;
-  await chunkCache.rescueSeeds(m);
+  const inPlace = chunkCache.heldBy(out);
+  await chunkCache.rescueSeeds(m, out);
   const writer = await ImageWriter.open(out, m.size);
   try {
     const resume = await ResumeState.open(
@@ -270,7 +272,7 @@ async function fetchFromCache(
       m.chunks.length,
     );
     if (resume.count > 0) await resume.verifyRecorded(writer, m);
-    await chunkCache.prefill(m, writer, resume);
+    await chunkCache.prefill(m, writer, resume, { inPlace });
     if (resume.count < m.chunks.length) {
       throw new RswError(
         'RSW_ERR_HEAD_UNREACHABLE',

@@ -82,9 +82,10 @@ export class ChunkCache {
 
   /**
    * Copies into the store the chunks of `m` that are not there but sit in a seed (an earlier version's output).
-   * Call before opening the output: it may be one of the seeds.
+   * Call before opening the output `out`: it may be one of the seeds (an update in place); chunks it already holds
+   * at the offsets `m` wants them are left where they are (prefill with `inPlace` finds them there).
    */
-  async rescueSeeds(m: Manifest): Promise<CacheUse> {
+  async rescueSeeds(m: Manifest, out?: string): Promise<CacheUse> {
     const wanted = new Set<string>();
     for (const c of m.chunks) if (!(await this.store.has(c.hash))) wanted.add(c.hash);
     const used: CacheUse = { chunks: 0, bytes: 0 };
@@ -92,6 +93,14 @@ export class ChunkCache {
       if (wanted.size === 0 || !entry.output) continue;
       const old = await this.#manifest(entry.id);
       if (!old) continue;
+      if (entry.output === out) {
+        // Chunks staying at the same offset need no rescue, unless the new image also wants them elsewhere.
+        const stays = new Set(old.chunks.map((c) => `${c.offset}:${c.hash}`));
+        const movedOrDup = new Set(
+          m.chunks.filter((c) => !stays.has(`${c.offset}:${c.hash}`)).map((c) => c.hash),
+        );
+        for (const h of [...wanted]) if (!movedOrDup.has(h)) wanted.delete(h);
+      }
       let fh: Awaited<ReturnType<typeof open>>;
       try {
         fh = await open(entry.output, 'r');
@@ -116,11 +125,23 @@ export class ChunkCache {
     return used;
   }
 
+  /** Whether `out` held a cached version when it was last written (an update of it is in place). */
+  heldBy(out: string): boolean {
+    return this.#entries.some((e) => e.output === out);
+  }
+
   /**
    * Writes every chunk of `m` the store holds and the resume record lacks into the output, then records them (data
-   * fsynced first, as ResumeState requires). The fetcher then counts them as reused and downloads the rest.
+   * fsynced first, as ResumeState requires). The fetcher then counts them as reused and downloads the rest. With
+   * `inPlace` (the output holds an earlier version) a chunk already at its offset is recognised by its hash and not
+   * written again: updating a reimaged disk rewrites only what changed.
    */
-  async prefill(m: Manifest, writer: ImageWriter, resume: ResumeState): Promise<CacheUse> {
+  async prefill(
+    m: Manifest,
+    writer: ImageWriter,
+    resume: ResumeState,
+    opts: { inPlace?: boolean } = {},
+  ): Promise<CacheUse> {
     const byHash = new Map<string, number[]>();
     m.chunks.forEach((c, i) => {
       if (resume.has(i)) return;
@@ -136,7 +157,23 @@ export class ChunkCache {
       await resume.markVerified(batch);
       batch = [];
     };
-    for (const [hash, indices] of byHash) {
+    for (const [hash, all] of byHash) {
+      let indices = all;
+      if (opts.inPlace) {
+        indices = [];
+        for (const i of all) {
+          const c = m.chunks[i];
+          if (hashHex(await writer.read(c.offset, c.length)) === hash) {
+            batch.push(i);
+            used.chunks++;
+            used.bytes += c.length;
+          } else indices.push(i);
+        }
+        if (indices.length === 0) {
+          if (batch.length >= PREFILL_SYNC_CHUNKS) await flush();
+          continue;
+        }
+      }
       let data: Buffer;
       try {
         data = await this.store.get(hash); // re-hashed: a torn or rotten chunk is dropped here

@@ -6,6 +6,8 @@ import { chunkBuffer } from '../../core/chunker.ts';
 import { hashHex } from '../../core/hash.ts';
 import { createSignedManifest } from '../../core/signed-manifest.ts';
 import { ChunkCache } from '../../peer/chunk-cache.ts';
+import { ImageWriter } from '../../peer/image-writer.ts';
+import { ResumeState } from '../../peer/resume-state.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 
@@ -32,6 +34,25 @@ function version(v: number) {
 }
 
 describe('ChunkCache', () => {
+  it('updating an output in place keeps the chunks already at their offsets without copying or rewriting them', async () => {
+    const cache = await ChunkCache.open(join(t.dir, 'c0'), { keepVersions: 2 });
+    const v1 = version(1);
+    const out = join(t.dir, 'inplace.img');
+    writeFileSync(out, v1.bytes);
+    await cache.absorb(v1.ref, v1.reader, out);
+    for await (const h of cache.store.list()) await cache.store.delete(h); // only the output holds v1 now
+    const v2 = version(2);
+    const m = v2.opened.manifest;
+    expect(cache.heldBy(out)).toBe(true);
+    expect((await cache.rescueSeeds(m, out)).bytes).toBe(0); // the shared part stays where it is
+    const writer = await ImageWriter.open(out, m.size);
+    const resume = await ResumeState.open(join(t.dir, 'inplace.resume'), v2.opened.id, m.chunks.length);
+    const used = await cache.prefill(m, writer, resume, { inPlace: true });
+    expect(used.bytes).toBeGreaterThanOrEqual(200 * KiB);
+    expect(writer.stats().bytesWritten).toBe(0);
+    await writer.close();
+  });
+
   it('keeps the chunks of the last keepVersions versions per image and deletes the rest', async () => {
     const cache = await ChunkCache.open(join(t.dir, 'c1'), { keepVersions: 2 });
     const [v1, v2, v3] = [1, 2, 3].map(version);
