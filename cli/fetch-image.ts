@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { multiaddr } from '@multiformats/multiaddr';
 import { parseChannelRef } from '../core/channel.ts';
 import type { Config } from '../core/config.ts';
-import { asDataError, RswError } from '../core/errors.ts';
+import { asDataError, formatError, RswError } from '../core/errors.ts';
 import { ensureWritableDir, writeFileAtomic } from '../core/fs-atomic.ts';
 import { hashHex } from '../core/hash.ts';
 import { loadPublicKey } from '../core/keys.ts';
@@ -208,7 +208,12 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
     );
     await server.start(node);
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
-    await chunkCache?.absorb({ ...opened, name, version: m.version }, writer, out);
+    // The image is complete and verified: a cache that cannot take it (full disk) costs the next update, not this one.
+    await chunkCache?.absorb({ ...opened, name, version: m.version }, writer, out).catch((e) => {
+      process.stderr.write(
+        `warning: ${formatError(e).replace(/^error /, '')} (the chunk cache was not updated)\n`,
+      );
+    });
     await writer.close();
     await resume.remove();
     report(
