@@ -10,6 +10,7 @@ import { benchHash } from './hash.ts';
 import { benchHead } from './head.ts';
 import { benchPublish } from './publish.ts';
 import { benchTracker } from './tracker.ts';
+import { benchVersions } from './versions.ts';
 
 const quick = process.argv.includes('--quick');
 const out = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
@@ -23,6 +24,7 @@ for (const [name, run] of [
   ['head', benchHead],
   ['chunk-serving', benchChunkServing],
   ['fetch', benchFetch],
+  ['versions', benchVersions],
 ] as const) {
   process.stderr.write(`== ${name}\n`);
   sections.push(await run({ quick }));

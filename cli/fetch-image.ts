@@ -1,21 +1,27 @@
+import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { multiaddr } from '@multiformats/multiaddr';
+import { parseChannelRef } from '../core/channel.ts';
 import type { Config } from '../core/config.ts';
-import { asDataError, RswError } from '../core/errors.ts';
+import { asDataError, formatError, RswError } from '../core/errors.ts';
 import { ensureWritableDir, writeFileAtomic } from '../core/fs-atomic.ts';
+import { hashHex } from '../core/hash.ts';
 import { loadPublicKey } from '../core/keys.ts';
 import { parseVersion, validateImageName } from '../core/manifest.ts';
 import { checkNotRollback, openSignedManifest } from '../core/signed-manifest.ts';
+import { ChunkCache } from '../peer/chunk-cache.ts';
 import { Fetcher, type FetchProgress } from '../peer/fetcher.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
 import { ResumeState } from '../peer/resume-state.ts';
 import { fetchManifest } from '../peer/tracker-client.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
+import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
 import { HeadClient } from './head-client.ts';
 import { createP2PNode } from './p2p-node.ts';
+import { Preheater } from './preheater.ts';
 import { byteProgress } from './progress.ts';
 import { onInterrupt } from './signals.ts';
 
@@ -45,9 +51,39 @@ async function readSeen(file: string): Promise<Record<string, number>> {
   }
 }
 
+interface Summary {
+  id: string;
+  name: string;
+  version: number;
+  size: number;
+  seconds: number;
+  bytesFromPeers: number;
+  bytesFromSeeder: number;
+  bytesReused: number;
+  peers: number;
+  banned: number;
+  channel?: string;
+  offline?: boolean;
+}
+
+function report(summary: Summary, opts: FetchOptions): void {
+  if (opts.json) console.log(JSON.stringify(summary));
+  else {
+    console.log(
+      `fetched ${summary.name} version ${summary.version} into ${opts.out}: ${formatBytes(summary.size)} in ${summary.seconds.toFixed(1)} s, ` +
+        `${formatBytes(summary.bytesFromPeers)} from peers, ${formatBytes(summary.bytesFromSeeder)} from the head, ` +
+        `${formatBytes(summary.bytesReused)} already here${summary.offline ? ' (head unreachable: from the cache)' : ''}`,
+    );
+  }
+}
+
 export async function fetchImage(ref: string, opts: FetchOptions, config: Config): Promise<void> {
   const started = performance.now();
-  const { name, version } = parseImageRef(ref);
+  const channelRef = ref.includes(':') ? parseChannelRef(ref) : undefined;
+  const { name, version: asked } = channelRef
+    ? { name: channelRef.name, version: 'latest' as const }
+    : parseImageRef(ref);
+  let version: number | 'latest' = asked;
   const trusted = await Promise.all(opts.trust.map((f) => loadPublicKey(f)));
   const lingerSeconds = opts.linger === undefined ? config.peer.lingerSeconds : Number(opts.linger);
   if (!Number.isInteger(lingerSeconds) || lingerSeconds < 0)
@@ -58,6 +94,29 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
   await ensureWritableDir(cache);
 
   const client = new HeadClient(opts.head);
+  const chunkCache =
+    opts.cache !== undefined && config.peer.cacheVersions > 0
+      ? await ChunkCache.open(cache, { keepVersions: config.peer.cacheVersions })
+      : undefined;
+  // A channel names a version through the publisher's signed, short-lived pointer (core/channel.ts).
+  const pointer = channelRef && (await resolveChannel(client, cache, name, channelRef.channel, trusted));
+  if (pointer) version = pointer.pointer.version;
+  if (pointer?.offline) {
+    // The head is unreachable, the pointer we hold is still valid: the version may be wholly in the cache (rollback).
+    if (!chunkCache) throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `cannot reach the head at ${opts.head}`);
+    const summary = await fetchFromCache(
+      chunkCache,
+      pointer.pointer.manifestId,
+      resolve(opts.out),
+      trusted,
+      config,
+    );
+    report(
+      { ...summary, channel: ref, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) },
+      opts,
+    );
+    return;
+  }
   const boot = await client.bootstrap();
   const headAddr = multiaddr(boot.addrs[0]);
   const node = await createP2PNode({
@@ -68,6 +127,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
   const interrupt = onInterrupt();
   let server: ChunkServer | undefined;
   let fetcher: Fetcher | undefined;
+  let preheater: Preheater | undefined;
   try {
     const got = await fetchManifest(node, headAddr, name, version, {
       maxBytes: config.manifest.maxBytes,
@@ -75,25 +135,36 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
     });
     const opened = openSignedManifest(got.envelope, trusted, { maxBytes: config.manifest.maxBytes });
     const m = opened.manifest;
-    if (m.name !== name || (version !== 'latest' && m.version !== version)) {
+    if (
+      m.name !== name ||
+      (version !== 'latest' && m.version !== version) ||
+      (pointer && opened.id !== pointer.pointer.manifestId)
+    ) {
       throw new RswError(
         'RSW_ERR_MANIFEST_INVALID',
-        `asked for ${ref}, the head sent ${m.name}@${m.version}`,
+        `asked for ${ref}, the head sent ${m.name}@${m.version} (id ${opened.id.slice(0, 16)}…)`,
       );
     }
     const seenFile = join(cache, 'seen.json');
     const seen = await readSeen(seenFile);
-    checkNotRollback(m, seen[name]);
+    // A signed channel pointer may name an older version (a rollback the publisher decided); its own sequence
+    // number is what protects it from replay.
+    if (!pointer) checkNotRollback(m, seen[name]);
     if ((seen[name] ?? 0) < m.version) {
       await writeFileAtomic(seenFile, JSON.stringify({ ...seen, [name]: m.version })).catch((e) => {
         throw asDataError(e, `cannot write ${seenFile}`);
       });
     }
 
-    const writer = await ImageWriter.open(resolve(opts.out), m.size);
+    const out = resolve(opts.out);
+    // With --cache, chunks of earlier versions (and the outputs they were written to) fill in what did not change.
+    const inPlace = chunkCache?.heldBy(out) ?? false;
+    await chunkCache?.rescueSeeds(m, out); // before the output is opened: it may be a seed, updated in place
+    const writer = await ImageWriter.open(out, m.size);
     const resume = await ResumeState.open(join(cache, `${opened.id}.resume`), opened.id, m.chunks.length);
     // The output may have changed behind the record (another image written there, a lost write): re-check.
     if (resume.count > 0) await resume.verifyRecorded(writer, m);
+    await chunkCache?.prefill(m, writer, resume, { inPlace });
     const progress = byteProgress(`fetching ${name} v${m.version}`, m.size, !opts.json);
     let lastLine = 0;
     const onProgress = (p: FetchProgress) => {
@@ -103,6 +174,16 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
         console.log(JSON.stringify({ progress: p }));
       }
     };
+    // A running node takes preheat instructions from its announce responses (tracker/preheat.ts).
+    preheater = new Preheater({
+      cache: chunkCache,
+      head: { peerId: boot.peerId, addr: headAddr },
+      trusted,
+      config,
+      rack: opts.rack,
+      host: hostname(),
+    });
+    const preheat = preheater;
     fetcher = new Fetcher(
       {
         node,
@@ -111,7 +192,15 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
         head: { peerId: boot.peerId, addr: headAddr },
         uploaded: () => server?.stats().bytesServed ?? 0,
       },
-      { manifest: m, imageId: opened.id, rack: opts.rack, host: hostname(), onProgress },
+      {
+        manifest: m,
+        imageId: opened.id,
+        rack: opts.rack,
+        host: hostname(),
+        onProgress,
+        announceExtra: () => ({ preheat: preheat.reports() }),
+        onAnnounceResponse: (r) => preheat.handle(r.instructions),
+      },
     );
     server = new ChunkServer(
       { store: fetcher.chunkSource() },
@@ -119,28 +208,30 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
     );
     await server.start(node);
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
+    // The image is complete and verified: a cache that cannot take it (full disk) costs the next update, not this one.
+    await chunkCache?.absorb({ ...opened, name, version: m.version }, writer, out).catch((e) => {
+      process.stderr.write(
+        `warning: ${formatError(e).replace(/^error /, '')} (the chunk cache was not updated)\n`,
+      );
+    });
     await writer.close();
     await resume.remove();
-    const summary = {
-      id: opened.id,
-      name,
-      version: m.version,
-      size: m.size,
-      seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
-      bytesFromPeers: result.bytesFromPeers,
-      bytesFromSeeder: result.bytesFromSeeder,
-      bytesReused: result.bytesReused,
-      peers: result.peers,
-      banned: result.banned,
-    };
-    if (opts.json) console.log(JSON.stringify(summary));
-    else {
-      console.log(
-        `fetched ${name} version ${m.version} into ${opts.out}: ${formatBytes(m.size)} in ${summary.seconds.toFixed(1)} s, ` +
-          `${formatBytes(summary.bytesFromPeers)} from peers, ${formatBytes(summary.bytesFromSeeder)} from the head, ` +
-          `${formatBytes(summary.bytesReused)} already here`,
-      );
-    }
+    report(
+      {
+        id: opened.id,
+        name,
+        version: m.version,
+        size: m.size,
+        seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
+        bytesFromPeers: result.bytesFromPeers,
+        bytesFromSeeder: result.bytesFromSeeder,
+        bytesReused: result.bytesReused,
+        peers: result.peers,
+        banned: result.banned,
+        ...(pointer ? { channel: ref } : {}),
+      },
+      opts,
+    );
     if (lingerSeconds > 0) {
       // --linger S: serve S seconds. Default: until the tracker says no peer still fetches, at most lingerSeconds.
       const untilSwarmDone = opts.linger === undefined;
@@ -152,12 +243,76 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
         );
       }
       const linger = AbortSignal.any([interrupt.signal, AbortSignal.timeout(lingerSeconds * 1000)]);
-      await fetcher.seed(linger, { untilSwarmDone });
+      const busy = () => preheat.reports().some((r) => r.state === 'fetching');
+      await fetcher.seed(linger, { untilSwarmDone, busy });
     }
   } finally {
     interrupt.dispose();
+    await preheater?.stop().catch(() => {});
     await fetcher?.stop().catch(() => {});
     await server?.stop().catch(() => {});
     await node.stop();
   }
+}
+
+/**
+ * Writes a version wholly from the chunk cache, without the network: for a node whose head is unreachable and whose
+ * valid channel pointer names a version it still caches (a rollback, or a reboot into the running version).
+ */
+async function fetchFromCache(
+  chunkCache: ChunkCache,
+  manifestId: string,
+  out: string,
+  trusted: KeyObject[],
+  config: Config,
+): Promise<Omit<Summary, 'seconds'>> {
+  const env = await chunkCache.envelope(manifestId);
+  if (!env) {
+    throw new RswError(
+      'RSW_ERR_HEAD_UNREACHABLE',
+      `the head is unreachable and version ${manifestId.slice(0, 16)}… is not cached`,
+    );
+  }
+  const opened = openSignedManifest(env, trusted, { maxBytes: config.manifest.maxBytes });
+  if (opened.id !== manifestId)
+    throw new RswError('RSW_ERR_MANIFEST_INVALID', 'cached manifest does not match its id');
+  const m = opened.manifest;
+  const inPlace = chunkCache.heldBy(out);
+  await chunkCache.rescueSeeds(m, out);
+  const writer = await ImageWriter.open(out, m.size);
+  try {
+    const resume = await ResumeState.open(
+      join(chunkCache.dir, `${opened.id}.resume`),
+      opened.id,
+      m.chunks.length,
+    );
+    if (resume.count > 0) await resume.verifyRecorded(writer, m);
+    await chunkCache.prefill(m, writer, resume, { inPlace });
+    if (resume.count < m.chunks.length) {
+      throw new RswError(
+        'RSW_ERR_HEAD_UNREACHABLE',
+        `the head is unreachable and ${m.chunks.length - resume.count} chunks of ${m.name}@${m.version} are not cached`,
+      );
+    }
+    for (const c of m.chunks) {
+      if (hashHex(await writer.read(c.offset, c.length)) !== c.hash)
+        throw new RswError('RSW_ERR_CHUNK_CORRUPT', `the written image does not match chunk at ${c.offset}`);
+    }
+    await chunkCache.absorb({ ...opened, name: m.name, version: m.version }, writer, out);
+    await resume.remove();
+  } finally {
+    await writer.close();
+  }
+  return {
+    id: opened.id,
+    name: m.name,
+    version: m.version,
+    size: m.size,
+    bytesFromPeers: 0,
+    bytesFromSeeder: 0,
+    bytesReused: m.size,
+    peers: 0,
+    banned: 0,
+    offline: true,
+  };
 }

@@ -1,5 +1,8 @@
 import { readFile } from 'node:fs/promises';
+import type { ChannelPointer } from '../core/channel.ts';
 import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
+import type { GcReport } from '../tracker/gc.ts';
+import type { PreheatJob } from '../tracker/preheat.ts';
 import type { ImageRecord } from '../tracker/registry.ts';
 
 export interface ImageVersions {
@@ -85,16 +88,80 @@ export class HeadClient {
     return (await r.json()) as ImageRecord & { existed: boolean };
   }
 
+  /** The signed manifest of NAME@VERSION (envelope bytes). */
+  async manifestEnvelope(name: string, version: number): Promise<Buffer> {
+    const r = await this.#fetch('GET', `/api/images/${encodeURIComponent(name)}/${version}/manifest`);
+    if (!r.ok) throw await this.#error(r);
+    return Buffer.from(await r.arrayBuffer());
+  }
+
+  /** The signed pointer of NAME:CHANNEL, or undefined if the head has none. */
+  async channelEnvelope(name: string, channel: string): Promise<Buffer | undefined> {
+    const r = await this.#fetch(
+      'GET',
+      `/api/channels/${encodeURIComponent(name)}/${encodeURIComponent(channel)}`,
+    );
+    if (r.status === 404) {
+      const e = await this.#error(r);
+      if (e.code === 'RSW_ERR_CHANNEL_NOT_FOUND') return undefined;
+      throw e;
+    }
+    if (!r.ok) throw await this.#error(r);
+    return Buffer.from(await r.arrayBuffer());
+  }
+
+  async channels(): Promise<(ChannelPointer & { expired: boolean })[]> {
+    return (
+      (await this.#json('GET', '/api/channels')) as { channels: (ChannelPointer & { expired: boolean })[] }
+    ).channels;
+  }
+
+  /** Stores a signed channel pointer on the head (admin token). */
+  async setChannel(envelope: Buffer): Promise<ChannelPointer> {
+    const r = await this.#fetch('POST', '/api/channels', envelope);
+    if (!r.ok) throw await this.#error(r);
+    return (await r.json()) as ChannelPointer;
+  }
+
+  /** Starts a preheat job (admin token). */
+  async preheat(name: string, version: number | 'latest', nodes?: string): Promise<PreheatJob> {
+    const body = Buffer.from(JSON.stringify({ name, version, ...(nodes ? { nodes } : {}) }));
+    const r = await this.#fetch('POST', '/api/preheat', body, 'application/json');
+    if (!r.ok) throw await this.#error(r);
+    return (await r.json()) as PreheatJob;
+  }
+
+  async preheatJob(id: string): Promise<PreheatJob> {
+    return (await this.#json('GET', `/api/preheat/${encodeURIComponent(id)}`)) as PreheatJob;
+  }
+
+  /** Runs garbage collection on the head (admin token). */
+  async gc(keep: number, graceSeconds: number): Promise<GcReport> {
+    const r = await this.#fetch(
+      'POST',
+      '/api/gc',
+      Buffer.from(JSON.stringify({ keep, graceSeconds })),
+      'application/json',
+    );
+    if (!r.ok) throw await this.#error(r);
+    return (await r.json()) as GcReport;
+  }
+
   async #json(method: string, path: string): Promise<unknown> {
     const r = await this.#fetch(method, path);
     if (!r.ok) throw await this.#error(r);
     return r.json();
   }
 
-  async #fetch(method: string, path: string, body?: Buffer): Promise<Response> {
+  async #fetch(
+    method: string,
+    path: string,
+    body?: Buffer,
+    contentType = 'application/octet-stream',
+  ): Promise<Response> {
     const headers: Record<string, string> = {};
     if (this.#token) headers.authorization = `Bearer ${this.#token}`;
-    if (body) headers['content-type'] = 'application/octet-stream';
+    if (body) headers['content-type'] = contentType;
     try {
       return await fetch(`${this.base}${path}`, {
         method,

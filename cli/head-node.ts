@@ -6,8 +6,13 @@ import { loadPublicKey } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
+import { channelRoutes } from '../tracker/channel-routes.ts';
+import { ChannelStore } from '../tracker/channel-store.ts';
+import { gcRoutes } from '../tracker/gc-routes.ts';
 import { buildHttpApi } from '../tracker/http-api.ts';
 import { createMetrics } from '../tracker/metrics.ts';
+import { PreheatJobs } from '../tracker/preheat.ts';
+import { preheatRoutes } from '../tracker/preheat-routes.ts';
 import { Registry } from '../tracker/registry.ts';
 import { SwarmState } from '../tracker/swarm-state.ts';
 import { TrackerService } from '../tracker/tracker-service.ts';
@@ -59,8 +64,14 @@ export async function startHead(
   await seeder.start(node);
 
   let announces = 0;
+  const preheat = new PreheatJobs({ peers: () => swarm.images().flatMap((id) => swarm.peers(id)) });
   const tracker = new TrackerService(
-    { swarm, registry, onAnnounce: () => announces++ },
+    {
+      swarm,
+      registry,
+      onAnnounce: () => announces++,
+      onAnnounceExtra: (peerId, body) => preheat.onAnnounce(peerId, body),
+    },
     {
       handoutSize: config.tracker.handoutSize,
       announceIntervalSeconds: config.tracker.announceIntervalSeconds,
@@ -81,6 +92,7 @@ export async function startHead(
     peerId: node.peerId.toString(),
     addrs: node.getMultiaddrs().map((a) => a.toString()),
   });
+  const channels = new ChannelStore(registry, trusted);
   const app = buildHttpApi({
     registry,
     store,
@@ -92,6 +104,14 @@ export async function startHead(
     metrics,
     maxManifestBytes: config.manifest.maxBytes,
     logger,
+    routes: [
+      channelRoutes(channels),
+      preheatRoutes(preheat, registry),
+      gcRoutes(
+        { registry, store, channels, inUse: () => [...swarm.images(), ...preheat.inUse()] },
+        { keep: config.head.keepVersions, graceSeconds: config.head.gcGraceSeconds },
+      ),
+    ],
   });
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();

@@ -1,11 +1,14 @@
 import { Command, CommanderError } from 'commander';
 import { type Config, loadConfig, readConfigFile } from '../core/config.ts';
 import { ERRORS, formatError, isRswError } from '../core/errors.ts';
+import { registerChannel } from './commands/channel.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFetch } from './commands/fetch.ts';
+import { registerGc } from './commands/gc.ts';
 import { registerHead } from './commands/head.ts';
 import { registerImages } from './commands/images.ts';
 import { registerKeys } from './commands/keys.ts';
+import { registerPreheat } from './commands/preheat.ts';
 import { registerPublish } from './commands/publish.ts';
 
 const program = new Command('rackswarm')
@@ -33,6 +36,9 @@ registerFetch(program, getConfig);
 registerPublish(program, getConfig);
 registerImages(program);
 registerDemo(program, getConfig);
+registerChannel(program, getConfig);
+registerGc(program, getConfig);
+registerPreheat(program);
 
 try {
   await program.parseAsync(process.argv);

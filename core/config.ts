@@ -25,6 +25,24 @@ export const ConfigSchema = Type.Object(
         avgSize: Type.Integer({ minimum: 128, default: 512 * KiB }),
         /** @default 2097152 (2 MiB) */
         maxSize: Type.Integer({ minimum: 256, maximum: 64 * MiB, default: 2 * MiB }),
+        /**
+         * Chunk sizes for SquashFS images, which override the three above. Publish cuts a SquashFS image at its
+         * compressed-block boundaries (core/squashfs-chunker.ts), merging blocks smaller than minSize; FastCDC with
+         * these sizes cuts the metadata tables and, as a fallback, images whose layout it cannot read (xz, lzo, lz4
+         * metadata). With 1 % of the files rewritten a node holding v1 fetches ~2.6 % of v2 (block-aligned) or ~5 %
+         * (FastCDC 32K; the general 512K defaults: ~21 %). Sweep: "Chunker" in docs/BENCHMARKS.md.
+         */
+        squashfs: Type.Object(
+          {
+            /** @default 8192 (8 KiB) */
+            minSize: Type.Integer({ minimum: 64, default: 8 * KiB }),
+            /** @default 32768 (32 KiB) */
+            avgSize: Type.Integer({ minimum: 128, default: 32 * KiB }),
+            /** @default 131072 (128 KiB) */
+            maxSize: Type.Integer({ minimum: 256, maximum: 64 * MiB, default: 128 * KiB }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -57,6 +75,16 @@ export const ConfigSchema = Type.Object(
           default: ['/ip4/0.0.0.0/tcp/7481'],
           maxItems: 16,
         }),
+        /**
+         * Versions of each image `rackswarm gc` keeps (the newest); older ones go unless a channel points to them or a
+         * swarm or preheat is using them. @default 3
+         */
+        keepVersions: Type.Integer({ minimum: 1, maximum: 10_000, default: 3 }),
+        /**
+         * gc leaves unreferenced chunks younger than this alone: they may be a publish's uploads whose manifest is
+         * not registered yet. @default 3600
+         */
+        gcGraceSeconds: Type.Integer({ minimum: 0, maximum: 30 * 86_400, default: 3600 }),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -130,6 +158,16 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    channel: Type.Object(
+      {
+        /**
+         * How long a signed channel pointer is valid. Short, so a head that stops passing on new pointers can hold
+         * nodes on an old version only this long (freeze); re-run `channel set` (cron) well within it. @default 86400
+         */
+        ttlSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86_400, default: 86_400 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     peer: Type.Object(
       {
         /** libp2p listen multiaddrs of a fetching node (it serves chunks onward). @default ["/ip4/0.0.0.0/tcp/0"] */
@@ -144,6 +182,11 @@ export const ConfigSchema = Type.Object(
         lingerSeconds: Type.Integer({ minimum: 0, maximum: 86_400, default: 600 }),
         /** Chunk streams a fetching node serves at once: it is downloading too. @default 8 */
         maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 8 }),
+        /**
+         * Versions of each image a node's chunk cache (`fetch --cache DIR`) keeps, most recently used first: the one
+         * running, the one to roll back to. 0 keeps no chunks. @default 2
+         */
+        cacheVersions: Type.Integer({ minimum: 0, maximum: 100, default: 2 }),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -162,10 +205,24 @@ export function loadConfig(partial: unknown = {}): Config {
     throw new RswError('RSW_ERR_CONFIG_INVALID', `${where}: ${first?.message ?? 'invalid'}`);
   }
   const c = value as Config;
-  if (!(c.chunker.minSize < c.chunker.avgSize && c.chunker.avgSize < c.chunker.maxSize)) {
-    throw new RswError('RSW_ERR_CONFIG_INVALID', '/chunker: needs minSize < avgSize < maxSize');
+  for (const [where, p] of [
+    ['/chunker', c.chunker],
+    ['/chunker/squashfs', c.chunker.squashfs],
+  ] as const) {
+    if (!(p.minSize < p.avgSize && p.avgSize < p.maxSize)) {
+      throw new RswError('RSW_ERR_CONFIG_INVALID', `${where}: needs minSize < avgSize < maxSize`);
+    }
   }
   return c;
+}
+
+/** The chunk sizes an image of `format` is cut with: SquashFS has its own (see the schema), the rest share one. */
+export function chunkerParamsFor(
+  chunker: Config['chunker'],
+  format: 'squashfs' | 'raw' | 'file',
+): { minSize: number; avgSize: number; maxSize: number } {
+  const p = format === 'squashfs' ? chunker.squashfs : chunker;
+  return { minSize: p.minSize, avgSize: p.avgSize, maxSize: p.maxSize };
 }
 
 /** Reads a JSON config file and completes it (see loadConfig). */

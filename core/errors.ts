@@ -59,6 +59,29 @@ export const ERRORS = {
     summary: 'a manifest is signed by a key that is not pinned',
   },
   RSW_ERR_ROLLBACK: { status: 409, exit: 1, summary: 'a manifest is older than a version already seen' },
+  RSW_ERR_INVALID_CHANNEL: {
+    status: 400,
+    exit: 1,
+    summary: 'a channel name or signed channel pointer is malformed',
+  },
+  RSW_ERR_CHANNEL_NOT_FOUND: { status: 404, exit: 1, summary: 'no such channel' },
+  RSW_ERR_CHANNEL_EXPIRED: {
+    status: 409,
+    exit: 1,
+    summary: 'a signed channel pointer has expired (the publisher must sign it again)',
+  },
+  RSW_ERR_CHANNEL_STALE: {
+    status: 409,
+    exit: 1,
+    summary: 'a signed channel pointer is older (lower sequence) than one already seen',
+  },
+  RSW_ERR_NO_NODES: { status: 404, exit: 1, summary: 'no running node matches the node selector' },
+  RSW_ERR_PREHEAT_NOT_FOUND: { status: 404, exit: 1, summary: 'no such preheat job' },
+  RSW_ERR_PREHEAT_INCOMPLETE: {
+    status: 409,
+    exit: 1,
+    summary: 'a preheat did not reach every selected node (one failed, or the wait ran out)',
+  },
   RSW_ERR_INVALID_ANNOUNCE: { status: 400, exit: 1, summary: 'a peer announce has a field out of range' },
   RSW_ERR_PROTOCOL: {
     status: 400,

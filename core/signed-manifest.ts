@@ -101,6 +101,17 @@ export function envelopeSigner(envelope: Uint8Array): KeyObject {
   return publicKeyFromRaw(envelope.subarray(6, 6 + ED25519_PUBLIC_BYTES));
 }
 
+/**
+ * The canonical manifest bytes inside an envelope, NOT verified: for a node's own copy of a manifest it verified
+ * earlier, whose id (BLAKE3 of these bytes) the caller checks against the one it recorded.
+ */
+export function envelopeCanonical(envelope: Uint8Array): Buffer {
+  if (envelope.length < HEADER || !Buffer.from(envelope.subarray(0, 4)).equals(MAGIC)) {
+    throw new RswError('RSW_ERR_MANIFEST_INVALID', 'not a signed rackswarm manifest');
+  }
+  return Buffer.from(envelope.subarray(HEADER));
+}
+
 /** Refuses a manifest older than the newest version this node has seen of that image (rollback protection). */
 export function checkNotRollback(manifest: Manifest, newestSeen: number | undefined): void {
   if (newestSeen !== undefined && manifest.version < newestSeen) {

@@ -7,6 +7,9 @@
  *              ← {ok: true, peers: [{peerId, addrs, rack?, progress}], intervalSeconds, working?}
  *                 working: peers of that image still fetching (announced, fetching, verifying); sent to peers that
  *                 announce done or seeding, which stop seeding once it is 0 (the swarm no longer needs them)
+ *              Optional, ignored by peers and trackers that do not know them: the announce may carry
+ *              `preheat: [{job, state, error?}]` (this node's progress on preheat jobs) and the response
+ *              `instructions: [{kind: "preheat", job, name, version, imageId}]` (tracker/preheat.ts).
  *   manifest:  → {type: "manifest", name, version: N | "latest"}
  *              ← {ok: true, id, version, bytes}, then one more message: the signed manifest (`bytes` long)
  *   any error: ← {ok: false, code: "RSW_ERR_…", message}
@@ -43,6 +46,27 @@ export interface AnnounceBody {
   error?: string;
 }
 
+/** An announce with the optional extension fields, which the swarm state does not keep (tracker/preheat.ts does). */
+export interface AnnounceBodyExt extends AnnounceBody {
+  /** This node's state of the preheat jobs it was given. */
+  preheat?: PreheatReport[];
+}
+
+export interface PreheatReport {
+  job: string;
+  state: 'fetching' | 'done' | 'failed';
+  error?: string;
+}
+
+/** Something the tracker asks a running node to do: fetch a version into its cache (a preheat). */
+export interface Instruction {
+  kind: 'preheat';
+  job: string;
+  name: string;
+  version: number;
+  imageId: string;
+}
+
 export type TrackerRequest =
   | { type: 'announce'; announce: AnnounceBody }
   | { type: 'manifest'; name: string; version: number | 'latest' };
@@ -60,6 +84,7 @@ export type AnnounceResponse = {
   intervalSeconds: number;
   /** Peers of the image still fetching; only in answers to a complete (done/seeding) peer. */
   working?: number;
+  instructions?: Instruction[];
 };
 export type ManifestHeader = { ok: true; id: string; version: number; bytes: number };
 export type TrackerError = { ok: false; code: ErrorCode; message: string };

@@ -15,7 +15,7 @@ import { BufferPool } from '../core/buffer-pool.ts';
 import { isRswError, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
 import type { Manifest } from '../core/manifest.ts';
-import type { AnnounceResponse } from '../core/tracker-messages.ts';
+import type { AnnounceBody, AnnounceBodyExt, AnnounceResponse } from '../core/tracker-messages.ts';
 import { Wakeup } from '../core/wakeup.ts';
 import { type FetchedChunk, fetchChunks } from './chunk-client.ts';
 import { HaveExchange } from './have-exchange.ts';
@@ -60,6 +60,9 @@ export interface FetcherInit {
   rack?: string;
   host?: string;
   onProgress?: (p: FetchProgress) => void;
+  /** Extension fields for each announce (preheat reports), and a look at each response (its instructions). */
+  announceExtra?: () => Omit<AnnounceBodyExt, keyof AnnounceBody>;
+  onAnnounceResponse?: (r: AnnounceResponse) => void;
 }
 
 const SYNC_EVERY_MS = 1000;
@@ -205,15 +208,19 @@ export class Fetcher {
   /**
    * Keeps serving and announcing (stage seeding) after run() until `signal` aborts — or, with `untilSwarmDone`, until
    * the tracker has twice in a row (one announce interval apart, so peers that are just starting get counted) answered
-   * that no peer of the image is still fetching. Resolves with the reason it stopped.
+   * that no peer of the image is still fetching and `busy` (e.g. a preheat in progress) is false. Resolves with the
+   * reason it stopped.
    */
-  async seed(signal: AbortSignal, opts: { untilSwarmDone?: boolean } = {}): Promise<'swarm-done' | 'signal'> {
+  async seed(
+    signal: AbortSignal,
+    opts: { untilSwarmDone?: boolean; busy?: () => boolean } = {},
+  ): Promise<'swarm-done' | 'signal'> {
     this.#stage = 'seeding';
     let idleAnswers = 0;
     while (!signal.aborted) {
       const r = await this.#announceOnce().catch(() => undefined);
       idleAnswers = r?.working === 0 ? idleAnswers + 1 : 0;
-      if (opts.untilSwarmDone && idleAnswers >= 2) return 'swarm-done';
+      if (opts.untilSwarmDone && idleAnswers >= 2 && !opts.busy?.()) return 'swarm-done';
       await sleep(this.#intervalMs, signal);
     }
     return 'signal';
@@ -271,7 +278,9 @@ export class Fetcher {
       bytesFromSeeder: p.bytesFromSeeder,
       stage: this.#stage,
       error,
+      ...this.#init.announceExtra?.(),
     });
+    this.#init.onAnnounceResponse?.(r);
     this.#intervalMs = r.intervalSeconds * 1000;
     for (const peer of r.peers) {
       const addr = peer.addrs[0];

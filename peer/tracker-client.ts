@@ -3,7 +3,7 @@ import { lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { RswError } from '../core/errors.ts';
 import {
-  type AnnounceBody,
+  type AnnounceBodyExt,
   type AnnounceResponse,
   decodeResponse,
   encodeMessage,
@@ -48,7 +48,7 @@ async function call<T extends { ok: true }>(
 export async function announce(
   node: DialNode,
   tracker: PeerId | Multiaddr,
-  body: AnnounceBody,
+  body: AnnounceBodyExt,
   opts: TrackerCallOptions = {},
 ): Promise<AnnounceResponse> {
   const { response, lp } = await call<AnnounceResponse>(

@@ -1,12 +1,14 @@
 import type { KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { type ChunkerParams, chunkStream } from '../core/chunker.ts';
+import { type Chunk, type ChunkerParams, chunkStream } from '../core/chunker.ts';
 import { RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
 import { DETECT_BYTES, detectFormat } from '../core/image-format.ts';
 import { type ChunkRef, type ImageFormat, validateImageName } from '../core/manifest.ts';
 import { createSignedManifest, type OpenedManifest } from '../core/signed-manifest.ts';
+import { chunkRegions, planSquashfsChunks } from '../core/squashfs-chunker.ts';
+import { squashfsLayout } from '../core/squashfs-layout.ts';
 
 export interface PublishInit {
   file: string;
@@ -17,7 +19,8 @@ export interface PublishInit {
   key: KeyObject;
   /** Where new chunks go: a ChunkBatch on a local store, or an uploader to a running head. */
   sink: ChunkSink;
-  chunker: ChunkerParams;
+  /** Chunk sizes, or a choice of them by the image's format (SquashFS uses smaller chunks: core/config.ts). */
+  chunker: ChunkerParams | ((format: ImageFormat) => ChunkerParams);
   /** Chunk writes in flight (config: store.writeConcurrency). */
   writeConcurrency: number;
   signal?: AbortSignal;
@@ -109,6 +112,7 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
   let failure: unknown;
   let done = 0;
   const source = createReadStream(init.file, { highWaterMark: 1024 * 1024, end: size - 1 });
+  const cleanup: (() => Promise<void>)[] = [];
   const store = async (ref: ChunkRef, data: Buffer): Promise<void> => {
     ref.hash = hashHex(data);
     if (!seen.has(ref.hash)) {
@@ -119,7 +123,8 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
     init.onProgress?.(done, size);
   };
   try {
-    for await (const chunk of chunkStream(source, init.chunker)) {
+    const params = typeof init.chunker === 'function' ? init.chunker(format) : init.chunker;
+    for await (const chunk of await chunksOf(init.file, size, format, source, params, cleanup)) {
       if (init.signal?.aborted)
         throw new RswError('RSW_ERR_INTERRUPTED', 'publish interrupted; nothing was registered');
       if (failure) throw failure;
@@ -150,6 +155,9 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
     await Promise.all(inFlight);
     await init.sink.abort();
     throw e;
+  } finally {
+    source.destroy();
+    for (const f of cleanup) await f();
   }
 
   const opened = createSignedManifest(
@@ -162,6 +170,30 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
     newBytes: added.reduce((s, c) => s + c.length, 0),
     rollback: () => init.sink.undo(),
   };
+}
+
+/**
+ * The chunks of an image: a SquashFS image whose block layout can be read is cut at its block boundaries
+ * (core/squashfs-chunker.ts), anything else content-defined from the stream.
+ */
+async function chunksOf(
+  file: string,
+  size: number,
+  format: ImageFormat,
+  source: AsyncIterable<Uint8Array>,
+  params: ChunkerParams,
+  cleanup: (() => Promise<void>)[],
+): Promise<AsyncIterable<Chunk>> {
+  if (format !== 'squashfs') return chunkStream(source, params);
+  const fh = await open(file, 'r');
+  cleanup.push(() => fh.close());
+  const layout = await squashfsLayout(async (offset, length) => {
+    const buf = Buffer.alloc(Math.max(0, Math.min(length, size - offset)));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+    return buf.subarray(0, bytesRead);
+  }, size);
+  if (!layout) return chunkStream(source, params);
+  return chunkRegions(fh, planSquashfsChunks(layout, size, params), params);
 }
 
 async function sniffFormat(file: string): Promise<ImageFormat> {

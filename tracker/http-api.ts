@@ -33,6 +33,8 @@ export interface HttpApiDeps {
   maxManifestBytes: number;
   /** Logger: false in tests; pino options or instance on the head. */
   logger?: boolean | object;
+  /** More routes, each concept in a file of its own (channels, gc, preheat); given `requireAdmin` for POSTs. */
+  routes?: ((app: FastifyInstance, requireAdmin: (req: FastifyRequest) => Promise<void>) => void)[];
 }
 
 const imageSchema = {
@@ -95,6 +97,8 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
       throw new RswError('RSW_ERR_UNAUTHORIZED', 'this route needs "Authorization: Bearer <admin token>"');
     }
   };
+
+  for (const add of deps.routes ?? []) add(app, requireAdmin);
 
   app.get(
     '/healthz',
@@ -276,16 +280,18 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
         maxBytes: deps.maxManifestBytes,
       },
     );
-    let missing = 0;
-    for (const c of new Set(opened.manifest.chunks.map((c) => c.hash)))
-      if (!(await deps.store.has(c))) missing++;
-    if (missing > 0) {
-      throw new RswError(
-        'RSW_ERR_CHUNKS_MISSING',
-        `${missing} chunks of ${opened.manifest.name} are not on the head; upload them first`,
-      );
-    }
-    const { record, existed } = await deps.registry.register(opened);
+    // Checked inside the registration step, so garbage collection (tracker/gc.ts) cannot remove a chunk in between.
+    const { record, existed } = await deps.registry.register(opened, undefined, async () => {
+      let missing = 0;
+      for (const c of new Set(opened.manifest.chunks.map((c) => c.hash)))
+        if (!(await deps.store.has(c))) missing++;
+      if (missing > 0) {
+        throw new RswError(
+          'RSW_ERR_CHUNKS_MISSING',
+          `${missing} chunks of ${opened.manifest.name} are not on the head; upload them first`,
+        );
+      }
+    });
     if (!existed)
       app.log.info({ image: record.name, version: record.version, id: record.id }, 'image registered');
     reply.status(existed ? 200 : 201);
@@ -314,7 +320,7 @@ async function findVersion(registry: Registry, name: string, version: string): P
   return record;
 }
 
-function bodyStream(req: FastifyRequest): Readable {
+export function bodyStream(req: FastifyRequest): Readable {
   if (req.headers['content-type'] !== 'application/octet-stream') {
     throw new RswError('RSW_ERR_BAD_REQUEST', 'send the body as application/octet-stream');
   }
@@ -331,7 +337,11 @@ function checkLength(contentLength: string | undefined, cap: number): void {
 }
 
 /** Reads a whole body into memory, refusing it as soon as it passes `cap`. */
-async function readCapped(body: Readable, cap: number, contentLength: string | undefined): Promise<Buffer> {
+export async function readCapped(
+  body: Readable,
+  cap: number,
+  contentLength: string | undefined,
+): Promise<Buffer> {
   checkLength(contentLength, cap);
   const parts: Buffer[] = [];
   let n = 0;

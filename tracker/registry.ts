@@ -82,6 +82,41 @@ export class Registry {
     return last;
   }
 
+  /** Runs `fn` with registrations and removals held off (garbage collection decides and deletes inside it). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** A sublevel of the registry's database, for a concept kept beside the images (channels). */
+  sublevel(name: string) {
+    return this.#db.sublevel<string, Uint8Array>(name, { valueEncoding: 'view' });
+  }
+
+  /**
+   * Removes one version (its record, and its manifest unless another version has the same id) in one atomic batch;
+   * resolves false if it was not there. Serialised with registrations.
+   */
+  remove(name: string, version: number): Promise<boolean> {
+    return this.exclusive(() => this.removeHeld(name, version));
+  }
+
+  /** remove() for a caller already inside exclusive(). */
+  async removeHeld(name: string, version: number): Promise<boolean> {
+    const record = await this.get(name, version);
+    if (!record) return false;
+    const others = (await this.list()).filter((r) => r.id === record.id && r.version !== version);
+    const batch = this.#db.batch().del(imageKey(name, version), { sublevel: this.#images });
+    if (others.length === 0) batch.del(record.id, { sublevel: this.#manifests });
+    try {
+      await batch.write();
+    } catch (e) {
+      throw asDataError((e as { cause?: unknown }).cause ?? e, 'cannot write the registry');
+    }
+    return true;
+  }
+
   /** The signed manifest (envelope bytes) of an image id. */
   async envelope(id: string): Promise<Buffer | undefined> {
     const v = await this.#manifests.get(id);
@@ -96,8 +131,13 @@ export class Registry {
   register(
     opened: OpenedManifest,
     publishedAt: Date = new Date(),
+    /** Runs first, in the same serialised step (e.g. "every chunk is in the store", which gc must not race). */
+    precheck?: () => Promise<void>,
   ): Promise<{ record: ImageRecord; existed: boolean }> {
-    const run = this.#queue.then(() => this.#register(opened, publishedAt));
+    const run = this.#queue.then(async () => {
+      await precheck?.();
+      return this.#register(opened, publishedAt);
+    });
     this.#queue = run.catch(() => {});
     return run;
   }

@@ -4,6 +4,7 @@ import { isRswError, RswError } from '../core/errors.ts';
 import { parseVersion, validateImageName } from '../core/manifest.ts';
 import {
   type AnnounceBody,
+  type AnnounceBodyExt,
   decodeRequest,
   encodeMessage,
   MAX_TRACKER_MESSAGE_BYTES,
@@ -20,6 +21,8 @@ export interface TrackerServiceComponents {
   onAnnounce?: () => void;
   /** Uniform in [0, 1): the handout's tie breaker. @default Math.random */
   random?: () => number;
+  /** Sees every accepted announce (raw body, authenticated peer id); may add fields to the response (preheat). */
+  onAnnounceExtra?: (peerId: string, body: AnnounceBodyExt) => Record<string, unknown> | undefined;
 }
 
 /** No defaults here: the config schema (core/config.ts, `tracker`) owns them. */
@@ -122,6 +125,7 @@ export class TrackerService {
     );
     const complete = record.stage === 'done' || record.stage === 'seeding';
     return {
+      ...this.#c.onAnnounceExtra?.(peerId, body),
       ok: true,
       peers: peers.map((p) => ({ peerId: p.peerId, addrs: p.addrs, rack: p.rack, progress: p.progress })),
       intervalSeconds: this.#init.announceIntervalSeconds,

@@ -6,11 +6,17 @@ export function registerFetch(program: Command, config: () => Config): void {
   program
     .command('fetch')
     .description('download an image through the swarm, verify it, write it, and keep serving it for a while')
-    .argument('<image>', 'NAME or NAME@VERSION (default: the newest version)')
+    .argument(
+      '<image>',
+      'NAME, NAME@VERSION (default: the newest version) or NAME:CHANNEL (a signed channel pointer)',
+    )
     .requiredOption('--head <url>', 'the head node, e.g. http://head:7480')
     .requiredOption('--trust <pubfile...>', 'publisher public key(s) the manifest must be signed with')
     .requiredOption('--out <path>', 'file or block device to write the image to')
-    .option('--cache <dir>', 'identity, resume records and seen versions (default: ~/.cache/rackswarm)')
+    .option(
+      '--cache <dir>',
+      'identity, resume records, seen versions, and chunks of earlier versions so the next one moves only what changed (default: ~/.cache/rackswarm, without chunks)',
+    )
     .option('--rack <label>', 'rack label: peers in the same rack are preferred')
     .option(
       '--linger <seconds>',

@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ChunkBatch } from '../../core/chunk-batch.ts';
-import type { Config } from '../../core/config.ts';
+import { type Config, chunkerParamsFor } from '../../core/config.ts';
 import { RswError } from '../../core/errors.ts';
 import { loadPrivateKey } from '../../core/keys.ts';
 import { IMAGE_FORMATS, type ImageFormat, parseVersion, validateImageName } from '../../core/manifest.ts';
@@ -154,7 +154,7 @@ async function run(
       format: p.format,
       key: p.key,
       sink,
-      chunker: config.chunker,
+      chunker: (format) => chunkerParamsFor(config.chunker, format),
       writeConcurrency: config.store.writeConcurrency,
       signal: interrupt.signal,
       onProgress: (done) => progress.update(done),

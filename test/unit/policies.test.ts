@@ -42,10 +42,20 @@ describe('image format detection', () => {
 describe('config schema', () => {
   it('is the source of the defaults', () => {
     expect(loadConfig()).toEqual({
-      chunker: { minSize: 128 * 1024, avgSize: 512 * 1024, maxSize: 2 * 1024 * 1024 },
+      chunker: {
+        minSize: 128 * 1024,
+        avgSize: 512 * 1024,
+        maxSize: 2 * 1024 * 1024,
+        squashfs: { minSize: 8 * 1024, avgSize: 32 * 1024, maxSize: 128 * 1024 },
+      },
       manifest: { maxBytes: 16 * 1024 * 1024 },
       store: { verifyOnRead: true, writeConcurrency: 16 },
-      head: { http: '0.0.0.0:7480', listen: ['/ip4/0.0.0.0/tcp/7481'] },
+      head: {
+        http: '0.0.0.0:7480',
+        listen: ['/ip4/0.0.0.0/tcp/7481'],
+        keepVersions: 3,
+        gcGraceSeconds: 3600,
+      },
       seeder: {
         maxStreamsPerPeer: 2,
         maxConcurrentTotal: 32,
@@ -68,7 +78,8 @@ describe('config schema', () => {
         pingIntervalMs: 60_000,
         encryption: ['tls', 'noise'],
       },
-      peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 600, maxServeStreams: 8 },
+      channel: { ttlSeconds: 86_400 },
+      peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 600, maxServeStreams: 8, cacheVersions: 2 },
     });
   });
 

@@ -1,0 +1,73 @@
+import type { FileHandle } from 'node:fs/promises';
+import { type Chunk, type ChunkerParams, chunkStream } from './chunker.ts';
+import type { SquashfsLayout } from './squashfs-layout.ts';
+
+/**
+ * Chunk boundaries for a SquashFS image from its block layout (core/squashfs-layout.ts): in the data area a chunk
+ * is one compressed block (a file's data block or a fragment block), small neighbours merged up to `minSize`; the
+ * superblock is a chunk of its own (it changes with every version); the metadata tables after the data, and any
+ * stretch longer than `maxSize`, are cut content-defined (FastCDC with the same parameters).
+ *
+ * Why: a security update rewrites a few files spread over the image. With block-aligned chunks a rewritten file
+ * costs exactly its own blocks and the fragment block holding its tail; content-defined chunks cut through blocks,
+ * so each rewritten file also drags in the neighbouring chunks' bytes (measured in docs/BENCHMARKS.md).
+ */
+export interface Region {
+  start: number;
+  end: number;
+  /** `block`: the region is one chunk; `cdc`: FastCDC cuts it. */
+  mode: 'block' | 'cdc';
+}
+
+/** Pure: the regions an image of `imageSize` bytes with `layout` is cut into, in order, covering it exactly. */
+export function planSquashfsChunks(layout: SquashfsLayout, imageSize: number, p: ChunkerParams): Region[] {
+  const regions: Region[] = [];
+  const dataEnd = Math.min(layout.metadataStart, imageSize);
+  const cuts = layout.boundaries.filter((b) => b > 0 && b < dataEnd);
+  cuts.push(dataEnd);
+  const push = (start: number, end: number) =>
+    regions.push({ start, end, mode: end - start > p.maxSize ? 'cdc' : 'block' });
+  let start = 0;
+  for (let k = 0; k < cuts.length; k++) {
+    const end = cuts[k];
+    if (k === 0 || k === cuts.length - 1 || end - start >= p.minSize) {
+      push(start, end);
+      start = end;
+    }
+  }
+  if (dataEnd < imageSize) regions.push({ start: dataEnd, end: imageSize, mode: 'cdc' });
+  return regions.filter((r) => r.end > r.start);
+}
+
+const READ_PIECE = 4 * 1024 * 1024;
+
+async function* readRange(fh: FileHandle, start: number, end: number): AsyncGenerator<Buffer> {
+  for (let at = start; at < end; ) {
+    const want = Math.min(READ_PIECE, end - at);
+    const buf = Buffer.allocUnsafe(want);
+    const { bytesRead } = await fh.read(buf, 0, want, at);
+    if (bytesRead === 0) throw new Error(`image ended at ${at}, expected ${end} bytes`);
+    yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
+    at += bytesRead;
+  }
+}
+
+/** Chunks an open image along `regions` (from planSquashfsChunks); yields chunks in order, as chunkStream does. */
+export async function* chunkRegions(
+  fh: FileHandle,
+  regions: readonly Region[],
+  p: ChunkerParams,
+): AsyncGenerator<Chunk> {
+  for (const r of regions) {
+    if (r.mode === 'block') {
+      const parts: Buffer[] = [];
+      for await (const piece of readRange(fh, r.start, r.end)) parts.push(piece);
+      const data = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+      yield { offset: r.start, length: data.length, data };
+    } else {
+      for await (const c of chunkStream(readRange(fh, r.start, r.end), p)) {
+        yield { offset: r.start + c.offset, length: c.length, data: c.data };
+      }
+    }
+  }
+}

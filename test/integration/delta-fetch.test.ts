@@ -1,0 +1,112 @@
+import { cpSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTree, mksquashfs, mutateTree } from '../fixtures/tree.ts';
+import { runCli, tempDir } from '../helpers/cli.ts';
+import { type RunningHead, startHead } from '../helpers/head.ts';
+
+interface Summary {
+  version: number;
+  size: number;
+  bytesFromPeers: number;
+  bytesFromSeeder: number;
+  bytesReused: number;
+}
+
+let t: ReturnType<typeof tempDir>;
+let head: RunningHead;
+let pub: string;
+let v1: Buffer;
+let v2: Buffer;
+
+async function fetch(ref: string, out: string, cache: string): Promise<Summary> {
+  const r = await runCli(
+    [
+      'fetch',
+      ref,
+      '--head',
+      head.url,
+      '--trust',
+      pub,
+      '--out',
+      out,
+      '--cache',
+      cache,
+      '--linger',
+      '0',
+      '--json',
+    ],
+    { timeoutMs: 120_000 },
+  );
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Summary;
+}
+
+const downloaded = (s: Summary): number => s.bytesFromPeers + s.bytesFromSeeder;
+
+beforeAll(async () => {
+  t = tempDir('rsw-delta-');
+  await runCli(['keys', 'generate', '--out', join(t.dir, 'keys')]);
+  pub = join(t.dir, 'keys/publisher.pub');
+  // A security update: 1 % of a generated OS-like tree's files rewritten (sizes kept, grown or shrunk), picked
+  // uniformly over the tree (the worst case for dedup), each version built by mksquashfs with its defaults.
+  const tree = join(t.dir, 'tree');
+  makeTree(tree, { files: 1000, seed: 21 });
+  mksquashfs(tree, join(t.dir, 'v1.sqfs'));
+  const tree2 = join(t.dir, 'tree2');
+  cpSync(tree, tree2, { recursive: true });
+  mutateTree(tree2, { fraction: 0.01, seed: 22 });
+  mksquashfs(tree2, join(t.dir, 'v2.sqfs'));
+  v1 = readFileSync(join(t.dir, 'v1.sqfs'));
+  v2 = readFileSync(join(t.dir, 'v2.sqfs'));
+  head = await startHead(join(t.dir, 'head'));
+  for (const v of ['v1', 'v2']) {
+    const p = await runCli([
+      'publish',
+      join(t.dir, `${v}.sqfs`),
+      '--name',
+      'compute',
+      '--key',
+      join(t.dir, 'keys/publisher.key'),
+      '--head',
+      head.url,
+      '--token-file',
+      join(t.dir, 'head/admin-token'),
+    ]);
+    expect(p.code, p.stderr).toBe(0);
+  }
+}, 180_000);
+
+afterAll(async () => {
+  await head?.stop('SIGKILL');
+  t.cleanup();
+});
+
+describe('delta fetch (fetch --cache)', () => {
+  it('a node holding v1 fetches v2 in place, downloading ≤ 5 % of it, and the result is bit-identical', async () => {
+    const out = join(t.dir, 'node-a.img');
+    const cache = join(t.dir, 'cache-a');
+    const first = await fetch('compute@1', out, cache);
+    expect(downloaded(first)).toBe(v1.length);
+    expect(readFileSync(out).equals(v1)).toBe(true);
+
+    const second = await fetch('compute@2', out, cache);
+    expect(readFileSync(out).equals(v2)).toBe(true);
+    const share = downloaded(second) / v2.length;
+    process.stderr.write(
+      `delta fetch: v2 ${v2.length} bytes, downloaded ${downloaded(second)} (${(share * 100).toFixed(2)} %), reused ${second.bytesReused}\n`,
+    );
+    expect(share).toBeLessThanOrEqual(0.05);
+    expect(second.bytesReused + downloaded(second)).toBeGreaterThanOrEqual(v2.length);
+  }, 240_000);
+
+  it('without cached chunks, the previous output is the seed (desync-style)', async () => {
+    const cache = join(t.dir, 'cache-b');
+    await fetch('compute@1', join(t.dir, 'node-b-v1.img'), cache);
+    rmSync(join(cache, 'chunks'), { recursive: true, force: true });
+    const out2 = join(t.dir, 'node-b-v2.img');
+    const second = await fetch('compute@2', out2, cache);
+    expect(readFileSync(out2).equals(v2)).toBe(true);
+    expect(downloaded(second) / v2.length).toBeLessThanOrEqual(0.05);
+  }, 240_000);
+});

@@ -1,0 +1,86 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { chunkBuffer } from '../../core/chunker.ts';
+import { hashHex } from '../../core/hash.ts';
+import { createSignedManifest } from '../../core/signed-manifest.ts';
+import { ChunkCache } from '../../peer/chunk-cache.ts';
+import { ImageWriter } from '../../peer/image-writer.ts';
+import { ResumeState } from '../../peer/resume-state.ts';
+import { tempDir } from '../helpers/cli.ts';
+import { pseudoRandomBytes } from '../helpers/random.ts';
+
+const KiB = 1024;
+const P = { minSize: 4 * KiB, avgSize: 16 * KiB, maxSize: 64 * KiB };
+const { privateKey } = generateKeyPairSync('ed25519');
+const t = tempDir('rsw-chunk-cache-');
+afterAll(() => t.cleanup());
+
+/** Version v of an image: a shared 256 KiB part and 64 KiB of its own. */
+function version(v: number) {
+  const bytes = Buffer.concat([pseudoRandomBytes(256 * KiB, 1), pseudoRandomBytes(64 * KiB, 100 + v)]);
+  const chunks = chunkBuffer(bytes, P).map((c) => ({
+    offset: c.offset,
+    length: c.length,
+    hash: hashHex(c.data),
+  }));
+  const opened = createSignedManifest(
+    { name: 'img', version: v, format: 'file', size: bytes.length, chunks },
+    privateKey,
+  );
+  const reader = { read: async (offset: number, length: number) => bytes.subarray(offset, offset + length) };
+  return { bytes, opened, reader, ref: { ...opened, name: 'img', version: v } };
+}
+
+describe('ChunkCache', () => {
+  it('updating an output in place keeps the chunks already at their offsets without copying or rewriting them', async () => {
+    const cache = await ChunkCache.open(join(t.dir, 'c0'), { keepVersions: 2 });
+    const v1 = version(1);
+    const out = join(t.dir, 'inplace.img');
+    writeFileSync(out, v1.bytes);
+    await cache.absorb(v1.ref, v1.reader, out);
+    for await (const h of cache.store.list()) await cache.store.delete(h); // only the output holds v1 now
+    const v2 = version(2);
+    const m = v2.opened.manifest;
+    expect(cache.heldBy(out)).toBe(true);
+    expect((await cache.rescueSeeds(m, out)).bytes).toBe(0); // the shared part stays where it is
+    const writer = await ImageWriter.open(out, m.size);
+    const resume = await ResumeState.open(join(t.dir, 'inplace.resume'), v2.opened.id, m.chunks.length);
+    const used = await cache.prefill(m, writer, resume, { inPlace: true });
+    expect(used.bytes).toBeGreaterThanOrEqual(200 * KiB);
+    expect(writer.stats().bytesWritten).toBe(0);
+    await writer.close();
+  });
+
+  it('keeps the chunks of the last keepVersions versions per image and deletes the rest', async () => {
+    const cache = await ChunkCache.open(join(t.dir, 'c1'), { keepVersions: 2 });
+    const [v1, v2, v3] = [1, 2, 3].map(version);
+    await cache.absorb(v1.ref, v1.reader);
+    await cache.absorb(v2.ref, v2.reader);
+    const { bytesFreed } = await cache.absorb(v3.ref, v3.reader);
+    expect(cache.versions().map((e) => e.version)).toEqual([2, 3]);
+    expect(bytesFreed).toBeGreaterThan(0);
+    const has = async (m: typeof v1) =>
+      (await Promise.all(m.opened.manifest.chunks.map((c) => cache.store.has(c.hash)))).every(Boolean);
+    expect(await has(v2)).toBe(true);
+    expect(await has(v3)).toBe(true);
+    expect(await has(v1)).toBe(false); // its own tail went; the shared part stays for v2 and v3
+    expect(await cache.envelope(v1.opened.id)).toBeUndefined();
+  });
+
+  it('an output that held a version is a seed until something else is written there', async () => {
+    const cache = await ChunkCache.open(join(t.dir, 'c2'), { keepVersions: 2 });
+    const v1 = version(1);
+    const out = join(t.dir, 'out.img');
+    writeFileSync(out, v1.bytes);
+    await cache.absorb(v1.ref, v1.reader, out);
+    for await (const h of cache.store.list()) await cache.store.delete(h); // the chunks are gone, the output is not
+    const v2 = version(2);
+    const rescued = await cache.rescueSeeds(v2.opened.manifest);
+    expect(rescued.bytes).toBeGreaterThanOrEqual(200 * KiB); // the shared part, read back from the old output
+    writeFileSync(out, 'overwritten');
+    for await (const h of cache.store.list()) await cache.store.delete(h);
+    expect((await cache.rescueSeeds(v2.opened.manifest)).bytes).toBe(0); // bytes no longer match: not used
+  });
+});
