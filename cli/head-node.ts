@@ -6,7 +6,9 @@ import { loadPublicKey } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
+import { DashboardFeed } from '../tracker/dashboard-feed.ts';
 import { buildHttpApi } from '../tracker/http-api.ts';
+import { ImageIndex } from '../tracker/image-index.ts';
 import { createMetrics } from '../tracker/metrics.ts';
 import { Registry } from '../tracker/registry.ts';
 import { SwarmState } from '../tracker/swarm-state.ts';
@@ -49,7 +51,13 @@ export async function startHead(
   const store = await ChunkStore.open({ dataDir, verifyOnRead: config.store.verifyOnRead });
   const registry = await Registry.open(dataDir);
   const token = await loadOrCreateAdminToken(dataDir);
-  const swarm = new SwarmState({ ttlMs: config.tracker.peerTtlMs, maxPeers: config.tracker.maxPeers });
+  const images = new ImageIndex(registry);
+  await images.list();
+  const swarm = new SwarmState({
+    ttlMs: config.tracker.peerTtlMs,
+    maxPeers: config.tracker.maxPeers,
+    chunkCount: (id) => images.chunkCount(id),
+  });
   const node = await createP2PNode({
     keyFile: join(dataDir, 'peer.key'),
     listen: opts.listen ?? config.head.listen,
@@ -81,6 +89,16 @@ export async function startHead(
     peerId: node.peerId.toString(),
     addrs: node.getMultiaddrs().map((a) => a.toString()),
   });
+  const seederCap = config.seeder.totalBytesPerSecond || Number.POSITIVE_INFINITY;
+  const dashboard = new DashboardFeed(
+    { swarm, images: () => images.list(), bytesServed: () => seeder.stats().bytesServed },
+    {
+      intervalMs: config.tracker.dashboardIntervalMs,
+      maxClients: config.tracker.maxEventClients,
+      headUplink: Math.min(config.tracker.headUplinkBytesPerSecond, seederCap),
+      nodeLink: config.tracker.nodeLinkBytesPerSecond,
+    },
+  );
   const app = buildHttpApi({
     registry,
     store,
@@ -92,11 +110,14 @@ export async function startHead(
     metrics,
     maxManifestBytes: config.manifest.maxBytes,
     logger,
+    dashboard,
   });
+  dashboard.start();
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();
 
   await app.listen({ host, port }).catch((e: NodeJS.ErrnoException) => {
+    dashboard.stop();
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
       throw new RswError(
         'RSW_ERR_USAGE',
@@ -125,6 +146,7 @@ export async function startHead(
     log: app.log,
     stop: async () => {
       clearInterval(expiry);
+      dashboard.stop();
       await app.close();
       await tracker.stop();
       await seeder.stop();
