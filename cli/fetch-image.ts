@@ -25,6 +25,7 @@ export interface FetchOptions {
   out: string;
   cache?: string;
   rack?: string;
+  host?: string;
   linger?: string;
   json?: boolean;
 }
@@ -111,7 +112,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
         head: { peerId: boot.peerId, addr: headAddr },
         uploaded: () => server?.stats().bytesServed ?? 0,
       },
-      { manifest: m, imageId: opened.id, rack: opts.rack, host: hostname(), onProgress },
+      { manifest: m, imageId: opened.id, rack: opts.rack, host: opts.host ?? hostname(), onProgress },
     );
     server = new ChunkServer(
       { store: fetcher.chunkSource() },

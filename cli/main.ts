@@ -7,6 +7,7 @@ import { registerHead } from './commands/head.ts';
 import { registerImages } from './commands/images.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerPublish } from './commands/publish.ts';
+import { registerStatus } from './commands/status.ts';
 
 const program = new Command('rackswarm')
   .description('peer-to-peer OS image distribution for clusters')
@@ -32,6 +33,7 @@ registerHead(program, getConfig);
 registerFetch(program, getConfig);
 registerPublish(program, getConfig);
 registerImages(program);
+registerStatus(program);
 registerDemo(program, getConfig);
 
 try {

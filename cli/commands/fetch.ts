@@ -12,6 +12,7 @@ export function registerFetch(program: Command, config: () => Config): void {
     .requiredOption('--out <path>', 'file or block device to write the image to')
     .option('--cache <dir>', 'identity, resume records and seen versions (default: ~/.cache/rackswarm)')
     .option('--rack <label>', 'rack label: peers in the same rack are preferred')
+    .option('--host <label>', 'node name shown on the dashboard (default: the host name)')
     .option('--linger <seconds>', 'keep serving this long after completing (default from config: 60)')
     .option('--json', 'progress as JSON lines, then one final JSON line')
     .action(async (image: string, opts: FetchOptions) => {

@@ -144,6 +144,8 @@ function drawHeat(w) {
   canvas.height = rows;
   canvas.style.aspectRatio = `${cols} / ${Math.max(rows, cols / 8)}`;
   const ctx = canvas.getContext('2d');
+  ctx.fillStyle = '#e3e6ec'; // past the last chunk
+  ctx.fillRect(0, 0, cols, rows);
   const top = Math.max(1, w.summary.peers);
   for (let b = 0; b < a.buckets; b++) {
     // Red where few nodes hold a chunk, green where every node does.
