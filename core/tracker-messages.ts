@@ -60,14 +60,15 @@ export function encodeAnnounceHave(count: number, has: (i: number) => boolean): 
 }
 
 /**
- * Decodes an announce's `have` for an image of `count` chunks; undefined unless it is canonical base64 of exactly
+ * Decodes an announce's `have` for an image of `count` chunks; undefined unless it is base64 (padded) of exactly
  * ceil(count / 8) bytes with no bit set past `count` (trust nothing: it comes from the network).
  */
 export function decodeAnnounceHave(have: string, count: number): Uint8Array | undefined {
   const bytes = Math.ceil(count / 8);
   if (bytes > MAX_ANNOUNCE_HAVE_BYTES || have.length !== 4 * Math.ceil(bytes / 3)) return undefined;
+  // Characters outside the alphabet are skipped by the decoder, so they shorten the result: the length check sees them.
   const bits = Buffer.from(have, 'base64');
-  if (bits.length !== bytes || bits.toString('base64') !== have) return undefined;
+  if (bits.length !== bytes) return undefined;
   if (count % 8 !== 0 && (bits[bytes - 1] & (0xff >> (count % 8))) !== 0) return undefined;
   return bits;
 }

@@ -13,7 +13,7 @@ import { HandoutPool, PoolMember } from './handout-policy.ts';
  * snapshots that share unchanged strings and address arrays with the record they replace, so a steady announce
  * stream allocates only short-lived garbage; all pairs sit in one list ordered by last announce, which makes
  * expiry and the size cap O(pairs dropped), and empty swarms are removed. Chunk availability (availability.ts) adds
- * ≤ 1 KiB per working peer whose announce carries a bitfield, and ≤ 2 KiB per image.
+ * ~1.2 KB per working peer whose announce carries a bitfield (1 KiB of cells: bench/dashboard.ts), ≤ 2 KiB per image.
  */
 
 export type PeerStage = 'announced' | 'fetching' | 'verifying' | 'done' | 'seeding' | 'failed';
