@@ -1,54 +1,22 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeAnnounceHave } from '../core/tracker-messages.ts';
-import { prng } from '../test/fixtures/tree.ts';
+import { launchChromium } from '../test/helpers/chromium.ts';
+import { startSyntheticHead, syntheticAnnounces, syntheticImage } from '../test/helpers/synthetic-swarm.ts';
 import { buildSnapshot } from '../tracker/dashboard-snapshot.ts';
-import type { ImageRecord } from '../tracker/registry.ts';
-import { type Announce, type PeerStage, SwarmState } from '../tracker/swarm-state.ts';
+import { type Announce, SwarmState } from '../tracker/swarm-state.ts';
 import { ThroughputHistory } from '../tracker/throughput-history.ts';
 import { fmt, median, repeat } from './lib/stats.ts';
 
 const IMAGE = 'cd'.repeat(32);
 // A 4 GiB image at the default 512 KiB average chunk: 8,192 chunks, a 1 KiB bitfield (1,368 base64 characters).
 const CHUNKS = 8192;
-const RECORD: ImageRecord = {
-  name: 'compute',
-  version: 7,
-  id: IMAGE,
-  format: 'raw',
-  size: CHUNKS * 512 * 1024,
-  chunks: CHUNKS,
-  publisher: 'ee'.repeat(32),
-  publishedAt: '2026-11-22T00:00:00.000Z',
-};
-const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
-
-/** `n` nodes in racks of 40 mid-wave: a third done, the rest fetching with a bitfield (or none, `withHave` false). */
+const RECORD = syntheticImage(IMAGE, CHUNKS);
 function fleet(n: number, seed: number, withHave: boolean): Announce[] {
-  const next = prng(seed);
-  const rand = () => next() / 2 ** 32;
-  return Array.from({ length: n }, (_, i) => {
-    let peerId = '12D3KooW';
-    while (peerId.length < 52) peerId += B58[next() % 58];
-    const stage: PeerStage = i % 3 === 0 ? 'done' : 'fetching';
-    const progress = stage === 'done' ? 1 : rand();
-    return {
-      peerId,
-      imageId: IMAGE,
-      addrs: [`/ip4/10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/tcp/4001/p2p/${peerId}`],
-      rack: `rack-${String(Math.floor(i / 40)).padStart(3, '0')}`,
-      host: `node${String(i).padStart(5, '0')}`,
-      progress,
-      bytesDone: Math.floor(progress * RECORD.size),
-      downRate: 1.2e8 * rand(),
-      upRate: 1.1e8 * rand(),
-      bytesFromPeers: Math.floor(progress * 0.9 * RECORD.size),
-      bytesFromSeeder: Math.floor(progress * 0.1 * RECORD.size),
-      stage,
-      have:
-        withHave && stage === 'fetching' ? encodeAnnounceHave(CHUNKS, () => rand() < progress) : undefined,
-    };
-  });
+  return syntheticAnnounces(n, { image: RECORD, seed, withHave });
 }
 
 function state(): SwarmState {
@@ -80,7 +48,7 @@ interface SnapshotFigures {
 }
 
 /** One snapshot of a swarm of `n` nodes: build, serialise, size (what each dashboard client receives per second). */
-function snapshotFigures(n: number, runs: number): SnapshotFigures {
+export function snapshotFigures(n: number, runs: number): SnapshotFigures {
   const s = state();
   for (const a of fleet(n, n, true)) s.announce(a);
   const history = new ThroughputHistory(300);
@@ -107,6 +75,37 @@ function snapshotFigures(n: number, runs: number): SnapshotFigures {
     builds.push(t1 - t0);
   }
   return { nodes: n, buildMs: median(builds), jsonMs: median(jsons), bytes };
+}
+
+/**
+ * The page itself: a synthetic swarm of `n` nodes behind the real HTTP API and feed, Debian's Chromium on the
+ * dashboard; per update, the page's own parse + render time (body[data-render-ms]) and the event's size.
+ */
+async function browserRender(n: number, updates: number): Promise<{ renderMs: number; eventBytes: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'rsw-bench-dash-'));
+  const swarm = state();
+  for (const a of fleet(n, 11, true)) swarm.announce(a);
+  const head = await startSyntheticHead(dir, swarm, [RECORD]);
+  const chromium = await launchChromium();
+  try {
+    const page = await chromium.browser.newPage();
+    await page.goto(`${head.url}/`);
+    const times: number[] = [];
+    let eventBytes = 0;
+    for (let k = 2; k < updates + 2; k++) {
+      // The first update also builds the chart; count the steady ones.
+      await page.waitForSelector(`body[data-updates="${k}"]`, { timeout: 30_000 });
+      const got = await page.evaluate(`[document.body.dataset.renderMs, document.body.dataset.eventBytes]`);
+      const [ms, bytes] = got as [string, string];
+      times.push(Number(ms));
+      eventBytes = Number(bytes);
+    }
+    return { renderMs: median(times), eventBytes };
+  } finally {
+    await chromium.close();
+    await head.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** In a child with --expose-gc: heap (and array buffers) per fetching node with and without bitfields. */
@@ -152,6 +151,13 @@ export async function benchDashboard(opts: { quick: boolean }): Promise<string> 
         `${fmt(s.buildMs)} ms | ${fmt(s.jsonMs)} ms | ${(s.bytes / 1024).toFixed(1)} KiB |`,
     );
   }
+  const pages: string[] = [];
+  for (const n of [100, 1_000, 5_000]) {
+    const r = await browserRender(n, opts.quick ? 4 : 10);
+    pages.push(
+      `| ${n.toLocaleString('en-US')} | ${fmt(r.renderMs, 1)} ms | ${(r.eventBytes / 1024).toFixed(1)} KiB |`,
+    );
+  }
   const self = fileURLToPath(import.meta.url);
   const mem = await repeat(runs, () =>
     JSON.parse(
@@ -175,6 +181,13 @@ export async function benchDashboard(opts: { quick: boolean }): Promise<string> 
     '| nodes | announces/s with bitfield | announces/s without | snapshot build | JSON.stringify | snapshot size |',
     '|---|---|---|---|---|---|',
     ...rows,
+    '',
+    `The page in Debian's Chromium (headless, 2 cores shared), fed by the real HTTP API and feed over the same kind of`,
+    `swarm: time to parse and redraw one update (median of ${opts.quick ? 4 : 10} consecutive updates, one per second).`,
+    '',
+    '| nodes | parse + render per update | event size |',
+    '|---|---|---|',
+    ...pages,
     '',
     `Memory per fetching node (JS heap + array buffers, 10,000 nodes, GC forced, median of ${runs}): ${Math.round(withHave)} B`,
     `with bitfields, ${Math.round(without)} B without; a node's cells are freed once it is done (it holds every chunk).`,

@@ -1,14 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AvailabilityView } from '../../tracker/availability.ts';
-import type { ImageSwarmSummary, PeerRecord } from '../../tracker/swarm-state.ts';
+import { type ImageSwarmSummary, type PeerRecord, SwarmState } from '../../tracker/swarm-state.ts';
+import { launchChromium } from '../helpers/chromium.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
 import { type FetchPeer, startFetchPeer } from '../helpers/fetch-peer.ts';
 import { type RunningHead, startHead } from '../helpers/head.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
+import { startSyntheticHead, syntheticAnnounces, syntheticImage } from '../helpers/synthetic-swarm.ts';
 
 /** The little of the DOM the page scrape below uses (the project's types are Node's, not the browser's). */
 interface El {
@@ -21,28 +21,13 @@ declare const document: El & { getElementById(id: string): El | null };
 
 const MiB = 1024 * 1024;
 const NODES = 4;
-// Debian's Chromium (.ci/run installs it); the flags keep it from reaching the network or a GPU.
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
 let t: ReturnType<typeof tempDir>;
 let head: RunningHead;
-let profile: string;
-let browser: BrowserContext | undefined;
+let chromium: Awaited<ReturnType<typeof launchChromium>> | undefined;
 const peers: FetchPeer[] = [];
 
 beforeAll(async () => {
   t = tempDir('rsw-dash-');
-  profile = mkdtempSync(join(tmpdir(), 'rsw-chromium-'));
   await runCli(['keys', 'generate', '--out', join(t.dir, 'keys')]);
   // Announce every second so the page converges quickly.
   writeFileSync(join(t.dir, 'head.json'), JSON.stringify({ tracker: { announceIntervalSeconds: 1 } }));
@@ -65,22 +50,16 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
+  await chromium?.close();
   for (const p of peers) await p.stop();
   await head?.stop('SIGKILL');
-  rmSync(profile, { recursive: true, force: true });
   t?.cleanup();
 });
 
 describe('dashboard in a real browser', () => {
   it('shows every node of a real swarm done, with the numbers /api/swarm has', async () => {
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 900 },
-    });
-    const page = await browser.newPage();
+    chromium = await launchChromium();
+    const page = await chromium.browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`${head.url}/`);
@@ -191,4 +170,62 @@ describe('dashboard in a real browser', () => {
     ]);
     expect(errors).toEqual([]);
   }, 240_000);
+
+  it('stays usable at 1,000 nodes: a tile per node, rows for the ones needing attention', async () => {
+    // The real swarm state and dashboard feed behind the real HTTP API, fed 1,000 synthetic announces.
+    const image = syntheticImage('ab'.repeat(32), 8192);
+    // Its clock runs 61 s ahead after the first round of announces: past the 60 s after which a node is stuck.
+    let offset = 0;
+    const now = () => Date.now() + offset;
+    const swarm = new SwarmState({ now, chunkCount: (id) => (id === image.id ? image.chunks : undefined) });
+    const fleet = syntheticAnnounces(1000, { image, seed: 1000 });
+    for (const a of fleet) swarm.announce(a);
+    offset = 61_000;
+    // Every 50th node reports no progress since: stuck.
+    fleet.forEach((a, i) => {
+      swarm.announce(i % 50 === 7 ? a : { ...a, bytesDone: a.bytesDone + 1 });
+    });
+    const synthetic = await startSyntheticHead(join(t.dir, 'synthetic'), swarm, [image], now);
+    try {
+      chromium ??= await launchChromium();
+      const page = await chromium.browser.newPage();
+      await page.goto(`${synthetic.url}/`);
+      await page.waitForSelector('body[data-nodes="1000"]', { timeout: 30_000 });
+      const api = (await (await fetch(`${synthetic.url}/api/swarm`)).json()) as {
+        images: { summary: ImageSwarmSummary }[];
+      };
+      const sum = api.images[0].summary;
+      expect(sum.stuck).toBeGreaterThan(0);
+      expect(sum.byStage.failed).toBeGreaterThan(0);
+      const shown = await page.evaluate(() => ({
+        tiles: [...document.querySelectorAll('.tile')].length,
+        stuckTiles: [...document.querySelectorAll('.tile.stuck')].length,
+        racks: [...document.querySelectorAll('.rack')].length,
+        rows: [...document.querySelectorAll('tr.node')].length,
+        failedRows: [...document.querySelectorAll('tr.node.failed')].length,
+        stuckRows: [...document.querySelectorAll('tr.node.stuck')].length,
+        heading: [...document.querySelectorAll('section.swarm h3')]
+          .map((h) => h.textContent ?? '')
+          .join(' | '),
+        stuckCount: document.querySelector('.stuck-count')?.textContent,
+        done: document.querySelector('.done-count')?.textContent,
+      }));
+      expect(shown).toMatchObject({
+        tiles: 1000,
+        stuckTiles: sum.stuck,
+        racks: 25,
+        rows: 64,
+        failedRows: sum.byStage.failed,
+        stuckRows: sum.stuck,
+        stuckCount: String(sum.stuck),
+        done: `${sum.done}/1000`,
+      });
+      expect(shown.heading).toContain('nodes needing attention (64 of 1000');
+      await page.setViewportSize({ width: 1280, height: 1300 });
+      await page.screenshot({ path: join(projectRoot, 'docs/dashboard-1000.png') });
+      await page.close();
+    } finally {
+      await synthetic.stop();
+    }
+  }, 120_000);
 });
