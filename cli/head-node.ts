@@ -132,6 +132,7 @@ export async function startHead(
   app.log.info(
     {
       http: httpUrl,
+      dashboard: `${httpUrl}/`,
       p2p: bootstrap().addrs,
       peerId: bootstrap().peerId,
       data: dataDir,

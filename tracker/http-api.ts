@@ -261,7 +261,13 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
         'x-accel-buffering': 'no',
       });
       res.write('retry: 3000\n\n');
-      send(JSON.stringify(await dashboard.snapshot()));
+      try {
+        send(JSON.stringify(await dashboard.snapshot()));
+      } catch (err) {
+        // The response is ours now (hijacked): end it; the client's EventSource reconnects.
+        app.log.error({ err }, 'dashboard snapshot failed');
+        res.end();
+      }
     });
   }
 

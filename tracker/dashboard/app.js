@@ -224,7 +224,9 @@ function renderChart(h) {
           { label: 'head egress MiB/s', stroke: '#d6743b', width: 2 },
           { label: 'nodes download MiB/s', stroke: '#3d7be0', width: 2 },
         ],
-        axes: [{}, { label: 'MiB/s' }],
+        // A fixed five-minute window ending at the newest sample (one sample alone would stretch the axis to years).
+        scales: { x: { time: true, range: (_u, _min, max) => [max - 300, max + 1] } },
+        axes: [{}, { label: 'MiB/s', size: 70 }],
       },
       data,
       el,
