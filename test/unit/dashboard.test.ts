@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { formatStatus } from '../../cli/status-format.ts';
 import { decodeAnnounceHave, encodeAnnounceHave } from '../../core/tracker-messages.ts';
 import { countBuckets, MAX_BUCKETS } from '../../tracker/availability.ts';
 import { buildSnapshot, type SnapshotSources } from '../../tracker/dashboard-snapshot.ts';
@@ -261,5 +262,31 @@ describe('dashboard snapshot', () => {
     expect(s.swarms[0].racks.every((r) => r.tiles === null)).toBe(true);
     expect(s.swarms[0].rows).toHaveLength(64);
     expect(JSON.stringify(s).length).toBeLessThan(150_000);
+  });
+});
+
+describe('rackswarm status text (cli/status-format.ts)', () => {
+  it('shows the head, a line per image, stages, and the stuck and failed nodes', () => {
+    const { t, state } = setup();
+    state.announce(announce('a', { host: 'n1', stage: 'failed', error: 'RSW_ERR_DISK_FULL: disk full' }));
+    state.announce(announce('b', { host: 'n2', rack: 'r2' }));
+    state.announce(announce('c', { host: 'n3', stage: 'done', progress: 1 }));
+    t.ms += 61_000;
+    state.announce(announce('b', { host: 'n2', rack: 'r2' })); // no progress for 61 s: stuck
+    const text = formatStatus(buildSnapshot(sources(state, t.ms)), 'http://head:7480');
+    expect(text.split('\n')).toEqual([
+      'head http://head:7480  egress 99 B/s  served 1.21 KiB  offload 80.0%  at 1970-01-01T00:01:02Z',
+      '',
+      'IMAGE      NODES  DONE  PROGRESS  STUCK  FAILED  DOWN     FROM PEERS  FROM HEAD  ELAPSED  T_MIN',
+      'compute@3  3      1     66.6%     1      1       300 B/s  1.17 KiB    300 B      1m01s    4.0 s',
+      '',
+      'IMAGE      ANNOUNCED  FETCHING  VERIFYING  DONE  SEEDING  FAILED',
+      'compute@3  0          1         0          1     0        1',
+      '',
+      'stuck or failed nodes: 2',
+      'IMAGE      RACK  NODE  STAGE             PROGRESS  LAST SEEN  ERROR',
+      'compute@3  r1    n1    failed            50.0%     1m01s ago  RSW_ERR_DISK_FULL: disk full',
+      'compute@3  r2    n2    fetching (stuck)  50.0%     0.0 s ago',
+    ]);
   });
 });
