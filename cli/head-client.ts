@@ -141,18 +141,19 @@ export class HeadClient {
           buf = buf.slice(end + 2);
           end = buf.indexOf('\n\n');
           if (!data) continue;
-          clearTimeout(timer);
-          timer = setTimeout(() => idle.abort(), idleMs);
+          let snapshot: DashboardSnapshot;
           try {
-            yield JSON.parse(data) as DashboardSnapshot;
-          } catch (e) {
-            if (e instanceof SyntaxError)
-              throw new RswError(
-                'RSW_ERR_HEAD_UNREACHABLE',
-                `the head at ${this.base} sent an event that is not JSON`,
-              );
-            throw e;
+            snapshot = JSON.parse(data) as DashboardSnapshot;
+          } catch {
+            throw new RswError(
+              'RSW_ERR_HEAD_UNREACHABLE',
+              `the head at ${this.base} sent an event that is not JSON`,
+            );
           }
+          // Only time spent waiting on the head counts as silence, not the time the caller holds the event.
+          clearTimeout(timer);
+          yield snapshot;
+          timer = setTimeout(() => idle.abort(), idleMs);
         }
       }
     } finally {

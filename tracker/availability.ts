@@ -3,7 +3,7 @@
  *
  * Memory stays bounded whatever the image size: an image's chunks are cut into at most MAX_BUCKETS contiguous
  * buckets; a working node's bitfield (from its announce) is reduced on arrival to a count of held chunks per bucket
- * (≤ 1 KiB), and the swarm keeps one running sum per bucket. A node that is done or seeding holds every chunk and
+ * (≤ 512 B, ≤ 1 KiB past ~130,000 chunks), and the swarm keeps one running sum per bucket. A node that is done or seeding holds every chunk and
  * stores nothing. A bucket's figure is the mean number of holders over its chunks; with ≤ MAX_BUCKETS chunks each
  * bucket is one chunk and the figures are exact.
  */
@@ -42,10 +42,13 @@ const POPCOUNT = Uint8Array.from({ length: 256 }, (_, v) => {
   return n;
 });
 
+/** Held chunks per cell: one byte a cell while cells hold ≤ 255 chunks (images of up to ~130,000 chunks). */
+export type Cells = Uint8Array | Uint16Array;
+
 /** Held chunks per cell, from a bitfield (bit i, MSB first, = chunk i). */
-export function countBuckets(bits: Uint8Array, chunks: number): Uint16Array {
+export function countBuckets(bits: Uint8Array, chunks: number): Cells {
   const buckets = bucketCount(chunks);
-  const out = new Uint16Array(buckets);
+  const out = Math.ceil(chunks / buckets) <= 255 ? new Uint8Array(buckets) : new Uint16Array(buckets);
   for (let b = 0; b < buckets; b++) {
     const end = bucketStart(b + 1, chunks, buckets);
     let n = 0;

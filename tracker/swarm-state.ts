@@ -1,6 +1,12 @@
 import { isHashHex } from '../core/hash.ts';
 import { type AnnounceBody, decodeAnnounceHave, MAX_ANNOUNCE_HAVE_BYTES } from '../core/tracker-messages.ts';
-import { type AvailabilityView, availabilityView, bucketCount, countBuckets } from './availability.ts';
+import {
+  type AvailabilityView,
+  availabilityView,
+  bucketCount,
+  type Cells,
+  countBuckets,
+} from './availability.ts';
 import { HandoutPool, PoolMember } from './handout-policy.ts';
 
 /**
@@ -13,7 +19,8 @@ import { HandoutPool, PoolMember } from './handout-policy.ts';
  * snapshots that share unchanged strings and address arrays with the record they replace, so a steady announce
  * stream allocates only short-lived garbage; all pairs sit in one list ordered by last announce, which makes
  * expiry and the size cap O(pairs dropped), and empty swarms are removed. Chunk availability (availability.ts) adds
- * ~1.2 KB per working peer whose announce carries a bitfield (1 KiB of cells: bench/dashboard.ts), ≤ 2 KiB per image.
+ * ~0.7 KB per working peer whose announce carries a bitfield (512 one-byte cells: bench/dashboard.ts), ≤ 2 KiB per
+ * image.
  */
 
 export type PeerStage = 'announced' | 'fetching' | 'verifying' | 'done' | 'seeding' | 'failed';
@@ -104,7 +111,7 @@ const COMPLETE = new Set<PeerStage>(['done', 'seeding']);
 class Entry extends PoolMember<PeerRecord> {
   readonly swarm: Swarm;
   /** Held chunks per availability cell, while the peer is working and reported a bitfield. */
-  have: Uint16Array | null = null;
+  have: Cells | null = null;
   prev: Entry | null = null;
   next: Entry | null = null;
 
@@ -363,7 +370,7 @@ export class SwarmState {
   }
 
   /** The announce's bitfield reduced to availability cells, when it is working and its image's size is known. */
-  #readHave(a: Announce): Uint16Array | null {
+  #readHave(a: Announce): Cells | null {
     if (a.have === undefined || !WORKING.has(a.stage)) return null;
     const swarm = this.#swarms.get(a.imageId);
     let chunks = swarm?.chunks || this.#chunkCount(a.imageId) || 0;
@@ -440,7 +447,7 @@ function record(
 }
 
 /** Replaces a peer's availability counts in its swarm's sums. */
-function setHave(entry: Entry, have: Uint16Array | null): void {
+function setHave(entry: Entry, have: Cells | null): void {
   const swarm = entry.swarm;
   const old = entry.have;
   if (old === have) return;

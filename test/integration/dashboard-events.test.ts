@@ -5,7 +5,7 @@ import { HeadClient } from '../../cli/head-client.ts';
 import type { AvailabilityView } from '../../tracker/availability.ts';
 import type { DashboardSnapshot } from '../../tracker/dashboard-snapshot.ts';
 import type { ImageSwarmSummary, PeerRecord } from '../../tracker/swarm-state.ts';
-import { runCli, tempDir } from '../helpers/cli.ts';
+import { type CliResult, runCli, tempDir } from '../helpers/cli.ts';
 import { type FetchPeer, startFetchPeer } from '../helpers/fetch-peer.ts';
 import { type RunningHead, startHead } from '../helpers/head.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
@@ -89,8 +89,8 @@ describe('the live stream (GET /api/events) during a running fetch', () => {
     const timeout = setTimeout(() => stop.abort(), 120_000);
     let fetchingCompared = 0; // node records compared while that node was fetching
     let wholeSwarms = 0; // snapshots where every node was unchanged between the two reads
-    let statusJson: DashboardSnapshot | undefined;
-    let statusText = '';
+    // The CLI runs beside the loop (a process start takes seconds on a loaded machine; the loop must keep up).
+    let status: Promise<[CliResult, CliResult]> | undefined;
     let events = 0;
     try {
       for await (const snap of new HeadClient(head.url).events(stop.signal)) {
@@ -118,15 +118,12 @@ describe('the live stream (GET /api/events) during a running fetch', () => {
           expect(w.availability).toEqual(a.availability);
           expect(w.name).toBe('compute');
         }
-        if (!statusJson && w.summary.byStage.fetching > 0) {
+        if (!status && w.summary.byStage.fetching > 0) {
           // The terminal view during the same fetch: one JSON object, and the table.
-          const json = await runCli(['status', '--head', head.url, '--json']);
-          expect(json.code, json.stderr).toBe(0);
-          expect(json.stdout.trim().split('\n')).toHaveLength(1);
-          statusJson = JSON.parse(json.stdout) as DashboardSnapshot;
-          const text = await runCli(['status', '--head', head.url]);
-          expect(text.code, text.stderr).toBe(0);
-          statusText = text.stdout;
+          status = Promise.all([
+            runCli(['status', '--head', head.url, '--json']),
+            runCli(['status', '--head', head.url]),
+          ]);
         }
         const complete = w.summary.done === 2;
         if ((complete && fetchingCompared >= 3 && wholeSwarms >= 1) || events > 90) break;
@@ -139,8 +136,15 @@ describe('the live stream (GET /api/events) during a running fetch', () => {
     expect(wholeSwarms, 'snapshots compared whole').toBeGreaterThanOrEqual(1);
     await Promise.all(peers.map((p) => p.summary));
 
-    expect(statusJson?.swarms[0]).toMatchObject({ name: 'compute', version: 1 });
-    expect(statusJson?.swarms[0].summary.peers).toBe(2);
+    const [json, text] = (await status) as [CliResult, CliResult];
+    expect(json.code, json.stderr).toBe(0);
+    expect(json.stdout.trim().split('\n')).toHaveLength(1);
+    const statusJson = JSON.parse(json.stdout) as DashboardSnapshot;
+    expect(text.code, text.stderr).toBe(0);
+    const statusText = text.stdout;
+
+    expect(statusJson.swarms[0]).toMatchObject({ name: 'compute', version: 1 });
+    expect(statusJson.swarms[0].summary.peers).toBe(2);
     expect(statusText).toMatch(/^head http:\/\/127\.0\.0\.1:\d+ {2}egress /);
     expect(statusText).toMatch(/^compute@1 +2 +\d +\d+\.\d% /m);
     expect(statusText).toMatch(/^IMAGE +ANNOUNCED +FETCHING +VERIFYING +DONE +SEEDING +FAILED$/m);

@@ -66,7 +66,12 @@ describe('announce bitfield (have)', () => {
     expect(cells.length).toBe(MAX_BUCKETS);
     expect(cells[0]).toBe(1);
     expect(cells[511]).toBe(2);
-    expect(cells.reduce((a, b) => a + b, 0)).toBe(300 + 424);
+    expect([...cells].reduce((a, b) => a + b, 0)).toBe(300 + 424);
+    // Cells of more than 255 chunks count in two bytes.
+    const big = countBuckets(new Uint8Array((512 * 256) / 8).fill(0xff), 512 * 256);
+    expect(big).toBeInstanceOf(Uint16Array);
+    expect(big[511]).toBe(256);
+    expect(cells).toBeInstanceOf(Uint8Array);
   });
 });
 

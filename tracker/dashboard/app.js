@@ -224,8 +224,10 @@ function renderChart(h) {
           { label: 'head egress MiB/s', stroke: '#d6743b', width: 2 },
           { label: 'nodes download MiB/s', stroke: '#3d7be0', width: 2 },
         ],
-        // A fixed five-minute window ending at the newest sample (one sample alone would stretch the axis to years).
-        scales: { x: { time: true, range: (_u, _min, max) => [max - 300, max + 1] } },
+        // The history's span, at least 30 s and at most five minutes (one sample alone would stretch it to years).
+        scales: {
+          x: { time: true, range: (_u, min, max) => [Math.min(Math.max(min, max - 300), max - 30), max] },
+        },
         axes: [{}, { label: 'MiB/s', size: 70 }],
       },
       data,
