@@ -94,7 +94,9 @@ async function browserRender(n: number, updates: number): Promise<{ renderMs: nu
     let eventBytes = 0;
     for (let k = 2; k < updates + 2; k++) {
       // The first update also builds the chart; count the steady ones.
-      await page.waitForSelector(`body[data-updates="${k}"]`, { timeout: 30_000 });
+      await page.waitForFunction(`Number(document.body.dataset.updates) >= ${k}`, undefined, {
+        timeout: 30_000,
+      });
       const got = await page.evaluate(`[document.body.dataset.renderMs, document.body.dataset.eventBytes]`);
       const [ms, bytes] = got as [string, string];
       times.push(Number(ms));
