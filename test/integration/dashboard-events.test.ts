@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -5,7 +6,7 @@ import { HeadClient } from '../../cli/head-client.ts';
 import type { AvailabilityView } from '../../tracker/availability.ts';
 import type { DashboardSnapshot } from '../../tracker/dashboard-snapshot.ts';
 import type { ImageSwarmSummary, PeerRecord } from '../../tracker/swarm-state.ts';
-import { type CliResult, runCli, tempDir } from '../helpers/cli.ts';
+import { type CliResult, projectRoot, runCli, tempDir } from '../helpers/cli.ts';
 import { type FetchPeer, startFetchPeer } from '../helpers/fetch-peer.ts';
 import { type RunningHead, startHead } from '../helpers/head.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
@@ -149,6 +150,39 @@ describe('the live stream (GET /api/events) during a running fetch', () => {
     expect(statusText).toMatch(/^compute@1 +2 +\d +\d+\.\d% /m);
     expect(statusText).toMatch(/^IMAGE +ANNOUNCED +FETCHING +VERIFYING +DONE +SEEDING +FAILED$/m);
   }, 180_000);
+
+  it('rackswarm status --watch --json prints one JSON line per update until Ctrl-C', async () => {
+    const child = spawn(
+      process.execPath,
+      [join(projectRoot, 'bin/rackswarm.js'), 'status', '--head', head.url, '--watch', '--json'],
+      { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const exit = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    let out = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`3 updates not seen in 30 s: ${out}`)), 30_000);
+        child.stdout.on('data', (d) => {
+          out += d;
+          if (out.split('\n').length > 3) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      child.kill('SIGINT');
+      expect(await exit).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    const lines = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as DashboardSnapshot);
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    for (let i = 1; i < lines.length; i++) expect(lines[i].time).toBeGreaterThanOrEqual(lines[i - 1].time);
+    expect(lines[0].swarms[0]?.name).toBe('compute');
+  });
 
   it('rackswarm status fails with a code when no head answers', async () => {
     const r = await runCli(['status', '--head', 'http://127.0.0.1:1']);
