@@ -5,6 +5,7 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchChunkServing } from './chunk-serving.ts';
 import { benchChunker } from './chunker.ts';
+import { benchDashboard } from './dashboard.ts';
 import { benchFetch } from './fetch.ts';
 import { benchHash } from './hash.ts';
 import { benchHead } from './head.ts';
@@ -21,6 +22,7 @@ for (const [name, run] of [
   ['chunker', benchChunker],
   ['publish', benchPublish],
   ['tracker', benchTracker],
+  ['dashboard', benchDashboard],
   ['head', benchHead],
   ['chunk-serving', benchChunkServing],
   ['fetch', benchFetch],

@@ -31,6 +31,7 @@ export interface FetchOptions {
   out: string;
   cache?: string;
   rack?: string;
+  host?: string;
   linger?: string;
   json?: boolean;
 }
@@ -196,7 +197,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
         manifest: m,
         imageId: opened.id,
         rack: opts.rack,
-        host: hostname(),
+        host: opts.host ?? hostname(),
         onProgress,
         announceExtra: () => ({ preheat: preheat.reports() }),
         onAnnounceResponse: (r) => preheat.handle(r.instructions),

@@ -1,9 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import type { ChannelPointer } from '../core/channel.ts';
 import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
+import type { DashboardSnapshot } from '../tracker/dashboard-snapshot.ts';
 import type { GcReport } from '../tracker/gc.ts';
 import type { PreheatJob } from '../tracker/preheat.ts';
 import type { ImageRecord } from '../tracker/registry.ts';
+
+/** One dashboard event at most (a snapshot is bounded to ~150 KB by tracker/dashboard-snapshot.ts). */
+const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
 export interface ImageVersions {
   name: string;
@@ -145,6 +149,87 @@ export class HeadClient {
     );
     if (!r.ok) throw await this.#error(r);
     return (await r.json()) as GcReport;
+  }
+
+  /**
+   * The head's live dashboard stream (GET /api/events, Server-Sent Events): yields each snapshot as it arrives, one
+   * per interval, until `signal` aborts. A head silent for `idleMs` (it sends every second) is an error.
+   */
+  async *events(signal: AbortSignal, idleMs = 15_000): AsyncGenerator<DashboardSnapshot> {
+    const idle = new AbortController();
+    let timer = setTimeout(() => idle.abort(), idleMs);
+    const both = AbortSignal.any([signal, idle.signal]);
+    let r: Response;
+    try {
+      r = await fetch(`${this.base}/api/events`, { headers: { accept: 'text/event-stream' }, signal: both });
+    } catch (e) {
+      clearTimeout(timer);
+      if (signal.aborted) return;
+      throw this.#unreachable(e, idle.signal.aborted);
+    }
+    if (!r.ok) {
+      clearTimeout(timer);
+      throw await this.#error(r);
+    }
+    if (!r.headers.get('content-type')?.startsWith('text/event-stream')) {
+      clearTimeout(timer);
+      await r.body?.cancel();
+      throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `${this.base} does not serve a rackswarm event stream`);
+    }
+    const reader = (r.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    try {
+      for (;;) {
+        let chunk: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          if (signal.aborted) return;
+          throw this.#unreachable(e, idle.signal.aborted);
+        }
+        if (chunk.done)
+          throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `the head at ${this.base} closed the stream`);
+        buf += chunk.value;
+        if (buf.length > MAX_EVENT_CHARS)
+          throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `the head at ${this.base} sent an oversized event`);
+        let end = buf.indexOf('\n\n');
+        while (end >= 0) {
+          const data = buf
+            .slice(0, end)
+            .split('\n')
+            .filter((l) => l.startsWith('data:'))
+            .map((l) => l.slice(5).replace(/^ /, ''))
+            .join('\n');
+          buf = buf.slice(end + 2);
+          end = buf.indexOf('\n\n');
+          if (!data) continue;
+          let snapshot: DashboardSnapshot;
+          try {
+            snapshot = JSON.parse(data) as DashboardSnapshot;
+          } catch {
+            throw new RswError(
+              'RSW_ERR_HEAD_UNREACHABLE',
+              `the head at ${this.base} sent an event that is not JSON`,
+            );
+          }
+          // Only time spent waiting on the head counts as silence, not the time the caller holds the event.
+          clearTimeout(timer);
+          yield snapshot;
+          timer = setTimeout(() => idle.abort(), idleMs);
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      await reader.cancel().catch(() => {});
+    }
+  }
+
+  #unreachable(e: unknown, idle: boolean): RswError {
+    if (idle)
+      return new RswError('RSW_ERR_HEAD_UNREACHABLE', `the head at ${this.base} sent nothing for too long`);
+    const c = (e as { cause?: { code?: string; message?: string } }).cause;
+    const cause = c?.code ?? c?.message ?? (e as Error).message;
+    return new RswError('RSW_ERR_HEAD_UNREACHABLE', `cannot reach the head at ${this.base}: ${cause}`);
   }
 
   async #json(method: string, path: string): Promise<unknown> {

@@ -8,8 +8,10 @@ import { ChunkServer } from '../seeder/chunk-server.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
 import { channelRoutes } from '../tracker/channel-routes.ts';
 import { ChannelStore } from '../tracker/channel-store.ts';
+import { DashboardFeed } from '../tracker/dashboard-feed.ts';
 import { gcRoutes } from '../tracker/gc-routes.ts';
 import { buildHttpApi } from '../tracker/http-api.ts';
+import { ImageIndex } from '../tracker/image-index.ts';
 import { createMetrics } from '../tracker/metrics.ts';
 import { PreheatJobs } from '../tracker/preheat.ts';
 import { preheatRoutes } from '../tracker/preheat-routes.ts';
@@ -54,7 +56,13 @@ export async function startHead(
   const store = await ChunkStore.open({ dataDir, verifyOnRead: config.store.verifyOnRead });
   const registry = await Registry.open(dataDir);
   const token = await loadOrCreateAdminToken(dataDir);
-  const swarm = new SwarmState({ ttlMs: config.tracker.peerTtlMs, maxPeers: config.tracker.maxPeers });
+  const images = new ImageIndex(registry);
+  await images.list();
+  const swarm = new SwarmState({
+    ttlMs: config.tracker.peerTtlMs,
+    maxPeers: config.tracker.maxPeers,
+    chunkCount: (id) => images.chunkCount(id),
+  });
   const node = await createP2PNode({
     keyFile: join(dataDir, 'peer.key'),
     listen: opts.listen ?? config.head.listen,
@@ -93,6 +101,16 @@ export async function startHead(
     addrs: node.getMultiaddrs().map((a) => a.toString()),
   });
   const channels = new ChannelStore(registry, trusted);
+  const seederCap = config.seeder.totalBytesPerSecond || Number.POSITIVE_INFINITY;
+  const dashboard = new DashboardFeed(
+    { swarm, images: () => images.list(), bytesServed: () => seeder.stats().bytesServed },
+    {
+      intervalMs: config.tracker.dashboardIntervalMs,
+      maxClients: config.tracker.maxEventClients,
+      headUplink: Math.min(config.tracker.headUplinkBytesPerSecond, seederCap),
+      nodeLink: config.tracker.nodeLinkBytesPerSecond,
+    },
+  );
   const app = buildHttpApi({
     registry,
     store,
@@ -112,11 +130,14 @@ export async function startHead(
         { keep: config.head.keepVersions, graceSeconds: config.head.gcGraceSeconds },
       ),
     ],
+    dashboard,
   });
+  dashboard.start();
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();
 
   await app.listen({ host, port }).catch((e: NodeJS.ErrnoException) => {
+    dashboard.stop();
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
       throw new RswError(
         'RSW_ERR_USAGE',
@@ -131,6 +152,7 @@ export async function startHead(
   app.log.info(
     {
       http: httpUrl,
+      dashboard: `${httpUrl}/`,
       p2p: bootstrap().addrs,
       peerId: bootstrap().peerId,
       data: dataDir,
@@ -145,6 +167,7 @@ export async function startHead(
     log: app.log,
     stop: async () => {
       clearInterval(expiry);
+      dashboard.stop();
       await app.close();
       await tracker.stop();
       await seeder.stop();

@@ -10,6 +10,7 @@ import { registerImages } from './commands/images.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerPreheat } from './commands/preheat.ts';
 import { registerPublish } from './commands/publish.ts';
+import { registerStatus } from './commands/status.ts';
 
 const program = new Command('rackswarm')
   .description('peer-to-peer OS image distribution for clusters')
@@ -35,6 +36,7 @@ registerHead(program, getConfig);
 registerFetch(program, getConfig);
 registerPublish(program, getConfig);
 registerImages(program);
+registerStatus(program);
 registerDemo(program, getConfig);
 registerChannel(program, getConfig);
 registerGc(program, getConfig);

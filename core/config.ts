@@ -123,6 +123,17 @@ export const ConfigSchema = Type.Object(
         readTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
         /** Tracker streams open at once per connection (one request each). @default 4 */
         maxInboundStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 4 }),
+        /** The dashboard's live stream (GET /api/events) sends one snapshot per this many ms. @default 1000 */
+        dashboardIntervalMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000 }),
+        /** Live dashboard streams at once; each costs one snapshot write per interval. @default 64 */
+        maxEventClients: Type.Integer({ minimum: 1, maximum: 10_000, default: 64 }),
+        /**
+         * The head's uplink in bytes/s, for the dashboard's T_min (tracker/wave.ts); a seeder rate cap lowers it.
+         * @default 1250000000 (10 Gbit/s)
+         */
+        headUplinkBytesPerSecond: Type.Integer({ minimum: 1, default: 1_250_000_000 }),
+        /** A node's link in bytes/s (each way), for the dashboard's T_min. @default 1250000000 (10 Gbit/s) */
+        nodeLinkBytesPerSecond: Type.Integer({ minimum: 1, default: 1_250_000_000 }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -3,7 +3,7 @@
  * length-prefixed JSON object (the chunk protocol's binary codecs are in wire.ts; these are small and rare).
  *
  *   announce:  → {type: "announce", announce: {imageId, addrs, rack?, host?, progress, bytesDone, downRate, upRate,
- *                 bytesFromPeers, bytesFromSeeder, stage, error?}}
+ *                 bytesFromPeers, bytesFromSeeder, stage, error?, have?}}
  *              ← {ok: true, peers: [{peerId, addrs, rack?, progress}], intervalSeconds, working?}
  *                 working: peers of that image still fetching (announced, fetching, verifying); sent to peers that
  *                 announce done or seeding, which stop seeding once it is 0 (the swarm no longer needs them)
@@ -44,6 +44,38 @@ export interface AnnounceBody {
   stage: string;
   /** Why the stage is 'failed' (≤ 256 characters, truncated). */
   error?: string;
+  /**
+   * Which chunks this node holds, for the dashboard's availability map: base64 of a bitfield, bit i (MSB first) =
+   * chunk i, ceil(chunks / 8) bytes. Sent while working (a done or seeding node holds every chunk), and only when it
+   * fits MAX_ANNOUNCE_HAVE_BYTES.
+   */
+  have?: string;
+}
+
+/** A bitfield of 512 Ki chunks (256 GiB at 512 KiB) fits: 64 KiB, ~87 KB in base64, well under the message cap. */
+export const MAX_ANNOUNCE_HAVE_BYTES = 64 * 1024;
+
+/** The announce's `have`: base64 of a bitfield of `count` chunks, or undefined when it would exceed the cap. */
+export function encodeAnnounceHave(count: number, has: (i: number) => boolean): string | undefined {
+  const bytes = Math.ceil(count / 8);
+  if (bytes > MAX_ANNOUNCE_HAVE_BYTES) return undefined;
+  const bits = Buffer.alloc(bytes);
+  for (let i = 0; i < count; i++) if (has(i)) bits[i >> 3] |= 0x80 >> (i & 7);
+  return bits.toString('base64');
+}
+
+/**
+ * Decodes an announce's `have` for an image of `count` chunks; undefined unless it is base64 (padded) of exactly
+ * ceil(count / 8) bytes with no bit set past `count` (trust nothing: it comes from the network).
+ */
+export function decodeAnnounceHave(have: string, count: number): Uint8Array | undefined {
+  const bytes = Math.ceil(count / 8);
+  if (bytes > MAX_ANNOUNCE_HAVE_BYTES || have.length !== 4 * Math.ceil(bytes / 3)) return undefined;
+  // Characters outside the alphabet are skipped by the decoder, so they shorten the result: the length check sees them.
+  const bits = Buffer.from(have, 'base64');
+  if (bits.length !== bytes) return undefined;
+  if (count % 8 !== 0 && (bits[bytes - 1] & (0xff >> (count % 8))) !== 0) return undefined;
+  return bits;
 }
 
 /** An announce with the optional extension fields, which the swarm state does not keep (tracker/preheat.ts does). */

@@ -15,7 +15,12 @@ import { BufferPool } from '../core/buffer-pool.ts';
 import { isRswError, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
 import type { Manifest } from '../core/manifest.ts';
-import type { AnnounceBody, AnnounceBodyExt, AnnounceResponse } from '../core/tracker-messages.ts';
+import {
+  type AnnounceBody,
+  type AnnounceBodyExt,
+  type AnnounceResponse,
+  encodeAnnounceHave,
+} from '../core/tracker-messages.ts';
 import { Wakeup } from '../core/wakeup.ts';
 import { type FetchedChunk, fetchChunks } from './chunk-client.ts';
 import { HaveExchange } from './have-exchange.ts';
@@ -92,6 +97,8 @@ export class Fetcher {
   readonly #wakeup = new Wakeup();
   #failure: unknown;
   #intervalMs = 10_000;
+  /** Time and byte totals at the previous announce: announces carry the rates since then, not since the start. */
+  #lastAnnounce = { at: 0, down: 0, up: 0 };
   readonly #halt = new AbortController();
 
   constructor(components: FetcherComponents, init: FetcherInit) {
@@ -265,6 +272,13 @@ export class Fetcher {
 
   async #announceOnce(error?: string): Promise<AnnounceResponse> {
     const p = this.progress();
+    const now = this.#now();
+    const down = p.bytesFromPeers + p.bytesFromSeeder;
+    const up = this.#c.uploaded?.() ?? 0;
+    const last = this.#lastAnnounce;
+    const secs = (now - (last.at || this.#started || now)) / 1000;
+    this.#lastAnnounce = { at: now, down, up };
+    const working = this.#stage === 'announced' || this.#stage === 'fetching' || this.#stage === 'verifying';
     const r = await announce(this.#c.node, this.#c.head.addr, {
       imageId: this.#init.imageId,
       addrs: this.#c.node.getMultiaddrs().map((a) => a.toString()),
@@ -272,13 +286,14 @@ export class Fetcher {
       host: this.#init.host,
       progress: p.size ? p.bytesDone / p.size : 0,
       bytesDone: p.bytesDone,
-      downRate: Math.round(p.downRate),
-      upRate: Math.round(p.upRate),
+      downRate: secs > 0 ? Math.round((down - last.down) / secs) : 0,
+      upRate: secs > 0 ? Math.round((up - last.up) / secs) : 0,
       bytesFromPeers: p.bytesFromPeers,
       bytesFromSeeder: p.bytesFromSeeder,
       stage: this.#stage,
       error,
       ...this.#init.announceExtra?.(),
+      have: working ? encodeAnnounceHave(p.chunks, (i) => this.#verified.has(i)) : undefined,
     });
     this.#init.onAnnounceResponse?.(r);
     this.#intervalMs = r.intervalSeconds * 1000;

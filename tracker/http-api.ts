@@ -1,6 +1,9 @@
 import type { KeyObject } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import { type ErrorCode, isRswError, RswError } from '../core/errors.ts';
 import { StreamHasher } from '../core/hash.ts';
@@ -16,6 +19,15 @@ export interface SwarmView {
   images(): string[];
   summary(imageId: string): object;
   peers(imageId: string): object[];
+  /** How many peers hold each chunk (tracker/availability.ts). */
+  availability?(imageId: string): object | undefined;
+}
+
+/** The live dashboard's source (tracker/dashboard-feed.ts provides it). */
+export interface DashboardSource {
+  snapshot(): Promise<object>;
+  /** Adds a live client; undefined when the head serves as many as it allows. */
+  subscribe(send: (json: string) => void, end: () => void): (() => void) | undefined;
 }
 
 export interface HttpApiDeps {
@@ -35,7 +47,21 @@ export interface HttpApiDeps {
   logger?: boolean | object;
   /** More routes, each concept in a file of its own (channels, gc, preheat); given `requireAdmin` for POSTs. */
   routes?: ((app: FastifyInstance, requireAdmin: (req: FastifyRequest) => Promise<void>) => void)[];
+  /** GET / and GET /api/events; without it they answer 404. */
+  dashboard?: DashboardSource;
 }
+
+const DASHBOARD_DIR = fileURLToPath(new URL('./dashboard/', import.meta.url));
+// uPlot ships prebuilt browser files; the head serves them itself (clusters are often air-gapped: no CDN).
+const UPLOT_DIR = dirname(createRequire(import.meta.url).resolve('uplot'));
+const ASSETS: Record<string, { file: string; type: string }> = {
+  'app.js': { file: join(DASHBOARD_DIR, 'app.js'), type: 'text/javascript; charset=utf-8' },
+  'style.css': { file: join(DASHBOARD_DIR, 'style.css'), type: 'text/css; charset=utf-8' },
+  'uPlot.iife.min.js': { file: join(UPLOT_DIR, 'uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
+  'uPlot.min.css': { file: join(UPLOT_DIR, 'uPlot.min.css'), type: 'text/css; charset=utf-8' },
+};
+/** A client that cannot keep up (this much unsent) misses snapshots until it drains; the next one supersedes them. */
+const MAX_CLIENT_BACKLOG_BYTES = 4 * 1024 * 1024;
 
 const imageSchema = {
   type: 'object',
@@ -200,11 +226,54 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
         name: byId.get(imageId)?.name ?? null,
         version: byId.get(imageId)?.version ?? null,
         summary: deps.swarm.summary(imageId),
+        availability: deps.swarm.availability?.(imageId) ?? null,
         peers: deps.swarm.peers(imageId),
       })),
       seeder: deps.seederStats(),
     };
   });
+
+  const dashboard = deps.dashboard;
+  if (dashboard) {
+    app.get('/', async (_req, reply) => {
+      reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-cache');
+      return readFile(join(DASHBOARD_DIR, 'index.html'));
+    });
+    app.get('/favicon.ico', async (_req, reply) => reply.status(204).send());
+    app.get<{ Params: { file: string } }>('/dashboard/:file', async (req, reply) => {
+      const asset = Object.hasOwn(ASSETS, req.params.file) ? ASSETS[req.params.file] : undefined;
+      if (!asset) throw new RswError('RSW_ERR_NOT_FOUND', `no dashboard file ${req.params.file}`);
+      reply.header('content-type', asset.type).header('cache-control', 'no-cache');
+      return readFile(asset.file);
+    });
+    // Server-Sent Events: one full snapshot per interval (tracker/dashboard-feed.ts), the first at once.
+    app.get('/api/events', async (_req, reply) => {
+      const res = reply.raw;
+      const send = (json: string) => {
+        if (res.writableLength <= MAX_CLIENT_BACKLOG_BYTES) res.write(`data: ${json}\n\n`);
+      };
+      const unsubscribe = dashboard.subscribe(send, () => res.end());
+      if (!unsubscribe) {
+        throw new RswError('RSW_ERR_TOO_MANY_CLIENTS', 'the head serves as many live streams as it allows');
+      }
+      res.on('close', unsubscribe);
+      reply.hijack();
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      res.write('retry: 3000\n\n');
+      try {
+        send(JSON.stringify(await dashboard.snapshot()));
+      } catch (err) {
+        // The response is ours now (hijacked): end it; the client's EventSource reconnects.
+        app.log.error({ err }, 'dashboard snapshot failed');
+        res.end();
+      }
+    });
+  }
 
   app.get(
     '/api/bootstrap',

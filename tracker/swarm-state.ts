@@ -1,5 +1,12 @@
 import { isHashHex } from '../core/hash.ts';
-import type { AnnounceBody } from '../core/tracker-messages.ts';
+import { type AnnounceBody, decodeAnnounceHave, MAX_ANNOUNCE_HAVE_BYTES } from '../core/tracker-messages.ts';
+import {
+  type AvailabilityView,
+  availabilityView,
+  bucketCount,
+  type Cells,
+  countBuckets,
+} from './availability.ts';
 import { HandoutPool, PoolMember } from './handout-policy.ts';
 
 /**
@@ -11,7 +18,9 @@ import { HandoutPool, PoolMember } from './handout-policy.ts';
  * Memory: the head keeps this for months with 10,000+ peers (≈ 800 B of heap per pair: bench/tracker.ts). Records are
  * snapshots that share unchanged strings and address arrays with the record they replace, so a steady announce
  * stream allocates only short-lived garbage; all pairs sit in one list ordered by last announce, which makes
- * expiry and the size cap O(pairs dropped), and empty swarms are removed.
+ * expiry and the size cap O(pairs dropped), and empty swarms are removed. Chunk availability (availability.ts) adds
+ * ~0.7 KB per working peer whose announce carries a bitfield (512 one-byte cells: bench/dashboard.ts), ≤ 2 KiB per
+ * image.
  */
 
 export type PeerStage = 'announced' | 'fetching' | 'verifying' | 'done' | 'seeding' | 'failed';
@@ -25,7 +34,6 @@ export const PEER_STAGES: readonly PeerStage[] = [
   'failed',
 ];
 
-/** What a peer tells the tracker about one image, every few seconds. */
 /** An announce as the swarm state keeps it: the wire body (core/tracker-messages.ts) plus the authenticated peer id. */
 export interface Announce extends Omit<AnnounceBody, 'stage'> {
   /** libp2p peer id (printable ASCII, ≤ 128 characters): the connection's, never the message's. */
@@ -39,6 +47,8 @@ export interface PeerRecord extends Announce {
   lastSeen: number;
   /** When bytesDone last grew or the stage last changed (ms): a dashboard's "stuck since". */
   lastProgressAt: number;
+  /** When the peer first announced done or seeding (ms): the end of its part of the wave. */
+  completedAt: number | undefined;
 }
 
 export interface ImageSwarmSummary {
@@ -66,6 +76,8 @@ export interface SwarmStateInit {
   maxPeers?: number;
   /** A working peer whose bytesDone and stage have not changed for this long counts as stuck (ms). @default 60_000 */
   stuckAfterMs?: number;
+  /** Chunks of a registered image (to read announces' bitfields); undefined while unknown. @default () => undefined */
+  chunkCount?: (imageId: string) => number | undefined;
 }
 
 /**
@@ -93,10 +105,13 @@ const MAX_ERROR_CHARS = 256;
 const PRINTABLE = /^[\x21-\x7e]+$/;
 const STAGES = new Set<string>(PEER_STAGES);
 const WORKING = new Set<PeerStage>(['announced', 'fetching', 'verifying']);
+const COMPLETE = new Set<PeerStage>(['done', 'seeding']);
 
 /** One (peer, image) pair: its current record (`value`), its place in the last-seen list and in the handout pool. */
 class Entry extends PoolMember<PeerRecord> {
   readonly swarm: Swarm;
+  /** Held chunks per availability cell, while the peer is working and reported a bitfield. */
+  have: Cells | null = null;
   prev: Entry | null = null;
   next: Entry | null = null;
 
@@ -111,6 +126,10 @@ class Swarm {
   readonly byPeer = new Map<string, Entry>();
   /** Every peer not failed (and with an address): what handout() draws from. */
   readonly pool = new HandoutPool<PeerRecord>();
+  /** Chunks of the image, 0 while unknown; per-cell sums of the working peers' `have`, and how many reported. */
+  chunks = 0;
+  sums: Uint32Array | null = null;
+  reporting = 0;
 
   constructor(imageId: string) {
     this.imageId = imageId;
@@ -122,6 +141,7 @@ export class SwarmState {
   readonly #ttlMs: number;
   readonly #maxPeers: number;
   readonly #stuckAfterMs: number;
+  readonly #chunkCount: (imageId: string) => number | undefined;
   readonly #swarms = new Map<string, Swarm>();
   // Doubly linked, oldest announce at the head: expiry and eviction pop from it.
   #oldest: Entry | null = null;
@@ -134,6 +154,7 @@ export class SwarmState {
     this.#ttlMs = init.ttlMs ?? TTL_MS;
     this.#maxPeers = init.maxPeers ?? MAX_PEERS;
     this.#stuckAfterMs = init.stuckAfterMs ?? STUCK_AFTER_MS;
+    this.#chunkCount = init.chunkCount ?? (() => undefined);
     if (!(this.#ttlMs > 0)) throw new RangeError(`ttlMs must be > 0: ${this.#ttlMs}`);
     if (!Number.isInteger(this.#maxPeers) || this.#maxPeers < 1)
       throw new RangeError(`maxPeers must be a positive integer: ${this.#maxPeers}`);
@@ -153,6 +174,7 @@ export class SwarmState {
     const progress = complete ? 1 : Math.min(1, Math.max(0, a.progress));
     const rack = a.rack === '' ? undefined : a.rack;
     const error = a.error === undefined ? undefined : a.error.slice(0, MAX_ERROR_CHARS);
+    const have = this.#readHave(a);
 
     let swarm = this.#swarms.get(a.imageId);
     const entry = swarm?.byPeer.get(a.peerId);
@@ -172,8 +194,10 @@ export class SwarmState {
         old.firstSeen,
         now,
         moved ? now : old.lastProgressAt,
+        old.completedAt ?? (complete ? now : undefined),
       );
       entry.value = rec;
+      setHave(entry, have);
       this.#unlink(entry);
       this.#append(entry);
       if (stage === 'failed') swarm.pool.delete(entry);
@@ -187,6 +211,7 @@ export class SwarmState {
     }
     if (!swarm) {
       swarm = new Swarm(a.imageId);
+      swarm.chunks = have ? this.#chunkCount(a.imageId) || 0 : 0;
       this.#swarms.set(a.imageId, swarm);
     }
     const rec = record(
@@ -201,8 +226,10 @@ export class SwarmState {
       now,
       now,
       now,
+      complete ? now : undefined,
     );
     const added = new Entry(rec, swarm);
+    setHave(added, have);
     swarm.byPeer.set(a.peerId, added);
     if (stage !== 'failed') swarm.pool.set(added);
     this.#append(added);
@@ -225,6 +252,25 @@ export class SwarmState {
   candidates(imageId: string): HandoutPool<PeerRecord> {
     this.#sweep(this.#tick());
     return this.#swarms.get(imageId)?.pool ?? new HandoutPool<PeerRecord>();
+  }
+
+  /**
+   * How many peers hold each chunk of an image (see availability.ts); undefined while the image's chunk count is
+   * unknown (not registered on this head).
+   */
+  availability(imageId: string): AvailabilityView | undefined {
+    this.#sweep(this.#tick());
+    const swarm = this.#swarms.get(imageId);
+    const chunks = swarm?.chunks || this.#chunkCount(imageId);
+    if (!chunks) return undefined;
+    let complete = 0;
+    if (swarm) for (const { value } of swarm.byPeer.values()) if (COMPLETE.has(value.stage)) complete++;
+    return availabilityView(chunks, swarm?.sums ?? null, complete, swarm?.reporting ?? 0);
+  }
+
+  /** A working peer whose bytesDone and stage have not moved for stuckAfterMs. */
+  isStuck(rec: PeerRecord): boolean {
+    return WORKING.has(rec.stage) && this.#tick() - rec.lastProgressAt >= this.#stuckAfterMs;
   }
 
   peer(peerId: string, imageId: string): PeerRecord | undefined {
@@ -323,8 +369,22 @@ export class SwarmState {
     return dropped;
   }
 
+  /** The announce's bitfield reduced to availability cells, when it is working and its image's size is known. */
+  #readHave(a: Announce): Cells | null {
+    if (a.have === undefined || !WORKING.has(a.stage)) return null;
+    const swarm = this.#swarms.get(a.imageId);
+    let chunks = swarm?.chunks || this.#chunkCount(a.imageId) || 0;
+    if (!Number.isSafeInteger(chunks) || chunks < 1) chunks = 0;
+    if (swarm) swarm.chunks = chunks;
+    if (chunks === 0) return null;
+    const bits = decodeAnnounceHave(a.have, chunks);
+    if (!bits) bad('have', `must be base64 of a ${Math.ceil(chunks / 8)}-byte bitfield of ${chunks} chunks`);
+    return countBuckets(bits, chunks);
+  }
+
   #drop(entry: Entry): void {
     const swarm = entry.swarm;
+    setHave(entry, null);
     swarm.pool.delete(entry);
     swarm.byPeer.delete(entry.value.peerId);
     if (swarm.byPeer.size === 0) this.#swarms.delete(swarm.imageId);
@@ -363,6 +423,7 @@ function record(
   firstSeen: number,
   lastSeen: number,
   lastProgressAt: number,
+  completedAt: number | undefined,
 ): PeerRecord {
   return {
     peerId,
@@ -381,7 +442,27 @@ function record(
     firstSeen,
     lastSeen,
     lastProgressAt,
+    completedAt,
   };
+}
+
+/** Replaces a peer's availability counts in its swarm's sums. */
+function setHave(entry: Entry, have: Cells | null): void {
+  const swarm = entry.swarm;
+  const old = entry.have;
+  if (old === have) return;
+  if (old && swarm.sums) {
+    for (let b = 0; b < old.length; b++) swarm.sums[b] -= old[b];
+    swarm.reporting--;
+  }
+  entry.have = null;
+  if (have) {
+    swarm.sums ??= new Uint32Array(bucketCount(swarm.chunks));
+    if (swarm.sums.length !== have.length) return; // cannot happen: one chunk count per swarm
+    for (let b = 0; b < have.length; b++) swarm.sums[b] += have[b];
+    swarm.reporting++;
+    entry.have = have;
+  }
 }
 
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {
@@ -419,6 +500,11 @@ function checkAnnounce(a: Announce): void {
   if (a.rack !== undefined) checkLabel('rack', a.rack, MAX_LABEL_CHARS);
   if (a.host !== undefined) checkLabel('host', a.host, MAX_LABEL_CHARS);
   if (a.error !== undefined && typeof a.error !== 'string') bad('error', 'must be a string');
+  if (
+    a.have !== undefined &&
+    (typeof a.have !== 'string' || a.have.length > (MAX_ANNOUNCE_HAVE_BYTES / 3) * 4 + 4)
+  )
+    bad('have', 'must be a base64 bitfield of at most 64 KiB');
   if (typeof a.progress !== 'number' || Number.isNaN(a.progress)) bad('progress', 'must be a number in 0..1');
   for (const f of COUNTERS) {
     const v = a[f];

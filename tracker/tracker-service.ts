@@ -158,6 +158,7 @@ const ANNOUNCE_FIELDS = [
   'bytesFromSeeder',
   'stage',
   'error',
+  'have',
 ] as const satisfies readonly (keyof AnnounceBody)[];
 
 /** Only the announce fields the swarm state knows; anything else a peer sends is dropped. */

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -9,9 +9,12 @@ import { RswError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs-atomic.ts';
 import { generatePublisherKeys, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../core/keys.ts';
 import { formatBytes } from '../format.ts';
+import { onInterrupt } from '../signals.ts';
 import { publish } from './publish.ts';
 
 const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
+/** How long the demo's peers keep seeding: bounded, so a demo killed with SIGKILL leaves no peer running for long. */
+const LINGER_SECONDS = 600;
 
 /**
  * Builds the demo's sample image: a real SquashFS of the project's own installed packages (thousands of real files),
@@ -84,6 +87,16 @@ export function registerDemo(program: Command, config: () => Config): void {
       );
 
       const { startHead } = await import('../head-node.ts');
+      const base = config();
+      // Peers announce every 2 s (default 10) so the dashboard moves at a demo's pace.
+      const demoConfig = {
+        ...base,
+        tracker: {
+          ...base.tracker,
+          announceIntervalSeconds: Math.min(base.tracker.announceIntervalSeconds, 2),
+        },
+      };
+      const interrupt = onInterrupt();
       const head = await startHead(
         {
           data: headDir,
@@ -91,87 +104,141 @@ export function registerDemo(program: Command, config: () => Config): void {
           listen: ['/ip4/127.0.0.1/tcp/0'],
           trust: [join(keyDir, PUBLIC_KEY_FILE)],
         },
-        config(),
+        demoConfig,
         false,
       );
-      console.log(`head node: ${head.http}  (GET /api/swarm, /api/images, /metrics)`);
-      const peers = await runLocalSwarm(
-        head.http,
-        join(keyDir, PUBLIC_KEY_FILE),
-        work,
-        nodes,
-        opts.once ? 0 : 30,
-      );
-      console.log(
-        `${peers.ok}/${nodes} local peers fetched sample v${s.version} through the swarm in ${peers.seconds.toFixed(1)} s: ` +
-          `${formatBytes(peers.fromPeers)} from each other, ${formatBytes(peers.fromHead)} from the head` +
-          (nodes ? ` (head egress ${(peers.fromHead / s.size).toFixed(2)} × the image)` : ''),
-      );
-      if (peers.ok < nodes) process.exitCode = 1;
-      if (opts.once) {
+      const swarm = new LocalSwarm();
+      try {
+        console.log('');
+        console.log(`  dashboard:  ${head.http}/`);
+        console.log(`  status:     npx rackswarm status --head ${head.http} --watch`);
+        console.log(`  head API:   ${head.http}/api/swarm  ${head.http}/api/images  ${head.http}/metrics`);
+        console.log('');
+        const peers = await swarm.run(
+          head.http,
+          join(keyDir, PUBLIC_KEY_FILE),
+          work,
+          nodes,
+          opts.once ? 0 : LINGER_SECONDS,
+          interrupt.signal,
+        );
+        if (interrupt.signal.aborted) return;
+        console.log(
+          `${peers.ok}/${nodes} local peers fetched sample v${s.version} through the swarm in ${peers.seconds.toFixed(1)} s: ` +
+            `${formatBytes(peers.fromPeers)} from each other, ${formatBytes(peers.fromHead)} from the head` +
+            (nodes ? ` (head egress ${(peers.fromHead / s.size).toFixed(2)} × the image)` : ''),
+        );
+        if (peers.ok < nodes) process.exitCode = 1;
+        if (opts.once) return;
+        console.log(
+          `the peers keep seeding for ${LINGER_SECONDS / 60} minutes and the head keeps running: ${head.http}/ — ` +
+            'Ctrl-C stops everything',
+        );
+        await new Promise<void>((r) =>
+          interrupt.signal.aborted ? r() : interrupt.signal.addEventListener('abort', () => r()),
+        );
+      } finally {
+        if (interrupt.signal.aborted) console.log('stopping the local peers and the head…');
+        await swarm.stop();
         await head.stop();
-        return;
+        interrupt.dispose();
+        if (interrupt.signal.aborted) console.log('stopped');
       }
-      console.log('the head keeps running; Ctrl-C stops it');
-      await new Promise<void>((r) => {
-        process.once('SIGINT', r);
-        process.once('SIGTERM', r);
-      });
-      await head.stop();
     });
 }
 
-/** Starts `n` real `rackswarm fetch` processes against the head at once and waits for them. */
-async function runLocalSwarm(head: string, pub: string, work: string, n: number, linger: number) {
-  const started = performance.now();
-  const bin = fileURLToPath(new URL('../../bin/rackswarm.js', import.meta.url));
-  const results = await Promise.all(
-    Array.from({ length: n }, (_, i) => {
-      const args = [
-        bin,
-        'fetch',
-        'sample',
-        '--head',
-        head,
-        '--trust',
-        pub,
-        '--json',
-        '--linger',
-        String(linger),
-      ];
-      args.push(
-        '--out',
-        join(work, `node${i}.img`),
-        '--cache',
-        join(work, `node${i}-cache`),
-        '--rack',
-        `rack${i % 2}`,
-      );
-      return new Promise<{ ok: boolean; fromPeers: number; fromHead: number }>((done) => {
-        const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-        let out = '';
-        child.stdout.on('data', (d) => {
-          out += d;
-        });
-        child.on('close', (code) => {
-          try {
-            const last = JSON.parse(out.trim().split('\n').pop() ?? '{}');
-            done({
-              ok: code === 0,
-              fromPeers: last.bytesFromPeers ?? 0,
-              fromHead: last.bytesFromSeeder ?? 0,
-            });
-          } catch {
+interface PeerResult {
+  ok: boolean;
+  fromPeers: number;
+  fromHead: number;
+}
+
+/** `n` real `rackswarm fetch` processes on loopback, started at once; stopped by their PIDs. */
+class LocalSwarm {
+  readonly #children = new Set<ChildProcess>();
+
+  /**
+   * Starts the peers and resolves once each has fetched the image (its final JSON line) or failed; they keep
+   * seeding for `linger` seconds after that.
+   */
+  async run(head: string, pub: string, work: string, n: number, linger: number, signal: AbortSignal) {
+    const started = performance.now();
+    const bin = fileURLToPath(new URL('../../bin/rackswarm.js', import.meta.url));
+    const results = await Promise.all(
+      Array.from({ length: n }, (_, i) => {
+        const args = [
+          bin,
+          'fetch',
+          'sample',
+          '--head',
+          head,
+          '--trust',
+          pub,
+          '--json',
+          '--linger',
+          String(linger),
+        ];
+        args.push(
+          '--out',
+          join(work, `node${i}.img`),
+          '--cache',
+          join(work, `node${i}-cache`),
+          '--rack',
+          `rack${i % 2}`,
+          '--host',
+          `node${i}`,
+        );
+        return new Promise<PeerResult>((done) => {
+          const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+          this.#children.add(child);
+          let buf = '';
+          child.stdout.on('data', (d) => {
+            buf += d;
+            let nl = buf.indexOf('\n');
+            while (nl >= 0) {
+              const line = buf.slice(0, nl);
+              buf = buf.slice(nl + 1);
+              nl = buf.indexOf('\n');
+              try {
+                const j = JSON.parse(line);
+                if (typeof j.id === 'string')
+                  done({ ok: true, fromPeers: j.bytesFromPeers ?? 0, fromHead: j.bytesFromSeeder ?? 0 });
+              } catch {}
+            }
+          });
+          child.on('close', () => {
+            this.#children.delete(child);
             done({ ok: false, fromPeers: 0, fromHead: 0 });
-          }
+          });
+          signal.addEventListener('abort', () => done({ ok: false, fromPeers: 0, fromHead: 0 }), {
+            once: true,
+          });
         });
-      });
-    }),
-  );
-  return {
-    ok: results.filter((r) => r.ok).length,
-    fromPeers: results.reduce((a, r) => a + r.fromPeers, 0),
-    fromHead: results.reduce((a, r) => a + r.fromHead, 0),
-    seconds: (performance.now() - started) / 1000,
-  };
+      }),
+    );
+    return {
+      ok: results.filter((r) => r.ok).length,
+      fromPeers: results.reduce((a, r) => a + r.fromPeers, 0),
+      fromHead: results.reduce((a, r) => a + r.fromHead, 0),
+      seconds: (performance.now() - started) / 1000,
+    };
+  }
+
+  /** SIGTERM to each peer (they stop serving and exit), SIGKILL after 10 s. */
+  async stop(): Promise<void> {
+    await Promise.all(
+      [...this.#children].map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+            child.once('close', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            child.kill('SIGTERM');
+          }),
+      ),
+    );
+  }
 }

@@ -18,6 +18,7 @@ export function registerFetch(program: Command, config: () => Config): void {
       'identity, resume records, seen versions, and chunks of earlier versions so the next one moves only what changed (default: ~/.cache/rackswarm, without chunks)',
     )
     .option('--rack <label>', 'rack label: peers in the same rack are preferred')
+    .option('--host <label>', 'node name shown on the dashboard (default: the host name)')
     .option(
       '--linger <seconds>',
       'keep serving this many seconds after completing (default: until no peer of the swarm still fetches, at most peer.lingerSeconds = 600)',

@@ -8,9 +8,11 @@ import { hashHex } from '../../core/hash.ts';
 import { generatePublisherKeys } from '../../core/keys.ts';
 import { createSignedManifest } from '../../core/signed-manifest.ts';
 import { ChunkStore } from '../../core/store.ts';
+import { DashboardFeed } from '../../tracker/dashboard-feed.ts';
 import { buildHttpApi } from '../../tracker/http-api.ts';
 import { createMetrics } from '../../tracker/metrics.ts';
 import { Registry } from '../../tracker/registry.ts';
+import { SwarmState } from '../../tracker/swarm-state.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 
@@ -47,7 +49,7 @@ function image(name: string, version: number, seed: number, key = publisher.priv
   return { chunks, signed };
 }
 
-async function build(trusted = [publisher.pub]) {
+async function build(trusted = [publisher.pub], live?: { swarm: SwarmState; dashboard: DashboardFeed }) {
   const metrics = createMetrics({
     peersByImage: () => new Map([['img1', 3]]),
     seeder: () => ({ bytesServed: 12345, requests: 7, notFound: 1, busy: 0 }),
@@ -57,7 +59,8 @@ async function build(trusted = [publisher.pub]) {
   return buildHttpApi({
     registry,
     store,
-    swarm: {
+    dashboard: live?.dashboard,
+    swarm: live?.swarm ?? {
       images: () => ['img1'],
       summary: (id) => ({ imageId: id, peers: 3 }),
       peers: () => [{ peerId: 'p1', progress: 0.5 }],
@@ -311,5 +314,70 @@ describe('head HTTP API: publishing', () => {
     expect(wrongType.statusCode).toBe(400);
     const badHash = await app.inject({ method: 'HEAD', url: '/api/chunks/../../etc/passwd' });
     expect(badHash.statusCode).toBeGreaterThanOrEqual(400);
+  });
+});
+
+describe('head HTTP API: dashboard', () => {
+  async function live(maxClients = 4) {
+    const swarm = new SwarmState({ chunkCount: () => 2 });
+    const dashboard = new DashboardFeed(
+      { swarm, images: () => registry.list(), bytesServed: () => 0 },
+      { intervalMs: 1000, maxClients, headUplink: 1e9, nodeLink: 1e9 },
+    );
+    await app.close();
+    app = await build([publisher.pub], { swarm, dashboard });
+    return { swarm, dashboard };
+  }
+
+  it('GET / serves the page, its script and style, and uPlot from node_modules (no CDN)', async () => {
+    await live();
+    const page = await app.inject('/');
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    const assets = [...page.body.matchAll(/(?:src|href)="(\/[^"]+)"/g)].map((m) => m[1]);
+    expect(assets.sort()).toEqual([
+      '/dashboard/app.js',
+      '/dashboard/style.css',
+      '/dashboard/uPlot.iife.min.js',
+      '/dashboard/uPlot.min.css',
+    ]);
+    for (const a of assets) {
+      const r = await app.inject(a);
+      expect(r.statusCode, a).toBe(200);
+      expect(r.body.length, a).toBeGreaterThan(100);
+    }
+    expect((await app.inject('/dashboard/uPlot.iife.min.js')).body).toContain('uPlot');
+    for (const bad of ['/dashboard/index.html', '/dashboard/..%2fhttp-api.ts', '/dashboard/constructor']) {
+      const r = await app.inject(bad);
+      expect(r.statusCode, bad).toBe(404);
+      expect(r.json().code).toBe('RSW_ERR_NOT_FOUND');
+    }
+  });
+
+  it('GET /api/swarm carries chunk availability; the live stream refuses clients past the cap', async () => {
+    const { swarm, dashboard } = await live(1);
+    swarm.announce({
+      peerId: 'p1',
+      imageId: 'c'.repeat(64),
+      addrs: [],
+      progress: 0.5,
+      bytesDone: 1,
+      downRate: 0,
+      upRate: 0,
+      bytesFromPeers: 0,
+      bytesFromSeeder: 1,
+      stage: 'fetching',
+      have: Buffer.from([0b01000000]).toString('base64'),
+    });
+    const s = (await app.inject('/api/swarm')).json();
+    expect(s.images[0].availability).toMatchObject({ chunks: 2, holders: [0, 1], reporting: 1 });
+    const unsubscribe = dashboard.subscribe(
+      () => {},
+      () => {},
+    );
+    const r = await app.inject('/api/events');
+    expect(r.statusCode).toBe(503);
+    expect(r.json().code).toBe('RSW_ERR_TOO_MANY_CLIENTS');
+    unsubscribe?.();
   });
 });

@@ -70,6 +70,10 @@ describe('config schema', () => {
         maxPeers: 100_000,
         readTimeoutMs: 10_000,
         maxInboundStreams: 4,
+        dashboardIntervalMs: 1000,
+        maxEventClients: 64,
+        headUplinkBytesPerSecond: 1_250_000_000,
+        nodeLinkBytesPerSecond: 1_250_000_000,
       },
       p2p: {
         maxConnections: 1024,
