@@ -45,7 +45,46 @@ async function readSeen(file: string): Promise<Record<string, number>> {
   }
 }
 
-export async function fetchImage(ref: string, opts: FetchOptions, config: Config): Promise<void> {
+/** What a caller composing a fetch (the boot agent) can hook into. */
+export interface FetchHooks {
+  /** Called with the summary once the image is complete and verified, before lingering (the boot agent pivots here). */
+  onComplete?: (summary: FetchSummary) => Promise<void>;
+}
+
+export interface FetchSummary {
+  id: string;
+  name: string;
+  version: number;
+  size: number;
+  seconds: number;
+  bytesFromPeers: number;
+  bytesFromSeeder: number;
+  bytesReused: number;
+  peers: number;
+  banned: number;
+}
+
+/**
+ * The head's libp2p address to dial: its bootstrap list names every interface it listens on (127.0.0.1 first when it
+ * listens on 0.0.0.0), so prefer the one on the host the operator gave in --head; failing that, the same port on that
+ * host (a head behind NAT or port forwarding, e.g. QEMU's 10.0.2.2); a head named by DNS: its first non-loopback one.
+ */
+export function pickHeadAddr(addrs: string[], headUrl: string): string {
+  const host = new URL(headUrl).hostname.replace(/^\[|\]$/g, '');
+  const same = addrs.find((a) => a.split('/')[2] === host);
+  if (same) return same;
+  const isV4 = /^\d{1,3}(\.\d{1,3}){3}$/.test(host);
+  const tcp = addrs.find((a) => /^\/ip4\/[^/]+\/tcp\/\d+(\/|$)/.test(a));
+  if (isV4 && tcp) return tcp.replace(/^\/ip4\/[^/]+/, `/ip4/${host}`);
+  return addrs.find((a) => !/^\/ip[46]\/(127\.|::1\/)/.test(a)) ?? addrs[0];
+}
+
+export async function fetchImage(
+  ref: string,
+  opts: FetchOptions,
+  config: Config,
+  hooks: FetchHooks = {},
+): Promise<void> {
   const started = performance.now();
   const { name, version } = parseImageRef(ref);
   const trusted = await Promise.all(opts.trust.map((f) => loadPublicKey(f)));
@@ -59,7 +98,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
 
   const client = new HeadClient(opts.head);
   const boot = await client.bootstrap();
-  const headAddr = multiaddr(boot.addrs[0]);
+  const headAddr = multiaddr(pickHeadAddr(boot.addrs, opts.head));
   const node = await createP2PNode({
     keyFile: join(cache, 'peer.key'),
     listen: config.peer.listen,
@@ -121,7 +160,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
     await writer.close();
     await resume.remove();
-    const summary = {
+    const summary: FetchSummary = {
       id: opened.id,
       name,
       version: m.version,
@@ -141,6 +180,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
           `${formatBytes(summary.bytesReused)} already here`,
       );
     }
+    await hooks.onComplete?.(summary);
     if (lingerSeconds > 0) {
       const linger = AbortSignal.any([interrupt.signal, AbortSignal.timeout(lingerSeconds * 1000)]);
       await fetcher.seed(linger);

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { type Config, loadConfig, readConfigFile } from '../core/config.ts';
 import { ERRORS, formatError, isRswError } from '../core/errors.ts';
+import { registerBoot } from './commands/boot.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFetch } from './commands/fetch.ts';
 import { registerHead } from './commands/head.ts';
@@ -33,6 +34,7 @@ registerFetch(program, getConfig);
 registerPublish(program, getConfig);
 registerImages(program);
 registerDemo(program, getConfig);
+registerBoot(program, getConfig);
 
 try {
   await program.parseAsync(process.argv);

@@ -68,6 +68,25 @@ describe('config schema', () => {
         pingIntervalMs: 60_000,
       },
       peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 60, maxServeStreams: 8 },
+      boot: {
+        modules: [
+          'loop',
+          'squashfs',
+          'overlay',
+          'ext4',
+          'crc32c_generic',
+          'virtio_pci',
+          'virtio_net',
+          'virtio_blk',
+          'e1000',
+          'e1000e',
+        ],
+        compression: 'zstd',
+        peerPort: 7482,
+        meshAttempts: 3,
+        retryBaseMs: 2000,
+        linkTimeoutSeconds: 30,
+      },
     });
   });
 

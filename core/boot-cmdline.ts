@@ -1,4 +1,7 @@
 /**
+ * Lives in core/ because two roles use it: the head writes it into iPXE scripts (tracker/boot-routes.ts), the node
+ * reads it (cli/boot-agent.ts); roles never import each other.
+ *
  * The kernel command line of a booting node (DESIGN.md "Boot", a contract):
  *   rackswarm.head=URL rackswarm.image=NAME[@VERSION] rackswarm.mode=stateless|reimage rackswarm.disk=/dev/…
  *   rackswarm.rack=LABEL  plus  ip=dhcp | ip=<client>:<server>:<gw>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>
@@ -9,8 +12,8 @@
  * Strict: an unknown or repeated rackswarm.* key, or a malformed value, is RSW_ERR_BOOT_CMDLINE — a node must not
  * boot something other than what its operator wrote. Other kernel parameters are ignored.
  */
-import { isRswError, RswError } from '../core/errors.ts';
-import { parseVersion, validateImageName } from '../core/manifest.ts';
+import { isRswError, RswError } from './errors.ts';
+import { parseVersion, validateImageName } from './manifest.ts';
 
 export type BootMode = 'stateless' | 'reimage';
 export type FetchSource = 'mesh' | 'http';
