@@ -28,8 +28,8 @@ fail() {
     echo "rackswarm: rescue shell (rackswarm.rescue=1); leave it to reboot"
     setsid cttyhack sh
   else
-    echo "rackswarm: rebooting in 10 s (boot with rackswarm.rescue=1 for a shell)"
-    sleep 10
+    echo "rackswarm: rebooting in 5 s (boot with rackswarm.rescue=1 for a shell)"
+    sleep 5
   fi
   sync
   reboot -f

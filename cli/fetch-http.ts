@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { RswError } from '../core/errors.ts';
+import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
 import { openSignedManifest } from '../core/signed-manifest.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
@@ -25,7 +25,12 @@ export async function fetchOverHttp(
     } catch (e) {
       throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `GET ${head}${path}: ${(e as Error).message}`);
     }
-    if (!r.ok) throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `GET ${head}${path}: HTTP ${r.status}`);
+    if (!r.ok) {
+      const body = (await r.json().catch(() => ({}))) as { code?: string; message?: string };
+      if (body.code && body.code in ERRORS && body.message)
+        throw new RswError(body.code as ErrorCode, `${body.message} (GET ${path})`);
+      throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `GET ${head}${path}: HTTP ${r.status}`);
+    }
     return r;
   };
   const v = String(image.version);

@@ -91,6 +91,7 @@ export async function startHead(
     adminToken: token.token,
     metrics,
     maxManifestBytes: config.manifest.maxBytes,
+    bootDir: join(dataDir, 'boot'),
     logger,
   });
   const expiry = setInterval(() => swarm.expire(), 5_000);
