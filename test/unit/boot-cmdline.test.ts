@@ -1,6 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type BootParams, formatBootCmdline, parseBootCmdline, splitCmdline } from '../../boot/cmdline.ts';
+import {
+  type BootParams,
+  formatBootCmdline,
+  parseBootCmdline,
+  splitCmdline,
+} from '../../core/boot-cmdline.ts';
 import { isRswError } from '../../core/errors.ts';
 
 const base = 'rackswarm.head=http://10.0.0.1:7480 rackswarm.image=compute@3 rackswarm.mode=stateless';
