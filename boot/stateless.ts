@@ -3,7 +3,7 @@
  * live on tmpfs (under /run, which /init moves into the new root, so the peer keeps reading its image after the
  * pivot), and the node's identity written into the upper layer — the shared image is never changed.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { NodeIdentity } from './identity.ts';
 import { run } from './network.ts';
@@ -28,10 +28,15 @@ export function statelessLayout(runDir: string, newRoot: string): StatelessLayou
 
 /** Writes `files` (relative paths) under `root`. */
 export async function writeIdentity(root: string, identity: NodeIdentity): Promise<void> {
-  for (const [rel, content] of Object.entries(identity.files)) {
+  const all = [
+    ...Object.entries(identity.files).map(([rel, content]) => ({ rel, content, mode: 0o644 })),
+    ...Object.entries(identity.secretFiles).map(([rel, content]) => ({ rel, content, mode: 0o600 })),
+  ];
+  for (const { rel, content, mode } of all) {
     const path = join(root, rel);
     await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, content, { mode: 0o644 });
+    await writeFile(path, content, { mode });
+    await chmod(path, mode); // a file the image already had keeps its mode through writeFile
   }
 }
 

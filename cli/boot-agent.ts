@@ -8,7 +8,7 @@
  */
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { nodeIdentity } from '../boot/identity.ts';
+import { nodeIdentity, type SshHostKeyFiles } from '../boot/identity.ts';
 import { bringUpNetwork } from '../boot/network.ts';
 import { injectIdentityIntoDisk } from '../boot/reimage.ts';
 import { fetchAttempts } from '../boot/retry.ts';
@@ -30,6 +30,21 @@ function say(msg: string): void {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** This node's SSH host key from the head; without it the image's sshd makes its own (a warning, not a failure). */
+async function sshHostKey(head: string, mac: string): Promise<SshHostKeyFiles | undefined> {
+  try {
+    const r = await fetch(`${head}/boot/nodes/${mac}/ssh-host-keys`, { signal: AbortSignal.timeout(15_000) });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const body = (await r.json()) as { ed25519?: SshHostKeyFiles };
+    if (typeof body.ed25519?.privateKey !== 'string' || typeof body.ed25519.publicKey !== 'string')
+      throw new Error('no ed25519 key in the answer');
+    return body.ed25519;
+  } catch (e) {
+    say(`warning: no SSH host key from the head (${(e as Error).message}); the image will make its own`);
+    return undefined;
+  }
+}
+
 async function main(): Promise<void> {
   const params = parseBootCmdline(await readFile('/proc/cmdline', 'utf8'));
   const baked = JSON.parse(await readFile(join(HOME, 'config.json'), 'utf8').catch(() => '{}'));
@@ -42,7 +57,7 @@ async function main(): Promise<void> {
     leaseFile: join(RUN, 'lease'),
     linkTimeoutMs: config.boot.linkTimeoutSeconds * 1000,
   });
-  const identity = nodeIdentity(net, params.hostname);
+  const identity = nodeIdentity(net, params.hostname, await sshHostKey(params.head, net.mac));
   say(`network up: ${net.iface} ${net.mac} ${net.address}/${net.prefix}; this node is ${identity.hostname}`);
 
   const trustFiles = (await readdir(join(HOME, 'trust'))).filter((f) => f.endsWith('.pub')).sort();

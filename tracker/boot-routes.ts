@@ -5,7 +5,9 @@
  *       agent reads (core/boot-cmdline.ts writes it, so what the head writes is what a node parses);
  *   GET /boot/kernel, GET /boot/initramfs   the files the operator put in DATA/boot/ (vmlinuz, initramfs);
  *   GET /boot/images/NAME/VERSION|latest    the image's bytes in chunk order, from the chunk store — the head-only
- *       fallback of a booting node, which checks each chunk against the signed manifest as it arrives.
+ *       fallback of a booting node, which checks each chunk against the signed manifest as it arrives;
+ *   GET /boot/nodes/MAC/ssh-host-keys       the node's own SSH host key (tracker/ssh-host-keys.ts), kept in
+ *       DATA/boot/nodes/ so it survives the node's stateless reboots and is never part of the shared image.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -17,6 +19,7 @@ import { isRswError, RswError } from '../core/errors.ts';
 import { envelopeSigner, openSignedManifest } from '../core/signed-manifest.ts';
 import type { ChunkStore } from '../core/store.ts';
 import type { ImageRecord, Registry } from './registry.ts';
+import { loadOrCreateSshHostKey } from './ssh-host-keys.ts';
 
 export interface BootRoutesDeps {
   registry: Registry;
@@ -92,6 +95,15 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRoutesDeps): 
       return reply.send(createReadStream(path));
     });
   }
+
+  app.get<{ Params: { mac: string } }>(
+    '/boot/nodes/:mac/ssh-host-keys',
+    { schema: { params: { type: 'object', properties: { mac: { type: 'string', maxLength: 40 } } } } },
+    async (req) => {
+      if (!deps.bootDir) throw new RswError('RSW_ERR_NOT_FOUND', 'this head keeps no node identities');
+      return { ed25519: await loadOrCreateSshHostKey(deps.bootDir, req.params.mac) };
+    },
+  );
 
   app.get<{ Params: { name: string; version: string } }>(
     '/boot/images/:name/:version',

@@ -56,12 +56,12 @@ export function makeTestRoot(dir: string, out: string, blobBytes: number, seed =
   for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'run', 'etc', 'tmp'])
     mkdirSync(join(root, d), { recursive: true });
   copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
-  for (const a of ['sh', 'cat', 'dd', 'printf', 'grep', 'sleep', 'echo', 'sed', 'poweroff'])
+  for (const a of ['sh', 'cat', 'dd', 'printf', 'grep', 'sleep', 'echo', 'sed', 'poweroff', 'stat'])
     symlinkSync('busybox', join(root, 'bin', a));
   writeFileSync(
     join(root, 'sbin/init'),
     `#!/bin/sh
-echo "${ROOT_MARKER} host=$(cat /etc/hostname) machine-id=$(cat /etc/machine-id) root=$(grep ' / ' /proc/mounts | cut -d' ' -f3)"
+echo "${ROOT_MARKER} host=$(cat /etc/hostname) machine-id=$(cat /etc/machine-id) root=$(grep ' / ' /proc/mounts | cut -d' ' -f3) ssh=$(cut -d' ' -f2 /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) sshmode=$(stat -c %a /etc/ssh/ssh_host_ed25519_key 2>/dev/null)"
 hold=$(sed -n 's/.*rsw\\.test\\.hold=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
 [ -n "$hold" ] && sleep "$hold"
 printf '\\${ROOT_OK_BYTE.toString(8).padStart(3, '0')}' | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null

@@ -80,7 +80,7 @@ describe('stateless boot in a VM', () => {
     tmp.cleanup();
   });
 
-  it('fetches its SquashFS root from the head, pivots into it with its identity, and the root exits by isa-debug-exit', async () => {
+  it('fetches its SquashFS root from the head, pivots into it with its identity and SSH host key, and the root exits by isa-debug-exit', async () => {
     const vm = startVm({
       kernel: kernel.vmlinuz,
       initrd,
@@ -93,8 +93,13 @@ describe('stateless boot in a VM', () => {
     expect(log).toContain('rackswarm: switching to the new root');
     // QEMU's default NIC MAC 52:54:00:12:34:56 → the node's derived host name; the root is the overlay.
     expect(log).toMatch(
-      new RegExp(`${ROOT_MARKER} host=node-525400123456 machine-id=[0-9a-f]{32} root=overlay`),
+      new RegExp(`${ROOT_MARKER} host=node-525400123456 machine-id=[0-9a-f]{32} root=overlay `),
     );
+    // The SSH host key the head keeps for this MAC is in the root, 0600 — not in the shared image.
+    const keys = (await (await fetch(`${head.url}/boot/nodes/52:54:00:12:34:56/ssh-host-keys`)).json()) as {
+      ed25519: { publicKey: string };
+    };
+    expect(log).toContain(` ssh=${keys.ed25519.publicKey.split(' ')[1]} sshmode=600`);
     const [fetched] = consoleJson<{ source: string; size: number; bytesFromSeeder: number }>(log, 'fetched');
     expect(fetched).toMatchObject({ source: 'mesh' });
     expect(fetched.bytesFromSeeder).toBe(fetched.size);

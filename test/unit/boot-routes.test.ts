@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -144,5 +145,21 @@ describe('head: network boot routes', () => {
     await expect(
       fetchOverHttp(url, { name: 'compute', version: 3 }, [other], out, { maxManifestBytes: 64 * 1024 }),
     ).rejects.toMatchObject({ code: 'RSW_ERR_UNTRUSTED_KEY' });
+  });
+
+  it('keeps one SSH host key per node, which OpenSSH reads', async () => {
+    const get = (mac: string) => app.inject(`/boot/nodes/${mac}/ssh-host-keys`);
+    const a = await get('52:54:00:12:34:56');
+    expect(a.statusCode).toBe(200);
+    const key = a.json().ed25519 as { privateKey: string; publicKey: string };
+    expect(key.publicKey).toMatch(/^ssh-ed25519 AAAA\S+ root@rackswarm-525400123456\n$/);
+    expect((await get('52-54-00-12-34-56')).json().ed25519).toEqual(key); // same node, same key, every boot
+    expect((await get('52:54:00:12:34:57')).json().ed25519.publicKey).not.toBe(key.publicKey);
+    expect((await get('not-a-mac')).json()).toMatchObject({ code: 'RSW_ERR_BAD_REQUEST' });
+    const file = join(t.dir, 'host_key');
+    writeFileSync(file, key.privateKey);
+    chmodSync(file, 0o600);
+    const derived = execFileSync('ssh-keygen', ['-y', '-f', file]).toString().trim();
+    expect(key.publicKey.startsWith(derived)).toBe(true);
   });
 });
