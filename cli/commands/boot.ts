@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Config } from '../../core/config.ts';
 import { RswError } from '../../core/errors.ts';
+import { loadPublicKey } from '../../core/keys.ts';
 import { formatBytes } from '../format.ts';
 
 interface InitramfsOptions {
@@ -54,12 +55,10 @@ Kernel command line of a node (see README "Network boot"):
       if (compression !== 'zstd' && compression !== 'gzip' && compression !== 'none')
         throw new RswError('RSW_ERR_USAGE', `--compression ${compression}: expected zstd, gzip or none`);
       const trust = await Promise.all(
-        opts.trust.map(async (f) => ({
-          name: f,
-          pem: await readFile(f).catch(() => {
-            throw new RswError('RSW_ERR_FILE_NOT_FOUND', `cannot read ${f}`);
-          }),
-        })),
+        opts.trust.map(async (f) => {
+          await loadPublicKey(f); // a wrong file fails here, not on every node at boot
+          return { name: f, pem: await readFile(f) };
+        }),
       );
       const agent = await bundleBootAgent();
       const report = await buildInitramfs({
