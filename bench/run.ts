@@ -3,6 +3,7 @@ import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { benchBoot } from './boot.ts';
 import { benchChunkServing } from './chunk-serving.ts';
 import { benchChunker } from './chunker.ts';
 import { benchFetch } from './fetch.ts';
@@ -23,6 +24,7 @@ for (const [name, run] of [
   ['head', benchHead],
   ['chunk-serving', benchChunkServing],
   ['fetch', benchFetch],
+  ['boot', benchBoot],
 ] as const) {
   process.stderr.write(`== ${name}\n`);
   sections.push(await run({ quick }));
