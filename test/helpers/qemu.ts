@@ -87,6 +87,10 @@ export interface Vm {
   log(): string;
   done: Promise<VmResult>;
   kill(): void;
+  /** Types `text` on the serial console (needs `console: true`). */
+  type(text: string): void;
+  /** Resolves once the console shows `text`. */
+  waitFor(text: string): Promise<void>;
 }
 
 export interface VmOptions {
@@ -100,6 +104,8 @@ export interface VmOptions {
   disk?: string;
   memoryMiB?: number;
   timeoutMs: number;
+  /** Keep QEMU's stdin (the serial console's input) open for typing into the guest: Vm.type(). */
+  console?: boolean;
 }
 
 export function startVm(o: VmOptions): Vm {
@@ -134,7 +140,7 @@ export function startVm(o: VmOptions): Vm {
   ];
   const cmd = o.netns ? 'ip' : 'qemu-system-x86_64';
   const argv = o.netns ? ['netns', 'exec', o.netns, 'qemu-system-x86_64', ...args] : args;
-  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(cmd, argv, { stdio: [o.console ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout?.on('data', (d) => {
     log += d;
@@ -159,6 +165,23 @@ export function startVm(o: VmOptions): Vm {
     kill: () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     },
+    type: (text) => {
+      proc.stdin?.write(text);
+    },
+    waitFor: (text) =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          if (log.includes(text)) {
+            proc.stdout?.off('data', check);
+            resolve();
+          }
+        };
+        proc.stdout?.on('data', check);
+        void done.then(() =>
+          log.includes(text) ? resolve() : reject(new Error(`VM ended without "${text}"`)),
+        );
+        check();
+      }),
   };
 }
 

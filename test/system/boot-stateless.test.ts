@@ -124,4 +124,24 @@ describe('stateless boot in a VM', () => {
     expect(log).not.toContain(ROOT_MARKER);
     expect(code).toBe(0);
   }, 300_000);
+
+  it('with rackswarm.rescue=1, a bad command line ends in a working rescue shell, then a reboot', async () => {
+    const vm = startVm({
+      kernel: kernel.vmlinuz,
+      initrd,
+      append: `rackswarm.head=${headUrl} rackswarm.image=testroot rackswarm.mode=diskless rackswarm.rescue=1`,
+      net: { kind: 'user' },
+      timeoutMs: 240_000,
+      console: true,
+    });
+    vms.push(vm);
+    await vm.waitFor('rackswarm: rescue shell');
+    await new Promise((r) => setTimeout(r, 1000)); // let the shell start reading the console
+    vm.type('echo RESCUE-$((6 * 7)) $(cat /proc/cmdline | grep -c rackswarm.rescue=1)\nexit\n');
+    const { code, log } = await vm.done;
+    expect(log).toMatch(/rackswarm: BOOT FAILED: error RSW_ERR_BOOT_CMDLINE: .*rackswarm\.mode=diskless/);
+    expect(log).toContain('RESCUE-42 1');
+    expect(log).not.toContain(ROOT_MARKER);
+    expect(code).toBe(0); // leaving the shell reboots (-no-reboot: QEMU exits)
+  }, 300_000);
 });
