@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { constants, createGzip, createZstdCompress } from 'node:zlib';
 import { RswError } from '../core/errors.ts';
 import { type CpioEntry, cpioPieces } from './cpio.ts';
-import { INIT_SCRIPT, UDHCPC_SCRIPT } from './init-script.ts';
+import { initScript, UDHCPC_SCRIPT } from './init-script.ts';
 import { parseModuleIndex, resolveModules } from './modules.ts';
 
 const exec = promisify(execFile);
@@ -40,6 +40,8 @@ export interface InitramfsInput {
   /** Settings the agent starts from (a partial config). */
   config: object;
   compression: 'zstd' | 'gzip' | 'none';
+  /** /init gives up on the boot agent after this long (rescue shell or reboot). */
+  agentTimeoutSeconds: number;
 }
 
 export interface InitramfsReport {
@@ -167,7 +169,7 @@ export async function buildInitramfs(input: InitramfsInput): Promise<InitramfsRe
     const sizes = new Map<string, number>();
     for (const f of hostFiles) sizes.set(f.path, await size(f.source));
     const inline: { path: string; data: Uint8Array; mode: number }[] = [
-      { path: 'init', data: Buffer.from(INIT_SCRIPT), mode: 0o755 },
+      { path: 'init', data: Buffer.from(initScript(input.agentTimeoutSeconds)), mode: 0o755 },
       { path: 'rackswarm/udhcpc.sh', data: Buffer.from(UDHCPC_SCRIPT), mode: 0o755 },
       { path: 'rackswarm/agent.mjs', data: input.agent, mode: 0o644 },
       { path: 'rackswarm/config.json', data: Buffer.from(JSON.stringify(input.config)), mode: 0o644 },

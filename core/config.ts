@@ -169,6 +169,12 @@ export const ConfigSchema = Type.Object(
         retryBaseMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 2000 }),
         /** Seconds to wait for the network interface to appear after the driver loads. @default 30 */
         linkTimeoutSeconds: Type.Integer({ minimum: 1, maximum: 600, default: 30 }),
+        /**
+         * /init's last resort: if the boot agent has neither prepared the root nor failed by then, /init gives up
+         * (rescue shell or reboot) — a node never hangs silently. Size it for the largest image at the slowest
+         * link. @default 3600
+         */
+        agentTimeoutSeconds: Type.Integer({ minimum: 60, maximum: 86_400, default: 3600 }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -73,6 +73,7 @@ Kernel command line of a node (see README "Network boot"):
         trust,
         config: { boot: c.boot, peer: c.peer, p2p: c.p2p, manifest: c.manifest, seeder: c.seeder },
         compression,
+        agentTimeoutSeconds: c.boot.agentTimeoutSeconds,
       });
       if (opts.json) console.log(JSON.stringify(report));
       else {

@@ -86,6 +86,7 @@ describe('config schema', () => {
         meshAttempts: 3,
         retryBaseMs: 2000,
         linkTimeoutSeconds: 30,
+        agentTimeoutSeconds: 3600,
       },
     });
   });
