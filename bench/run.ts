@@ -3,6 +3,7 @@ import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { benchBoot } from './boot.ts';
 import { benchChunkServing } from './chunk-serving.ts';
 import { benchChunker } from './chunker.ts';
 import { benchDashboard } from './dashboard.ts';
@@ -27,6 +28,7 @@ for (const [name, run] of [
   ['chunk-serving', benchChunkServing],
   ['fetch', benchFetch],
   ['versions', benchVersions],
+  ['boot', benchBoot],
 ] as const) {
   process.stderr.write(`== ${name}\n`);
   sections.push(await run({ quick }));

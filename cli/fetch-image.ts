@@ -52,7 +52,13 @@ async function readSeen(file: string): Promise<Record<string, number>> {
   }
 }
 
-interface Summary {
+/** What a caller composing a fetch (the boot agent) can hook into. */
+export interface FetchHooks {
+  /** Called with the summary once the image is complete and verified, before lingering (the boot agent pivots here). */
+  onComplete?: (summary: FetchSummary) => Promise<void>;
+}
+
+export interface FetchSummary {
   id: string;
   name: string;
   version: number;
@@ -67,7 +73,7 @@ interface Summary {
   offline?: boolean;
 }
 
-function report(summary: Summary, opts: FetchOptions): void {
+function report(summary: FetchSummary, opts: FetchOptions): void {
   if (opts.json) console.log(JSON.stringify(summary));
   else {
     console.log(
@@ -78,7 +84,27 @@ function report(summary: Summary, opts: FetchOptions): void {
   }
 }
 
-export async function fetchImage(ref: string, opts: FetchOptions, config: Config): Promise<void> {
+/**
+ * The head's libp2p address to dial: its bootstrap list names every interface it listens on (127.0.0.1 first when it
+ * listens on 0.0.0.0), so prefer the one on the host the operator gave in --head; failing that, the same port on that
+ * host (a head behind NAT or port forwarding, e.g. QEMU's 10.0.2.2); a head named by DNS: its first non-loopback one.
+ */
+export function pickHeadAddr(addrs: string[], headUrl: string): string {
+  const host = new URL(headUrl).hostname.replace(/^\[|\]$/g, '');
+  const same = addrs.find((a) => a.split('/')[2] === host);
+  if (same) return same;
+  const isV4 = /^\d{1,3}(\.\d{1,3}){3}$/.test(host);
+  const tcp = addrs.find((a) => /^\/ip4\/[^/]+\/tcp\/\d+(\/|$)/.test(a));
+  if (isV4 && tcp) return tcp.replace(/^\/ip4\/[^/]+/, `/ip4/${host}`);
+  return addrs.find((a) => !/^\/ip[46]\/(127\.|::1\/)/.test(a)) ?? addrs[0];
+}
+
+export async function fetchImage(
+  ref: string,
+  opts: FetchOptions,
+  config: Config,
+  hooks: FetchHooks = {},
+): Promise<void> {
   const started = performance.now();
   const channelRef = ref.includes(':') ? parseChannelRef(ref) : undefined;
   const { name, version: asked } = channelRef
@@ -119,7 +145,7 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
     return;
   }
   const boot = await client.bootstrap();
-  const headAddr = multiaddr(boot.addrs[0]);
+  const headAddr = multiaddr(pickHeadAddr(boot.addrs, opts.head));
   const node = await createP2PNode({
     keyFile: join(cache, 'peer.key'),
     listen: config.peer.listen,
@@ -217,22 +243,21 @@ export async function fetchImage(ref: string, opts: FetchOptions, config: Config
     });
     await writer.close();
     await resume.remove();
-    report(
-      {
-        id: opened.id,
-        name,
-        version: m.version,
-        size: m.size,
-        seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
-        bytesFromPeers: result.bytesFromPeers,
-        bytesFromSeeder: result.bytesFromSeeder,
-        bytesReused: result.bytesReused,
-        peers: result.peers,
-        banned: result.banned,
-        ...(pointer ? { channel: ref } : {}),
-      },
-      opts,
-    );
+    const summary: FetchSummary = {
+      id: opened.id,
+      name,
+      version: m.version,
+      size: m.size,
+      seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
+      bytesFromPeers: result.bytesFromPeers,
+      bytesFromSeeder: result.bytesFromSeeder,
+      bytesReused: result.bytesReused,
+      peers: result.peers,
+      banned: result.banned,
+      ...(pointer ? { channel: ref } : {}),
+    };
+    report(summary, opts);
+    await hooks.onComplete?.(summary);
     if (lingerSeconds > 0) {
       // --linger S: serve S seconds. Default: until the tracker says no peer still fetches, at most lingerSeconds.
       const untilSwarmDone = opts.linger === undefined;
@@ -266,7 +291,7 @@ async function fetchFromCache(
   out: string,
   trusted: KeyObject[],
   config: Config,
-): Promise<Omit<Summary, 'seconds'>> {
+): Promise<Omit<FetchSummary, 'seconds'>> {
   const env = await chunkCache.envelope(manifestId);
   if (!env) {
     throw new RswError(

@@ -121,6 +121,7 @@ export async function startHead(
     adminToken: token.token,
     metrics,
     maxManifestBytes: config.manifest.maxBytes,
+    bootDir: join(dataDir, 'boot'),
     logger,
     routes: [
       channelRoutes(channels),

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { type Config, loadConfig, readConfigFile } from '../core/config.ts';
 import { ERRORS, formatError, isRswError } from '../core/errors.ts';
+import { registerBoot } from './commands/boot.ts';
 import { registerChannel } from './commands/channel.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFetch } from './commands/fetch.ts';
@@ -41,6 +42,7 @@ registerDemo(program, getConfig);
 registerChannel(program, getConfig);
 registerGc(program, getConfig);
 registerPreheat(program);
+registerBoot(program, getConfig);
 
 try {
   await program.parseAsync(process.argv);

@@ -118,6 +118,21 @@ export const ERRORS = {
     exit: 1,
     summary: 'another process (a running head?) holds the data directory',
   },
+  RSW_ERR_BOOT_CMDLINE: {
+    status: 400,
+    exit: 2,
+    summary: 'the kernel command line has a missing, unknown or malformed rackswarm.* or ip= value',
+  },
+  RSW_ERR_KERNEL_MODULE: {
+    status: 400,
+    exit: 1,
+    summary: 'a kernel module is missing from the modules tree (or modules.dep is absent)',
+  },
+  RSW_ERR_BOOT_FAILED: {
+    status: 500,
+    exit: 1,
+    summary: 'a booting node could not bring up its network, fetch its image or prepare its root',
+  },
   RSW_ERR_INTERRUPTED: { status: 500, exit: 130, summary: 'the operation was interrupted and rolled back' },
   RSW_ERR_INTERNAL: {
     status: 500,

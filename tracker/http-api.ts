@@ -11,6 +11,7 @@ import { MAX_CHUNK_BYTES, parseVersion, validateImageName } from '../core/manife
 import { envelopeSigner, openSignedManifest } from '../core/signed-manifest.ts';
 import type { ChunkStore } from '../core/store.ts';
 import { isAuthorized } from './admin-token.ts';
+import { registerBootRoutes } from './boot-routes.ts';
 import type { Metrics } from './metrics.ts';
 import type { ImageRecord, Registry } from './registry.ts';
 
@@ -43,6 +44,8 @@ export interface HttpApiDeps {
   adminToken: string;
   metrics: Metrics;
   maxManifestBytes: number;
+  /** Kernel and initramfs for GET /boot/kernel and /boot/initramfs (tracker/boot-routes.ts). */
+  bootDir?: string;
   /** Logger: false in tests; pino options or instance on the head. */
   logger?: boolean | object;
   /** More routes, each concept in a file of its own (channels, gc, preheat); given `requireAdmin` for POSTs. */
@@ -217,6 +220,14 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
       return envelope;
     },
   );
+
+  registerBootRoutes(app, {
+    registry: deps.registry,
+    store: deps.store,
+    findVersion: (name, version) => findVersion(deps.registry, name, version),
+    maxManifestBytes: deps.maxManifestBytes,
+    bootDir: deps.bootDir,
+  });
 
   app.get('/api/swarm', async () => {
     const byId = new Map((await deps.registry.list()).map((r) => [r.id, r]));

@@ -15,27 +15,31 @@ export interface RunningHead {
 
 /** Starts a real `rackswarm head` on 127.0.0.1 with OS-chosen ports and waits for its "head ready" line. */
 /** `global` options (e.g. --config FILE) go before the subcommand. */
+/** `where`: another address (e.g. a bridge in a network namespace the head runs in). */
 export function startHead(
   dataDir: string,
   extra: string[] = [],
   global: string[] = [],
+  where: { netns?: string; host?: string } = {},
 ): Promise<RunningHead> {
-  const proc = spawn(
-    process.execPath,
-    [
-      join(projectRoot, 'bin/rackswarm.js'),
-      ...global,
-      'head',
-      '--data',
-      dataDir,
-      '--http',
-      '127.0.0.1:0',
-      '--listen',
-      '/ip4/127.0.0.1/tcp/0',
-      ...extra,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const host = where.host ?? '127.0.0.1';
+  const args = [
+    join(projectRoot, 'bin/rackswarm.js'),
+    ...global,
+    'head',
+    '--data',
+    dataDir,
+    '--http',
+    `${host}:0`,
+    '--listen',
+    `/ip4/${host}/tcp/0`,
+    ...extra,
+  ];
+  const proc = where.netns
+    ? spawn('ip', ['netns', 'exec', where.netns, process.execPath, ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+    : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));

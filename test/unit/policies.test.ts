@@ -84,6 +84,26 @@ describe('config schema', () => {
       },
       channel: { ttlSeconds: 86_400 },
       peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 600, maxServeStreams: 8, cacheVersions: 2 },
+      boot: {
+        modules: [
+          'loop',
+          'squashfs',
+          'overlay',
+          'ext4',
+          'crc32c_generic',
+          'virtio_pci',
+          'virtio_net',
+          'virtio_blk',
+          'e1000',
+          'e1000e',
+        ],
+        compression: 'zstd',
+        peerPort: 7482,
+        meshAttempts: 3,
+        retryBaseMs: 2000,
+        linkTimeoutSeconds: 30,
+        agentTimeoutSeconds: 3600,
+      },
     });
   });
 
