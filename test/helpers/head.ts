@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { projectRoot } from './cli.ts';
+import { type CliResult, projectRoot, runCli } from './cli.ts';
 
 export interface RunningHead {
   url: string;
@@ -84,4 +84,26 @@ export function startHead(
       reject(new Error(`head exited with ${code} before it was ready:\n${log.join('\n')}\n${stderr}`));
     });
   });
+}
+
+/** `rackswarm publish FILE --name NAME --key KEY --head URL --token-file TOKEN` against a running head. */
+export function publishToHead(
+  headUrl: string,
+  tokenFile: string,
+  file: string,
+  name: string,
+  key: string,
+): Promise<CliResult> {
+  return runCli([
+    'publish',
+    file,
+    '--name',
+    name,
+    '--key',
+    key,
+    '--head',
+    headUrl,
+    '--token-file',
+    tokenFile,
+  ]);
 }

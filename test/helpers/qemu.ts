@@ -17,6 +17,7 @@ import {
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { mksquashfs, seededBytes } from '../fixtures/tree.ts';
+import { runCli } from './cli.ts';
 
 /** isa-debug-exit turns a byte v written to port 0xf4 into QEMU exit status (v << 1) | 1. */
 export const ROOT_OK_BYTE = 0x10;
@@ -233,4 +234,36 @@ export class BridgeNet {
   cleanup(): void {
     execFileSync('ip', ['netns', 'del', this.ns], { stdio: 'ignore' });
   }
+}
+
+/**
+ * Publisher keys under DIR/keys and DIR/initrd.img from the real `rackswarm boot initramfs` (`global` options such
+ * as `--config FILE` go before the command); throws with the command's stderr when it fails.
+ */
+export async function buildTestInitramfs(
+  dir: string,
+  kernel: TestKernel,
+  opts: { global?: string[]; json?: boolean } = {},
+): Promise<{ keys: string; initrd: string; stdout: string; stderr: string }> {
+  const keys = join(dir, 'keys');
+  const k = await runCli(['keys', 'generate', '--out', keys]);
+  if (k.code !== 0) throw new Error(`keys generate failed: ${k.stderr}`);
+  const initrd = join(dir, 'initrd.img');
+  const built = await runCli(
+    [
+      ...(opts.global ?? []),
+      'boot',
+      'initramfs',
+      '--out',
+      initrd,
+      '--trust',
+      join(keys, 'publisher.pub'),
+      '--kernel-modules',
+      kernel.modules,
+      ...(opts.json ? ['--json'] : []),
+    ],
+    { timeoutMs: 120_000 },
+  );
+  if (built.code !== 0) throw new Error(`boot initramfs failed: ${built.stderr}`);
+  return { keys, initrd, stdout: built.stdout, stderr: built.stderr };
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTree, mksquashfs, mutateTree } from '../fixtures/tree.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
-import { type RunningHead, startHead } from '../helpers/head.ts';
+import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 
 interface Summary {
   version: number;
@@ -80,18 +80,7 @@ beforeAll(async () => {
   head = await startHead(join(t.dir, 'head'));
   for (const v of [1, 2]) {
     images.push(readFileSync(join(t.dir, `v${v}.sqfs`)));
-    const p = await runCli([
-      'publish',
-      join(t.dir, `v${v}.sqfs`),
-      '--name',
-      'compute',
-      '--key',
-      key,
-      '--head',
-      head.url,
-      '--token-file',
-      token,
-    ]);
+    const p = await publishToHead(head.url, token, join(t.dir, `v${v}.sqfs`), 'compute', key);
     expect(p.code, p.stderr).toBe(0);
   }
 }, 120_000);

@@ -6,7 +6,7 @@ import { type ImageSwarmSummary, type PeerRecord, SwarmState } from '../../track
 import { launchChromium } from '../helpers/chromium.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
 import { type FetchPeer, startFetchPeer } from '../helpers/fetch-peer.ts';
-import { type RunningHead, startHead } from '../helpers/head.ts';
+import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 import { startSyntheticHead, syntheticAnnounces, syntheticImage } from '../helpers/synthetic-swarm.ts';
 
@@ -34,18 +34,13 @@ beforeAll(async () => {
   writeFileSync(join(t.dir, 'peer.json'), JSON.stringify({ peer: { listen: ['/ip4/127.0.0.1/tcp/0'] } }));
   head = await startHead(join(t.dir, 'head'), [], ['--config', join(t.dir, 'head.json')]);
   writeFileSync(join(t.dir, 'image.bin'), pseudoRandomBytes(64 * MiB, 77));
-  const p = await runCli([
-    'publish',
-    join(t.dir, 'image.bin'),
-    '--name',
-    'compute',
-    '--key',
-    join(t.dir, 'keys/publisher.key'),
-    '--head',
+  const p = await publishToHead(
     head.url,
-    '--token-file',
     join(t.dir, 'head/admin-token'),
-  ]);
+    join(t.dir, 'image.bin'),
+    'compute',
+    join(t.dir, 'keys/publisher.key'),
+  );
   expect(p.code, p.stderr).toBe(0);
 }, 120_000);
 

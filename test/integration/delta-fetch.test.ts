@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTree, mksquashfs, mutateTree } from '../fixtures/tree.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
-import { type RunningHead, startHead } from '../helpers/head.ts';
+import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 
 interface Summary {
   version: number;
@@ -61,18 +61,13 @@ beforeAll(async () => {
   v2 = readFileSync(join(t.dir, 'v2.sqfs'));
   head = await startHead(join(t.dir, 'head'));
   for (const v of ['v1', 'v2']) {
-    const p = await runCli([
-      'publish',
-      join(t.dir, `${v}.sqfs`),
-      '--name',
-      'compute',
-      '--key',
-      join(t.dir, 'keys/publisher.key'),
-      '--head',
+    const p = await publishToHead(
       head.url,
-      '--token-file',
       join(t.dir, 'head/admin-token'),
-    ]);
+      join(t.dir, `${v}.sqfs`),
+      'compute',
+      join(t.dir, 'keys/publisher.key'),
+    );
     expect(p.code, p.stderr).toBe(0);
   }
 }, 180_000);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashHex } from '../../core/hash.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
-import { type RunningHead, startHead } from '../helpers/head.ts';
+import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 
 const MiB = 1024 * 1024;
@@ -56,18 +56,7 @@ beforeAll(async () => {
   writeFileSync(img, data);
   imageHash = hashHex(data);
   head = await startHead(join(t.dir, 'head'));
-  const p = await runCli([
-    'publish',
-    img,
-    '--name',
-    'compute',
-    '--key',
-    key,
-    '--head',
-    head.url,
-    '--token-file',
-    join(t.dir, 'head/admin-token'),
-  ]);
+  const p = await publishToHead(head.url, join(t.dir, 'head/admin-token'), img, 'compute', key);
   expect(p.code, p.stderr).toBe(0);
 }, 120_000);
 afterAll(async () => {
@@ -102,18 +91,13 @@ describe('rackswarm fetch', () => {
     writeFileSync(config, JSON.stringify({ seeder: { totalBytesPerSecond: 16 * MiB } }));
     const slow = await startHead(join(t.dir, 'head-slow'), [], ['--config', config]);
     try {
-      const p = await runCli([
-        'publish',
-        join(t.dir, 'image.bin'),
-        '--name',
-        'compute',
-        '--key',
-        key,
-        '--head',
+      const p = await publishToHead(
         slow.url,
-        '--token-file',
         join(t.dir, 'head-slow/admin-token'),
-      ]);
+        join(t.dir, 'image.bin'),
+        'compute',
+        key,
+      );
       expect(p.code, p.stderr).toBe(0);
       const args = fetchArgs('k', '--linger', '0').map((a) => (a === head.url ? slow.url : a));
       const child = spawn(process.execPath, [join(projectRoot, 'bin/rackswarm.js'), ...args], {

@@ -8,7 +8,7 @@ import { envelopeCanonical } from '../../core/signed-manifest.ts';
 import { ChunkStore } from '../../core/store.ts';
 import { Registry } from '../../tracker/registry.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
-import { startHead } from '../helpers/head.ts';
+import { publishToHead, startHead } from '../helpers/head.ts';
 
 const MiB = 1024 * 1024;
 const t = tempDir('rsw-gc-');
@@ -109,18 +109,7 @@ describe('rackswarm gc', () => {
     try {
       for (let v = 1; v <= 4; v++) {
         writeFileSync(join(t.dir, `r${v}`), randomBytes(3 * MiB));
-        const p = await runCli([
-          'publish',
-          join(t.dir, `r${v}`),
-          '--name',
-          'img',
-          '--key',
-          key,
-          '--head',
-          head.url,
-          '--token-file',
-          token,
-        ]);
+        const p = await publishToHead(head.url, token, join(t.dir, `r${v}`), 'img', key);
         expect(p.code, p.stderr).toBe(0);
       }
       const set = await runCli([

@@ -10,7 +10,7 @@ import { hashHex } from '../../core/hash.ts';
 import { openSignedManifest } from '../../core/signed-manifest.ts';
 import { fetchChunks } from '../../peer/chunk-client.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
-import { type RunningHead, startHead } from '../helpers/head.ts';
+import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 
 const MiB = 1024 * 1024;
@@ -137,34 +137,18 @@ describe('rackswarm head', () => {
     const noToken = await runCli(['publish', img, '--name', 'x', '--key', key, '--head', h.url]);
     expect(noToken.stderr).toMatch(/^error RSW_ERR_UNAUTHORIZED: /);
     writeFileSync(join(t.dir, 'wrong-token'), 'f'.repeat(64));
-    const wrong = await runCli([
-      'publish',
-      img,
-      '--name',
-      'x',
-      '--key',
-      key,
-      '--head',
-      h.url,
-      '--token-file',
-      join(t.dir, 'wrong-token'),
-    ]);
+    const wrong = await publishToHead(h.url, join(t.dir, 'wrong-token'), img, 'x', key);
     expect(wrong.stderr).toMatch(/^error RSW_ERR_UNAUTHORIZED: /);
     const untrusted = await publishTo(h, data);
     expect(untrusted.stderr).toMatch(/^error RSW_ERR_UNTRUSTED_KEY: /);
     expect(JSON.parse((await runCli(['images', '--head', h.url, '--json'])).stdout)).toEqual([]);
-    const trusted = await runCli([
-      'publish',
-      img,
-      '--name',
-      'x',
-      '--key',
-      join(other, 'publisher.key'),
-      '--head',
+    const trusted = await publishToHead(
       h.url,
-      '--token-file',
       join(data, 'admin-token'),
-    ]);
+      img,
+      'x',
+      join(other, 'publisher.key'),
+    );
     expect(trusted.code).toBe(0);
     await h.stop();
   });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTree, mksquashfs, mutateTree } from '../fixtures/tree.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
-import { type RunningHead, startHead } from '../helpers/head.ts';
+import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 
 let t: ReturnType<typeof tempDir>;
 let head: RunningHead;
@@ -74,18 +74,13 @@ beforeAll(async () => {
   writeFileSync(config, JSON.stringify({ tracker: { announceIntervalSeconds: 1 } }));
   head = await startHead(join(t.dir, 'head'), [], ['--config', config]);
   for (const v of [1, 2]) {
-    const p = await runCli([
-      'publish',
-      join(t.dir, `v${v}.sqfs`),
-      '--name',
-      'img',
-      '--key',
-      join(t.dir, 'keys/publisher.key'),
-      '--head',
+    const p = await publishToHead(
       head.url,
-      '--token-file',
       token,
-    ]);
+      join(t.dir, `v${v}.sqfs`),
+      'img',
+      join(t.dir, 'keys/publisher.key'),
+    );
     expect(p.code, p.stderr).toBe(0);
   }
   await Promise.all(RACKS.map((_, i) => startNode(i)));

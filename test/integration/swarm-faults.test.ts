@@ -13,7 +13,7 @@ import type { FetchProgress } from '../../peer/fetcher.ts';
 import { SCHEDULER_DEFAULTS } from '../../peer/scheduler.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
 import { type EvilPeer, startEvilPeer } from '../helpers/evil-peer.ts';
-import { type RunningHead, startHead } from '../helpers/head.ts';
+import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 
 /*
@@ -85,18 +85,13 @@ async function headWithImage(
   });
   const image = pseudoRandomBytes(size, size ^ 0x5eed);
   writeFileSync(join(t.dir, 'image.bin'), image);
-  const p = await runCli([
-    'publish',
-    join(t.dir, 'image.bin'),
-    '--name',
-    'compute',
-    '--key',
-    join(keys.dir, 'publisher.key'),
-    '--head',
+  const p = await publishToHead(
     head.url,
-    '--token-file',
     join(t.dir, 'head/admin-token'),
-  ]);
+    join(t.dir, 'image.bin'),
+    'compute',
+    join(keys.dir, 'publisher.key'),
+  );
   expect(p.code, p.stderr).toBe(0);
   const res = await fetch(`${head.url}/api/images/compute/latest/manifest`);
   expect(res.status).toBe(200);

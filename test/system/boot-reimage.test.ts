@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededBytes } from '../fixtures/tree.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
 import { type RunningHead, startHead } from '../helpers/head.ts';
-import { startVm, type TestKernel, testKernel, type Vm } from '../helpers/qemu.ts';
+import { buildTestInitramfs, startVm, type TestKernel, testKernel, type Vm } from '../helpers/qemu.ts';
 
 const MiB = 1024 * 1024;
 const PART_OFFSET = MiB;
@@ -54,23 +54,9 @@ describe('reimage in a VM', () => {
 
   beforeAll(async () => {
     kernel = testKernel();
-    const keys = join(tmp.dir, 'keys');
-    expect((await runCli(['keys', 'generate', '--out', keys])).code).toBe(0);
-    initrd = join(tmp.dir, 'initrd.img');
-    const built = await runCli(
-      [
-        'boot',
-        'initramfs',
-        '--out',
-        initrd,
-        '--trust',
-        join(keys, 'publisher.pub'),
-        '--kernel-modules',
-        kernel.modules,
-      ],
-      { timeoutMs: 120_000 },
-    );
-    expect(built.code, built.stderr).toBe(0);
+    const built = await buildTestInitramfs(tmp.dir, kernel);
+    const keys = built.keys;
+    initrd = built.initrd;
 
     const tree = join(tmp.dir, 'tree');
     mkdirSync(join(tree, 'etc'), { recursive: true });

@@ -1,9 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, tempDir } from '../helpers/cli.ts';
-import { type RunningHead, startHead } from '../helpers/head.ts';
+import { tempDir } from '../helpers/cli.ts';
+import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 import {
+  buildTestInitramfs,
   consoleJson,
   makeTestRoot,
   ROOT_MARKER,
@@ -26,30 +27,13 @@ describe('stateless boot in a VM', () => {
 
   beforeAll(async () => {
     kernel = testKernel();
-    const keys = join(tmp.dir, 'keys');
-    expect((await runCli(['keys', 'generate', '--out', keys])).code).toBe(0);
     // Short retry waits so the failure path below stays quick; everything else is the default config.
     const config = join(tmp.dir, 'config.json');
     writeFileSync(config, JSON.stringify({ boot: { retryBaseMs: 300, meshAttempts: 2 } }));
-    initrd = join(tmp.dir, 'initrd.img');
-    const built = await runCli(
-      [
-        '--config',
-        config,
-        'boot',
-        'initramfs',
-        '--out',
-        initrd,
-        '--trust',
-        join(keys, 'publisher.pub'),
-        '--kernel-modules',
-        kernel.modules,
-        '--json',
-      ],
-      { timeoutMs: 120_000 },
-    );
+    const built = await buildTestInitramfs(tmp.dir, kernel, { global: ['--config', config], json: true });
+    const keys = built.keys;
+    initrd = built.initrd;
     expect(built.stderr).toBe('');
-    expect(built.code).toBe(0);
     const report = JSON.parse(built.stdout);
     expect(report.modules.map((m: string) => m.split('/').pop())).toEqual(
       expect.arrayContaining(['squashfs.ko', 'overlay.ko', 'loop.ko', 'virtio_net.ko', 'virtio_pci.ko']),
@@ -59,18 +43,13 @@ describe('stateless boot in a VM', () => {
     headUrl = `http://10.0.2.2:${new URL(head.url).port}`;
     const image = join(tmp.dir, 'root.squashfs');
     makeTestRoot(join(tmp.dir, 'tree'), image, 3 * 1024 * 1024);
-    const pub = await runCli([
-      'publish',
-      image,
-      '--name',
-      'testroot',
-      '--key',
-      join(keys, 'publisher.key'),
-      '--head',
+    const pub = await publishToHead(
       head.url,
-      '--token-file',
       join(tmp.dir, 'head', 'admin-token'),
-    ]);
+      image,
+      'testroot',
+      join(keys, 'publisher.key'),
+    );
     expect(pub.code).toBe(0);
   }, 180_000);
 

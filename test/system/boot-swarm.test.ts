@@ -5,6 +5,7 @@ import { runCli, tempDir } from '../helpers/cli.ts';
 import { type RunningHead, startHead } from '../helpers/head.ts';
 import {
   BridgeNet,
+  buildTestInitramfs,
   consoleJson,
   makeTestRoot,
   ROOT_MARKER,
@@ -36,23 +37,9 @@ describe('three nodes boot at once', () => {
 
   beforeAll(async () => {
     kernel = testKernel();
-    const keys = join(tmp.dir, 'keys');
-    expect((await runCli(['keys', 'generate', '--out', keys])).code).toBe(0);
-    initrd = join(tmp.dir, 'initrd.img');
-    const built = await runCli(
-      [
-        'boot',
-        'initramfs',
-        '--out',
-        initrd,
-        '--trust',
-        join(keys, 'publisher.pub'),
-        '--kernel-modules',
-        kernel.modules,
-      ],
-      { timeoutMs: 120_000 },
-    );
-    expect(built.code, built.stderr).toBe(0);
+    const built = await buildTestInitramfs(tmp.dir, kernel);
+    const keys = built.keys;
+    initrd = built.initrd;
 
     const data = join(tmp.dir, 'head');
     const image = join(tmp.dir, 'root.squashfs');
