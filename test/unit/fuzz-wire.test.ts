@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { MAX_CHUNK_BYTES } from '../../core/manifest.ts';
 import {
   bitfieldIndices,
+  boundedLengthDecoder,
   ChunkRequestDecoder,
   ChunkResponseDecoder,
   type ChunkStatus,
@@ -17,6 +18,7 @@ import {
   encodeHave,
   MAX_ERROR_REASON_BYTES,
   MAX_HASHES_PER_REQUEST,
+  MAX_HAVE_FRAME_BYTES,
   MAX_HAVE_INDICES,
   ProtocolError,
 } from '../../core/wire.ts';
@@ -204,6 +206,46 @@ describe('fuzz: have protocol codec', () => {
         }
       }),
       { numRuns: 2000 },
+    );
+  });
+});
+
+describe('fuzz: bounded varint length prefix (lpStream)', () => {
+  /** Unsigned LEB128, as @libp2p/utils writes length prefixes. */
+  const varint = (n: number) => {
+    const out: number[] = [];
+    do {
+      out.push((n % 128) | (n >= 128 ? 0x80 : 0));
+      n = Math.floor(n / 128);
+    } while (n > 0);
+    return Uint8Array.from(out);
+  };
+
+  it('decodes every length up to the cap, and refuses a prefix longer than the cap needs', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 31 }), fc.nat(), (max, n) => {
+        const decode = boundedLengthDecoder(max);
+        const len = n % (max + 1);
+        expect(decode(varint(len))).toBe(len);
+        expect(() => decode(Uint8Array.from(Array(varint(max).length + 1).fill(0xff)))).toThrow(
+          ProtocolError,
+        );
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('arbitrary bytes: a length, RangeError while incomplete (lpStream reads on), or a ProtocolError', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 16 }), (bytes) => {
+        try {
+          boundedLengthDecoder(MAX_HAVE_FRAME_BYTES)(bytes);
+        } catch (e) {
+          if (e instanceof RangeError) expect(bytes.every((b) => b >= 0x80) && bytes.length <= 3).toBe(true);
+          else expect(e).toBeInstanceOf(ProtocolError);
+        }
+      }),
+      { numRuns: 1000 },
     );
   });
 });
