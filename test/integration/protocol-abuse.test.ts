@@ -269,3 +269,38 @@ describe('a lying chunk server (the fetching side)', () => {
     expect(fetched.map((r, i) => r.data?.equals(chunks[i]))).toEqual([true, true]);
   });
 });
+
+describe('a stream flood (issue 9 item 4)', () => {
+  it('2,000 chunk streams at once from one peer: the extra ones are refused, the server’s state stays bounded', async () => {
+    // maxStreamsPerPeer 4 → the handler admits at most max(2 × 4, 4 + 2) = 8 inbound streams per connection.
+    const MAX_INBOUND = 8;
+    const flooder = await node('flooder');
+    await flooder.dial(addr());
+    const before = memory();
+    let peakActive = 0;
+    const sample = setInterval(() => {
+      peakActive = Math.max(peakActive, server.stats().activeStreams);
+    }, 5);
+    const request = encodeChunkRequest([MISSING]);
+    const results = await Promise.allSettled(
+      Array.from({ length: 2000 }, async () => {
+        const s = await flooder.dialProtocol(addr(), CHUNK_PROTOCOL, { signal: AbortSignal.timeout(20_000) });
+        s.addEventListener('message', () => {});
+        s.send(request);
+        await s.close().catch(() => {});
+        return s;
+      }),
+    );
+    clearInterval(sample);
+    const admitted = results.filter((r) => r.status === 'fulfilled').length;
+    const after = memory();
+    expect(admitted).toBeGreaterThan(0);
+    expect(admitted).toBeLessThan(2000); // the rest were refused, not queued
+    expect(peakActive).toBeLessThanOrEqual(MAX_INBOUND);
+    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(32 * MiB);
+    expect(after.rss - before.rss).toBeLessThan(128 * MiB);
+    await expect.poll(() => server.stats().activeStreams, { timeout: 10_000 }).toBe(0);
+    const fetched = await Array.fromAsync(fetchChunks(good, addr(), chunks.map(hashHex)));
+    expect(fetched.map((r, i) => r.data?.equals(chunks[i]))).toEqual([true, true, true]);
+  });
+});
