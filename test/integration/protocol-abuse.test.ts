@@ -304,3 +304,50 @@ describe('a stream flood (issue 9 item 4)', () => {
     expect(fetched.map((r, i) => r.data?.equals(chunks[i]))).toEqual([true, true, true]);
   });
 });
+
+describe('a stream flood on the have and tracker protocols (issue 9 item 4)', () => {
+  it('2,000 streams of each at once from one peer: the extra ones are refused, state stays bounded', async () => {
+    const flooder = await node('flooder-2');
+    await flooder.dial(addr());
+    const before = memory();
+    let peakNeighbours = 0;
+    const sample = setInterval(() => {
+      peakNeighbours = Math.max(peakNeighbours, exchange.neighbours().length);
+    }, 5);
+    const flood = (protocol: string, bytes: Uint8Array) =>
+      Promise.allSettled(
+        Array.from({ length: 2000 }, async () => {
+          const s = await flooder.dialProtocol(addr(), protocol, { signal: AbortSignal.timeout(20_000) });
+          s.addEventListener('message', () => {});
+          s.send(bytes);
+          await s.close().catch(() => {});
+        }),
+      );
+    const [have, track] = await Promise.all([
+      flood(HAVE_PROTOCOL, lp(1, Buffer.from([9]))),
+      flood(TRACKER_PROTOCOL, lp(2, Buffer.from('{}'))),
+    ]);
+    clearInterval(sample);
+    const after = memory();
+    for (const results of [have, track]) {
+      const refused = results.filter((r) => r.status === 'rejected').length;
+      expect(refused).toBeGreaterThan(0);
+    }
+    // One exchange per neighbour peer: a newer stream from the same peer replaces the older one.
+    expect(peakNeighbours).toBeLessThanOrEqual(1);
+    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(32 * MiB);
+    expect(after.rss - before.rss).toBeLessThan(128 * MiB);
+    const answer = await announce(good, addr(), {
+      imageId: IMAGE_ID,
+      addrs: ['/ip4/127.0.0.1/tcp/1'],
+      progress: 0,
+      bytesDone: 0,
+      downRate: 0,
+      upRate: 0,
+      bytesFromPeers: 0,
+      bytesFromSeeder: 0,
+      stage: 'fetching',
+    });
+    expect(answer.ok).toBe(true);
+  });
+});
