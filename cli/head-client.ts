@@ -265,7 +265,8 @@ export class HeadClient {
     const text = await r.text().catch(() => '');
     try {
       const { code, message } = JSON.parse(text) as { code?: string; message?: string };
-      if (code && code in ERRORS) return new RswError(code as ErrorCode, message ?? `HTTP ${r.status}`);
+      if (code && Object.hasOwn(ERRORS, code))
+        return new RswError(code as ErrorCode, message ?? `HTTP ${r.status}`);
     } catch {}
     return new RswError('RSW_ERR_HEAD_UNREACHABLE', `the head at ${this.base} answered HTTP ${r.status}`);
   }

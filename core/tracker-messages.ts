@@ -170,6 +170,7 @@ export function decodeRequest(bytes: Uint8Array): TrackerRequest {
 export function decodeResponse<T extends { ok: true }>(bytes: Uint8Array): T {
   const m = parseObject(bytes);
   if (m.ok === true) return m as T;
-  const code = typeof m.code === 'string' && m.code in ERRORS ? (m.code as ErrorCode) : 'RSW_ERR_PROTOCOL';
+  const code =
+    typeof m.code === 'string' && Object.hasOwn(ERRORS, m.code) ? (m.code as ErrorCode) : 'RSW_ERR_PROTOCOL';
   throw new RswError(code, typeof m.message === 'string' ? m.message.slice(0, 1000) : 'tracker error');
 }

@@ -348,3 +348,27 @@ export function bitfieldIndices(bits: Uint8Array, count: number): number[] {
   for (let i = 0; i < count; i++) if (bits[i >> 3] & (0x80 >> (i & 7))) out.push(i);
   return out;
 }
+
+// ---- length prefixes (lpStream) -----------------------------------------------------------------------------------
+
+/**
+ * The varint length decoder for @libp2p/utils' lpStream (have and tracker protocols), refusing a prefix longer than
+ * `maxDataLength` needs. lpStream retries its decoder one byte at a time while it throws RangeError and checks its
+ * own maxLengthLength only after a successful decode, so with the default decoder an endless run of bytes ≥ 0x80 is
+ * buffered forever, one list entry per byte (test/integration/protocol-abuse.test.ts sends one).
+ */
+export function boundedLengthDecoder(maxDataLength: number): (data: { subarray(): Uint8Array }) => number {
+  let maxBytes = 1;
+  while (maxDataLength >= 128 ** maxBytes) maxBytes++;
+  return (data) => {
+    const bytes = data.subarray();
+    let value = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      if (i >= maxBytes) throw new ProtocolError(`length prefix too long: over ${maxBytes} bytes`);
+      value += (bytes[i] & 0x7f) * 128 ** i;
+      if (bytes[i] < 0x80) return value;
+    }
+    // lpStream reads another byte on a RangeError: the prefix is not complete yet.
+    throw new RangeError('incomplete varint');
+  };
+}

@@ -3,6 +3,7 @@ import { lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import {
   bitfieldIndices,
+  boundedLengthDecoder,
   decodeHaveMessage,
   encodeBitfield,
   encodeHave,
@@ -113,6 +114,7 @@ export class HaveExchange {
     const lp = lpStream(stream, {
       maxDataLength: MAX_HAVE_FRAME_BYTES,
       maxBufferSize: MAX_HAVE_FRAME_BYTES + 16,
+      lengthDecoder: boundedLengthDecoder(MAX_HAVE_FRAME_BYTES),
     });
     const old = this.#neighbours.get(peerId);
     const n = { stream, lp };

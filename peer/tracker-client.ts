@@ -11,6 +11,7 @@ import {
   type ManifestHeader,
   TRACKER_PROTOCOL,
 } from '../core/tracker-messages.ts';
+import { boundedLengthDecoder } from '../core/wire.ts';
 
 type DialNode = Pick<Libp2p, 'dialProtocol'>;
 
@@ -33,7 +34,11 @@ async function call<T extends { ok: true }>(
   ]);
   const stream = await node.dialProtocol(tracker, TRACKER_PROTOCOL, { signal });
   // lpStream reads, not `for await` on the dialling side (LIBP2P-NOTES.md); the read buffer must hold a manifest.
-  const lp = lpStream(stream, { maxDataLength, maxBufferSize: maxDataLength + 16 });
+  const lp = lpStream(stream, {
+    maxDataLength,
+    maxBufferSize: maxDataLength + 16,
+    lengthDecoder: boundedLengthDecoder(maxDataLength),
+  });
   try {
     await lp.write(encodeMessage(request), { signal });
     return { response: decodeResponse<T>((await lp.read({ signal })).subarray()), lp };

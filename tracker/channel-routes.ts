@@ -30,7 +30,7 @@ export function channelRoutes(channels: ChannelStore, now: () => number = Date.n
       },
     );
 
-    app.post('/api/channels', { preHandler: requireAdmin }, async (req) => {
+    app.post('/api/channels', { onRequest: requireAdmin }, async (req) => {
       const envelope = await readCapped(
         bodyStream(req),
         MAX_CHANNEL_ENVELOPE_BYTES,

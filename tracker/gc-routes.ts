@@ -11,7 +11,7 @@ export function gcRoutes(c: GcComponents, defaults: { keep: number; graceSeconds
     app.post<{ Body: { keep?: number; graceSeconds?: number } | undefined }>(
       '/api/gc',
       {
-        preHandler: requireAdmin,
+        onRequest: requireAdmin,
         schema: {
           body: {
             type: ['object', 'null'],

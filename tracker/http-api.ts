@@ -4,7 +4,12 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import { type ErrorCode, isRswError, RswError } from '../core/errors.ts';
 import { StreamHasher } from '../core/hash.ts';
 import { MAX_CHUNK_BYTES, parseVersion, validateImageName } from '../core/manifest.ts';
@@ -48,7 +53,10 @@ export interface HttpApiDeps {
   bootDir?: string;
   /** Logger: false in tests; pino options or instance on the head. */
   logger?: boolean | object;
-  /** More routes, each concept in a file of its own (channels, gc, preheat); given `requireAdmin` for POSTs. */
+  /**
+   * More routes, each concept in a file of its own (channels, gc, preheat); given `requireAdmin` for POSTs, to run
+   * as their `onRequest` hook: the token is checked before a body is read or validated.
+   */
   routes?: ((app: FastifyInstance, requireAdmin: (req: FastifyRequest) => Promise<void>) => void)[];
   /** GET / and GET /api/events; without it they answer 404. */
   dashboard?: DashboardSource;
@@ -105,6 +113,14 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     // JSON bodies only where a route says so; raw bodies (chunks, manifests) are read as streams by the route.
+    // A property a schema does not list is refused, not silently dropped (ajv's removeAdditional, fastify's default,
+    // turned a mistyped `{"kep": 3}` into a gc with the default keep).
+    ajv: { customOptions: { removeAdditional: false } },
+    // A URL fastify cannot decode (`/api/images/%`) answers with our error shape too, not fastify's.
+    frameworkErrors: (err, _req, reply) => {
+      deps.metrics.errors.inc({ code: 'RSW_ERR_BAD_REQUEST' });
+      (reply as FastifyReply).status(400).send({ code: 'RSW_ERR_BAD_REQUEST', message: err.message });
+    },
   });
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
@@ -312,7 +328,7 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
   app.post<{ Body: { hashes: string[] } }>(
     '/api/chunks/missing',
     {
-      preHandler: requireAdmin,
+      onRequest: requireAdmin,
       schema: {
         body: {
           type: 'object',
@@ -336,7 +352,7 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
 
   app.put<{ Params: { hash: string } }>(
     '/api/chunks/:hash',
-    { preHandler: requireAdmin, schema: { params: hashParams } },
+    { onRequest: requireAdmin, schema: { params: hashParams } },
     async (req, reply) => {
       const stored = await receiveChunk(
         deps.store,
@@ -350,7 +366,7 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
     },
   );
 
-  app.post('/api/images', { preHandler: requireAdmin }, async (req, reply) => {
+  app.post('/api/images', { onRequest: requireAdmin }, async (req, reply) => {
     const cap = deps.maxManifestBytes + 1024;
     const envelope = await readCapped(bodyStream(req), cap, req.headers['content-length']);
     const opened = openSignedManifest(

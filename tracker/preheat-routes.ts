@@ -15,7 +15,7 @@ export function preheatRoutes(jobs: PreheatJobs, registry: Pick<Registry, 'get' 
     app.post<{ Body: { name: string; version: number | 'latest'; nodes?: string } }>(
       '/api/preheat',
       {
-        preHandler: requireAdmin,
+        onRequest: requireAdmin,
         schema: {
           body: {
             type: 'object',

@@ -10,6 +10,7 @@ import {
   MAX_TRACKER_MESSAGE_BYTES,
   TRACKER_PROTOCOL,
 } from '../core/tracker-messages.ts';
+import { boundedLengthDecoder } from '../core/wire.ts';
 import { handout } from './handout-policy.ts';
 import type { Registry } from './registry.ts';
 import { type Announce, InvalidAnnounceError, type SwarmState } from './swarm-state.ts';
@@ -64,7 +65,10 @@ export class TrackerService {
   }
 
   #onStream = async (stream: Stream, connection: Connection): Promise<void> => {
-    const lp = lpStream(stream, { maxDataLength: MAX_TRACKER_MESSAGE_BYTES });
+    const lp = lpStream(stream, {
+      maxDataLength: MAX_TRACKER_MESSAGE_BYTES,
+      lengthDecoder: boundedLengthDecoder(MAX_TRACKER_MESSAGE_BYTES),
+    });
     try {
       const request = decodeRequest(
         (await lp.read({ signal: AbortSignal.timeout(this.#init.readTimeoutMs) })).subarray(),

@@ -1,8 +1,7 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Libp2p, Stream } from '@libp2p/interface';
+import type { Libp2p } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
-import { pEvent } from 'p-event';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createP2PNode } from '../../cli/p2p-node.ts';
 import { hashHex } from '../../core/hash.ts';
@@ -12,6 +11,7 @@ import { type FetchedChunk, fetchChunks } from '../../peer/chunk-client.ts';
 import { ChunkServer, type ChunkServerInit } from '../../seeder/chunk-server.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
+import { endOf, rawStream } from '../helpers/raw-stream.ts';
 
 const MiB = 1024 * 1024;
 const MISSING = 'ab'.repeat(32);
@@ -67,20 +67,6 @@ async function fetchAll(
 }
 
 const statuses = (results: FetchedChunk[]) => results.map((r) => r.status);
-
-/** Opens a raw chunk stream, sends `bytes`, and resolves with how the server ended it. */
-async function rawStream(from: Libp2p, addr: Multiaddr, bytes?: Uint8Array): Promise<Stream> {
-  const stream = await from.dialProtocol(addr, CHUNK_PROTOCOL);
-  stream.addEventListener('message', () => {});
-  if (bytes) stream.send(bytes);
-  return stream;
-}
-
-async function endOf(stream: Stream): Promise<{ status: string; ms: number }> {
-  const t0 = Date.now();
-  if (stream.status === 'open') await pEvent(stream, 'close');
-  return { status: stream.status, ms: Date.now() - t0 };
-}
 
 describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => {
   it('fetches multi-MiB chunks bit-identical, in request order, over several pipelined request frames', async () => {
@@ -211,12 +197,27 @@ describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => 
     const chunks = [1, 2, 3].map((i) => pseudoRandomBytes(2 * MiB, i));
     const s = await seeder(chunks, { readTimeoutMs: 500 });
     const abuser = await client();
-    const huge = await rawStream(abuser, s.addr, Buffer.from([0xff, 0xff, ...Buffer.alloc(64)]));
-    const garbage = await rawStream(abuser, s.addr, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
-    const truncated = await rawStream(abuser, s.addr, encodeChunkRequest([MISSING]).subarray(0, 20));
-    const silent = await rawStream(abuser, s.addr);
+    const huge = await rawStream(
+      abuser,
+      s.addr,
+      CHUNK_PROTOCOL,
+      Buffer.from([0xff, 0xff, ...Buffer.alloc(64)]),
+    );
+    const garbage = await rawStream(
+      abuser,
+      s.addr,
+      CHUNK_PROTOCOL,
+      Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+    );
+    const truncated = await rawStream(
+      abuser,
+      s.addr,
+      CHUNK_PROTOCOL,
+      encodeChunkRequest([MISSING]).subarray(0, 20),
+    );
+    const silent = await rawStream(abuser, s.addr, CHUNK_PROTOCOL);
     const frame = encodeChunkRequest(Array(64).fill(MISSING));
-    const flood = await rawStream(abuser, s.addr, Buffer.concat(Array(10).fill(frame)));
+    const flood = await rawStream(abuser, s.addr, CHUNK_PROTOCOL, Buffer.concat(Array(10).fill(frame)));
 
     const good = await fetchAll(await client(), s.addr, chunks.map(hashHex));
     expect(good.map((r, i) => r.data?.equals(chunks[i]))).toEqual([true, true, true]);
@@ -238,7 +239,12 @@ describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => 
 
   it('resets a stream whose half-close cuts a request frame short', async () => {
     const s = await seeder([]);
-    const stream = await rawStream(await client(), s.addr, encodeChunkRequest([MISSING]).subarray(0, 20));
+    const stream = await rawStream(
+      await client(),
+      s.addr,
+      CHUNK_PROTOCOL,
+      encodeChunkRequest([MISSING]).subarray(0, 20),
+    );
     await stream.close();
     expect((await endOf(stream)).status).toBe('reset');
   });
