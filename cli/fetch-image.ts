@@ -235,13 +235,6 @@ export async function fetchImage(
     );
     await server.start(node);
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
-    // The image is complete and verified: a cache that cannot take it (full disk) costs the next update, not this one.
-    await chunkCache?.absorb({ ...opened, name, version: m.version }, writer, out).catch((e) => {
-      process.stderr.write(
-        `warning: ${formatError(e).replace(/^error /, '')} (the chunk cache was not updated)\n`,
-      );
-    });
-    await writer.close();
     await resume.remove();
     const summary: FetchSummary = {
       id: opened.id,
@@ -258,6 +251,13 @@ export async function fetchImage(
     };
     report(summary, opts);
     await hooks.onComplete?.(summary);
+    // The image is complete, verified and reported; keeping a copy for the next version's delta is housekeeping, off
+    // the time to a verified image. A cache that cannot take it (full disk) costs the next update, not this one.
+    await chunkCache?.absorb({ ...opened, name, version: m.version }, writer, out).catch((e) => {
+      process.stderr.write(
+        `warning: ${formatError(e).replace(/^error /, '')} (the chunk cache was not updated)\n`,
+      );
+    });
     if (lingerSeconds > 0) {
       // --linger S: serve S seconds. Default: until the tracker says no peer still fetches, at most lingerSeconds.
       const untilSwarmDone = opts.linger === undefined;
@@ -272,6 +272,8 @@ export async function fetchImage(
       const busy = () => preheat.reports().some((r) => r.state === 'fetching');
       await fetcher.seed(linger, { untilSwarmDone, busy });
     }
+    // Open until here: while lingering the chunk server serves the image from it.
+    await writer.close();
   } finally {
     interrupt.dispose();
     await preheater?.stop().catch(() => {});

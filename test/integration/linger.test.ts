@@ -114,5 +114,8 @@ describe('fetch without --linger', () => {
     for (const n of ['a', 'b']) expect(hashHex(readFileSync(join(t.dir, `out-${n}`)))).toBe(imageHash);
     expect(ra.exitAt).toBeGreaterThan(rb.summaryAt); // a left only after b was complete, on its own
     expect(ra.exitAt).toBeLessThan(120_000); // long before the 600 s bound
+    // While lingering, a served b: after the thaw b took most of the rest from a, not from the 4 MiB/s head.
+    const bSummary = JSON.parse(rb.stdout.trim().split('\n').pop() as string);
+    expect(bSummary.bytesFromPeers).toBeGreaterThan(SIZE / 2);
   }, 180_000);
 });
