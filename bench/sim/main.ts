@@ -71,7 +71,11 @@ if (import.meta.main) {
   });
   for (let i = 0; i < Number(values.runs); i++) {
     const o = simOptions({ ...values, seed: String(Number(values.seed) + i) });
-    const r = simulate(o);
+    const r = simulate({
+      ...o,
+      onProgress: (p) =>
+        process.stderr.write(`${JSON.stringify({ ...p, wall: performance.now() / 1000 })}\n`),
+    });
     console.log(
       values.json ? JSON.stringify({ options: o, tMin: simTMin(o), ...r }) : `${describeSim(o, r)}\n`,
     );

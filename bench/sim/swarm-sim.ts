@@ -53,6 +53,9 @@ export interface SimOptions {
   handoutSize?: number;
   /** Seconds between announces. @default 10 */
   announceInterval?: number;
+  /** Give up (throw) past this simulated time, s. @default unlimited */
+  maxSimSeconds?: number;
+  onProgress?: (p: Record<string, number>) => void;
 }
 
 export interface SimResult {
@@ -125,6 +128,7 @@ interface Batch extends Flow {
   since: number;
   version: number;
   cross: boolean;
+  previous: number;
 }
 
 type Event = { t: number; seq: number; run: () => void };
@@ -208,6 +212,8 @@ export function simulate(o: SimOptions): SimResult {
   // --- flows
   const flows = new Set<Batch>();
   let dirty = false;
+  let allocMs = 0;
+  let allocs = 0;
   let allocatedAt = Number.NEGATIVE_INFINITY;
   let allocQueued = false;
   let headEgress = 0;
@@ -231,9 +237,16 @@ export function simulate(o: SimOptions): SimResult {
     if (!dirty) return;
     dirty = false;
     allocatedAt = now;
-    for (const b of flows) progress(b);
+    for (const b of flows) {
+      progress(b);
+      b.previous = b.rate;
+    }
+    const a0 = performance.now();
     allocate(links);
-    for (const b of flows) scheduleChunkEnd(b);
+    allocMs += performance.now() - a0;
+    allocs++;
+    // only flows whose rate moved get a new end event (most keep theirs: the cost of a big swarm)
+    for (const b of flows) if (Math.abs(b.rate - b.previous) > 1e-9 * b.rate) scheduleChunkEnd(b);
   };
   const changed = (): void => {
     dirty = true;
@@ -259,6 +272,7 @@ export function simulate(o: SimOptions): SimResult {
       since: now,
       version: 0,
       cross,
+      previous: 0,
     };
     flows.add(b);
     attach(b);
@@ -299,13 +313,18 @@ export function simulate(o: SimOptions): SimResult {
   const verified = (n: SimNode, i: number): void => {
     n.have[i] = 1;
     n.haveCount++;
-    for (const id of n.exchange) {
-      const peer = byId.get(id) as SimNode;
-      at(now + latency, () => {
-        peer.scheduler.peerHave(n.id, [i]);
-        poke(peer);
-      });
-    }
+    // One event carries the have increment to every neighbour. A neighbour without a batch in progress from n asks
+    // n at once (the fetcher's loop would, on the poke); its other neighbours are unchanged by it, so the full loop
+    // (pump) is left to batch ends, busy answers and the 200 ms ticker — which keeps a big swarm affordable.
+    const exchange = [...n.exchange];
+    at(now + latency, () => {
+      const one = [i];
+      for (const id of exchange) {
+        const peer = byId.get(id) as SimNode;
+        peer.scheduler.peerHave(n.id, one);
+        if (peer.started && peer.haveCount < nChunks && !peer.workers.has(n.id)) ask(peer, n.id);
+      }
+    });
     if (n.haveCount === nChunks) {
       n.doneAt = now;
       finished++;
@@ -324,26 +343,28 @@ export function simulate(o: SimOptions): SimResult {
   };
   const pump = (n: SimNode): void => {
     if (n.haveCount === nChunks) return;
-    for (const id of n.peers) {
-      if (n.workers.has(id) || n.scheduler.isBanned(id)) continue;
-      const indices = n.scheduler.next(id, ms());
-      if (indices.length === 0) continue;
-      n.workers.add(id);
-      const server = byId.get(id) as Host;
-      at(now + latency, () => {
-        if (server.serving >= server.maxServing) {
-          // answered busy for every chunk, one latency later
-          at(now + latency, () => {
-            for (const i of indices) n.scheduler.failed(id, i, 'busy', ms());
-            n.workers.delete(id);
-            poke(n);
-          });
-          return;
-        }
-        server.serving++;
-        startBatch(server, n, indices);
-      });
-    }
+    for (const id of n.peers) if (!n.workers.has(id)) ask(n, id);
+  };
+  /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
+  const ask = (n: SimNode, id: string): void => {
+    if (n.scheduler.isBanned(id)) return;
+    const indices = n.scheduler.next(id, ms());
+    if (indices.length === 0) return;
+    n.workers.add(id);
+    const server = byId.get(id) as Host;
+    at(now + latency, () => {
+      if (server.serving >= server.maxServing) {
+        // answered busy for every chunk, one latency later
+        at(now + latency, () => {
+          for (const i of indices) n.scheduler.failed(id, i, 'busy', ms());
+          n.workers.delete(id);
+          poke(n);
+        });
+        return;
+      }
+      server.serving++;
+      startBatch(server, n, indices);
+    });
   };
   const tick = (n: SimNode): void => {
     if (n.haveCount === nChunks) return;
@@ -403,11 +424,14 @@ export function simulate(o: SimOptions): SimResult {
     });
   }
 
-  while (queue.length > 0 && finished < o.nodes) {
+  const limit = o.maxSimSeconds ?? Number.POSITIVE_INFINITY;
+  while (queue.length > 0 && finished < o.nodes && now <= limit) {
     const e = heapPop(queue);
     now = e.t;
     events++;
     e.run();
+    if (o.onProgress && (events & 0x3ffff) === 0)
+      o.onProgress({ now, finished, events, flows: flows.size, allocs, allocMs, queue: queue.length });
   }
   if (finished < o.nodes)
     throw new Error(`simulation stalled: ${finished} of ${o.nodes} nodes done at ${now} s`);
