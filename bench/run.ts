@@ -9,6 +9,7 @@ import { benchFetch } from './fetch.ts';
 import { benchHash } from './hash.ts';
 import { benchHead } from './head.ts';
 import { benchPublish } from './publish.ts';
+import { benchSwarm } from './swarm.ts';
 import { benchTracker } from './tracker.ts';
 
 const quick = process.argv.includes('--quick');
@@ -23,6 +24,7 @@ for (const [name, run] of [
   ['head', benchHead],
   ['chunk-serving', benchChunkServing],
   ['fetch', benchFetch],
+  ['swarm', benchSwarm],
 ] as const) {
   process.stderr.write(`== ${name}\n`);
   sections.push(await run({ quick }));

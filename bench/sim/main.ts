@@ -48,6 +48,8 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     startup: Number(v.startup),
     quantum: Number(v.quantum) / 1000,
     seed: Number(v.seed),
+    reserveAfterMs: v['reserve-after'] === undefined ? undefined : Number(v['reserve-after']),
+    maxSimSeconds: v['max-sim'] === undefined ? undefined : Number(v['max-sim']),
   };
 }
 
@@ -65,6 +67,8 @@ if (import.meta.main) {
       startup: { type: 'string', default: '0' },
       quantum: { type: 'string', default: '0' },
       seed: { type: 'string', default: '1' },
+      'max-sim': { type: 'string' },
+      'reserve-after': { type: 'string' },
       runs: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
     },

@@ -13,7 +13,9 @@
  * latency, and nothing of the CPU (no hashing or disk time). Randomness is one seeded generator, so a run repeats
  * exactly. Everything is in seconds here; the scheduler's clock is given ms.
  */
+import { loadConfig } from '../../core/config.ts';
 import { SCHEDULER_DEFAULTS, Scheduler, type SchedulerTunables } from '../../peer/scheduler.ts';
+import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
   type HandoutCandidate,
@@ -45,14 +47,16 @@ export interface SimOptions {
   /** Rates are re-allocated at most this often, s; 0: at every change. @default 0 */
   quantum?: number;
   scheduler?: Partial<SchedulerTunables>;
-  /** Streams the head serves at once. @default 32 */
+  /** Streams the head serves at once. @default config seeder.maxConcurrentTotal */
   headStreams?: number;
-  /** Streams a node serves at once. @default 8 */
+  /** Streams a node serves at once. @default config peer.maxServeStreams */
   nodeStreams?: number;
-  /** Peers per handout. @default 30 */
+  /** Peers per handout. @default config tracker.handoutSize */
   handoutSize?: number;
-  /** Seconds between announces. @default 10 */
+  /** Seconds between announces. @default config tracker.announceIntervalSeconds */
   announceInterval?: number;
+  /** The head's super-seeding delay (seeder/super-seeding.ts), ms; 0: off. @default config seeder.reserveAfterMs */
+  reserveAfterMs?: number;
   /** Give up (throw) past this simulated time, s. @default unlimited */
   maxSimSeconds?: number;
   onProgress?: (p: Record<string, number>) => void;
@@ -133,13 +137,19 @@ interface Batch extends Flow {
 
 type Event = { t: number; seq: number; run: () => void };
 
+/** Relative rate change below which a flow keeps its end event (see reallocate). */
+const RATE_SLACK = 0.02;
+
 export function simulate(o: SimOptions): SimResult {
   const wall0 = performance.now();
   const random = seededRandom(o.seed);
   const latency = o.latency ?? 0.0001;
   const quantum = o.quantum ?? 0;
-  const k = o.handoutSize ?? 30;
-  const announceInterval = o.announceInterval ?? 10;
+  const config = loadConfig();
+  const k = o.handoutSize ?? config.tracker.handoutSize;
+  const announceInterval = o.announceInterval ?? config.tracker.announceIntervalSeconds;
+  const reserveAfterMs = o.reserveAfterMs ?? config.seeder.reserveAfterMs;
+  const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
   const chunkLengths: number[] = [];
   for (let off = 0; off < o.imageBytes; off += o.chunkBytes)
     chunkLengths.push(Math.min(o.chunkBytes, o.imageBytes - off));
@@ -177,7 +187,7 @@ export function simulate(o: SimOptions): SimResult {
     up: link(o.headRate),
     down: link(o.headRate),
     serving: 0,
-    maxServing: o.headStreams ?? 32,
+    maxServing: o.headStreams ?? config.seeder.maxConcurrentTotal,
   };
   const pool = new HandoutPool<Candidate>(HANDOUT_DEFAULTS.tiers);
   const nodes: SimNode[] = [];
@@ -191,7 +201,7 @@ export function simulate(o: SimOptions): SimResult {
       up: link(o.nodeRate),
       down: link(o.nodeRate),
       serving: 0,
-      maxServing: o.nodeStreams ?? 8,
+      maxServing: o.nodeStreams ?? config.peer.maxServeStreams,
       scheduler: new Scheduler({ chunkLengths, random, seederId: head.id, ...tunables }),
       peers: new Set(),
       workers: new Set(),
@@ -245,8 +255,10 @@ export function simulate(o: SimOptions): SimResult {
     allocate(links);
     allocMs += performance.now() - a0;
     allocs++;
-    // only flows whose rate moved get a new end event (most keep theirs: the cost of a big swarm)
-    for (const b of flows) if (Math.abs(b.rate - b.previous) > 1e-9 * b.rate) scheduleChunkEnd(b);
+    // Only flows whose rate moved by more than RATE_SLACK get a new end event: re-timing every flow on every
+    // allocation filled the queue with stale events (most of a 1,000-node run's time). A flow whose end event fires
+    // early is re-timed then (chunkArrived), one that fires late is off by at most RATE_SLACK of that chunk's time.
+    for (const b of flows) if (Math.abs(b.rate - b.previous) > RATE_SLACK * b.previous) scheduleChunkEnd(b);
   };
   const changed = (): void => {
     dirty = true;
@@ -282,6 +294,11 @@ export function simulate(o: SimOptions): SimResult {
   };
 
   const chunkArrived = (b: Batch): void => {
+    progress(b);
+    if (b.left > 1) {
+      scheduleChunkEnd(b); // its rate dropped since this event was timed
+      return;
+    }
     const i = b.indices[b.at];
     const bytes = chunkLengths[i];
     if (b.from === head) headEgress += bytes;
@@ -293,7 +310,6 @@ export function simulate(o: SimOptions): SimResult {
     else verified(n, i);
     b.at++;
     if (b.at < b.indices.length) {
-      progress(b);
       b.left = chunkLengths[b.indices[b.at]];
       scheduleChunkEnd(b);
     } else {
@@ -353,17 +369,24 @@ export function simulate(o: SimOptions): SimResult {
     n.workers.add(id);
     const server = byId.get(id) as Host;
     at(now + latency, () => {
-      if (server.serving >= server.maxServing) {
-        // answered busy for every chunk, one latency later
+      // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
+      const full = server.serving >= server.maxServing;
+      // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
+      let served = full ? [] : indices;
+      if (!full && server === head && superSeeding) {
+        const first = indices.findIndex((i) => !superSeeding.take(String(i), ms()));
+        if (first >= 0) served = indices.slice(0, first);
+      }
+      if (served.length < indices.length) {
         at(now + latency, () => {
-          for (const i of indices) n.scheduler.failed(id, i, 'busy', ms());
-          n.workers.delete(id);
+          for (const i of indices) if (!served.includes(i)) n.scheduler.failed(id, i, 'busy', ms());
+          if (served.length === 0) n.workers.delete(id);
           poke(n);
         });
-        return;
       }
+      if (served.length === 0) return;
       server.serving++;
-      startBatch(server, n, indices);
+      startBatch(server, n, served);
     });
   };
   const tick = (n: SimNode): void => {
