@@ -67,6 +67,7 @@ export async function benchSwarm(opts: { quick?: boolean }): Promise<string> {
   const testbed: TestbedResult[] = [];
   for (const c of cases) {
     testbed.push(await runTestbed({ ...c, rateMbit: rate, sizeMiB, log }));
+    log(testbedRow(testbed[testbed.length - 1]));
   }
 
   // validation: the simulator on the testbed's links, each node starting after the testbed's median start-up
@@ -103,6 +104,7 @@ export async function benchSwarm(opts: { quick?: boolean }): Promise<string> {
     const o = clusterCase(nodes, racks, chunk);
     log(`sim: ${nodes} nodes`);
     simRows.push(simRow(o, simulate(o)));
+    log(simRows[simRows.length - 1]);
   }
 
   return [
