@@ -15,7 +15,11 @@ export interface Flow {
   links: Link[];
   /** bytes/s, as last allocated. */
   rate: number;
+  /** The allocation that last fixed this flow's rate (cheaper than a set of the fixed flows). */
+  fixedIn?: number;
 }
+
+let allocations = 0;
 
 export function newLink(capBytesPerSecond: number): Link {
   return { cap: capBytesPerSecond, flows: new Set(), rem: 0, n: 0, key: 0 };
@@ -43,7 +47,7 @@ export function provisionalRate(f: Flow): number {
  */
 export function allocate(links: Iterable<Link>): void {
   const heap = new LinkHeap();
-  const done = new Set<Flow>();
+  const round = ++allocations;
   for (const l of links) {
     l.rem = l.cap;
     l.n = l.flows.size;
@@ -57,8 +61,8 @@ export function allocate(links: Iterable<Link>): void {
     if (l.n === 0 || e.key !== l.key) continue; // a stale entry: the link's key changed after this push
     const share = l.key;
     for (const f of l.flows) {
-      if (done.has(f)) continue;
-      done.add(f);
+      if (f.fixedIn === round) continue;
+      f.fixedIn = round;
       f.rate = share;
       for (const m of f.links) {
         m.rem = Math.max(0, m.rem - share);

@@ -403,12 +403,12 @@ export function simulate(o: SimOptions): SimResult {
     if (p.exchange.size >= 64 && !p.exchange.has(n.id)) return; // refused: too many neighbours
     n.peers.add(p.id);
     n.exchange.add(p.id);
-    n.scheduler.addPeer(p.id, ms());
+    n.scheduler.addPeer(p.id, ms(), p.rack !== n.rack); // the handout says its rack (peer/fetcher.ts)
     at(now + latency, () => {
       if (!p.peers.has(n.id)) {
         p.peers.add(n.id);
         p.exchange.add(n.id);
-        p.scheduler.addPeer(n.id, ms());
+        p.scheduler.addPeer(n.id, ms()); // reached us: rack unknown, counts as local (peer/fetcher.ts)
       }
       // bitfields both ways
       p.scheduler.peerHave(n.id, indicesOf(n.have));

@@ -34,7 +34,12 @@ export class Procs {
         if (seen) return Promise.resolve(seen);
         return new Promise((resolve, reject) => {
           const t = setTimeout(
-            () => reject(new Error(`${cmd} in ${ns}: no ${re} within ${ms} ms\n${proc.stderr}`)),
+            () =>
+              reject(
+                new Error(
+                  `${cmd} in ${ns}: no ${re} within ${ms} ms; last output: ${stdout.at(-1)?.line ?? '(none)'}\n${proc.stderr.slice(-2000)}`,
+                ),
+              ),
             ms,
           );
           waiters.push({
