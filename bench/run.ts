@@ -11,6 +11,7 @@ import { benchFetch } from './fetch.ts';
 import { benchHash } from './hash.ts';
 import { benchHead } from './head.ts';
 import { benchPublish } from './publish.ts';
+import { benchSwarm } from './swarm.ts';
 import { benchTracker } from './tracker.ts';
 import { benchVersions } from './versions.ts';
 
@@ -29,6 +30,7 @@ for (const [name, run] of [
   ['fetch', benchFetch],
   ['versions', benchVersions],
   ['boot', benchBoot],
+  ['swarm', benchSwarm],
 ] as const) {
   process.stderr.write(`== ${name}\n`);
   sections.push(await run({ quick }));

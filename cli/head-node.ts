@@ -5,6 +5,7 @@ import { RswError } from '../core/errors.ts';
 import { loadPublicKey } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
+import { SuperSeeding } from '../seeder/super-seeding.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
 import { channelRoutes } from '../tracker/channel-routes.ts';
 import { ChannelStore } from '../tracker/channel-store.ts';
@@ -68,7 +69,9 @@ export async function startHead(
     listen: opts.listen ?? config.head.listen,
     limits: config.p2p,
   });
-  const seeder = new ChunkServer({ store }, config.seeder);
+  const { reserveAfterMs } = config.seeder;
+  const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
+  const seeder = new ChunkServer({ store, superSeeding }, config.seeder);
   await seeder.start(node);
 
   let announces = 0;

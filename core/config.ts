@@ -106,6 +106,12 @@ export const ConfigSchema = Type.Object(
         totalBytesPerSecond: Type.Integer({ minimum: 0, default: 0 }),
         /** A request must arrive, and a peer must take our bytes, within this many ms (frees stalled slots). @default 10000 */
         readTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+        /**
+         * Super-seeding (the head only, seeder/super-seeding.ts): for this many ms after a chunk's first send, a repeat
+         * is answered `busy`, so nodes take repeats from each other; 0 turns it off. Without it, the head sent
+         * 1.5-2 × the image to 16 nodes (bench/swarm.ts). @default 10000
+         */
+        reserveAfterMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 10_000 }),
       },
       { default: {}, additionalProperties: false },
     ),

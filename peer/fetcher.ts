@@ -250,10 +250,11 @@ export class Fetcher {
     this.#wakeup.wake();
   }
 
-  #addPeer(peerId: string, addr: Multiaddr | PeerId): void {
+  #addPeer(peerId: string, addr: Multiaddr | PeerId, rack?: string): void {
     if (this.#peers.has(peerId) || peerId === this.#c.node.peerId.toString()) return;
     this.#peers.set(peerId, addr);
-    this.#scheduler.addPeer(peerId, this.#now());
+    const remote = rack !== undefined && this.#init.rack !== undefined && rack !== this.#init.rack;
+    this.#scheduler.addPeer(peerId, this.#now(), remote);
     if (peerId === this.#c.head.peerId) this.#scheduler.peerHave(peerId, 'all');
     else void this.#exchange.connect(peerId, addr).catch(() => {});
   }
@@ -299,7 +300,7 @@ export class Fetcher {
     this.#intervalMs = r.intervalSeconds * 1000;
     for (const peer of r.peers) {
       const addr = peer.addrs[0];
-      if (addr) this.#addPeer(peer.peerId, multiaddr(addr));
+      if (addr) this.#addPeer(peer.peerId, multiaddr(addr), peer.rack);
     }
     this.#poke();
     return r;

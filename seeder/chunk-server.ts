@@ -12,6 +12,7 @@ import {
   ProtocolError,
 } from '../core/wire.ts';
 import { TokenBucket } from './rate-limit.ts';
+import type { SuperSeeding } from './super-seeding.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -27,6 +28,8 @@ export interface ChunkServerComponents {
   store: Pick<ChunkStore, 'get' | 'has'>;
   /** Monotonic clock (ms) for the rate limiters. @default performance.now */
   now?: () => number;
+  /** The head's serving policy: a chunk it refuses is answered `busy`. @default none (serve every request) */
+  superSeeding?: Pick<SuperSeeding, 'take'>;
 }
 
 /** Limits of the chunk server. No defaults here: the config schema owns them. */
@@ -82,6 +85,7 @@ type ChunkNode = Pick<
 export class ChunkServer {
   readonly #store: Pick<ChunkStore, 'get' | 'has'>;
   readonly #now: () => number;
+  readonly #superSeeding: Pick<SuperSeeding, 'take'> | undefined;
   readonly #init: ChunkServerInit;
   readonly #peers = new Map<string, PeerState>();
   readonly #streams = new Set<Stream>();
@@ -105,6 +109,7 @@ export class ChunkServer {
     }
     this.#store = components.store;
     this.#now = components.now ?? (() => performance.now());
+    this.#superSeeding = components.superSeeding;
     this.#init = { ...init };
     this.#total = newBucket(init.totalBytesPerSecond, this.#now());
   }
@@ -179,11 +184,12 @@ export class ChunkServer {
       this.#active++;
     }
     this.#streams.add(stream);
+    const refusals = { any: false };
     try {
       for (let frame = await requests.next(); frame; frame = await requests.next()) {
         peer.requests += frame.length;
         this.#requests += frame.length;
-        if (admitted) await this.#serveFrame(stream, peer, frame);
+        if (admitted) await this.#serveFrame(stream, peer, frame, refusals);
         else {
           this.#busy += frame.length;
           await this.#send(stream, Buffer.concat(frame.map(() => BUSY)));
@@ -210,12 +216,33 @@ export class ChunkServer {
     return (this.#node?.getConnections(peerId).length ?? 0) > 0;
   }
 
-  async #serveFrame(stream: Stream, peer: PeerState, hashes: string[]): Promise<void> {
+  async #serveFrame(
+    stream: Stream,
+    peer: PeerState,
+    hashes: string[],
+    refusals: { any: boolean },
+  ): Promise<void> {
+    // Super-seeding decides a frame up front: a client takes the first `busy` as the end of a stream's answers
+    // (peer/chunk-client.ts), so nothing after a refusal, in this frame or a later one, counts as sent.
+    let serve = hashes.length;
+    if (this.#superSeeding) {
+      const now = this.#now();
+      serve = 0;
+      while (!refusals.any && serve < hashes.length) {
+        if (this.#superSeeding.take(hashes[serve], now)) serve++;
+        else refusals.any = true;
+      }
+    }
     // One chunk read ahead: the disk read and verify of the next overlaps the send of this one.
-    let next = this.#read(hashes[0]);
+    let next = serve > 0 ? this.#read(hashes[0]) : undefined;
     for (let i = 0; i < hashes.length; i++) {
+      if (i >= serve || !next) {
+        this.#busy++;
+        await this.#send(stream, BUSY);
+        continue;
+      }
       const result = await next;
-      if (i + 1 < hashes.length) next = this.#read(hashes[i + 1]);
+      next = i + 1 < serve ? this.#read(hashes[i + 1]) : undefined;
       if (result.data) await this.#sendChunk(stream, peer, result.data);
       else if (result.error !== undefined) {
         this.#errors++;

@@ -62,6 +62,7 @@ describe('config schema', () => {
         perPeerBytesPerSecond: 0,
         totalBytesPerSecond: 0,
         readTimeoutMs: 10_000,
+        reserveAfterMs: 10_000,
       },
       tracker: {
         peerTtlMs: 90_000,

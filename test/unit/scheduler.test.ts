@@ -158,6 +158,24 @@ describe('Scheduler', () => {
     expect(s.next('a', 1_010)).not.toEqual([]); // back to 250 ms
   });
 
+  it('offers a peer in another rack only chunks no neighbour in this rack holds', () => {
+    const s = setup('........', { local: 'XXXX....' }, wide);
+    s.addPeer('far', 0, true);
+    s.peerHave('far', held('XXXXXXXX'));
+    expect(new Set(s.next('far', 0))).toEqual(new Set([4, 5, 6, 7]));
+    expect(new Set(s.next('local', 0))).toEqual(new Set([0, 1, 2, 3]));
+  });
+
+  it('backs the seeder off without doubling when it refuses a chunk it already sent (super-seeding)', () => {
+    const s = setup('....', { seeder: '' });
+    for (let t = 0; t < 1_000; t += 250) {
+      const batch = s.next('seeder', t);
+      expect(batch).not.toEqual([]);
+      for (const i of batch) s.failed('seeder', i, 'busy', t);
+      expect(s.next('seeder', t + 249)).toEqual([]);
+    }
+  });
+
   it('never asks a peer again for a chunk it did not find; another peer gets it', () => {
     const s = setup('..', { a: 'XX', b: 'X.' }, wide);
     expect(s.next('a', 0)).toEqual([1, 0]);

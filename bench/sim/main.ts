@@ -1,0 +1,87 @@
+// `node bench/sim/main.ts --nodes N --racks R --rate MBIT --head-rate MBIT --size MIB [--chunk MIB]
+//  [--spine-rate MBIT] [--startup S] [--latency MS] [--quantum MS] [--seed K] [--runs K] [--json]`
+import { parseArgs } from 'node:util';
+import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
+import { fmt, median } from '../lib/stats.ts';
+import { type SimOptions, type SimResult, simulate } from './swarm-sim.ts';
+
+const MiB = 1024 * 1024;
+
+export function simTMin(o: SimOptions): number {
+  return kumarRossSeconds({
+    bytes: o.imageBytes,
+    serverUp: o.headRate,
+    nodeUps: Array(o.nodes).fill(o.nodeRate),
+    nodeDowns: Array(o.nodes).fill(o.nodeRate),
+  });
+}
+
+export function describeSim(o: SimOptions, r: SimResult): string {
+  const F = o.imageBytes;
+  const tMin = simTMin(o);
+  const mbit = (b: number) => fmt((b * 8) / 1e6, 0);
+  return [
+    `sim: ${o.nodes} nodes in ${o.racks} rack(s), links ${mbit(o.nodeRate)} Mbit/s, head ${mbit(o.headRate)} Mbit/s` +
+      (o.racks > 1 ? `, rack uplinks ${mbit(o.spineRate)} Mbit/s` : '') +
+      `, image ${fmt(F / MiB, 0)} MiB in ${Math.ceil(F / o.chunkBytes)} chunks of ${fmt(o.chunkBytes / MiB, 2)} MiB, seed ${o.seed}`,
+    `T_min = ${fmt(tMin, 3)} s; t_last ${fmt(r.tLast, 3)} s = ${fmt(r.tLast / tMin)} × T_min; per node min/median/max ` +
+      `${fmt(r.perNode[0], 3)} / ${fmt(median(r.perNode), 3)} / ${fmt(r.tLast, 3)} s`,
+    `  head egress ${fmt(r.headEgressBytes / F)} × image` +
+      (o.racks > 1
+        ? `; cross-rack ${fmt(r.crossRackBytes / F)} × image (${fmt(r.crossRackBytes / (o.racks * F))} × racks × image)`
+        : '') +
+      `; duplicates ${fmt((r.duplicateBytes / r.deliveredBytes) * 100, 1)} % of delivered; ${r.events} events in ${fmt(r.wallSeconds, 1)} s wall`,
+  ].join('\n');
+}
+
+export function simOptions(v: Record<string, string | boolean | undefined>): SimOptions {
+  const rate = Number(v.rate);
+  return {
+    nodes: Number(v.nodes),
+    racks: Number(v.racks),
+    imageBytes: Math.round(Number(v.size) * MiB),
+    chunkBytes: Math.round(Number(v.chunk) * MiB),
+    nodeRate: mbitToBytes(rate),
+    headRate: mbitToBytes(v['head-rate'] === undefined ? rate : Number(v['head-rate'])),
+    spineRate: mbitToBytes(v['spine-rate'] === undefined ? rate : Number(v['spine-rate'])),
+    latency: Number(v.latency) / 1000,
+    startup: Number(v.startup),
+    quantum: Number(v.quantum) / 1000,
+    seed: Number(v.seed),
+    reserveAfterMs: v['reserve-after'] === undefined ? undefined : Number(v['reserve-after']),
+    maxSimSeconds: v['max-sim'] === undefined ? undefined : Number(v['max-sim']),
+  };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      nodes: { type: 'string', default: '16' },
+      racks: { type: 'string', default: '1' },
+      rate: { type: 'string', default: '50' },
+      'head-rate': { type: 'string' },
+      'spine-rate': { type: 'string' },
+      size: { type: 'string', default: '64' },
+      chunk: { type: 'string', default: '1' },
+      latency: { type: 'string', default: '0.1' },
+      startup: { type: 'string', default: '0' },
+      quantum: { type: 'string', default: '0' },
+      seed: { type: 'string', default: '1' },
+      'max-sim': { type: 'string' },
+      'reserve-after': { type: 'string' },
+      runs: { type: 'string', default: '1' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  for (let i = 0; i < Number(values.runs); i++) {
+    const o = simOptions({ ...values, seed: String(Number(values.seed) + i) });
+    const r = simulate({
+      ...o,
+      onProgress: (p) =>
+        process.stderr.write(`${JSON.stringify({ ...p, wall: performance.now() / 1000 })}\n`),
+    });
+    console.log(
+      values.json ? JSON.stringify({ options: o, tMin: simTMin(o), ...r }) : `${describeSim(o, r)}\n`,
+    );
+  }
+}

@@ -1,0 +1,513 @@
+/*
+ * DEV DOCS — the swarm simulator (issue 5): a deterministic discrete-event simulation of one image going from the
+ * head to N nodes in racks, driving the very code the real peer and tracker run, imported:
+ *   - each node's Scheduler (peer/scheduler.ts) decides what to ask which neighbour for, exactly as peer/fetcher.ts
+ *     drives it: one batch (next()) per neighbour at a time, received()/failed() per chunk, overdue() cancellations,
+ *     a poke on every event and a 200 ms ticker;
+ *   - the tracker's handout (tracker/handout-policy.ts HandoutPool, filed as peers announce, k = 30) decides who
+ *     meets whom; a node that is handed a peer opens the have exchange with it, and the peer adds it back (up to 64
+ *     neighbours, as peer/have-exchange.ts refuses past that);
+ *   - serving follows seeder/chunk-server.ts: one stream per batch, its chunks sent in order, and a stream past the
+ *     server's limit (32 on the head, 8 on a node: core/config.ts defaults) answered `busy` for every chunk.
+ * What it models instead of running: the network (flows over links with max-min fair rates, network.ts), one-way
+ * latency, and nothing of the CPU (no hashing or disk time). Randomness is one seeded generator, so a run repeats
+ * exactly. Everything is in seconds here; the scheduler's clock is given ms.
+ */
+import { loadConfig } from '../../core/config.ts';
+import { SCHEDULER_DEFAULTS, Scheduler, type SchedulerTunables } from '../../peer/scheduler.ts';
+import { SuperSeeding } from '../../seeder/super-seeding.ts';
+import {
+  HANDOUT_DEFAULTS,
+  type HandoutCandidate,
+  HandoutPool,
+  PoolMember,
+} from '../../tracker/handout-policy.ts';
+import { allocate, attach, detach, type Flow, type Link, newLink, provisionalRate } from './network.ts';
+
+export interface SimOptions {
+  nodes: number;
+  racks: number;
+  /** Image size, bytes. */
+  imageBytes: number;
+  /** Chunk size, bytes (all chunks this size, the last one shorter). */
+  chunkBytes: number;
+  /** Node links, bytes/s each way. */
+  nodeRate: number;
+  /** Head link, bytes/s each way. */
+  headRate: number;
+  /** Each rack's link to the spine, bytes/s each way (only with racks > 1). */
+  spineRate: number;
+  /** One-way latency, s. @default 0.0001 */
+  latency?: number;
+  /** Each node starts at a uniform random time in [0, startupSpread] s (a testbed's start-up). @default 0 */
+  startupSpread?: number;
+  /** Fixed start-up delay of every node, s (the testbed's release → first request). @default 0 */
+  startup?: number;
+  seed: number;
+  /** Rates are re-allocated at most this often, s; 0: at every change. @default 0 */
+  quantum?: number;
+  scheduler?: Partial<SchedulerTunables>;
+  /** Streams the head serves at once. @default config seeder.maxConcurrentTotal */
+  headStreams?: number;
+  /** Streams a node serves at once. @default config peer.maxServeStreams */
+  nodeStreams?: number;
+  /** Peers per handout. @default config tracker.handoutSize */
+  handoutSize?: number;
+  /** Seconds between announces. @default config tracker.announceIntervalSeconds */
+  announceInterval?: number;
+  /** The head's super-seeding delay (seeder/super-seeding.ts), ms; 0: off. @default config seeder.reserveAfterMs */
+  reserveAfterMs?: number;
+  /** Give up (throw) past this simulated time, s. @default unlimited */
+  maxSimSeconds?: number;
+  onProgress?: (p: Record<string, number>) => void;
+}
+
+export interface SimResult {
+  /** Completion time per node, s, sorted. */
+  perNode: number[];
+  tLast: number;
+  /** Bytes the head sent (chunk payload, duplicates included). */
+  headEgressBytes: number;
+  /** Bytes that crossed from the spine into a rack (the head's included). */
+  crossRackBytes: number;
+  /** Bytes delivered in total, and how many of those were duplicates (endgame copies, late arrivals). */
+  deliveredBytes: number;
+  duplicateBytes: number;
+  events: number;
+  wallSeconds: number;
+}
+
+/** Uniform in [0, 1), seeded (mulberry32): the only randomness in a run. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Host {
+  id: string;
+  index: number;
+  /** -1: the head (on the spine when racks > 1). */
+  rack: number;
+  up: Link;
+  down: Link;
+  serving: number;
+  maxServing: number;
+}
+
+interface SimNode extends Host {
+  scheduler: Scheduler;
+  /** Neighbours (peer ids) this node fetches from, the head included. */
+  peers: Set<string>;
+  /** Neighbours with a batch in progress (the fetcher's workers). */
+  workers: Set<string>;
+  /** Neighbours in the have exchange (not the head). */
+  exchange: Set<string>;
+  have: Uint8Array;
+  haveCount: number;
+  started: boolean;
+  doneAt: number;
+  pokeQueued: boolean;
+  member: PoolMember<Candidate>;
+}
+
+interface Candidate extends HandoutCandidate {
+  node: SimNode;
+}
+
+interface Batch extends Flow {
+  from: Host;
+  to: SimNode;
+  indices: number[];
+  /** Position in indices of the chunk on the wire. */
+  at: number;
+  /** Bytes left of that chunk. */
+  left: number;
+  /** Time `left` and `rate` were last brought up to date. */
+  since: number;
+  version: number;
+  cross: boolean;
+  previous: number;
+}
+
+type Event = { t: number; seq: number; run: () => void };
+
+/** Relative rate change below which a flow keeps its end event (see reallocate). */
+const RATE_SLACK = 0.02;
+
+export function simulate(o: SimOptions): SimResult {
+  const wall0 = performance.now();
+  const random = seededRandom(o.seed);
+  const latency = o.latency ?? 0.0001;
+  const quantum = o.quantum ?? 0;
+  const config = loadConfig();
+  const k = o.handoutSize ?? config.tracker.handoutSize;
+  const announceInterval = o.announceInterval ?? config.tracker.announceIntervalSeconds;
+  const reserveAfterMs = o.reserveAfterMs ?? config.seeder.reserveAfterMs;
+  const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
+  const chunkLengths: number[] = [];
+  for (let off = 0; off < o.imageBytes; off += o.chunkBytes)
+    chunkLengths.push(Math.min(o.chunkBytes, o.imageBytes - off));
+  const nChunks = chunkLengths.length;
+  const tunables = { ...SCHEDULER_DEFAULTS, ...o.scheduler };
+
+  // --- time and events
+  let now = 0;
+  let seq = 0;
+  let events = 0;
+  const queue: Event[] = [];
+  const at = (t: number, run: () => void): void => {
+    heapPush(queue, { t, seq: seq++, run });
+  };
+
+  // --- topology
+  const links: Link[] = [];
+  const link = (cap: number): Link => {
+    const l = newLink(cap);
+    links.push(l);
+    return l;
+  };
+  const rackUp: Link[] = [];
+  const rackDown: Link[] = [];
+  if (o.racks > 1) {
+    for (let r = 0; r < o.racks; r++) {
+      rackUp.push(link(o.spineRate));
+      rackDown.push(link(o.spineRate));
+    }
+  }
+  const head: Host = {
+    id: 'head',
+    index: -1,
+    rack: o.racks > 1 ? -1 : 0,
+    up: link(o.headRate),
+    down: link(o.headRate),
+    serving: 0,
+    maxServing: o.headStreams ?? config.seeder.maxConcurrentTotal,
+  };
+  const pool = new HandoutPool<Candidate>(HANDOUT_DEFAULTS.tiers);
+  const nodes: SimNode[] = [];
+  const byId = new Map<string, Host>([[head.id, head]]);
+  for (let i = 0; i < o.nodes; i++) {
+    const id = `n${i}`;
+    const n: SimNode = {
+      id,
+      index: i,
+      rack: Math.floor((i * o.racks) / o.nodes),
+      up: link(o.nodeRate),
+      down: link(o.nodeRate),
+      serving: 0,
+      maxServing: o.nodeStreams ?? config.peer.maxServeStreams,
+      scheduler: new Scheduler({ chunkLengths, random, seederId: head.id, ...tunables }),
+      peers: new Set(),
+      workers: new Set(),
+      exchange: new Set(),
+      have: new Uint8Array(nChunks),
+      haveCount: 0,
+      started: false,
+      doneAt: Number.NaN,
+      pokeQueued: false,
+      member: undefined as unknown as PoolMember<Candidate>,
+    };
+    n.member = new PoolMember<Candidate>({ peerId: id, rack: `r${n.rack}`, progress: 0, addrs: [], node: n });
+    nodes.push(n);
+    byId.set(id, n);
+  }
+  const ms = () => now * 1000;
+
+  // --- flows
+  const flows = new Set<Batch>();
+  let dirty = false;
+  let allocMs = 0;
+  let allocs = 0;
+  let allocatedAt = Number.NEGATIVE_INFINITY;
+  let allocQueued = false;
+  let headEgress = 0;
+  let crossRack = 0;
+  let delivered = 0;
+  let duplicate = 0;
+
+  const progress = (b: Batch): void => {
+    b.left -= b.rate * (now - b.since);
+    b.since = now;
+  };
+  const scheduleChunkEnd = (b: Batch): void => {
+    const v = ++b.version;
+    const t = now + Math.max(0, b.left) / b.rate;
+    at(t, () => {
+      if (b.version === v) chunkArrived(b);
+    });
+  };
+  const reallocate = (): void => {
+    allocQueued = false;
+    if (!dirty) return;
+    dirty = false;
+    allocatedAt = now;
+    for (const b of flows) {
+      progress(b);
+      b.previous = b.rate;
+    }
+    const a0 = performance.now();
+    allocate(links);
+    allocMs += performance.now() - a0;
+    allocs++;
+    // Only flows whose rate moved by more than RATE_SLACK get a new end event: re-timing every flow on every
+    // allocation filled the queue with stale events (most of a 1,000-node run's time). A flow whose end event fires
+    // early is re-timed then (chunkArrived), one that fires late is off by at most RATE_SLACK of that chunk's time.
+    for (const b of flows) if (Math.abs(b.rate - b.previous) > RATE_SLACK * b.previous) scheduleChunkEnd(b);
+  };
+  const changed = (): void => {
+    dirty = true;
+    if (allocQueued) return;
+    allocQueued = true;
+    at(Math.max(now, allocatedAt + quantum), reallocate);
+  };
+
+  const startBatch = (from: Host, to: SimNode, indices: number[]): void => {
+    const cross = o.racks > 1 && from.rack !== to.rack;
+    const path = [from.up];
+    if (cross && from.rack >= 0) path.push(rackUp[from.rack]);
+    if (cross) path.push(rackDown[to.rack]);
+    path.push(to.down);
+    const b: Batch = {
+      links: path,
+      rate: 0,
+      from,
+      to,
+      indices,
+      at: 0,
+      left: chunkLengths[indices[0]],
+      since: now,
+      version: 0,
+      cross,
+      previous: 0,
+    };
+    flows.add(b);
+    attach(b);
+    b.rate = provisionalRate(b);
+    scheduleChunkEnd(b);
+    changed();
+  };
+
+  const chunkArrived = (b: Batch): void => {
+    progress(b);
+    if (b.left > 1) {
+      scheduleChunkEnd(b); // its rate dropped since this event was timed
+      return;
+    }
+    const i = b.indices[b.at];
+    const bytes = chunkLengths[i];
+    if (b.from === head) headEgress += bytes;
+    if (b.cross) crossRack += bytes;
+    delivered += bytes;
+    const n = b.to;
+    n.scheduler.received(b.from.id, i, ms());
+    if (n.have[i]) duplicate += bytes;
+    else verified(n, i);
+    b.at++;
+    if (b.at < b.indices.length) {
+      b.left = chunkLengths[b.indices[b.at]];
+      scheduleChunkEnd(b);
+    } else {
+      flows.delete(b);
+      detach(b);
+      changed();
+      b.from.serving--;
+      // the response's end reaches the client one latency later; its worker then ends
+      at(now + latency, () => {
+        n.workers.delete(b.from.id);
+        poke(n);
+      });
+    }
+    poke(n);
+  };
+
+  const verified = (n: SimNode, i: number): void => {
+    n.have[i] = 1;
+    n.haveCount++;
+    // One event carries the have increment to every neighbour. A neighbour without a batch in progress from n asks
+    // n at once (the fetcher's loop would, on the poke); its other neighbours are unchanged by it, so the full loop
+    // (pump) is left to batch ends, busy answers and the 200 ms ticker — which keeps a big swarm affordable.
+    const exchange = [...n.exchange];
+    at(now + latency, () => {
+      const one = [i];
+      for (const id of exchange) {
+        const peer = byId.get(id) as SimNode;
+        peer.scheduler.peerHave(n.id, one);
+        if (peer.started && peer.haveCount < nChunks && !peer.workers.has(n.id)) ask(peer, n.id);
+      }
+    });
+    if (n.haveCount === nChunks) {
+      n.doneAt = now;
+      finished++;
+      announce(n);
+    }
+  };
+
+  // --- the fetcher's loop
+  const poke = (n: SimNode): void => {
+    if (n.pokeQueued || !n.started || n.haveCount === nChunks) return;
+    n.pokeQueued = true;
+    at(now, () => {
+      n.pokeQueued = false;
+      pump(n);
+    });
+  };
+  const pump = (n: SimNode): void => {
+    if (n.haveCount === nChunks) return;
+    for (const id of n.peers) if (!n.workers.has(id)) ask(n, id);
+  };
+  /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
+  const ask = (n: SimNode, id: string): void => {
+    if (n.scheduler.isBanned(id)) return;
+    const indices = n.scheduler.next(id, ms());
+    if (indices.length === 0) return;
+    n.workers.add(id);
+    const server = byId.get(id) as Host;
+    at(now + latency, () => {
+      // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
+      const full = server.serving >= server.maxServing;
+      // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
+      let served = full ? [] : indices;
+      if (!full && server === head && superSeeding) {
+        const first = indices.findIndex((i) => !superSeeding.take(String(i), ms()));
+        if (first >= 0) served = indices.slice(0, first);
+      }
+      if (served.length < indices.length) {
+        at(now + latency, () => {
+          for (const i of indices) if (!served.includes(i)) n.scheduler.failed(id, i, 'busy', ms());
+          if (served.length === 0) n.workers.delete(id);
+          poke(n);
+        });
+      }
+      if (served.length === 0) return;
+      server.serving++;
+      startBatch(server, n, served);
+    });
+  };
+  const tick = (n: SimNode): void => {
+    if (n.haveCount === nChunks) return;
+    for (const { peerId, index } of n.scheduler.overdue(ms()))
+      n.scheduler.failed(peerId, index, 'timeout', ms());
+    pump(n);
+    at(now + 0.2, () => tick(n));
+  };
+
+  // --- tracker and have exchange
+  const meet = (n: SimNode, p: SimNode): void => {
+    if (n.peers.has(p.id) || p === n) return;
+    if (p.exchange.size >= 64 && !p.exchange.has(n.id)) return; // refused: too many neighbours
+    n.peers.add(p.id);
+    n.exchange.add(p.id);
+    n.scheduler.addPeer(p.id, ms(), p.rack !== n.rack); // the handout says its rack (peer/fetcher.ts)
+    at(now + latency, () => {
+      if (!p.peers.has(n.id)) {
+        p.peers.add(n.id);
+        p.exchange.add(n.id);
+        p.scheduler.addPeer(n.id, ms()); // reached us: rack unknown, counts as local (peer/fetcher.ts)
+      }
+      // bitfields both ways
+      p.scheduler.peerHave(n.id, indicesOf(n.have));
+      poke(p);
+      at(now + latency, () => {
+        n.scheduler.peerHave(p.id, indicesOf(p.have));
+        poke(n);
+      });
+    });
+  };
+  const announce = (n: SimNode): void => {
+    const m = n.member;
+    m.value = { ...m.value, progress: n.haveCount / nChunks, addrs: ['/sim'] };
+    pool.set(m);
+    if (n.haveCount === nChunks) return;
+    for (const c of pool.pick({ peerId: n.id, rack: m.value.rack, progress: m.value.progress }, k, random)) {
+      meet(n, c.node);
+    }
+  };
+  const announceLoop = (n: SimNode): void => {
+    if (n.haveCount === nChunks) return;
+    at(now + latency, () => announce(n));
+    at(now + announceInterval, () => announceLoop(n));
+  };
+  let finished = 0;
+
+  for (const n of nodes) {
+    const t0 = (o.startup ?? 0) + random() * (o.startupSpread ?? 0);
+    at(t0, () => {
+      n.started = true;
+      n.peers.add(head.id);
+      n.scheduler.addPeer(head.id, ms());
+      n.scheduler.peerHave(head.id, 'all');
+      announceLoop(n);
+      tick(n);
+    });
+  }
+
+  const limit = o.maxSimSeconds ?? Number.POSITIVE_INFINITY;
+  while (queue.length > 0 && finished < o.nodes && now <= limit) {
+    const e = heapPop(queue);
+    now = e.t;
+    events++;
+    e.run();
+    if (o.onProgress && (events & 0x3ffff) === 0)
+      o.onProgress({ now, finished, events, flows: flows.size, allocs, allocMs, queue: queue.length });
+  }
+  if (finished < o.nodes)
+    throw new Error(`simulation stalled: ${finished} of ${o.nodes} nodes done at ${now} s`);
+  const perNode = nodes.map((n) => n.doneAt).sort((a, b) => a - b);
+  return {
+    perNode,
+    tLast: perNode[perNode.length - 1],
+    headEgressBytes: headEgress,
+    crossRackBytes: crossRack,
+    deliveredBytes: delivered,
+    duplicateBytes: duplicate,
+    events,
+    wallSeconds: (performance.now() - wall0) / 1000,
+  };
+}
+
+function indicesOf(have: Uint8Array): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < have.length; i++) if (have[i]) out.push(i);
+  return out;
+}
+
+function before(a: Event, b: Event): boolean {
+  return a.t < b.t || (a.t === b.t && a.seq < b.seq);
+}
+
+function heapPush(h: Event[], e: Event): void {
+  let i = h.length;
+  h.push(e);
+  while (i > 0) {
+    const p = (i - 1) >> 1;
+    if (!before(e, h[p])) break;
+    h[i] = h[p];
+    i = p;
+  }
+  h[i] = e;
+}
+
+function heapPop(h: Event[]): Event {
+  const top = h[0];
+  const last = h.pop() as Event;
+  const n = h.length;
+  if (n > 0) {
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const c = l + 1 < n && before(h[l + 1], h[l]) ? l + 1 : l;
+      if (!before(h[c], last)) break;
+      h[i] = h[c];
+      i = c;
+    }
+    h[i] = last;
+  }
+  return top;
+}

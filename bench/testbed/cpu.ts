@@ -1,0 +1,39 @@
+// CPU load of the whole machine from /proc/stat, sampled every 500 ms: a run where the cores, not the shaped links,
+// were the bottleneck shows up as a high busy share (the testbed's processes and everything else on the machine).
+import { readFileSync } from 'node:fs';
+
+function sample(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = f[3] + (f[4] ?? 0); // idle + iowait
+  return { busy: total - idle, total };
+}
+
+export class CpuMeter {
+  readonly #first = sample();
+  #last = this.#first;
+  readonly #shares: number[] = [];
+  readonly #timer = setInterval(() => this.#tick(), 500);
+  #result: { meanBusy: number; share90: number } | undefined;
+
+  #tick(): void {
+    const s = sample();
+    if (s.total > this.#last.total)
+      this.#shares.push((s.busy - this.#last.busy) / (s.total - this.#last.total));
+    this.#last = s;
+  }
+
+  /** meanBusy: busy share of all cores over the run; share90: share of 500 ms samples with the cores ≥ 90 % busy. */
+  stop(): { meanBusy: number; share90: number } {
+    if (this.#result) return this.#result;
+    clearInterval(this.#timer);
+    this.#tick();
+    const s = this.#last;
+    const meanBusy = (s.busy - this.#first.busy) / Math.max(1, s.total - this.#first.total);
+    const share90 = this.#shares.length
+      ? this.#shares.filter((x) => x >= 0.9).length / this.#shares.length
+      : 0;
+    this.#result = { meanBusy, share90 };
+    return this.#result;
+  }
+}

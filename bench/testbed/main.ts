@@ -1,0 +1,75 @@
+// `npm run bench:swarm -- --nodes N --rate MBIT --size MIB [--racks R] [--head-rate MBIT] [--spine-rate MBIT]
+//  [--runs K] [--no-nginx] [--json]`: the network testbed (needs root: network namespaces and tc).
+import { parseArgs } from 'node:util';
+import { fmt, median } from '../lib/stats.ts';
+import { runTestbed, type TestbedResult } from './testbed.ts';
+
+/** A run's CPU was the bottleneck rather than the links (2 shared cores). */
+export function cpuBound(cpu: { meanBusy: number; share90: number }): boolean {
+  return cpu.meanBusy >= 0.85 || cpu.share90 >= 0.5;
+}
+
+/** One run as a few lines of text (what the command prints). */
+export function describe(r: TestbedResult): string {
+  const F = r.imageBytes;
+  const o = r.options;
+  const s = r.rackswarm;
+  const lines = [
+    `testbed: ${o.nodes} nodes in ${o.racks} rack(s), links ${o.rateMbit} Mbit/s, head ${o.headRateMbit} Mbit/s` +
+      (o.racks > 1 ? `, rack uplinks ${o.spineRateMbit} Mbit/s` : '') +
+      `, image ${o.sizeMiB} MiB (${r.chunks} chunks)`,
+    `T_min = ${fmt(r.tMin)} s`,
+    `rackswarm: t_last ${fmt(s.tLast)} s = ${fmt(s.tLast / r.tMin)} × T_min; per node min/median/max ` +
+      `${fmt(s.perNode[0])} / ${fmt(median(s.perNode))} / ${fmt(s.tLast)} s; start-up (release → first progress) ` +
+      `median ${fmt(s.startupMedian)} s; pre-start ${fmt(s.prestart, 1)} s (not in t_last)`,
+    `  head egress ${fmt(s.headEgressBytes / F)} × image (eth0 counter, ${s.headEgressBytes} B incl. TCP/IP headers); ` +
+      `seeder payload ${fmt(s.fromSeeder / F)} × image; from peers ${fmt((s.fromPeers / (o.nodes * F)) * 100, 0)} %` +
+      (o.racks > 1
+        ? `; cross-rack ${fmt(s.crossRackBytes / F)} × image (${fmt(s.crossRackBytes / (o.racks * F))} × racks × image)`
+        : ''),
+    `  CPU busy ${fmt(s.cpu.meanBusy * 100, 0)} % (${fmt(s.cpu.share90 * 100, 0)} % of samples ≥ 90 %)` +
+      (cpuBound(s.cpu) ? ' — CPU-BOUND: the cores, not the links, limited this run' : '') +
+      `; outputs ${s.identical ? 'bit-identical' : 'DIFFER'}`,
+  ];
+  if (r.nginx) {
+    const n = r.nginx;
+    lines.push(
+      `nginx: t_last ${fmt(n.tLast)} s (bound N·F/u_s ${fmt((o.nodes * F) / ((o.headRateMbit * 1e6) / 8))} s); per node ` +
+        `min/median/max ${fmt(n.perNode[0])} / ${fmt(median(n.perNode))} / ${fmt(n.tLast)} s; head egress ` +
+        `${fmt(n.headEgressBytes / F)} × image; CPU busy ${fmt(n.cpu.meanBusy * 100, 0)} %; outputs ` +
+        `${n.identical ? 'bit-identical' : 'DIFFER'}`,
+      `speed-up over nginx: ${fmt(n.tLast / s.tLast, 1)} ×`,
+    );
+  }
+  return lines.join('\n');
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      nodes: { type: 'string', default: '8' },
+      rate: { type: 'string', default: '50' },
+      size: { type: 'string', default: '64' },
+      racks: { type: 'string', default: '1' },
+      'head-rate': { type: 'string' },
+      'spine-rate': { type: 'string' },
+      runs: { type: 'string', default: '1' },
+      'no-nginx': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  for (let i = 0; i < Number(values.runs); i++) {
+    const r = await runTestbed({
+      nodes: Number(values.nodes),
+      rateMbit: Number(values.rate),
+      sizeMiB: Number(values.size),
+      racks: Number(values.racks),
+      headRateMbit: num(values['head-rate']),
+      spineRateMbit: num(values['spine-rate']),
+      nginx: !values['no-nginx'],
+      log: (l) => process.stderr.write(`${l}\n`),
+    });
+    console.log(values.json ? JSON.stringify(r) : `${describe(r)}\n`);
+  }
+}

@@ -1,0 +1,348 @@
+// The swarm testbed (issue 5): a real `rackswarm head` and N real `rackswarm fetch` processes, each in a network
+// namespace of its own behind `tc tbf`-shaped links (bench/testbed/fabric.ts), then the same image from nginx to N
+// curl clients on the same links. Reports the time to the last verified node against the Kumar–Ross bound, head
+// egress and cross-rack bytes from the kernel's interface counters, and the CPU load during the run.
+import { execFileSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
+import { median } from '../lib/stats.ts';
+import { CpuMeter } from './cpu.ts';
+import { Fabric } from './fabric.ts';
+import { type Proc, Procs } from './procs.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const bin = join(root, 'bin/rackswarm.js');
+const gate = join(root, 'bench/testbed/gate.ts');
+const MiB = 1024 * 1024;
+const HTTP_PORT = 7480;
+const P2P_PORT = 7481;
+const NGINX_PORT = 8080;
+
+export interface TestbedOptions {
+  nodes: number;
+  /** Host links, Mbit/s both ways. */
+  rateMbit: number;
+  /** Image size in MiB (random bytes: no chunk repeats). */
+  sizeMiB: number;
+  racks: number;
+  /** @default rateMbit */
+  headRateMbit?: number;
+  /** Each rack's link to the spine. @default rateMbit */
+  spineRateMbit?: number;
+  /** Run the nginx + curl baseline too. @default true */
+  nginx?: boolean;
+  /** Give up after this long per phase. @default 20 × T_min + 120 s */
+  timeoutSeconds?: number;
+  /** Progress lines on stderr. */
+  log?: (line: string) => void;
+}
+
+export interface PhaseResult {
+  /** Seconds from the release to the last node holding a verified image. */
+  tLast: number;
+  /** Per-node completion times, s, sorted. */
+  perNode: number[];
+  /** Head eth0 transmitted bytes (kernel counter) during the phase. */
+  headEgressBytes: number;
+  /** Bytes from the spine into the racks during the phase (0 with one rack). */
+  crossRackBytes: number;
+  cpu: { meanBusy: number; share90: number };
+  /** Outputs compared byte for byte with the image. */
+  identical: boolean;
+}
+
+export interface TestbedResult {
+  options: Required<Omit<TestbedOptions, 'log'>>;
+  imageBytes: number;
+  chunks: number;
+  tMin: number;
+  rackswarm: PhaseResult & {
+    /** Median seconds from the release to a node's first progress line (p2p node up, manifest fetched). */
+    startupMedian: number;
+    /** Seconds the peers spent pre-starting (module loading) before the common release; not in tLast. */
+    prestart: number;
+    /** Payload bytes the nodes say came from the head's seeder, and from peers (their own accounting). */
+    fromSeeder: number;
+    fromPeers: number;
+  };
+  nginx?: PhaseResult;
+}
+
+export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
+  const opts = {
+    nodes: o.nodes,
+    rateMbit: o.rateMbit,
+    sizeMiB: o.sizeMiB,
+    racks: o.racks,
+    headRateMbit: o.headRateMbit ?? o.rateMbit,
+    spineRateMbit: o.spineRateMbit ?? o.rateMbit,
+    nginx: o.nginx ?? true,
+    timeoutSeconds: o.timeoutSeconds ?? 0,
+  };
+  const log = o.log ?? (() => {});
+  const imageBytes = Math.round(opts.sizeMiB * MiB);
+  const tMin = kumarRossSeconds({
+    bytes: imageBytes,
+    serverUp: mbitToBytes(opts.headRateMbit),
+    nodeUps: Array(opts.nodes).fill(mbitToBytes(opts.rateMbit)),
+    nodeDowns: Array(opts.nodes).fill(mbitToBytes(opts.rateMbit)),
+  });
+  const nginxBound = (opts.nodes * imageBytes) / mbitToBytes(opts.headRateMbit);
+  if (!opts.timeoutSeconds) opts.timeoutSeconds = Math.ceil(20 * tMin + 120);
+
+  const work = mkdtempSync(join(tmpdir(), 'rsw-testbed-'));
+  const fabric = new Fabric({
+    nodes: opts.nodes,
+    racks: opts.racks,
+    rateMbit: opts.rateMbit,
+    headRateMbit: opts.headRateMbit,
+    spineRateMbit: opts.spineRateMbit,
+  });
+  const procs = new Procs();
+  let cleaned = false;
+  const cleanup = async () => {
+    if (cleaned) return;
+    cleaned = true;
+    await Promise.race([procs.killAll('SIGTERM'), new Promise((r) => setTimeout(r, 3000))]);
+    await procs.killAll();
+    fabric.down();
+    rmSync(work, { recursive: true, force: true });
+  };
+  // Interrupted: kill by PID, delete our namespaces and files, then exit as the signal would.
+  const onSignal = (sig: NodeJS.Signals) => {
+    procs.killAllSync('SIGTERM'); // nginx's master stops its workers
+    setTimeout(() => {
+      procs.killAllSync('SIGKILL');
+      fabric.down();
+      rmSync(work, { recursive: true, force: true });
+      process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
+    }, 500);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    // The image, the key, the head's store (published while the head is down, straight into its data directory).
+    const image = join(work, 'image.img');
+    const bytes = Buffer.alloc(imageBytes);
+    randomFillSync(bytes);
+    writeFileSync(image, bytes);
+    execFileSync(process.execPath, [bin, 'keys', 'generate', '--out', join(work, 'keys')]);
+    const pub = join(work, 'keys/publisher.pub');
+    const published = JSON.parse(
+      execFileSync(
+        process.execPath,
+        [
+          bin,
+          'publish',
+          image,
+          '--name',
+          'img',
+          '--key',
+          join(work, 'keys/publisher.key'),
+          '--data',
+          join(work, 'head'),
+          '--json',
+        ],
+        { encoding: 'utf8' },
+      )
+        .trim()
+        .split('\n')
+        .pop() as string,
+    ) as { chunks: number };
+
+    log(`fabric: head + ${opts.nodes} nodes in ${opts.racks} rack(s), ${opts.rateMbit} Mbit/s links`);
+    fabric.up();
+    const headUrl = `http://${fabric.head.ip}:${HTTP_PORT}`;
+    const head = procs.start(fabric.head.ns, process.execPath, [
+      bin,
+      'head',
+      '--data',
+      join(work, 'head'),
+      '--http',
+      `${fabric.head.ip}:${HTTP_PORT}`,
+      '--listen',
+      `/ip4/${fabric.head.ip}/tcp/${P2P_PORT}`,
+    ]);
+    await head.waitFor(/head ready/, 30_000);
+
+    // rackswarm: pre-start every peer (it loads its code, then waits at the gate), release all at once.
+    const t0 = performance.now();
+    const peers: Proc[] = fabric.nodes.map((n, i) => {
+      const dir = join(work, `node${i}`);
+      mkdirSync(dir);
+      const config = join(dir, 'config.json');
+      writeFileSync(config, JSON.stringify({ peer: { listen: [`/ip4/${n.ip}/tcp/${P2P_PORT}`] } }));
+      return procs.start(n.ns, process.execPath, [
+        '--import',
+        gate,
+        bin,
+        '--config',
+        config,
+        'fetch',
+        'img',
+        '--head',
+        headUrl,
+        '--trust',
+        pub,
+        '--out',
+        join(dir, 'image.out'),
+        '--cache',
+        join(dir, 'cache'),
+        '--rack',
+        `r${n.rack}`,
+        '--linger',
+        '3600',
+        '--json',
+      ]);
+    });
+    await Promise.all(peers.map((p) => p.waitFor(/testbed-gate ready/, 120_000, 'stderr')));
+    const prestart = (performance.now() - t0) / 1000;
+    log(`${opts.nodes} peers pre-started in ${prestart.toFixed(1)} s; releasing`);
+
+    const rs = await phase(fabric, opts.timeoutSeconds, async (release) => {
+      for (const p of peers) p.child.stdin?.write('go\n');
+      const done = await Promise.all(
+        peers.map(async (p) => {
+          const l = await p.waitFor(/"seconds":/, opts.timeoutSeconds * 1000);
+          return { at: (l.at - release) / 1000, summary: JSON.parse(l.line) as Summary };
+        }),
+      );
+      return done;
+    });
+    const startups = peers.map(
+      (p) => ((p.stdout.find((l) => l.line.startsWith('{"progress"'))?.at ?? Number.NaN) - rs.release) / 1000,
+    );
+    const summaries = rs.value.map((d) => d.summary);
+    const rackswarm = {
+      ...rs.result(rs.value.map((d) => d.at)),
+      identical: fabric.nodes.every((_, i) =>
+        readFileSync(join(work, `node${i}`, 'image.out')).equals(bytes),
+      ),
+      startupMedian: median(startups),
+      prestart,
+      fromSeeder: summaries.reduce((a, s) => a + s.bytesFromSeeder, 0),
+      fromPeers: summaries.reduce((a, s) => a + s.bytesFromPeers, 0),
+    };
+    log(`rackswarm: last node ${rackswarm.tLast.toFixed(2)} s (T_min ${tMin.toFixed(2)} s)`);
+    await procs.killAll();
+    for (let i = 0; i < opts.nodes; i++) rmSync(join(work, `node${i}`), { recursive: true, force: true });
+
+    let nginx: PhaseResult | undefined;
+    if (opts.nginx) {
+      log(`nginx: ${opts.nodes} curl clients (bound N·F/u_s = ${nginxBound.toFixed(1)} s)`);
+      nginx = await runNginx(fabric, procs, work, bytes, opts.timeoutSeconds);
+      log(`nginx: last node ${nginx.tLast.toFixed(2)} s`);
+    }
+    return { options: opts, imageBytes, chunks: published.chunks, tMin, rackswarm, nginx };
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await cleanup();
+  }
+}
+
+interface Summary {
+  seconds: number;
+  bytesFromPeers: number;
+  bytesFromSeeder: number;
+}
+
+/** Counters and CPU around one distribution: `run(release)` starts it at `release` (ms) and resolves when done. */
+async function phase<T>(
+  fabric: Fabric,
+  timeoutSeconds: number,
+  run: (release: number) => Promise<T>,
+): Promise<{ value: T; release: number; result: (times: number[]) => Omit<PhaseResult, 'identical'> }> {
+  const egress0 = fabric.txBytes(fabric.head);
+  const cross0 = fabric.crossRackBytes();
+  const cpu = new CpuMeter();
+  const release = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const value = await Promise.race([
+      run(release),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`not done within ${timeoutSeconds} s`)),
+          timeoutSeconds * 1000,
+        );
+      }),
+    ]);
+    // counters read at once: lingering peers keep talking (have messages, announces) after the last node is done
+    const headEgressBytes = fabric.txBytes(fabric.head) - egress0;
+    const crossRackBytes = fabric.crossRackBytes() - cross0;
+    const load = cpu.stop();
+    return {
+      value,
+      release,
+      result: (times) => {
+        const perNode = [...times].sort((a, b) => a - b);
+        return { tLast: perNode[perNode.length - 1], perNode, headEgressBytes, crossRackBytes, cpu: load };
+      },
+    };
+  } finally {
+    clearTimeout(timer);
+    cpu.stop();
+  }
+}
+
+/** nginx (Debian nginx-light) in the head namespace with a config of its own, curl in every node at once. */
+async function runNginx(
+  fabric: Fabric,
+  procs: Procs,
+  work: string,
+  bytes: Buffer,
+  timeoutSeconds: number,
+): Promise<PhaseResult> {
+  const prefix = join(work, 'nginx');
+  mkdirSync(prefix);
+  const conf = join(prefix, 'nginx.conf');
+  writeFileSync(
+    conf,
+    [
+      'daemon off;',
+      'user root;', // the work directory is private to this user (mkdtemp 0700)
+      'worker_processes 2;',
+      `pid ${prefix}/nginx.pid;`,
+      `error_log ${prefix}/error.log warn;`,
+      'events { worker_connections 1024; }',
+      'http {',
+      '  access_log off;',
+      '  sendfile on;',
+      '  tcp_nopush on;',
+      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${prefix}/${t};`),
+      '  types { application/octet-stream img; }',
+      `  server { listen ${fabric.head.ip}:${NGINX_PORT}; root ${work}; location = /image.img { } }`,
+      '}',
+      '',
+    ].join('\n'),
+  );
+  const server = procs.start(fabric.head.ns, 'nginx', ['-p', prefix, '-c', conf]);
+  const url = `http://${fabric.head.ip}:${NGINX_PORT}/image.img`;
+  // ready when a node can fetch its first byte
+  for (let i = 0; ; i++) {
+    const probe = procs.start(fabric.nodes[0].ns, 'curl', ['-sf', '-o', '/dev/null', '-r', '0-0', url]);
+    if ((await probe.exited) === 0) break;
+    if (i > 100 || server.child.exitCode !== null) throw new Error(`nginx did not start:\n${server.stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const outs = fabric.nodes.map((_, i) => join(work, `curl${i}.out`));
+  const ph = await phase(fabric, timeoutSeconds, async (release) =>
+    Promise.all(
+      fabric.nodes.map(async (n, i) => {
+        const c = procs.start(n.ns, 'curl', ['-sS', '-o', outs[i], url]);
+        const code = await c.exited;
+        if (code !== 0) throw new Error(`curl in ${n.ns} failed (${code}): ${c.stderr}`);
+        return (performance.now() - release) / 1000;
+      }),
+    ),
+  );
+  const identical = outs.every((f) => readFileSync(f).equals(bytes));
+  for (const f of outs) rmSync(f, { force: true });
+  await procs.killAll('SIGTERM'); // nginx's master stops its workers
+  return { ...ph.result(ph.value), identical };
+}
