@@ -17,6 +17,9 @@ import { type Proc, Procs } from './procs.ts';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'bin/rackswarm.js');
 const gate = join(root, 'bench/testbed/gate.ts');
+// The peers start behind a --import gate; bin/rackswarm.js re-executing itself (execve, for its memory flags) would
+// load the gate a second time after the release and wait there forever. The testbed measures time, not RSS.
+process.env.RSW_NO_REEXEC = '1';
 const MiB = 1024 * 1024;
 const HTTP_PORT = 7480;
 const P2P_PORT = 7481;
