@@ -1,18 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FetchSummary } from '../../cli/fetch-image.ts';
 import { makeTree, mksquashfs, mutateTree } from '../fixtures/tree.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
 import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
-
-interface Summary {
-  version: number;
-  bytesFromPeers: number;
-  bytesFromSeeder: number;
-  bytesReused: number;
-  channel?: string;
-  offline?: boolean;
-}
 
 let t: ReturnType<typeof tempDir>;
 let head: RunningHead;
@@ -44,7 +36,8 @@ const fetch = (ref: string) =>
       timeoutMs: 120_000,
     },
   );
-const summary = (stdout: string): Summary => JSON.parse(stdout.trim().split('\n').pop() as string) as Summary;
+const summary = (stdout: string): FetchSummary =>
+  JSON.parse(stdout.trim().split('\n').pop() as string) as FetchSummary;
 const errorCode = (stderr: string): string | undefined => /error (RSW_ERR_[A-Z_]+)/.exec(stderr)?.[1];
 
 async function channelSet(ref: string, version: number, ...extra: string[]) {

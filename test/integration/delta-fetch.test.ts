@@ -1,17 +1,10 @@
 import { cpSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FetchSummary } from '../../cli/fetch-image.ts';
 import { makeTree, mksquashfs, mutateTree } from '../fixtures/tree.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
 import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
-
-interface Summary {
-  version: number;
-  size: number;
-  bytesFromPeers: number;
-  bytesFromSeeder: number;
-  bytesReused: number;
-}
 
 let t: ReturnType<typeof tempDir>;
 let head: RunningHead;
@@ -19,7 +12,7 @@ let pub: string;
 let v1: Buffer;
 let v2: Buffer;
 
-async function fetch(ref: string, out: string, cache: string): Promise<Summary> {
+async function fetch(ref: string, out: string, cache: string): Promise<FetchSummary> {
   const r = await runCli(
     [
       'fetch',
@@ -39,10 +32,10 @@ async function fetch(ref: string, out: string, cache: string): Promise<Summary> 
     { timeoutMs: 120_000 },
   );
   expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Summary;
+  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as FetchSummary;
 }
 
-const downloaded = (s: Summary): number => s.bytesFromPeers + s.bytesFromSeeder;
+const downloaded = (s: FetchSummary): number => s.bytesFromPeers + s.bytesFromSeeder;
 
 beforeAll(async () => {
   t = tempDir('rsw-delta-');

@@ -2,6 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FetchSummary } from '../../cli/fetch-image.ts';
 import { hashHex } from '../../core/hash.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
 import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
@@ -14,16 +15,6 @@ let key: string;
 let pub: string;
 let imageHash: string;
 const SIZE = 128 * MiB;
-
-interface Summary {
-  id: string;
-  size: number;
-  seconds: number;
-  bytesFromPeers: number;
-  bytesFromSeeder: number;
-  bytesReused: number;
-  peers: number;
-}
 
 function fetchArgs(n: string, ...extra: string[]): string[] {
   return [
@@ -42,8 +33,8 @@ function fetchArgs(n: string, ...extra: string[]): string[] {
   ];
 }
 
-function lastJson(stdout: string): Summary {
-  return JSON.parse(stdout.trim().split('\n').pop() as string) as Summary;
+function lastJson(stdout: string): FetchSummary {
+  return JSON.parse(stdout.trim().split('\n').pop() as string) as FetchSummary;
 }
 
 beforeAll(async () => {

@@ -4,6 +4,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { FetchSummary } from '../../cli/fetch-image.ts';
 import { loadOrCreatePeerKey } from '../../cli/p2p-node.ts';
 import { hashHex } from '../../core/hash.ts';
 import { loadPublicKey } from '../../core/keys.ts';
@@ -24,18 +25,6 @@ import { pseudoRandomBytes } from '../helpers/random.ts';
 
 const MiB = 1024 * 1024;
 
-interface Summary {
-  id: string;
-  size: number;
-  seconds: number;
-  bytesFromPeers: number;
-  bytesFromSeeder: number;
-  bytesReused: number;
-  peers: number;
-  /** Peers this node banned for bad chunks. */
-  banned: number;
-}
-
 /** A `rackswarm fetch --json` child, watched line by line. */
 interface FetchProc {
   name: string;
@@ -44,7 +33,7 @@ interface FetchProc {
   child: ChildProcess;
   stderr: string;
   last?: FetchProgress;
-  summary?: Summary;
+  summary?: FetchSummary;
   /** Date.now() when the summary line arrived (the image was complete and verified). */
   summaryAt?: number;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -149,7 +138,7 @@ function spawnFetch(
         const j = JSON.parse(line);
         if (j.progress) p.last = j.progress as FetchProgress;
         else if (typeof j.seconds === 'number') {
-          p.summary = j as Summary;
+          p.summary = j as FetchSummary;
           p.summaryAt = Date.now();
         }
       } catch {}

@@ -5,36 +5,17 @@ import { countBuckets, MAX_BUCKETS } from '../../tracker/availability.ts';
 import { buildSnapshot, type SnapshotSources } from '../../tracker/dashboard-snapshot.ts';
 import type { ImageRecord } from '../../tracker/registry.ts';
 import {
-  type Announce,
   InvalidAnnounceError,
   type PeerStage,
   SwarmState,
 } from '../../tracker/swarm-state.ts';
 import { ThroughputHistory } from '../../tracker/throughput-history.ts';
 import { tMinSeconds } from '../../tracker/wave.ts';
-
-const IMG = 'a'.repeat(64);
+import { announce, IMG } from '../helpers/announce.ts';
 
 /** "1101" → base64 bitfield with chunks 0, 1 and 3 held. */
 function have(pattern: string): string {
   return encodeAnnounceHave(pattern.length, (i) => pattern[i] === '1') as string;
-}
-
-function announce(peerId: string, over: Partial<Announce> = {}): Announce {
-  return {
-    peerId,
-    imageId: IMG,
-    addrs: [`/ip4/10.0.0.1/tcp/4001/p2p/${peerId}`],
-    rack: 'r1',
-    progress: 0.5,
-    bytesDone: 500,
-    downRate: 100,
-    upRate: 50,
-    bytesFromPeers: 400,
-    bytesFromSeeder: 100,
-    stage: 'fetching',
-    ...over,
-  };
 }
 
 function setup(chunks: number | null = 8) {

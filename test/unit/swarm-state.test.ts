@@ -1,26 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { handout } from '../../tracker/handout-policy.ts';
 import { type Announce, InvalidAnnounceError, SwarmState } from '../../tracker/swarm-state.ts';
+import { announce, IMG } from '../helpers/announce.ts';
 
-const IMG = 'a'.repeat(64);
 const IMG2 = 'b'.repeat(64);
-
-function announce(peerId: string, over: Partial<Announce> = {}): Announce {
-  return {
-    peerId,
-    imageId: IMG,
-    addrs: [`/ip4/10.0.0.1/tcp/4001/p2p/${peerId}`],
-    rack: 'r1',
-    progress: 0.5,
-    bytesDone: 500,
-    downRate: 100,
-    upRate: 50,
-    bytesFromPeers: 400,
-    bytesFromSeeder: 100,
-    stage: 'fetching',
-    ...over,
-  };
-}
 
 /** A SwarmState on a hand-driven clock: `t.ms` is now. */
 function setup(init: { ttlMs?: number; maxPeers?: number; stuckAfterMs?: number } = {}) {
