@@ -4,11 +4,7 @@ import { decodeAnnounceHave, encodeAnnounceHave } from '../../core/tracker-messa
 import { countBuckets, MAX_BUCKETS } from '../../tracker/availability.ts';
 import { buildSnapshot, type SnapshotSources } from '../../tracker/dashboard-snapshot.ts';
 import type { ImageRecord } from '../../tracker/registry.ts';
-import {
-  InvalidAnnounceError,
-  type PeerStage,
-  SwarmState,
-} from '../../tracker/swarm-state.ts';
+import { InvalidAnnounceError, type PeerStage, SwarmState } from '../../tracker/swarm-state.ts';
 import { ThroughputHistory } from '../../tracker/throughput-history.ts';
 import { tMinSeconds } from '../../tracker/wave.ts';
 import { announce, IMG } from '../helpers/announce.ts';
