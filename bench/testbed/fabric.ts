@@ -147,6 +147,15 @@ export class Fabric {
     shape(fab, port, mbit); // download
   }
 
+  /**
+   * Cuts (false) or restores (true) rack `r`'s link to the spine: its nodes keep each other but lose the head and the
+   * other racks. Link down drops every packet both ways, with no RST or ICMP: a partition as a cut cable makes it.
+   */
+  setRackLink(r: number, up: boolean): void {
+    if (this.#init.racks < 2 || r < 0 || r >= this.#init.racks) throw new RangeError(`no spine link for rack ${r}`);
+    ip(['-n', this.fabricNs, 'link', 'set', `up${r}`, up ? 'up' : 'down']);
+  }
+
   /** Transmitted bytes of a host's eth0, from the kernel's interface counters. */
   txBytes(h: Host): number {
     return linkBytes(h.ns, 'eth0').tx;
