@@ -152,7 +152,8 @@ export class Fabric {
    * other racks. Link down drops every packet both ways, with no RST or ICMP: a partition as a cut cable makes it.
    */
   setRackLink(r: number, up: boolean): void {
-    if (this.#init.racks < 2 || r < 0 || r >= this.#init.racks) throw new RangeError(`no spine link for rack ${r}`);
+    if (this.#init.racks < 2 || r < 0 || r >= this.#init.racks)
+      throw new RangeError(`no spine link for rack ${r}`);
     ip(['-n', this.fabricNs, 'link', 'set', `up${r}`, up ? 'up' : 'down']);
   }
 

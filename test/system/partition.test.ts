@@ -94,7 +94,10 @@ describe('network partition between racks', () => {
     const peers = fabric.nodes.map((n, i) => {
       const dir = join(work, `node${i}`);
       mkdirSync(dir);
-      writeFileSync(join(dir, 'config.json'), JSON.stringify({ peer: { listen: [`/ip4/${n.ip}/tcp/7482`] } }));
+      writeFileSync(
+        join(dir, 'config.json'),
+        JSON.stringify({ peer: { listen: [`/ip4/${n.ip}/tcp/7482`] } }),
+      );
       return procs.start(n.ns, process.execPath, [
         bin,
         '--config',
@@ -143,7 +146,8 @@ describe('network partition between racks', () => {
     await until(
       () => peers.every((p) => summaryOf(p) !== undefined || p.child.exitCode !== null),
       45_000,
-      () => `at the cut, rack 1 had ${atCut.join(', ')} chunks\nend of the cut:\n${duringCut}\nnow:\n${state()}`,
+      () =>
+        `at the cut, rack 1 had ${atCut.join(', ')} chunks\nend of the cut:\n${duringCut}\nnow:\n${state()}`,
     );
     for (const [i, p] of peers.entries()) {
       const s = summaryOf(p);
