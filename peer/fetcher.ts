@@ -203,6 +203,8 @@ export class Fetcher {
       return this.progress();
     } catch (e) {
       await this.#syncing;
+      // Chunks written before the failure (a full disk, an interrupt) are kept for the next run if they reach the disk.
+      if (this.#unsynced.length > 0) await this.#syncBatch().catch(() => {});
       this.#stage = 'failed';
       await this.#announceOnce(isRswError(e) ? e.message : String(e)).catch(() => {});
       throw e;
