@@ -1,8 +1,9 @@
 import { join } from 'node:path';
-import type { Libp2p, StreamHandler, StreamHandlerOptions } from '@libp2p/interface';
+import type { Libp2p, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createP2PNode } from '../../cli/p2p-node.ts';
 import type { Manifest } from '../../core/manifest.ts';
+import { CHUNK_PROTOCOL, ChunkRequestDecoder, encodeChunkResponseHeader } from '../../core/wire.ts';
 import { HaveExchange } from '../../peer/have-exchange.ts';
 import { announce } from '../../peer/tracker-client.ts';
 import { ChunkServer, type ChunkServerStats } from '../../seeder/chunk-server.ts';
@@ -16,6 +17,17 @@ export interface EvilPeerInit {
   manifest: Manifest;
   /** How often to re-announce to the tracker. @default 2000 */
   announceEveryMs?: number;
+  /**
+   * How it lies on the chunk protocol. corrupt: answers every request `ok` with the right number of wrong bytes (the
+   * real ChunkServer over a lying store). silent: accepts every chunk stream, reads the request and never answers.
+   * slow: answers `ok` with the chunk's length, then sends its true bytes at `slowBytesPerSecond`.
+   * @default "corrupt"
+   */
+  behaviour?: 'corrupt' | 'silent' | 'slow';
+  /** @default 1 */
+  slowBytesPerSecond?: number;
+  /** The image's bytes, for the slow behaviour's true bodies (without it: zeros). */
+  image?: Buffer;
 }
 
 export interface ChunkStreamRecord {
@@ -31,6 +43,8 @@ export interface EvilPeer {
   neighbours(): string[];
   /** Chunks the server read from our lying store (each one sent as garbage of the right length). */
   chunksFaked(): number;
+  /** Chunk body bytes put on the wire by the silent or slow behaviour. */
+  bytesDribbled(): number;
   stats(): ChunkServerStats;
   stop(): Promise<void>;
 }
@@ -92,7 +106,53 @@ export async function startEvilPeer(init: EvilPeerInit): Promise<EvilPeer> {
     has: () => true,
     onHave: () => {},
   });
-  await server.start(counting);
+  const held = new Set<Stream>();
+  const dribblers = new Set<NodeJS.Timeout>();
+  let dribbled = 0;
+  const behaviour = init.behaviour ?? 'corrupt';
+  if (behaviour === 'corrupt') {
+    await server.start(counting);
+  } else {
+    // Never closes a stream itself: the fetcher has to give up on it.
+    const bytes = new Map(init.manifest.chunks.map((c) => [c.hash, c]));
+    const everyMs = 1000 / (init.slowBytesPerSecond ?? 1);
+    await counting.handle(
+      CHUNK_PROTOCOL,
+      (stream) => {
+        held.add(stream);
+        stream.addEventListener('close', () => held.delete(stream));
+        const requests = new ChunkRequestDecoder();
+        stream.addEventListener('message', (ev) => {
+          if (behaviour === 'silent' || dribblers.size > 1024) return;
+          let hashes: string[] = [];
+          try {
+            hashes = requests.push(ev.data).flat();
+          } catch {
+            stream.abort(new Error('bad request'));
+            return;
+          }
+          const c = hashes.length > 0 ? bytes.get(hashes[0]) : undefined;
+          if (!c) return;
+          stream.send(encodeChunkResponseHeader({ status: 'ok', length: c.length }));
+          // The true bytes of the chunk, one at a time: the fetcher could verify them, if it waited days.
+          const body = init.image?.subarray(c.offset, c.offset + c.length);
+          let k = 0;
+          const timer = setInterval(() => {
+            if (stream.status !== 'open' || k >= c.length) {
+              clearInterval(timer);
+              dribblers.delete(timer);
+              return;
+            }
+            stream.send(body ? body.subarray(k, k + 1) : Buffer.of(0));
+            k++;
+            dribbled++;
+          }, everyMs);
+          dribblers.add(timer);
+        });
+      },
+      { maxInboundStreams: 256 },
+    );
+  }
   await exchange.start();
 
   const tracker = multiaddr(init.tracker);
@@ -117,9 +177,12 @@ export async function startEvilPeer(init: EvilPeerInit): Promise<EvilPeer> {
     streams,
     neighbours: () => exchange.neighbours(),
     chunksFaked: () => faked,
+    bytesDribbled: () => dribbled,
     stats: () => server.stats(),
     stop: async () => {
       clearInterval(timer);
+      for (const d of dribblers) clearInterval(d);
+      for (const st of held) st.abort(new Error('evil peer stopping'));
       await exchange.stop().catch(() => {});
       await server.stop().catch(() => {});
       await node.stop();
