@@ -135,6 +135,8 @@ export async function startHead(
       ),
     ],
     dashboard,
+    rateLimit: config.head.httpRateLimit,
+    timeouts: { headersMs: config.head.httpHeadersTimeoutMs, requestMs: config.head.httpRequestTimeoutMs },
   });
   dashboard.start();
   const expiry = setInterval(() => swarm.expire(), 5_000);

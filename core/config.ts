@@ -85,6 +85,29 @@ export const ConfigSchema = Type.Object(
          * not registered yet. @default 3600
          */
         gcGraceSeconds: Type.Integer({ minimum: 0, maximum: 30 * 86_400, default: 3600 }),
+        /** An HTTP request's headers must arrive within this many ms (slowloris). @default 10000 */
+        httpHeadersTimeoutMs: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000 }),
+        /**
+         * A whole HTTP request, body included, must arrive within this many ms: a 2 MiB chunk upload needs ≥ 18 KB/s.
+         * Responses (image downloads, the dashboard's event stream) are not bounded by it. @default 120000
+         */
+        httpRequestTimeoutMs: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 120_000 }),
+        /**
+         * Per client IP, a token bucket over HTTP requests; past it, 429 RSW_ERR_RATE_LIMITED. Requests with the admin
+         * token are not counted (a publish uploads thousands of chunks); nodes announce over libp2p, not HTTP, and a
+         * dashboard is one event stream. A booting node makes ~5 requests; `status --watch` one a second.
+         */
+        httpRateLimit: Type.Object(
+          {
+            /** Sustained requests per second per IP; 0 turns the limit off. @default 50 */
+            requestsPerSecond: Type.Number({ minimum: 0, maximum: 1_000_000, default: 50 }),
+            /** Requests one IP may send at once after a quiet spell. @default 500 */
+            burst: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 500 }),
+            /** Client IPs tracked at most; idle full buckets go first, then the oldest. @default 10000 */
+            maxClients: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 10_000 }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
       },
       { default: {}, additionalProperties: false },
     ),

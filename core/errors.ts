@@ -9,6 +9,11 @@ export const ERRORS = {
   RSW_ERR_UNAUTHORIZED: { status: 401, exit: 1, summary: 'the admin token is missing or wrong' },
   RSW_ERR_NOT_FOUND: { status: 404, exit: 1, summary: 'no such API route' },
   RSW_ERR_BODY_TOO_LARGE: { status: 413, exit: 1, summary: 'a request body is larger than its limit' },
+  RSW_ERR_RATE_LIMITED: {
+    status: 429,
+    exit: 1,
+    summary: 'one client sent the HTTP API more requests than its rate limit; retry later',
+  },
   RSW_ERR_TOO_MANY_CLIENTS: {
     status: 503,
     exit: 1,

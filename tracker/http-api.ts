@@ -17,6 +17,7 @@ import { envelopeSigner, openSignedManifest } from '../core/signed-manifest.ts';
 import type { ChunkStore } from '../core/store.ts';
 import { isAuthorized } from './admin-token.ts';
 import { registerBootRoutes } from './boot-routes.ts';
+import { RequestRateLimiter, type RequestRateLimitInit } from './http-rate-limit.ts';
 import type { Metrics } from './metrics.ts';
 import type { ImageRecord, Registry } from './registry.ts';
 
@@ -60,6 +61,10 @@ export interface HttpApiDeps {
   routes?: ((app: FastifyInstance, requireAdmin: (req: FastifyRequest) => Promise<void>) => void)[];
   /** GET / and GET /api/events; without it they answer 404. */
   dashboard?: DashboardSource;
+  /** Per client IP; requests with the admin token are not counted. Without it, no limit. */
+  rateLimit?: RequestRateLimitInit;
+  /** Slow clients (slowloris): headers, and whole requests with their body, must arrive within these. */
+  timeouts?: { headersMs: number; requestMs: number };
 }
 
 const DASHBOARD_DIR = fileURLToPath(new URL('./dashboard/', import.meta.url));
@@ -107,8 +112,19 @@ const hashParams = {
  * socket. Every error answers `{code, message}` with the code's status; state-changing routes need the admin token.
  */
 export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
+  const timeouts = deps.timeouts;
   const app = Fastify({
     logger: deps.logger ?? false,
+    ...(timeouts
+      ? {
+          requestTimeout: timeouts.requestMs,
+          // Node checks both timeouts every connectionsCheckingInterval (30 s by default): a tenth of the tighter one.
+          http: {
+            headersTimeout: Math.min(timeouts.headersMs, timeouts.requestMs),
+            connectionsCheckingInterval: Math.max(100, Math.min(timeouts.headersMs, timeouts.requestMs) / 10),
+          },
+        }
+      : {}),
     // One line per significant event, not per request (chunk uploads would flood the log).
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
@@ -143,6 +159,16 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
     }
   };
 
+  if (deps.rateLimit && deps.rateLimit.requestsPerSecond > 0) {
+    const limiter = new RequestRateLimiter(deps.rateLimit);
+    // First of all hooks, before any body is read; the admin's own requests (a publish's uploads) are not counted.
+    app.addHook('onRequest', async (req, reply) => {
+      if (isAuthorized(req.headers.authorization, deps.adminToken)) return;
+      if (limiter.take(req.ip)) return;
+      reply.header('retry-after', String(Math.max(1, limiter.retryAfterSeconds(req.ip))));
+      throw new RswError('RSW_ERR_RATE_LIMITED', `too many requests from ${req.ip}; retry later`);
+    });
+  }
   for (const add of deps.routes ?? []) add(app, requireAdmin);
 
   app.get(
