@@ -83,7 +83,8 @@ describe('unrequested chunk responses', () => {
       )}; arrayBuffers +${grown.toFixed(1)} MiB`,
     );
     expect(statuses).toHaveLength(21);
-    expect(grown).toBeLessThan(32);
+    // 672 MiB pushed: what is still in flight in the muxers at the end is all that may remain.
+    expect(grown).toBeLessThan(64);
     expect(
       client
         .getConnections()
