@@ -158,5 +158,5 @@ describe('SIGKILL of the head during an HTTP publish', () => {
     expect(rebuilt.equals(image)).toBe(true);
     console.log(`head crash during publish:\n${report.join('\n')}`);
     expect(await head.stop()).toBe(0);
-  }, 120_000);
+  }, 180_000);
 });

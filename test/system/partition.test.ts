@@ -166,5 +166,5 @@ describe('network partition between racks', () => {
     await cleanup();
     cleanup = undefined;
     expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(`${fabric.prefix}-`);
-  }, 120_000);
+  }, 180_000);
 });
