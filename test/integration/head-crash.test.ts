@@ -65,7 +65,7 @@ async function start(data: string): Promise<RunningHead> {
 }
 
 describe('SIGKILL of the head during an HTTP publish', () => {
-  it('at the first chunk, halfway and at the last: after a restart the version is whole or absent, no torn chunk, publishing again works', async () => {
+  it('at the first chunk, halfway, at the last and at the registration: after a restart the version is whole or absent, no torn chunk, publishing again works', async () => {
     const data = join(t.dir, 'data');
     const file = join(t.dir, 'big.bin');
     const image = pseudoRandomBytes(48 * MiB, 7);
@@ -156,6 +156,30 @@ describe('SIGKILL of the head during an HTTP publish', () => {
       ),
     );
     expect(rebuilt.equals(image)).toBe(true);
+
+    // The other side of "whole or absent": killed the moment it logs a registration (version 2, the same chunks),
+    // the version is there after the restart, and whole.
+    const v2 = startPublish(head, data, file);
+    const v2exit = new Promise<number | null>((r) => v2.on('close', (code) => r(code)));
+    const deadline = Date.now() + 30_000;
+    while (!head.log.some((l) => l.includes('image registered') && l.includes('"version":2'))) {
+      if (Date.now() > deadline || v2.exitCode !== null)
+        throw new Error(`no v2 registration: ${head.log.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await head.stop('SIGKILL');
+    report.push(`round 3: killed at the registration log line; publish exit ${await v2exit}`);
+    head = await start(data);
+    const res2 = await fetch(`${head.url}/api/images/big/2/manifest`);
+    expect(res2.status, report.join('\n')).toBe(200);
+    const opened2 = openSignedManifest(Buffer.from(await res2.arrayBuffer()), [pub], { maxBytes: 16 * MiB });
+    expect(
+      Buffer.concat(
+        opened2.manifest.chunks.map((c) =>
+          readFileSync(join(data, 'chunks', c.hash.slice(0, 2), c.hash.slice(2))),
+        ),
+      ).equals(image),
+    ).toBe(true);
     console.log(`head crash during publish:\n${report.join('\n')}`);
     expect(await head.stop()).toBe(0);
   }, 180_000);
