@@ -8,9 +8,9 @@ import type { Config } from '../core/config.ts';
 import { asDataError, formatError, RswError } from '../core/errors.ts';
 import { ensureWritableDir, writeFileAtomic } from '../core/fs-atomic.ts';
 import { hashHex } from '../core/hash.ts';
-import { loadPublicKey } from '../core/keys.ts';
+import { loadTrust } from '../core/keys.ts';
 import { parseVersion, validateImageName } from '../core/manifest.ts';
-import { checkNotRollback, openSignedManifest } from '../core/signed-manifest.ts';
+import { checkNotRollback, openSignedManifest, type RevokedKeys } from '../core/signed-manifest.ts';
 import { ChunkCache } from '../peer/chunk-cache.ts';
 import { Fetcher, type FetchProgress } from '../peer/fetcher.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
@@ -20,6 +20,7 @@ import { ChunkServer } from '../seeder/chunk-server.ts';
 import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
 import { HeadClient } from './head-client.ts';
+import { nodeRevocations } from './node-revocations.ts';
 import { createP2PNode } from './p2p-node.ts';
 import { Preheater } from './preheater.ts';
 import { byteProgress } from './progress.ts';
@@ -111,7 +112,7 @@ export async function fetchImage(
     ? { name: channelRef.name, version: 'latest' as const }
     : parseImageRef(ref);
   let version: number | 'latest' = asked;
-  const trusted = await Promise.all(opts.trust.map((f) => loadPublicKey(f)));
+  const trusted = await loadTrust(opts.trust);
   const lingerSeconds = opts.linger === undefined ? config.peer.lingerSeconds : Number(opts.linger);
   if (!Number.isInteger(lingerSeconds) || lingerSeconds < 0)
     throw new RswError('RSW_ERR_USAGE', '--linger takes whole seconds ≥ 0');
@@ -121,12 +122,14 @@ export async function fetchImage(
   await ensureWritableDir(cache);
 
   const client = new HeadClient(opts.head);
+  const revoked = await nodeRevocations(client, cache, trusted);
   const chunkCache =
     opts.cache !== undefined && config.peer.cacheVersions > 0
       ? await ChunkCache.open(cache, { keepVersions: config.peer.cacheVersions })
       : undefined;
   // A channel names a version through the publisher's signed, short-lived pointer (core/channel.ts).
-  const pointer = channelRef && (await resolveChannel(client, cache, name, channelRef.channel, trusted));
+  const pointer =
+    channelRef && (await resolveChannel(client, cache, name, channelRef.channel, trusted, revoked));
   if (pointer) version = pointer.pointer.version;
   if (pointer?.offline) {
     // The head is unreachable, the pointer we hold is still valid: the version may be wholly in the cache (rollback).
@@ -137,6 +140,7 @@ export async function fetchImage(
       resolve(opts.out),
       trusted,
       config,
+      revoked,
     );
     report(
       { ...summary, channel: ref, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) },
@@ -160,7 +164,10 @@ export async function fetchImage(
       maxBytes: config.manifest.maxBytes,
       signal: interrupt.signal,
     });
-    const opened = openSignedManifest(got.envelope, trusted, { maxBytes: config.manifest.maxBytes });
+    const opened = openSignedManifest(got.envelope, trusted, {
+      maxBytes: config.manifest.maxBytes,
+      revoked,
+    });
     const m = opened.manifest;
     if (
       m.name !== name ||
@@ -168,7 +175,7 @@ export async function fetchImage(
       (pointer && opened.id !== pointer.pointer.manifestId)
     ) {
       throw new RswError(
-        'RSW_ERR_MANIFEST_INVALID',
+        'RSW_ERR_MANIFEST_MISMATCH',
         `asked for ${ref}, the head sent ${m.name}@${m.version} (id ${opened.id.slice(0, 16)}…)`,
       );
     }
@@ -293,6 +300,7 @@ async function fetchFromCache(
   out: string,
   trusted: KeyObject[],
   config: Config,
+  revoked: RevokedKeys,
 ): Promise<Omit<FetchSummary, 'seconds'>> {
   const env = await chunkCache.envelope(manifestId);
   if (!env) {
@@ -301,7 +309,7 @@ async function fetchFromCache(
       `the head is unreachable and version ${manifestId.slice(0, 16)}… is not cached`,
     );
   }
-  const opened = openSignedManifest(env, trusted, { maxBytes: config.manifest.maxBytes });
+  const opened = openSignedManifest(env, trusted, { maxBytes: config.manifest.maxBytes, revoked });
   if (opened.id !== manifestId)
     throw new RswError('RSW_ERR_MANIFEST_INVALID', 'cached manifest does not match its id');
   const m = opened.manifest;

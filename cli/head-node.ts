@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../core/config.ts';
 import { RswError } from '../core/errors.ts';
-import { loadPublicKey } from '../core/keys.ts';
+import { loadTrust, publicKeyFromRaw } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { SuperSeeding } from '../seeder/super-seeding.ts';
@@ -17,6 +17,7 @@ import { createMetrics } from '../tracker/metrics.ts';
 import { PreheatJobs } from '../tracker/preheat.ts';
 import { preheatRoutes } from '../tracker/preheat-routes.ts';
 import { Registry } from '../tracker/registry.ts';
+import { RevocationBook, revocationRoutes } from '../tracker/revocation-routes.ts';
 import { SwarmState } from '../tracker/swarm-state.ts';
 import { TrackerService } from '../tracker/tracker-service.ts';
 import { createP2PNode } from './p2p-node.ts';
@@ -52,10 +53,21 @@ export async function startHead(
 ): Promise<RunningHead> {
   const dataDir = resolve(opts.data);
   const { host, port } = parseHostPort(opts.http ?? config.head.http);
-  const trusted = await Promise.all((opts.trust ?? []).map((f) => loadPublicKey(f)));
+  const trusted = await loadTrust(opts.trust ?? []);
 
   const store = await ChunkStore.open({ dataDir, verifyOnRead: config.store.verifyOnRead });
   const registry = await Registry.open(dataDir);
+  // Revocations are verified against the --trust keys, or without them against every key an image is published under.
+  const revocationBook = new RevocationBook(join(dataDir, 'revocations.json'), async () =>
+    trusted.length
+      ? trusted
+      : [...new Set((await registry.list()).map((r) => r.publisher))].map((k) =>
+          publicKeyFromRaw(Buffer.from(k, 'hex')),
+        ),
+  );
+  await revocationBook.load();
+  const revoked = revocationBook.revocations;
+  registry.revoked = revoked;
   const token = await loadOrCreateAdminToken(dataDir);
   const images = new ImageIndex(registry);
   await images.list();
@@ -82,6 +94,7 @@ export async function startHead(
       registry,
       onAnnounce: () => announces++,
       onAnnounceExtra: (peerId, body) => preheat.onAnnounce(peerId, body),
+      revoked,
     },
     {
       handoutSize: config.tracker.handoutSize,
@@ -121,6 +134,7 @@ export async function startHead(
     seederStats: () => seeder.stats(),
     bootstrap,
     trusted,
+    revoked,
     adminToken: token.token,
     metrics,
     maxManifestBytes: config.manifest.maxBytes,
@@ -128,6 +142,7 @@ export async function startHead(
     logger,
     routes: [
       channelRoutes(channels),
+      revocationRoutes(revocationBook),
       preheatRoutes(preheat, registry),
       gcRoutes(
         { registry, store, channels, inUse: () => [...swarm.images(), ...preheat.inUse()] },

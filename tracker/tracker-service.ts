@@ -24,6 +24,8 @@ export interface TrackerServiceComponents {
   random?: () => number;
   /** Sees every accepted announce (raw body, authenticated peer id); may add fields to the response (preheat). */
   onAnnounceExtra?: (peerId: string, body: AnnounceBodyExt) => Record<string, unknown> | undefined;
+  /** Revoked publisher keys (hex): their manifests are not served. */
+  revoked?: { has(publisherHex: string): boolean };
 }
 
 /** No defaults here: the config schema (core/config.ts, `tracker`) owns them. */
@@ -86,6 +88,12 @@ export class TrackerService {
           throw new RswError(
             'RSW_ERR_IMAGE_NOT_FOUND',
             `no image ${request.name} version ${request.version}`,
+          );
+        }
+        if (this.#c.revoked?.has(record.publisher)) {
+          throw new RswError(
+            'RSW_ERR_KEY_REVOKED',
+            `${record.name} version ${record.version} is signed by ${record.publisher.slice(0, 16)}, which is revoked`,
           );
         }
         await lp.write(
