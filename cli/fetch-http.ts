@@ -45,6 +45,13 @@ export async function fetchOverHttp(
       'RSW_ERR_MANIFEST_MISMATCH',
       `asked for ${image.name}@${v}, got ${m.name}@${m.version}`,
     );
+  if (m.encryption) {
+    // Image keys travel only over the authenticated tracker protocol (closed mesh), never plain HTTP.
+    throw new RswError(
+      'RSW_ERR_IMAGE_KEY_UNAVAILABLE',
+      `${m.name}@${m.version} is encrypted: it is fetched through the mesh, where the head releases its key`,
+    );
+  }
   const writer = await ImageWriter.open(out, m.size);
   try {
     const body = (await get(`/boot/images/${m.name}/${m.version}`)).body;

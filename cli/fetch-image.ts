@@ -4,18 +4,20 @@ import { homedir, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { multiaddr } from '@multiformats/multiaddr';
 import { parseChannelRef } from '../core/channel.ts';
+import { ChunkCipher, plainLayout, readImageKeyFile } from '../core/chunk-cipher.ts';
 import type { Config } from '../core/config.ts';
+import { DecryptingTarget, type ImageTarget } from '../core/decrypting-target.ts';
 import { asDataError, formatError, RswError } from '../core/errors.ts';
 import { ensureWritableDir, writeFileAtomic } from '../core/fs-atomic.ts';
 import { hashHex } from '../core/hash.ts';
 import { loadTrust } from '../core/keys.ts';
-import { parseVersion, validateImageName } from '../core/manifest.ts';
+import { type Manifest, parseVersion, validateImageName } from '../core/manifest.ts';
 import { checkNotRollback, openSignedManifest, type RevokedKeys } from '../core/signed-manifest.ts';
 import { ChunkCache } from '../peer/chunk-cache.ts';
 import { Fetcher, type FetchProgress } from '../peer/fetcher.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
 import { ResumeState } from '../peer/resume-state.ts';
-import { fetchManifest } from '../peer/tracker-client.ts';
+import { fetchImageKey, fetchManifest } from '../peer/tracker-client.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
@@ -35,6 +37,8 @@ export interface FetchOptions {
   host?: string;
   linger?: string;
   json?: boolean;
+  /** An encrypted image's key file (otherwise the head releases it: closed mesh only). */
+  imageKey?: string;
 }
 
 function parseImageRef(ref: string): { name: string; version: number | 'latest' } {
@@ -141,6 +145,7 @@ export async function fetchImage(
       trusted,
       config,
       revoked,
+      opts.imageKey,
     );
     report(
       { ...summary, channel: ref, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) },
@@ -194,7 +199,11 @@ export async function fetchImage(
     // With --cache, chunks of earlier versions (and the outputs they were written to) fill in what did not change.
     const inPlace = chunkCache?.heldBy(out) ?? false;
     await chunkCache?.rescueSeeds(m, out); // before the output is opened: it may be a seed, updated in place
-    const writer = await ImageWriter.open(out, m.size);
+    const writer = await openOutput(out, m, async () =>
+      opts.imageKey
+        ? readImageKeyFile(opts.imageKey)
+        : fetchImageKey(node, headAddr, m.encryption?.keyId as string, { signal: interrupt.signal }),
+    );
     const resume = await ResumeState.open(join(cache, `${opened.id}.resume`), opened.id, m.chunks.length);
     // The output may have changed behind the record (another image written there, a lost write): re-check.
     if (resume.count > 0) await resume.verifyRecorded(writer, m);
@@ -291,6 +300,22 @@ export async function fetchImage(
 }
 
 /**
+ * The output of `m`: the file or device itself, or for an encrypted image a DecryptingTarget over it — the output
+ * holds the plaintext, everything else (serving, resume, cache) sees the sealed chunks the manifest names.
+ */
+async function openOutput(out: string, m: Manifest, key: () => Promise<Buffer>): Promise<ImageTarget> {
+  if (!m.encryption) return ImageWriter.open(out, m.size);
+  const cipher = new ChunkCipher(await key());
+  if (cipher.keyId !== m.encryption.keyId) {
+    throw new RswError(
+      'RSW_ERR_IMAGE_KEY_WRONG',
+      `${m.name}@${m.version} is sealed with image key ${m.encryption.keyId}, the key given is ${cipher.keyId}`,
+    );
+  }
+  return new DecryptingTarget(await ImageWriter.open(out, plainLayout(m.chunks).size), m, cipher);
+}
+
+/**
  * Writes a version wholly from the chunk cache, without the network: for a node whose head is unreachable and whose
  * valid channel pointer names a version it still caches (a rollback, or a reboot into the running version).
  */
@@ -301,6 +326,7 @@ async function fetchFromCache(
   trusted: KeyObject[],
   config: Config,
   revoked: RevokedKeys,
+  imageKeyFile: string | undefined,
 ): Promise<Omit<FetchSummary, 'seconds'>> {
   const env = await chunkCache.envelope(manifestId);
   if (!env) {
@@ -315,7 +341,15 @@ async function fetchFromCache(
   const m = opened.manifest;
   const inPlace = chunkCache.heldBy(out);
   await chunkCache.rescueSeeds(m, out);
-  const writer = await ImageWriter.open(out, m.size);
+  const writer = await openOutput(out, m, async () => {
+    if (!imageKeyFile) {
+      throw new RswError(
+        'RSW_ERR_IMAGE_KEY_UNAVAILABLE',
+        `${m.name}@${m.version} is encrypted and the head, which releases its key, is unreachable`,
+      );
+    }
+    return readImageKeyFile(imageKeyFile);
+  });
   try {
     const resume = await ResumeState.open(
       join(chunkCache.dir, `${opened.id}.resume`),

@@ -122,6 +122,13 @@ export class HeadClient {
     return decodeRevocationList(await r.text());
   }
 
+  /** Gives the head an encrypted image's key (admin token); resolves with its id. */
+  async putImageKey(key: Buffer): Promise<string> {
+    const r = await this.#fetch('PUT', '/api/image-keys', key);
+    if (!r.ok) throw await this.#error(r);
+    return ((await r.json()) as { keyId: string }).keyId;
+  }
+
   /** Gives the head a signed revocation statement (admin token); resolves with the keys it revokes. */
   async revoke(envelope: Buffer): Promise<string[]> {
     const r = await this.#fetch('POST', '/api/keys/revocations', envelope);

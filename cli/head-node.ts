@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../core/config.ts';
 import { RswError } from '../core/errors.ts';
+import { ImageKeyStore } from '../core/image-key-store.ts';
 import { loadTrust, publicKeyFromRaw } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
@@ -13,6 +14,7 @@ import { DashboardFeed } from '../tracker/dashboard-feed.ts';
 import { gcRoutes } from '../tracker/gc-routes.ts';
 import { buildHttpApi } from '../tracker/http-api.ts';
 import { ImageIndex } from '../tracker/image-index.ts';
+import { imageKeyRoutes } from '../tracker/image-key-routes.ts';
 import { createMetrics } from '../tracker/metrics.ts';
 import { PreheatJobs } from '../tracker/preheat.ts';
 import { preheatRoutes } from '../tracker/preheat-routes.ts';
@@ -67,6 +69,8 @@ export async function startHead(
   );
   await revocationBook.load();
   const revoked = revocationBook.revocations;
+  const imageKeys = new ImageKeyStore(dataDir);
+  let keyLog: FastifyBaseLogger | undefined; // the HTTP API's logger, once it exists
   registry.revoked = revoked;
   const token = await loadOrCreateAdminToken(dataDir);
   const images = new ImageIndex(registry);
@@ -95,6 +99,19 @@ export async function startHead(
       onAnnounce: () => announces++,
       onAnnounceExtra: (peerId, body) => preheat.onAnnounce(peerId, body),
       revoked,
+      imageKey: async (keyId, peerId) => {
+        // Only an enrolled node can reach the tracker on a closed mesh (the gater): that is the authentication.
+        if (!config.mesh.closed && !config.mesh.releaseImageKeysWhenOpen) {
+          throw new RswError(
+            'RSW_ERR_MESH_OPEN',
+            'this head releases image keys only on a closed mesh (mesh.closed); the mesh is open',
+          );
+        }
+        const key = await imageKeys.get(keyId);
+        if (!key) throw new RswError('RSW_ERR_IMAGE_KEY_UNAVAILABLE', `the head holds no image key ${keyId}`);
+        keyLog?.info({ keyId, peerId }, 'image key released');
+        return key;
+      },
     },
     {
       handoutSize: config.tracker.handoutSize,
@@ -143,6 +160,7 @@ export async function startHead(
     routes: [
       channelRoutes(channels),
       revocationRoutes(revocationBook),
+      imageKeyRoutes(imageKeys),
       preheatRoutes(preheat, registry),
       gcRoutes(
         { registry, store, channels, inUse: () => [...swarm.images(), ...preheat.inUse()] },
@@ -151,6 +169,7 @@ export async function startHead(
     ],
     dashboard,
   });
+  keyLog = app.log;
   dashboard.start();
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();

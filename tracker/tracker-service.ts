@@ -24,6 +24,11 @@ export interface TrackerServiceComponents {
   random?: () => number;
   /** Sees every accepted announce (raw body, authenticated peer id); may add fields to the response (preheat). */
   onAnnounceExtra?: (peerId: string, body: AnnounceBodyExt) => Record<string, unknown> | undefined;
+  /**
+   * Releases an encrypted image's key to the authenticated peer asking, or throws a coded refusal (the head's policy:
+   * closed mesh only). Without it every key request is RSW_ERR_IMAGE_KEY_UNAVAILABLE.
+   */
+  imageKey?: (keyId: string, peerId: string) => Promise<Uint8Array>;
   /** Revoked publisher keys (hex): their manifests are not served. */
   revoked?: { has(publisherHex: string): boolean };
 }
@@ -77,6 +82,13 @@ export class TrackerService {
       );
       if (request.type === 'announce') {
         await lp.write(encodeMessage(this.#announce(connection.remotePeer.toString(), request.announce)));
+      } else if (request.type === 'image-key') {
+        if (!this.#c.imageKey)
+          throw new RswError('RSW_ERR_IMAGE_KEY_UNAVAILABLE', 'this tracker releases no image keys');
+        const key = await this.#c.imageKey(request.keyId, connection.remotePeer.toString());
+        await lp.write(
+          encodeMessage({ ok: true, keyId: request.keyId, key: Buffer.from(key).toString('base64') }),
+        );
       } else {
         validateImageName(request.name);
         const record =
