@@ -1,9 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openSignedChannel, signChannelPointer } from '../../core/channel.ts';
-import { loadTrust, rawPublicKey } from '../../core/keys.ts';
+import { loadTrust, publicKeyFromRaw, rawPublicKey } from '../../core/keys.ts';
 import {
   decodeRevocationList,
   encodeRevocationList,
@@ -14,6 +15,7 @@ import {
 } from '../../core/revocation.ts';
 import { createSignedManifest, openSignedManifest, SIGNATURE_DOMAIN } from '../../core/signed-manifest.ts';
 import { tempDir } from '../helpers/cli.ts';
+import { mutated, onlyTypedErrors } from '../helpers/fuzz.ts';
 
 const keys = () => generateKeyPairSync('ed25519');
 const working = keys();
@@ -75,6 +77,53 @@ describe('revocation statements', () => {
     const crossed = Buffer.from(env);
     m.copy(crossed, 38, 38, 102); // the manifest's signature in the statement's place
     expect(code(() => openRevocation(crossed, pinned))).toBe('RSW_ERR_REVOCATION_INVALID');
+  });
+});
+
+describe('fuzz: revocation statements (issue 9, item 13)', () => {
+  const valid = fc
+    .tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 2 ** 50 }))
+    .map(([n, at]) =>
+      signRevocation(
+        [working, spare, stranger].slice(0, n).map((k) => k.publicKey),
+        spare.privateKey,
+        at,
+      ),
+    );
+  it('arbitrary and mutated envelopes open only byte-identical to what was signed, else RSW_ERR_REVOCATION_INVALID', () => {
+    const signed = new Set<string>();
+    fc.assert(
+      fc.property(mutated(valid), (bytes) => {
+        const r = onlyTypedErrors(() => openRevocation(bytes, pinned), ['RSW_ERR_REVOCATION_INVALID']);
+        if (!(r instanceof Error)) signed.add(r.envelope.toString('hex'));
+      }),
+      { numRuns: 1000 },
+    );
+    // ed25519 is deterministic: whatever opened must be exactly what the spare key signs for those keys and time.
+    for (const hexEnv of signed) {
+      const s = openRevocation(Buffer.from(hexEnv, 'hex'), pinned);
+      const again = signRevocation(
+        s.revoked.map((k) => publicKeyFromRaw(Buffer.from(k, 'hex'))),
+        spare.privateKey,
+        s.issuedAt,
+      );
+      expect(again.toString('hex')).toBe(hexEnv);
+    }
+  });
+  it('any text as a revocation list parses or gives RSW_ERR_REVOCATION_INVALID', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.jsonValue().map((v) => JSON.stringify(v)),
+          fc.constant('{"revocations":["!!"]}'),
+        ),
+        (text) => {
+          onlyTypedErrors(() => decodeRevocationList(text), ['RSW_ERR_REVOCATION_INVALID']);
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });
 
