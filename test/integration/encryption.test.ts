@@ -1,13 +1,19 @@
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { multiaddr } from '@multiformats/multiaddr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchOverHttp } from '../../cli/fetch-http.ts';
 import type { FetchSummary } from '../../cli/fetch-image.ts';
-import { generateImageKey, writeImageKeyFile } from '../../core/chunk-cipher.ts';
+import { createP2PNode } from '../../cli/p2p-node.ts';
+import { generateImageKey, plainLayout, writeImageKeyFile } from '../../core/chunk-cipher.ts';
 import { hashHex } from '../../core/hash.ts';
 import { loadTrust } from '../../core/keys.ts';
+import { decodeManifest } from '../../core/manifest.ts';
+import { envelopeCanonical } from '../../core/signed-manifest.ts';
+import { fetchChunks } from '../../peer/chunk-client.ts';
 import { makeTree, mksquashfs, mutateTree } from '../fixtures/tree.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
+import { startFetchPeer } from '../helpers/fetch-peer.ts';
 import { type RunningHead, startHead } from '../helpers/head.ts';
 
 /**
@@ -117,6 +123,58 @@ describe('encrypted images (publish --encrypt)', () => {
     for (const c of chunkFiles(join(t.dir, 'cache-a.img'))) expect(c.includes(MARKER)).toBe(false);
     expect(head.log.some((l) => l.includes('image key released'))).toBe(true);
   }, 240_000);
+
+  it('on the wire: a lingering node serves the sealed chunks (the head’s bytes), never its plaintext output', async () => {
+    const peer = startFetchPeer({
+      head: head.url,
+      pub: join(t.dir, 'keys/publisher.pub'),
+      image: 'secret',
+      dir: t.dir,
+      name: 'wire',
+      linger: 120,
+    });
+    const client = await createP2PNode({ keyFile: join(t.dir, 'client.key'), listen: [] });
+    try {
+      const { id } = await peer.summary;
+      const swarm = (await (await globalThis.fetch(`${head.url}/api/swarm`)).json()) as {
+        images: { imageId: string; peers: { addrs: string[]; host?: string }[] }[];
+      };
+      const addr = swarm.images.find((i) => i.imageId === id)?.peers.find((p) => p.host === 'wire')?.addrs[0];
+      expect(addr).toBeDefined();
+      const env = Buffer.from(
+        await (await globalThis.fetch(`${head.url}/api/images/secret/1/manifest`)).arrayBuffer(),
+      );
+      const m = decodeManifest(envelopeCanonical(env), 16 * 1024 * 1024);
+      const { offsets } = plainLayout(m.chunks);
+      const output = readFileSync(join(t.dir, 'wire.img'));
+      // The chunks whose plaintext (in the node's output) holds the marker: the ones a leak would show.
+      const secretChunks = m.chunks
+        .map((c, i) => ({ ...c, plain: output.subarray(offsets[i], offsets[i] + c.length - 48) }))
+        .filter((c) => c.plain.includes(MARKER));
+      expect(secretChunks.length).toBeGreaterThan(0);
+      const got = await Array.fromAsync(
+        fetchChunks(
+          client,
+          multiaddr(addr as string),
+          secretChunks.map((c) => c.hash),
+        ),
+      );
+      for (const [i, r] of got.entries()) {
+        expect(r.status).toBe('ok'); // and fetchChunks checked its BLAKE3 against the manifest's (sealed) name
+        expect(r.data?.includes(MARKER)).toBe(false);
+        expect(
+          r.data?.equals(
+            readFileSync(
+              join(t.dir, 'head/chunks', secretChunks[i].hash.slice(0, 2), secretChunks[i].hash.slice(2)),
+            ),
+          ),
+        ).toBe(true);
+      }
+    } finally {
+      await client.stop();
+      await peer.stop();
+    }
+  }, 180_000);
 
   it('version 2 with the same image key: chunks dedup, and a node with v1 cached fetches only what changed', async () => {
     const p = await publish(2, head.url);
