@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -15,6 +15,7 @@ import { hashHex } from '../../core/hash.ts';
 import { ImageKeyStore } from '../../core/image-key-store.ts';
 import { decodeManifest, encodeManifest, type Manifest } from '../../core/manifest.ts';
 import { ImageWriter } from '../../peer/image-writer.ts';
+import { ResumeState } from '../../peer/resume-state.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 
@@ -123,7 +124,7 @@ describe('encrypted manifests', () => {
     expect(code(() => encodeManifest(m))).toBe('RSW_ERR_MANIFEST_INVALID');
   });
 
-  it('a DecryptingTarget writes plaintext at plaintext offsets and reads back the exact sealed chunks', async () => {
+  it('a DecryptingTarget writes plaintext at plaintext offsets, reads back the exact sealed chunks, and a resume check sees a changed byte', async () => {
     const plain = [pseudoRandomBytes(1000, 1), Buffer.alloc(4096), pseudoRandomBytes(333, 2)];
     const m = sealedManifest(plain);
     const layout = plainLayout(m.chunks);
@@ -137,8 +138,18 @@ describe('encrypted manifests', () => {
     await target.readInto(buf, m.chunks[2].offset);
     expect(hashHex(buf)).toBe(m.chunks[2].hash);
     await target.close();
-    const { readFileSync } = await import('node:fs');
     expect(readFileSync(out).equals(Buffer.concat(plain))).toBe(true);
+    // Resume: the record is checked in sealed coordinates too — a plaintext byte changed behind the record's back
+    // makes that chunk's re-sealed bytes miss its name, so it is forgotten and fetched again.
+    const resume = await ResumeState.open(join(t.dir, 'plain.resume'), 'ab'.repeat(32), m.chunks.length);
+    await resume.markVerified([0, 1, 2]);
+    const fd = openSync(out, 'r+');
+    writeSync(fd, Buffer.from([0xff]), 0, 1, layout.offsets[2] + 5);
+    closeSync(fd);
+    const again = new DecryptingTarget(await ImageWriter.open(out, layout.size), m, cipher);
+    expect(await resume.verifyRecorded(again, m)).toEqual([2]);
+    await again.close();
+    await resume.close();
     expect(
       () =>
         new DecryptingTarget({ size: layout.size } as ImageWriter, m, new ChunkCipher(generateImageKey())),
