@@ -97,7 +97,8 @@ export class ChunkCipher {
     try {
       const d = createDecipheriv('aes-256-gcm', keyed(this.#encKey, s), NONCE);
       d.setAuthTag(buf.subarray(buf.length - TAG_BYTES));
-      plain = Buffer.concat([d.update(body), d.final()]);
+      plain = d.update(body);
+      d.final(); // checks the tag; GCM has nothing left to output
     } catch {
       throw new RswError(
         'RSW_ERR_DECRYPT_FAILED',
