@@ -222,6 +222,7 @@ export async function fetchImage(
       cache: chunkCache,
       head: { peerId: boot.peerId, addr: headAddr },
       trusted,
+      revoked,
       config,
       rack: opts.rack,
       host: hostname(),
