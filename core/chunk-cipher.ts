@@ -76,11 +76,23 @@ export class ChunkCipher {
 
   /** plaintext → S || ciphertext || tag; deterministic. */
   seal(plain: Uint8Array): Buffer {
+    return this.sealInto(plain, Buffer.allocUnsafe(plain.length + CHUNK_CIPHER_OVERHEAD));
+  }
+
+  /**
+   * Seals into `out` (plain.length + 48 bytes), which may hold the plaintext itself at offset 48 — a reader fills
+   * the tail of the caller's buffer and seals in place, without a buffer of its own.
+   */
+  sealInto(plain: Uint8Array, out: Buffer): Buffer {
+    if (out.length !== plain.length + CHUNK_CIPHER_OVERHEAD)
+      throw new RangeError(
+        `sealing ${plain.length} bytes needs ${plain.length + CHUNK_CIPHER_OVERHEAD}, not ${out.length}`,
+      );
     const s = keyed(this.#sivKey, plain);
     const cipher = createCipheriv('aes-256-gcm', keyed(this.#encKey, s), NONCE);
-    const out = Buffer.allocUnsafe(plain.length + CHUNK_CIPHER_OVERHEAD);
+    const body = cipher.update(plain); // reads all of `plain` before `out` is written
     s.copy(out, 0);
-    let o = SIV_BYTES + cipher.update(plain).copy(out, SIV_BYTES);
+    let o = SIV_BYTES + body.copy(out, SIV_BYTES);
     o += cipher.final().copy(out, o);
     cipher.getAuthTag().copy(out, o);
     return out;

@@ -64,8 +64,12 @@ export class DecryptingTarget implements ImageTarget {
     return this.#cipher.seal(await this.#inner.read(c.plainOffset, length - CHUNK_CIPHER_OVERHEAD));
   }
 
+  /** Into the caller's (pooled) buffer: the plaintext is read into its tail and sealed in place. */
   async readInto(buf: Buffer, offset: number): Promise<void> {
-    (await this.read(offset, buf.length)).copy(buf);
+    const c = this.#at(offset, buf.length);
+    const plain = buf.subarray(CHUNK_CIPHER_OVERHEAD);
+    await this.#inner.readInto(plain, c.plainOffset);
+    this.#cipher.sealInto(plain, buf);
   }
 
   sync(): Promise<void> {

@@ -47,6 +47,12 @@ describe('chunk cipher', () => {
     const plain = pseudoRandomBytes(70_000, 5);
     expect(cipher.seal(plain).equals(cipher.seal(plain))).toBe(true);
     expect(new ChunkCipher(key).seal(plain).equals(cipher.seal(plain))).toBe(true);
+    // Sealing in place (the plaintext in the output buffer's tail) gives the same bytes.
+    const inPlace = Buffer.alloc(plain.length + CHUNK_CIPHER_OVERHEAD);
+    plain.copy(inPlace, CHUNK_CIPHER_OVERHEAD);
+    expect(cipher.sealInto(inPlace.subarray(CHUNK_CIPHER_OVERHEAD), inPlace).equals(cipher.seal(plain))).toBe(
+      true,
+    );
     const other = new ChunkCipher(generateImageKey());
     expect(other.seal(plain).equals(cipher.seal(plain))).toBe(false);
     // Different plaintexts give different synthetic IVs, hence different per-chunk keys (no GCM nonce reuse).
