@@ -7,6 +7,7 @@ import { benchBoot } from './boot.ts';
 import { benchChunkServing } from './chunk-serving.ts';
 import { benchChunker } from './chunker.ts';
 import { benchDashboard } from './dashboard.ts';
+import { benchEncryption } from './encryption.ts';
 import { benchFetch } from './fetch.ts';
 import { benchHash } from './hash.ts';
 import { benchHead } from './head.ts';
@@ -28,6 +29,7 @@ for (const [name, run] of [
   ['head', benchHead],
   ['chunk-serving', benchChunkServing],
   ['fetch', benchFetch],
+  ['encryption', benchEncryption],
   ['versions', benchVersions],
   ['boot', benchBoot],
   ['swarm', benchSwarm],

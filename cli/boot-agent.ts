@@ -16,9 +16,11 @@ import { mountStatelessRoot, statelessLayout } from '../boot/stateless.ts';
 import { parseBootCmdline } from '../core/boot-cmdline.ts';
 import { loadConfig } from '../core/config.ts';
 import { formatError, isRswError, RswError } from '../core/errors.ts';
-import { loadPublicKey } from '../core/keys.ts';
+import { loadTrust } from '../core/keys.ts';
 import { fetchOverHttp } from './fetch-http.ts';
 import { type FetchSummary, fetchImage } from './fetch-image.ts';
+import { HeadClient } from './head-client.ts';
+import { nodeRevocations } from './node-revocations.ts';
 
 const RUN = '/run/rackswarm';
 const HOME = '/rackswarm';
@@ -63,7 +65,7 @@ async function main(): Promise<void> {
   const trustFiles = (await readdir(join(HOME, 'trust'))).filter((f) => f.endsWith('.pub')).sort();
   if (trustFiles.length === 0)
     throw new RswError('RSW_ERR_BOOT_FAILED', 'the initramfs pins no publisher key');
-  const trusted = await Promise.all(trustFiles.map((f) => loadPublicKey(join(HOME, 'trust', f))));
+  const trusted = await loadTrust(trustFiles.map((f) => join(HOME, 'trust', f)));
   const layout = statelessLayout(RUN, NEW_ROOT);
   const target = params.mode === 'stateless' ? layout.image : (params.disk as string);
   // Listen on the node's own address only: that is what the tracker hands to other nodes (not 127.0.0.1).
@@ -112,8 +114,11 @@ async function main(): Promise<void> {
         );
       } else {
         say('fetching from the head alone over HTTP');
+        // The mesh path learns revocations inside fetchImage; this one asks the head too (verified, persisted).
+        const revoked = await nodeRevocations(new HeadClient(params.head), join(RUN, 'cache'), trusted);
         const s = await fetchOverHttp(params.head, params.image, trusted, target, {
           maxManifestBytes: config.manifest.maxBytes,
+          revoked,
         });
         await prepare(s, 'http');
       }

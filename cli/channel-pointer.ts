@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { checkChannelNotStale, type OpenedChannel, openSignedChannel } from '../core/channel.ts';
 import { asDataError, isRswError, RswError } from '../core/errors.ts';
 import { ensureWritableDir, writeFileAtomic } from '../core/fs-atomic.ts';
+import type { RevokedKeys } from '../core/signed-manifest.ts';
 import type { HeadClient } from './head-client.ts';
 
 /**
@@ -18,6 +19,7 @@ export async function resolveChannel(
   name: string,
   channel: string,
   trusted: readonly KeyObject[],
+  revoked?: RevokedKeys,
   now = Date.now(),
 ): Promise<OpenedChannel & { offline: boolean }> {
   const dir = join(cacheDir, 'channels');
@@ -35,7 +37,7 @@ export async function resolveChannel(
     if (!envelope) throw e;
     offline = true;
   }
-  const opened = openSignedChannel(envelope, trusted, now);
+  const opened = openSignedChannel(envelope, trusted, now, revoked);
   const { pointer } = opened;
   if (pointer.name !== name || pointer.channel !== channel) {
     throw new RswError(

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
-import { openSignedManifest } from '../core/signed-manifest.ts';
+import { openSignedManifest, type RevokedKeys } from '../core/signed-manifest.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
 import type { FetchSummary } from './fetch-image.ts';
 
@@ -15,7 +15,7 @@ export async function fetchOverHttp(
   image: { name: string; version: number | 'latest' },
   trusted: KeyObject[],
   out: string,
-  opts: { maxManifestBytes: number; signal?: AbortSignal },
+  opts: { maxManifestBytes: number; signal?: AbortSignal; revoked?: RevokedKeys },
 ): Promise<FetchSummary> {
   const started = performance.now();
   const get = async (path: string): Promise<Response> => {
@@ -35,13 +35,23 @@ export async function fetchOverHttp(
   };
   const v = String(image.version);
   const envelope = Buffer.from(await (await get(`/api/images/${image.name}/${v}/manifest`)).arrayBuffer());
-  const opened = openSignedManifest(envelope, trusted, { maxBytes: opts.maxManifestBytes });
+  const opened = openSignedManifest(envelope, trusted, {
+    maxBytes: opts.maxManifestBytes,
+    revoked: opts.revoked,
+  });
   const m = opened.manifest;
   if (m.name !== image.name || (image.version !== 'latest' && m.version !== image.version))
     throw new RswError(
-      'RSW_ERR_MANIFEST_INVALID',
+      'RSW_ERR_MANIFEST_MISMATCH',
       `asked for ${image.name}@${v}, got ${m.name}@${m.version}`,
     );
+  if (m.encryption) {
+    // Image keys travel only over the authenticated tracker protocol (closed mesh), never plain HTTP.
+    throw new RswError(
+      'RSW_ERR_IMAGE_KEY_UNAVAILABLE',
+      `${m.name}@${m.version} is encrypted: it is fetched through the mesh, where the head releases its key`,
+    );
+  }
   const writer = await ImageWriter.open(out, m.size);
   try {
     const body = (await get(`/boot/images/${m.name}/${m.version}`)).body;

@@ -4,22 +4,25 @@ import { homedir, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { multiaddr } from '@multiformats/multiaddr';
 import { parseChannelRef } from '../core/channel.ts';
+import { ChunkCipher, plainLayout, readImageKeyFile } from '../core/chunk-cipher.ts';
 import type { Config } from '../core/config.ts';
+import { DecryptingTarget, type ImageTarget } from '../core/decrypting-target.ts';
 import { asDataError, formatError, RswError } from '../core/errors.ts';
 import { ensureWritableDir, writeFileAtomic } from '../core/fs-atomic.ts';
 import { hashHex } from '../core/hash.ts';
-import { loadPublicKey } from '../core/keys.ts';
-import { parseVersion, validateImageName } from '../core/manifest.ts';
-import { checkNotRollback, openSignedManifest } from '../core/signed-manifest.ts';
+import { loadTrust } from '../core/keys.ts';
+import { type Manifest, parseVersion, validateImageName } from '../core/manifest.ts';
+import { checkNotRollback, openSignedManifest, type RevokedKeys } from '../core/signed-manifest.ts';
 import { ChunkCache } from '../peer/chunk-cache.ts';
 import { Fetcher, type FetchProgress } from '../peer/fetcher.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
 import { ResumeState } from '../peer/resume-state.ts';
-import { fetchManifest } from '../peer/tracker-client.ts';
+import { fetchImageKey, fetchManifest } from '../peer/tracker-client.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
 import { HeadClient } from './head-client.ts';
+import { nodeRevocations } from './node-revocations.ts';
 import { createP2PNode } from './p2p-node.ts';
 import { Preheater } from './preheater.ts';
 import { byteProgress } from './progress.ts';
@@ -34,6 +37,8 @@ export interface FetchOptions {
   host?: string;
   linger?: string;
   json?: boolean;
+  /** An encrypted image's key file (otherwise the head releases it: closed mesh only). */
+  imageKey?: string;
 }
 
 function parseImageRef(ref: string): { name: string; version: number | 'latest' } {
@@ -111,7 +116,7 @@ export async function fetchImage(
     ? { name: channelRef.name, version: 'latest' as const }
     : parseImageRef(ref);
   let version: number | 'latest' = asked;
-  const trusted = await Promise.all(opts.trust.map((f) => loadPublicKey(f)));
+  const trusted = await loadTrust(opts.trust);
   const lingerSeconds = opts.linger === undefined ? config.peer.lingerSeconds : Number(opts.linger);
   if (!Number.isInteger(lingerSeconds) || lingerSeconds < 0)
     throw new RswError('RSW_ERR_USAGE', '--linger takes whole seconds ≥ 0');
@@ -121,12 +126,14 @@ export async function fetchImage(
   await ensureWritableDir(cache);
 
   const client = new HeadClient(opts.head);
+  const revoked = await nodeRevocations(client, cache, trusted);
   const chunkCache =
     opts.cache !== undefined && config.peer.cacheVersions > 0
       ? await ChunkCache.open(cache, { keepVersions: config.peer.cacheVersions })
       : undefined;
   // A channel names a version through the publisher's signed, short-lived pointer (core/channel.ts).
-  const pointer = channelRef && (await resolveChannel(client, cache, name, channelRef.channel, trusted));
+  const pointer =
+    channelRef && (await resolveChannel(client, cache, name, channelRef.channel, trusted, revoked));
   if (pointer) version = pointer.pointer.version;
   if (pointer?.offline) {
     // The head is unreachable, the pointer we hold is still valid: the version may be wholly in the cache (rollback).
@@ -137,6 +144,8 @@ export async function fetchImage(
       resolve(opts.out),
       trusted,
       config,
+      revoked,
+      opts.imageKey,
     );
     report(
       { ...summary, channel: ref, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) },
@@ -160,7 +169,10 @@ export async function fetchImage(
       maxBytes: config.manifest.maxBytes,
       signal: interrupt.signal,
     });
-    const opened = openSignedManifest(got.envelope, trusted, { maxBytes: config.manifest.maxBytes });
+    const opened = openSignedManifest(got.envelope, trusted, {
+      maxBytes: config.manifest.maxBytes,
+      revoked,
+    });
     const m = opened.manifest;
     if (
       m.name !== name ||
@@ -168,7 +180,7 @@ export async function fetchImage(
       (pointer && opened.id !== pointer.pointer.manifestId)
     ) {
       throw new RswError(
-        'RSW_ERR_MANIFEST_INVALID',
+        'RSW_ERR_MANIFEST_MISMATCH',
         `asked for ${ref}, the head sent ${m.name}@${m.version} (id ${opened.id.slice(0, 16)}…)`,
       );
     }
@@ -187,7 +199,11 @@ export async function fetchImage(
     // With --cache, chunks of earlier versions (and the outputs they were written to) fill in what did not change.
     const inPlace = chunkCache?.heldBy(out) ?? false;
     await chunkCache?.rescueSeeds(m, out); // before the output is opened: it may be a seed, updated in place
-    const writer = await ImageWriter.open(out, m.size);
+    const writer = await openOutput(out, m, async () =>
+      opts.imageKey
+        ? readImageKeyFile(opts.imageKey)
+        : fetchImageKey(node, headAddr, m.encryption?.keyId as string, { signal: interrupt.signal }),
+    );
     const resume = await ResumeState.open(join(cache, `${opened.id}.resume`), opened.id, m.chunks.length);
     // The output may have changed behind the record (another image written there, a lost write): re-check.
     if (resume.count > 0) await resume.verifyRecorded(writer, m);
@@ -206,6 +222,7 @@ export async function fetchImage(
       cache: chunkCache,
       head: { peerId: boot.peerId, addr: headAddr },
       trusted,
+      revoked,
       config,
       rack: opts.rack,
       host: hostname(),
@@ -284,6 +301,22 @@ export async function fetchImage(
 }
 
 /**
+ * The output of `m`: the file or device itself, or for an encrypted image a DecryptingTarget over it — the output
+ * holds the plaintext, everything else (serving, resume, cache) sees the sealed chunks the manifest names.
+ */
+async function openOutput(out: string, m: Manifest, key: () => Promise<Buffer>): Promise<ImageTarget> {
+  if (!m.encryption) return ImageWriter.open(out, m.size);
+  const cipher = new ChunkCipher(await key());
+  if (cipher.keyId !== m.encryption.keyId) {
+    throw new RswError(
+      'RSW_ERR_IMAGE_KEY_WRONG',
+      `${m.name}@${m.version} is sealed with image key ${m.encryption.keyId}, the key given is ${cipher.keyId}`,
+    );
+  }
+  return new DecryptingTarget(await ImageWriter.open(out, plainLayout(m.chunks).size), m, cipher);
+}
+
+/**
  * Writes a version wholly from the chunk cache, without the network: for a node whose head is unreachable and whose
  * valid channel pointer names a version it still caches (a rollback, or a reboot into the running version).
  */
@@ -293,6 +326,8 @@ async function fetchFromCache(
   out: string,
   trusted: KeyObject[],
   config: Config,
+  revoked: RevokedKeys,
+  imageKeyFile: string | undefined,
 ): Promise<Omit<FetchSummary, 'seconds'>> {
   const env = await chunkCache.envelope(manifestId);
   if (!env) {
@@ -301,13 +336,21 @@ async function fetchFromCache(
       `the head is unreachable and version ${manifestId.slice(0, 16)}… is not cached`,
     );
   }
-  const opened = openSignedManifest(env, trusted, { maxBytes: config.manifest.maxBytes });
+  const opened = openSignedManifest(env, trusted, { maxBytes: config.manifest.maxBytes, revoked });
   if (opened.id !== manifestId)
     throw new RswError('RSW_ERR_MANIFEST_INVALID', 'cached manifest does not match its id');
   const m = opened.manifest;
   const inPlace = chunkCache.heldBy(out);
   await chunkCache.rescueSeeds(m, out);
-  const writer = await ImageWriter.open(out, m.size);
+  const writer = await openOutput(out, m, async () => {
+    if (!imageKeyFile) {
+      throw new RswError(
+        'RSW_ERR_IMAGE_KEY_UNAVAILABLE',
+        `${m.name}@${m.version} is encrypted and the head, which releases its key, is unreachable`,
+      );
+    }
+    return readImageKeyFile(imageKeyFile);
+  });
   try {
     const resume = await ResumeState.open(
       join(chunkCache.dir, `${opened.id}.resume`),

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { ChannelPointer } from '../core/channel.ts';
 import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
+import { decodeRevocationList } from '../core/revocation.ts';
 import type { DashboardSnapshot } from '../tracker/dashboard-snapshot.ts';
 import type { GcReport } from '../tracker/gc.ts';
 import type { PreheatJob } from '../tracker/preheat.ts';
@@ -112,6 +113,27 @@ export class HeadClient {
     }
     if (!r.ok) throw await this.#error(r);
     return Buffer.from(await r.arrayBuffer());
+  }
+
+  /** Every key revocation statement the head holds (envelopes; the caller verifies them). */
+  async revocations(): Promise<Buffer[]> {
+    const r = await this.#fetch('GET', '/api/keys/revocations');
+    if (!r.ok) throw await this.#error(r);
+    return decodeRevocationList(await r.text());
+  }
+
+  /** Gives the head an encrypted image's key (admin token); resolves with its id. */
+  async putImageKey(key: Buffer): Promise<string> {
+    const r = await this.#fetch('PUT', '/api/image-keys', key);
+    if (!r.ok) throw await this.#error(r);
+    return ((await r.json()) as { keyId: string }).keyId;
+  }
+
+  /** Gives the head a signed revocation statement (admin token); resolves with the keys it revokes. */
+  async revoke(envelope: Buffer): Promise<string[]> {
+    const r = await this.#fetch('POST', '/api/keys/revocations', envelope);
+    if (!r.ok) throw await this.#error(r);
+    return ((await r.json()) as { revoked: string[] }).revoked;
   }
 
   async channels(): Promise<(ChannelPointer & { expired: boolean })[]> {

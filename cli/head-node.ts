@@ -2,7 +2,8 @@ import { join, resolve } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../core/config.ts';
 import { RswError } from '../core/errors.ts';
-import { loadPublicKey } from '../core/keys.ts';
+import { ImageKeyStore } from '../core/image-key-store.ts';
+import { loadTrust, publicKeyFromRaw } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { SuperSeeding } from '../seeder/super-seeding.ts';
@@ -13,10 +14,12 @@ import { DashboardFeed } from '../tracker/dashboard-feed.ts';
 import { gcRoutes } from '../tracker/gc-routes.ts';
 import { buildHttpApi } from '../tracker/http-api.ts';
 import { ImageIndex } from '../tracker/image-index.ts';
+import { imageKeyRoutes } from '../tracker/image-key-routes.ts';
 import { createMetrics } from '../tracker/metrics.ts';
 import { PreheatJobs } from '../tracker/preheat.ts';
 import { preheatRoutes } from '../tracker/preheat-routes.ts';
 import { Registry } from '../tracker/registry.ts';
+import { RevocationBook, revocationRoutes } from '../tracker/revocation-routes.ts';
 import { SwarmState } from '../tracker/swarm-state.ts';
 import { TrackerService } from '../tracker/tracker-service.ts';
 import { createP2PNode } from './p2p-node.ts';
@@ -52,10 +55,23 @@ export async function startHead(
 ): Promise<RunningHead> {
   const dataDir = resolve(opts.data);
   const { host, port } = parseHostPort(opts.http ?? config.head.http);
-  const trusted = await Promise.all((opts.trust ?? []).map((f) => loadPublicKey(f)));
+  const trusted = await loadTrust(opts.trust ?? []);
 
   const store = await ChunkStore.open({ dataDir, verifyOnRead: config.store.verifyOnRead });
   const registry = await Registry.open(dataDir);
+  // Revocations are verified against the --trust keys, or without them against every key an image is published under.
+  const revocationBook = new RevocationBook(join(dataDir, 'revocations.json'), async () =>
+    trusted.length
+      ? trusted
+      : [...new Set((await registry.list()).map((r) => r.publisher))].map((k) =>
+          publicKeyFromRaw(Buffer.from(k, 'hex')),
+        ),
+  );
+  await revocationBook.load();
+  const revoked = revocationBook.revocations;
+  const imageKeys = new ImageKeyStore(dataDir);
+  let keyLog: FastifyBaseLogger | undefined; // the HTTP API's logger, once it exists
+  registry.revoked = revoked;
   const token = await loadOrCreateAdminToken(dataDir);
   const images = new ImageIndex(registry);
   await images.list();
@@ -82,6 +98,20 @@ export async function startHead(
       registry,
       onAnnounce: () => announces++,
       onAnnounceExtra: (peerId, body) => preheat.onAnnounce(peerId, body),
+      revoked,
+      imageKey: async (keyId, peerId) => {
+        // Only an enrolled node can reach the tracker on a closed mesh (the gater): that is the authentication.
+        if (!config.mesh.closed && !config.mesh.releaseImageKeysWhenOpen) {
+          throw new RswError(
+            'RSW_ERR_MESH_OPEN',
+            'this head releases image keys only on a closed mesh (mesh.closed); the mesh is open',
+          );
+        }
+        const key = await imageKeys.get(keyId);
+        if (!key) throw new RswError('RSW_ERR_IMAGE_KEY_UNAVAILABLE', `the head holds no image key ${keyId}`);
+        keyLog?.info({ keyId, peerId }, 'image key released');
+        return key;
+      },
     },
     {
       handoutSize: config.tracker.handoutSize,
@@ -121,6 +151,7 @@ export async function startHead(
     seederStats: () => seeder.stats(),
     bootstrap,
     trusted,
+    revoked,
     adminToken: token.token,
     metrics,
     maxManifestBytes: config.manifest.maxBytes,
@@ -128,6 +159,8 @@ export async function startHead(
     logger,
     routes: [
       channelRoutes(channels),
+      revocationRoutes(revocationBook),
+      imageKeyRoutes(imageKeys),
       preheatRoutes(preheat, registry),
       gcRoutes(
         { registry, store, channels, inUse: () => [...swarm.images(), ...preheat.inUse()] },
@@ -138,6 +171,7 @@ export async function startHead(
     rateLimit: config.head.httpRateLimit,
     timeouts: { headersMs: config.head.httpHeadersTimeoutMs, requestMs: config.head.httpRequestTimeoutMs },
   });
+  keyLog = app.log;
   dashboard.start();
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();

@@ -3,8 +3,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Config } from '../core/config.ts';
-import { isRswError } from '../core/errors.ts';
-import { openSignedManifest } from '../core/signed-manifest.ts';
+import { isRswError, RswError } from '../core/errors.ts';
+import { openSignedManifest, type RevokedKeys } from '../core/signed-manifest.ts';
 import type { Instruction, PreheatReport } from '../core/tracker-messages.ts';
 import type { ChunkCache } from '../peer/chunk-cache.ts';
 import { Fetcher } from '../peer/fetcher.ts';
@@ -20,6 +20,8 @@ export interface PreheaterInit {
   cache: ChunkCache | undefined;
   head: { peerId: string; addr: Multiaddr };
   trusted: KeyObject[];
+  /** Revoked publisher keys (cli/node-revocations.ts): what they signed is not preheated. */
+  revoked?: RevokedKeys;
   config: Config;
   rack?: string;
   host: string;
@@ -93,10 +95,14 @@ export class Preheater {
         signal: this.#stop.signal,
       });
       const opened = openSignedManifest(got.envelope, this.#init.trusted, {
+        revoked: this.#init.revoked,
         maxBytes: config.manifest.maxBytes,
       });
       if (opened.id !== i.imageId)
-        throw new Error(`the head sent ${opened.id.slice(0, 16)}…, not the preheat's image`);
+        throw new RswError(
+          'RSW_ERR_MANIFEST_MISMATCH',
+          `the head sent ${opened.id.slice(0, 16)}…, not the preheat's image`,
+        );
       const m = opened.manifest;
       await cache.rescueSeeds(m);
       await mkdir(join(cache.dir, 'preheat'), { recursive: true });

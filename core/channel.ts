@@ -2,6 +2,7 @@ import { type KeyObject, sign, verify } from 'node:crypto';
 import { RswError } from './errors.ts';
 import { ED25519_PUBLIC_BYTES, rawPublicKey } from './keys.ts';
 import { validateImageName, validateVersion } from './manifest.ts';
+import { checkNotRevoked, type RevokedKeys } from './signed-manifest.ts';
 
 /**
  * A channel pointer: the publisher's signed statement "channel NAME:CHANNEL is version V (manifest id M), statement
@@ -158,6 +159,7 @@ export function openSignedChannel(
   envelope: Uint8Array,
   trusted: readonly KeyObject[] | ((publisher: Buffer) => KeyObject | undefined),
   now: number,
+  revoked?: RevokedKeys,
 ): OpenedChannel {
   if (envelope.length > MAX_CHANNEL_ENVELOPE_BYTES) throw invalid(`${envelope.length} bytes is over the cap`);
   const buf = Buffer.from(envelope.buffer, envelope.byteOffset, envelope.length);
@@ -181,6 +183,7 @@ export function openSignedChannel(
   if (!verify(null, Buffer.concat([CHANNEL_DOMAIN, canonical]), signer, signature)) {
     throw new RswError('RSW_ERR_SIGNATURE_INVALID', 'channel pointer signature does not verify');
   }
+  checkNotRevoked(publisher, revoked, 'channel pointer');
   const pointer = decodeChannelPointer(Buffer.from(canonical));
   if (now >= pointer.expiresAt) {
     throw new RswError(

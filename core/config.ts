@@ -198,6 +198,21 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    mesh: Type.Object(
+      {
+        /**
+         * A closed mesh: every libp2p peer that reaches the head's protocols is one the head enrolled (the connection
+         * gater). The head releases the keys of encrypted images only then. @default false
+         */
+        closed: Type.Boolean({ default: false }),
+        /**
+         * Release image keys over the tracker protocol even on an open mesh, to any peer that asks — i.e. to anyone
+         * who can reach the head. Only for a network that is itself closed. @default false
+         */
+        releaseImageKeysWhenOpen: Type.Boolean({ default: false }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     channel: Type.Object(
       {
         /**

@@ -69,6 +69,41 @@ export const ERRORS = {
     summary: 'a manifest is signed by a key that is not pinned',
   },
   RSW_ERR_ROLLBACK: { status: 409, exit: 1, summary: 'a manifest is older than a version already seen' },
+  RSW_ERR_KEY_REVOKED: {
+    status: 403,
+    exit: 1,
+    summary: 'a manifest or channel pointer is signed by a revoked publisher key',
+  },
+  RSW_ERR_MANIFEST_MISMATCH: {
+    status: 409,
+    exit: 1,
+    summary: 'a validly signed manifest is not the image asked for (another name, version or id)',
+  },
+  RSW_ERR_REVOCATION_INVALID: {
+    status: 400,
+    exit: 1,
+    summary: 'a key revocation statement is malformed, or signed by a key that is not pinned',
+  },
+  RSW_ERR_IMAGE_KEY_UNAVAILABLE: {
+    status: 403,
+    exit: 1,
+    summary: 'the key of an encrypted image is not available to this node (not on the head, or not released)',
+  },
+  RSW_ERR_MESH_OPEN: {
+    status: 403,
+    exit: 1,
+    summary: 'the head releases image keys only on a closed mesh (mesh.closed), unless explicitly overridden',
+  },
+  RSW_ERR_IMAGE_KEY_WRONG: {
+    status: 400,
+    exit: 1,
+    summary: 'an image key is not the one the encrypted image was published with (key id mismatch)',
+  },
+  RSW_ERR_DECRYPT_FAILED: {
+    status: 400,
+    exit: 1,
+    summary: 'an encrypted chunk does not decrypt and authenticate under the image key',
+  },
   RSW_ERR_INVALID_CHANNEL: {
     status: 400,
     exit: 1,

@@ -76,6 +76,37 @@ export async function loadPublicKey(path: string): Promise<KeyObject> {
   return key;
 }
 
+/**
+ * Loads every ed25519 public key of a trust file: one PEM key, or several concatenated (the working publisher key
+ * and an offline spare to rotate to: see core/revocation.ts). A private key file counts as its public half.
+ */
+export async function loadTrustFile(path: string): Promise<KeyObject[]> {
+  const text = (await readKeyFile(path)).toString('utf8');
+  const blocks = text.match(/-----BEGIN [A-Z ]+-----[\s\S]*?-----END [A-Z ]+-----/g) ?? [];
+  if (blocks.length <= 1) return [await loadPublicKey(path)];
+  return blocks.map((pem, i) => {
+    let key: KeyObject;
+    try {
+      key = createPublicKey(pem);
+    } catch {
+      throw new RswError('RSW_ERR_KEY_INVALID', `key ${i + 1} in ${path} is not a PEM public key`);
+    }
+    if (key.asymmetricKeyType !== 'ed25519')
+      throw new RswError('RSW_ERR_KEY_INVALID', `key ${i + 1} in ${path} is a ${key.asymmetricKeyType} key`);
+    return key;
+  });
+}
+
+/** Every key of every trust file (`--trust A B …`), duplicates dropped. */
+export async function loadTrust(paths: readonly string[]): Promise<KeyObject[]> {
+  const all = (await Promise.all(paths.map((p) => loadTrustFile(p)))).flat();
+  const seen = new Set<string>();
+  return all.filter((k) => {
+    const raw = rawPublicKey(k).toString('hex');
+    return !seen.has(raw) && !!seen.add(raw);
+  });
+}
+
 /** The 32 raw bytes of an ed25519 public key (what a signed manifest carries). */
 export function rawPublicKey(key: KeyObject): Buffer {
   const pub = key.type === 'private' ? createPublicKey(key) : key;

@@ -9,6 +9,11 @@ import { HASH_BYTES, hash } from './hash.ts';
  *   count × (u32 length | 32-byte BLAKE3 hash)
  *
  * Offsets are not stored: they are the running sum of lengths, so they cannot disagree with them.
+ *
+ * An encrypted image (core/chunk-cipher.ts) has encoding 2, with `u8 cipher=1 | 16-byte key id` between the count
+ * and the entries; its chunks, lengths and size are the ciphertext's (each plaintext chunk + 48 bytes). The key id
+ * names the image key without revealing it; the key itself is never in a manifest. Plain images keep encoding 1, so
+ * their bytes and ids are unchanged.
  */
 export const IMAGE_FORMATS = ['squashfs', 'raw', 'file'] as const;
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
@@ -28,10 +33,17 @@ export interface Manifest {
   /** Image size in bytes: the sum of the chunk lengths. */
   size: number;
   chunks: ChunkRef[];
+  /** Present when the chunks are sealed with an image key (core/chunk-cipher.ts). */
+  encryption?: { cipher: 'chunk-v1'; keyId: string };
 }
 
 const MAGIC = Buffer.from('RSWM');
 const ENCODING = 1;
+const ENCODING_ENCRYPTED = 2;
+const CIPHER_CHUNK_V1 = 1;
+const ENCRYPTION_BYTES = 1 + 16;
+/** Every sealed chunk carries this many bytes more than its plaintext (core/chunk-cipher.ts). */
+const SEALED_OVERHEAD = 48;
 const HEADER_FIXED = 4 + 1 + 1 + 1 + 8 + 8 + 4;
 const ENTRY_BYTES = 4 + HASH_BYTES;
 /** Hard ceiling on one chunk, whatever the chunker settings: wire messages are capped by it. */
@@ -79,19 +91,29 @@ export function encodeManifest(m: Manifest): Buffer {
   const formatIndex = IMAGE_FORMATS.indexOf(m.format);
   if (formatIndex < 0) throw invalid(`unknown format ${JSON.stringify(m.format)}`);
   if (m.chunks.length === 0) throw invalid('no chunks');
-  const buf = Buffer.alloc(HEADER_FIXED + m.name.length + m.chunks.length * ENTRY_BYTES);
+  const enc = m.encryption;
+  if (enc && (enc.cipher !== 'chunk-v1' || !/^[0-9a-f]{32}$/.test(enc.keyId)))
+    throw invalid('encryption must be {cipher: "chunk-v1", keyId: 32 hex digits}');
+  const buf = Buffer.alloc(
+    HEADER_FIXED + m.name.length + (enc ? ENCRYPTION_BYTES : 0) + m.chunks.length * ENTRY_BYTES,
+  );
   let p = MAGIC.copy(buf, 0);
-  p = buf.writeUInt8(ENCODING, p);
+  p = buf.writeUInt8(enc ? ENCODING_ENCRYPTED : ENCODING, p);
   p = buf.writeUInt8(formatIndex, p);
   p = buf.writeUInt8(m.name.length, p);
   p += buf.write(m.name, p, 'ascii');
   p = buf.writeBigUInt64BE(BigInt(m.version), p);
   p = buf.writeBigUInt64BE(BigInt(m.size), p);
   p = buf.writeUInt32BE(m.chunks.length, p);
+  if (enc) {
+    p = buf.writeUInt8(CIPHER_CHUNK_V1, p);
+    p += buf.write(enc.keyId, p, 'hex');
+  }
+  const minLength = enc ? SEALED_OVERHEAD + 1 : 1;
   let offset = 0;
   for (const c of m.chunks) {
     if (c.offset !== offset) throw invalid(`chunk at ${c.offset} should start at ${offset}`);
-    if (!Number.isSafeInteger(c.length) || c.length < 1 || c.length > MAX_CHUNK_BYTES) {
+    if (!Number.isSafeInteger(c.length) || c.length < minLength || c.length > MAX_CHUNK_BYTES) {
       throw invalid(`chunk length ${c.length} out of range`);
     }
     if (!/^[0-9a-f]{64}$/.test(c.hash))
@@ -120,7 +142,8 @@ export function decodeManifest(bytes: Uint8Array, maxBytes: number): Manifest {
   if (!buf.subarray(0, 4).equals(MAGIC)) throw invalid('bad magic');
   let p = 4;
   const encoding = buf.readUInt8(p++);
-  if (encoding !== ENCODING) throw invalid(`unsupported encoding ${encoding}`);
+  if (encoding !== ENCODING && encoding !== ENCODING_ENCRYPTED)
+    throw invalid(`unsupported encoding ${encoding}`);
   const format = IMAGE_FORMATS[buf.readUInt8(p++)];
   if (!format) throw invalid('unknown format');
   const nameLen = buf.readUInt8(p++);
@@ -137,6 +160,14 @@ export function decodeManifest(bytes: Uint8Array, maxBytes: number): Manifest {
   p += 4;
   if (version > BigInt(Number.MAX_SAFE_INTEGER) || size > BigInt(Number.MAX_SAFE_INTEGER))
     throw invalid('too big');
+  let encryption: Manifest['encryption'];
+  if (encoding === ENCODING_ENCRYPTED) {
+    if (buf.length < p + ENCRYPTION_BYTES) throw invalid('truncated header');
+    if (buf.readUInt8(p) !== CIPHER_CHUNK_V1) throw invalid(`unknown cipher ${buf.readUInt8(p)}`);
+    encryption = { cipher: 'chunk-v1', keyId: buf.toString('hex', p + 1, p + ENCRYPTION_BYTES) };
+    p += ENCRYPTION_BYTES;
+  }
+  const minLength = encryption ? SEALED_OVERHEAD + 1 : 1;
   if (buf.length !== p + count * ENTRY_BYTES) throw invalid(`length does not match ${count} chunks`);
   try {
     validateImageName(name);
@@ -149,13 +180,16 @@ export function decodeManifest(bytes: Uint8Array, maxBytes: number): Manifest {
   let offset = 0;
   for (let i = 0; i < count; i++) {
     const length = buf.readUInt32BE(p);
-    if (length < 1 || length > MAX_CHUNK_BYTES) throw invalid(`chunk ${i} length ${length} out of range`);
+    if (length < minLength || length > MAX_CHUNK_BYTES)
+      throw invalid(`chunk ${i} length ${length} out of range`);
     chunks[i] = { offset, length, hash: buf.toString('hex', p + 4, p + ENTRY_BYTES) };
     offset += length;
     p += ENTRY_BYTES;
   }
   if (BigInt(offset) !== size) throw invalid(`chunk lengths add up to ${offset}, size says ${size}`);
-  return { name, version: Number(version), format, size: Number(size), chunks };
+  const m: Manifest = { name, version: Number(version), format, size: Number(size), chunks };
+  if (encryption) m.encryption = encryption;
+  return m;
 }
 
 /** The image id: BLAKE3 of the canonical manifest bytes, hex. */

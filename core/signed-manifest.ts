@@ -51,14 +51,30 @@ export function createSignedManifest(manifest: Manifest, privateKey: KeyObject):
   };
 }
 
+/** The keys a node has seen revoked (core/revocation.ts `Revocations`). */
+export interface RevokedKeys {
+  has(publisher: Uint8Array | string): boolean;
+}
+
+/** Refuses what a revoked key signed, with its own code: the signature is valid, the key no longer is. */
+export function checkNotRevoked(publisher: Uint8Array, revoked: RevokedKeys | undefined, what: string): void {
+  if (revoked?.has(publisher)) {
+    throw new RswError(
+      'RSW_ERR_KEY_REVOKED',
+      `${what} signed by ${Buffer.from(publisher).toString('hex').slice(0, 16)}, which is revoked`,
+    );
+  }
+}
+
 /**
  * Verifies an envelope against the pinned keys and only then parses the manifest. Order matters: size cap, then the
- * signer must be pinned, then the signature must verify over the exact bytes, and only then is any field read.
+ * signer must be pinned, then the signature must verify over the exact bytes, then the signer must not be revoked,
+ * and only then is any field read.
  */
 export function openSignedManifest(
   envelope: Uint8Array,
   trusted: readonly KeyObject[],
-  opts: { maxBytes: number },
+  opts: { maxBytes: number; revoked?: RevokedKeys },
 ): OpenedManifest {
   if (envelope.length > opts.maxBytes + HEADER) {
     throw new RswError(
@@ -86,6 +102,7 @@ export function openSignedManifest(
   if (!verify(null, Buffer.concat([SIGNATURE_DOMAIN, canonical]), signer, signature)) {
     throw new RswError('RSW_ERR_SIGNATURE_INVALID', 'manifest signature does not verify');
   }
+  checkNotRevoked(publisher, opts.revoked, 'manifest');
   const manifest = decodeManifest(canonical, opts.maxBytes);
   return { manifest, id: manifestId(canonical), publisher, envelope: Buffer.from(buf) };
 }

@@ -12,6 +12,9 @@
  *              `instructions: [{kind: "preheat", job, name, version, imageId}]` (tracker/preheat.ts).
  *   manifest:  → {type: "manifest", name, version: N | "latest"}
  *              ← {ok: true, id, version, bytes}, then one more message: the signed manifest (`bytes` long)
+ *   image key: → {type: "image-key", keyId}   (32 hex: the key id in an encrypted image's manifest)
+ *              ← {ok: true, keyId, key}        key: the 32-byte image key, base64; only on a closed mesh (the
+ *                 connection is then an enrolled node's, authenticated and encrypted by libp2p), else an error
  *   any error: ← {ok: false, code: "RSW_ERR_…", message}
  *
  * The announcing peer's id is never taken from the message: the tracker uses the connection's authenticated one.
@@ -101,7 +104,8 @@ export interface Instruction {
 
 export type TrackerRequest =
   | { type: 'announce'; announce: AnnounceBody }
-  | { type: 'manifest'; name: string; version: number | 'latest' };
+  | { type: 'manifest'; name: string; version: number | 'latest' }
+  | { type: 'image-key'; keyId: string };
 
 export interface HandedOutPeer {
   peerId: string;
@@ -119,6 +123,7 @@ export type AnnounceResponse = {
   instructions?: Instruction[];
 };
 export type ManifestHeader = { ok: true; id: string; version: number; bytes: number };
+export type ImageKeyResponse = { ok: true; keyId: string; key: string };
 export type TrackerError = { ok: false; code: ErrorCode; message: string };
 
 const enc = new TextEncoder();
@@ -162,6 +167,9 @@ export function decodeRequest(bytes: Uint8Array): TrackerRequest {
     (m.version === 'latest' || Number.isSafeInteger(m.version))
   ) {
     return { type: 'manifest', name: m.name, version: m.version as number | 'latest' };
+  }
+  if (m.type === 'image-key' && typeof m.keyId === 'string' && /^[0-9a-f]{32}$/.test(m.keyId)) {
+    return { type: 'image-key', keyId: m.keyId };
   }
   throw new RswError('RSW_ERR_PROTOCOL', 'unknown tracker request');
 }

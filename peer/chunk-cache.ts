@@ -138,7 +138,7 @@ export class ChunkCache {
    */
   async prefill(
     m: Manifest,
-    writer: ImageWriter,
+    writer: Pick<ImageWriter, 'write' | 'read' | 'sync'>,
     resume: ResumeState,
     opts: { inPlace?: boolean } = {},
   ): Promise<CacheUse> {

@@ -49,7 +49,8 @@ export interface FetchProgress {
 
 export interface FetcherComponents {
   node: Pick<Libp2p, 'dial' | 'dialProtocol' | 'handle' | 'unhandle' | 'getMultiaddrs' | 'peerId'>;
-  writer: ImageWriter;
+  /** An ImageWriter, or a DecryptingTarget over one (encrypted images: core/decrypting-target.ts). */
+  writer: Pick<ImageWriter, 'write' | 'read' | 'readInto' | 'sync'>;
   resume: ResumeState;
   /** The head: its tracker and seeder share one libp2p address. */
   head: { peerId: string; addr: Multiaddr };

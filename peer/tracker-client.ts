@@ -7,6 +7,7 @@ import {
   type AnnounceResponse,
   decodeResponse,
   encodeMessage,
+  type ImageKeyResponse,
   MAX_TRACKER_MESSAGE_BYTES,
   type ManifestHeader,
   TRACKER_PROTOCOL,
@@ -104,4 +105,22 @@ export async function fetchManifest(
   if (envelope.length !== response.bytes)
     throw new RswError('RSW_ERR_PROTOCOL', 'manifest length does not match its header');
   return { id: response.id, version: response.version, envelope };
+}
+
+/** Asks the tracker for an encrypted image's key (released only to enrolled nodes on a closed mesh). */
+export async function fetchImageKey(
+  node: DialNode,
+  tracker: PeerId | Multiaddr,
+  keyId: string,
+  opts: TrackerCallOptions = {},
+): Promise<Buffer> {
+  const { response, lp } = await call<ImageKeyResponse>(node, tracker, { type: 'image-key', keyId }, opts);
+  await lp
+    .unwrap()
+    .close()
+    .catch(() => {});
+  const key = typeof response.key === 'string' ? Buffer.from(response.key, 'base64') : Buffer.alloc(0);
+  if (response.keyId !== keyId || key.length !== 32)
+    throw new RswError('RSW_ERR_PROTOCOL', 'the tracker answered an image key request with something else');
+  return key;
 }

@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
+import { CHUNK_CIPHER_OVERHEAD } from '../core/chunk-cipher.ts';
 import { type Chunk, type ChunkerParams, chunkStream } from '../core/chunker.ts';
 import { RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
@@ -26,6 +27,11 @@ export interface PublishInit {
   signal?: AbortSignal;
   /** Called as bytes are chunked and stored: (bytes done, total). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Encrypt (`publish --encrypt`): each chunk is sealed before it is hashed and stored, so the manifest names the
+   * ciphertext (core/chunk-cipher.ts's ChunkCipher).
+   */
+  cipher?: { seal(plain: Uint8Array): Buffer; readonly keyId: string };
 }
 
 /** Receives an image's chunks: staged by put(), made durable and visible by commit(), dropped by abort(). */
@@ -113,13 +119,15 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
   let done = 0;
   const source = createReadStream(init.file, { highWaterMark: 1024 * 1024, end: size - 1 });
   const cleanup: (() => Promise<void>)[] = [];
-  const store = async (ref: ChunkRef, data: Buffer): Promise<void> => {
+  const store = async (ref: ChunkRef, plain: Buffer): Promise<void> => {
+    const data = init.cipher ? init.cipher.seal(plain) : plain;
+    ref.length = data.length;
     ref.hash = hashHex(data);
     if (!seen.has(ref.hash)) {
       seen.add(ref.hash);
       if (await init.sink.put(ref.hash, data)) added.push(ref);
     }
-    done += ref.length;
+    done += plain.length;
     init.onProgress?.(done, size);
   };
   try {
@@ -142,7 +150,8 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
     if (init.signal?.aborted) {
       throw new RswError('RSW_ERR_INTERRUPTED', 'publish interrupted; nothing was registered');
     }
-    const total = chunks.reduce((s, c) => s + c.length, 0);
+    const overhead = init.cipher ? chunks.length * CHUNK_CIPHER_OVERHEAD : 0;
+    const total = chunks.reduce((s, c) => s + c.length, 0) - overhead;
     if (total !== size) {
       throw new RswError(
         'RSW_ERR_FILE_UNREADABLE',
@@ -160,8 +169,20 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
     for (const f of cleanup) await f();
   }
 
+  let sealedSize = 0;
+  for (const c of chunks) {
+    c.offset = sealedSize; // sealed chunks are 48 bytes longer: offsets are the running sum again
+    sealedSize += c.length;
+  }
   const opened = createSignedManifest(
-    { name: init.name, version: init.version, format, size, chunks },
+    {
+      name: init.name,
+      version: init.version,
+      format,
+      size: sealedSize,
+      chunks,
+      ...(init.cipher ? { encryption: { cipher: 'chunk-v1' as const, keyId: init.cipher.keyId } } : {}),
+    },
     init.key,
   );
   return {

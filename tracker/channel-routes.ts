@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { MAX_CHANNEL_ENVELOPE_BYTES } from '../core/channel.ts';
 import { RswError } from '../core/errors.ts';
+import { checkNotRevoked } from '../core/signed-manifest.ts';
 import type { ChannelStore } from './channel-store.ts';
 import { bodyStream, readCapped } from './http-api.ts';
 
@@ -25,6 +26,8 @@ export function channelRoutes(channels: ChannelStore, now: () => number = Date.n
             'RSW_ERR_CHANNEL_NOT_FOUND',
             `no channel ${req.params.name}:${req.params.channel}`,
           );
+        // A pointer signed by a key revoked since it was stored is not served (nodes would refuse it anyway).
+        checkNotRevoked(env.subarray(6, 38), channels.revoked, 'channel pointer');
         reply.header('content-type', 'application/octet-stream');
         return env;
       },

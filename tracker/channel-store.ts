@@ -29,6 +29,11 @@ export class ChannelStore {
     this.#trusted = trusted;
   }
 
+  /** Revoked publisher keys (the registry's). */
+  get revoked() {
+    return this.#registry.revoked;
+  }
+
   set(envelope: Uint8Array, now = Date.now()): Promise<ChannelPointer> {
     const run = this.#queue.then(() => this.#set(envelope, now));
     this.#queue = run.catch(() => {});
@@ -42,7 +47,7 @@ export class ChannelStore {
     const keys = this.#trusted.length
       ? this.#trusted
       : [publicKeyFromRaw(Buffer.from(latest.publisher, 'hex'))];
-    const { pointer } = openSignedChannel(envelope, keys, now);
+    const { pointer } = openSignedChannel(envelope, keys, now, this.#registry.revoked);
     const record = await this.#registry.get(pointer.name, pointer.version);
     if (!record)
       throw new RswError('RSW_ERR_IMAGE_NOT_FOUND', `no image ${pointer.name} version ${pointer.version}`);

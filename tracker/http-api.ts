@@ -13,7 +13,7 @@ import Fastify, {
 import { type ErrorCode, isRswError, RswError } from '../core/errors.ts';
 import { StreamHasher } from '../core/hash.ts';
 import { MAX_CHUNK_BYTES, parseVersion, validateImageName } from '../core/manifest.ts';
-import { envelopeSigner, openSignedManifest } from '../core/signed-manifest.ts';
+import { envelopeSigner, openSignedManifest, type RevokedKeys } from '../core/signed-manifest.ts';
 import type { ChunkStore } from '../core/store.ts';
 import { isAuthorized } from './admin-token.ts';
 import { registerBootRoutes } from './boot-routes.ts';
@@ -47,6 +47,8 @@ export interface HttpApiDeps {
   bootstrap: () => { peerId: string; addrs: string[] };
   /** Publisher keys manifests must be signed with; empty: any key, pinned per image name by the registry. */
   trusted: KeyObject[];
+  /** Revoked publisher keys (tracker/revocation-routes.ts): their manifests are neither registered nor served. */
+  revoked?: RevokedKeys;
   adminToken: string;
   metrics: Metrics;
   maxManifestBytes: number;
@@ -253,7 +255,7 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
       },
     },
     async (req, reply) => {
-      const record = await findVersion(deps.registry, req.params.name, req.params.version);
+      const record = await findVersion(deps.registry, req.params.name, req.params.version, deps.revoked);
       const envelope = await deps.registry.envelope(record.id);
       if (!envelope) throw new RswError('RSW_ERR_IMAGE_NOT_FOUND', `manifest ${record.id} is missing`);
       reply.header('content-type', 'application/octet-stream');
@@ -266,7 +268,7 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
   registerBootRoutes(app, {
     registry: deps.registry,
     store: deps.store,
-    findVersion: (name, version) => findVersion(deps.registry, name, version),
+    findVersion: (name, version) => findVersion(deps.registry, name, version, deps.revoked),
     maxManifestBytes: deps.maxManifestBytes,
     bootDir: deps.bootDir,
   });
@@ -400,6 +402,7 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
       deps.trusted.length ? deps.trusted : [envelopeSigner(envelope)],
       {
         maxBytes: deps.maxManifestBytes,
+        revoked: deps.revoked,
       },
     );
     // Checked inside the registration step, so garbage collection (tracker/gc.ts) cannot remove a chunk in between.
@@ -434,11 +437,22 @@ function groupByName(records: ImageRecord[]) {
   return [...out.values()];
 }
 
-async function findVersion(registry: Registry, name: string, version: string): Promise<ImageRecord> {
+async function findVersion(
+  registry: Registry,
+  name: string,
+  version: string,
+  revoked?: RevokedKeys,
+): Promise<ImageRecord> {
   validateImageName(name);
   const record =
     version === 'latest' ? await registry.latest(name) : await registry.get(name, parseVersion(version));
   if (!record) throw new RswError('RSW_ERR_IMAGE_NOT_FOUND', `no image ${name} version ${version}`);
+  if (revoked?.has(record.publisher)) {
+    throw new RswError(
+      'RSW_ERR_KEY_REVOKED',
+      `${name} version ${record.version} is signed by ${record.publisher.slice(0, 16)}, which is revoked`,
+    );
+  }
   return record;
 }
 

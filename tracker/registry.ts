@@ -31,6 +31,8 @@ export class Registry {
   readonly #images;
   readonly #manifests;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Revoked publisher keys (hex): an image whose key is revoked may continue under another key. */
+  revoked: { has(publisherHex: string): boolean } | undefined;
 
   private constructor(db: Db) {
     this.#db = db;
@@ -157,7 +159,8 @@ export class Registry {
       );
     }
     const newest = await this.latest(m.name);
-    if (newest && newest.publisher !== publisher) {
+    // Rotation: once the image's key is revoked, a version signed by another (pinned) key may follow it.
+    if (newest && newest.publisher !== publisher && !this.revoked?.has(newest.publisher)) {
       throw new RswError(
         'RSW_ERR_KEY_MISMATCH',
         `${m.name} is published under key ${newest.publisher.slice(0, 16)}, not ${publisher.slice(0, 16)}`,

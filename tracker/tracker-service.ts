@@ -24,6 +24,13 @@ export interface TrackerServiceComponents {
   random?: () => number;
   /** Sees every accepted announce (raw body, authenticated peer id); may add fields to the response (preheat). */
   onAnnounceExtra?: (peerId: string, body: AnnounceBodyExt) => Record<string, unknown> | undefined;
+  /**
+   * Releases an encrypted image's key to the authenticated peer asking, or throws a coded refusal (the head's policy:
+   * closed mesh only). Without it every key request is RSW_ERR_IMAGE_KEY_UNAVAILABLE.
+   */
+  imageKey?: (keyId: string, peerId: string) => Promise<Uint8Array>;
+  /** Revoked publisher keys (hex): their manifests are not served. */
+  revoked?: { has(publisherHex: string): boolean };
 }
 
 /** No defaults here: the config schema (core/config.ts, `tracker`) owns them. */
@@ -75,6 +82,13 @@ export class TrackerService {
       );
       if (request.type === 'announce') {
         await lp.write(encodeMessage(this.#announce(connection.remotePeer.toString(), request.announce)));
+      } else if (request.type === 'image-key') {
+        if (!this.#c.imageKey)
+          throw new RswError('RSW_ERR_IMAGE_KEY_UNAVAILABLE', 'this tracker releases no image keys');
+        const key = await this.#c.imageKey(request.keyId, connection.remotePeer.toString());
+        await lp.write(
+          encodeMessage({ ok: true, keyId: request.keyId, key: Buffer.from(key).toString('base64') }),
+        );
       } else {
         validateImageName(request.name);
         const record =
@@ -86,6 +100,12 @@ export class TrackerService {
           throw new RswError(
             'RSW_ERR_IMAGE_NOT_FOUND',
             `no image ${request.name} version ${request.version}`,
+          );
+        }
+        if (this.#c.revoked?.has(record.publisher)) {
+          throw new RswError(
+            'RSW_ERR_KEY_REVOKED',
+            `${record.name} version ${record.version} is signed by ${record.publisher.slice(0, 16)}, which is revoked`,
           );
         }
         await lp.write(

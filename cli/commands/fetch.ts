@@ -23,6 +23,10 @@ export function registerFetch(program: Command, config: () => Config): void {
       '--linger <seconds>',
       'keep serving this many seconds after completing (default: until no peer of the swarm still fetches, at most peer.lingerSeconds = 600)',
     )
+    .option(
+      '--image-key <file>',
+      'an encrypted image: its key from FILE (default: released by the head over the tracker protocol, closed mesh only)',
+    )
     .option('--json', 'progress as JSON lines, then one final JSON line')
     .action(async (image: string, opts: FetchOptions) => {
       const { fetchImage } = await import('../fetch-image.ts'); // loaded only when fetching

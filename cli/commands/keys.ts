@@ -4,7 +4,16 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { asDataError, RswError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs-atomic.ts';
-import { generatePublisherKeys, keyFingerprint, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../core/keys.ts';
+import {
+  generatePublisherKeys,
+  keyFingerprint,
+  loadPrivateKey,
+  loadTrustFile,
+  PRIVATE_KEY_FILE,
+  PUBLIC_KEY_FILE,
+} from '../../core/keys.ts';
+import { signRevocation } from '../../core/revocation.ts';
+import { HeadClient } from '../head-client.ts';
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -48,4 +57,60 @@ export function registerKeys(program: Command): void {
         );
       }
     });
+  keys
+    .command('revoke')
+    .description(
+      'sign a statement revoking publisher keys and give it to the head, which serves it to every node (see core/revocation.ts)',
+    )
+    .argument('<pubfile...>', 'public key file(s) to revoke (every key in each file)')
+    .requiredOption(
+      '--key <keyfile>',
+      'private key that signs the statement: any key the nodes pin (the spare you rotate to, or the revoked key itself)',
+    )
+    .option('--head <url>', 'a running head to give the statement to')
+    .option('--token-file <file>', "the head's admin token (DATA/admin-token)")
+    .option('--out <file>', 'also write the statement to FILE (for an initramfs, or a head that is down)')
+    .option('--json', 'print {revoked, signer, out?} as JSON')
+    .action(
+      async (
+        pubfiles: string[],
+        opts: { key: string; head?: string; tokenFile?: string; out?: string; json?: boolean },
+      ) => {
+        if (!opts.head && !opts.out)
+          throw new RswError('RSW_ERR_USAGE', 'give --head URL, --out FILE, or both');
+        if (opts.head && !opts.tokenFile)
+          throw new RswError(
+            'RSW_ERR_UNAUTHORIZED',
+            'revoking on a head needs --token-file (DATA/admin-token)',
+          );
+        const signer = await loadPrivateKey(opts.key);
+        const keysToRevoke = (await Promise.all(pubfiles.map((f) => loadTrustFile(f)))).flat();
+        const envelope = signRevocation(keysToRevoke, signer);
+        if (opts.out) {
+          await writeFileAtomic(resolve(opts.out), envelope).catch((e) => {
+            throw asDataError(e, `cannot write ${opts.out}`);
+          });
+        }
+        if (opts.head) {
+          const client = new HeadClient(opts.head, await HeadClient.readToken(opts.tokenFile as string));
+          await client.revoke(envelope);
+        }
+        const revoked = keysToRevoke.map((k) => keyFingerprint(k));
+        if (opts.json) {
+          console.log(
+            JSON.stringify({
+              revoked,
+              signer: keyFingerprint(signer),
+              ...(opts.out ? { out: opts.out } : {}),
+            }),
+          );
+        } else {
+          console.log(
+            `revoked ${revoked.join(', ')} (signed by ${keyFingerprint(signer)})` +
+              `${opts.head ? `; the head at ${opts.head} now serves the statement` : ''}` +
+              `${opts.out ? `; written to ${opts.out}` : ''}`,
+          );
+        }
+      },
+    );
 }

@@ -4,8 +4,15 @@ import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ChunkBatch } from '../../core/chunk-batch.ts';
+import {
+  ChunkCipher,
+  generateImageKey,
+  readImageKeyFile,
+  writeImageKeyFile,
+} from '../../core/chunk-cipher.ts';
 import { type Config, chunkerParamsFor } from '../../core/config.ts';
 import { RswError } from '../../core/errors.ts';
+import { ImageKeyStore } from '../../core/image-key-store.ts';
 import { loadPrivateKey } from '../../core/keys.ts';
 import { IMAGE_FORMATS, type ImageFormat, parseVersion, validateImageName } from '../../core/manifest.ts';
 import type { OpenedManifest } from '../../core/signed-manifest.ts';
@@ -27,6 +34,8 @@ export interface PublishOptions {
   tokenFile?: string;
   format?: string;
   json?: boolean;
+  /** `--encrypt`: a fresh image key; `--encrypt FILE`: the key in FILE (created if missing), reused across versions. */
+  encrypt?: boolean | string;
 }
 
 export interface PublishSummary {
@@ -39,6 +48,8 @@ export interface PublishSummary {
   newChunks: number;
   newBytes: number;
   seconds: number;
+  /** Encrypted images: the id of the image key (the key itself stays with the publisher and the head). */
+  keyId?: string;
 }
 
 /** Everything checked before any destination is touched. */
@@ -51,6 +62,7 @@ interface Prepared {
   key: KeyObject;
   json: boolean;
   started: number;
+  imageKey?: Buffer;
 }
 
 export function registerPublish(program: Command, config: () => Config): void {
@@ -72,6 +84,11 @@ export function registerPublish(program: Command, config: () => Config): void {
     .option('--data <dir>', "or: a stopped head's data directory to publish into (created if missing)")
     .option('--format <format>', `one of ${IMAGE_FORMATS.join(', ')} (default: detected)`)
     .option('--json', 'print the result as one JSON object')
+    .option(
+      '--encrypt [keyfile]',
+      'seal every chunk with an image key (released by the head only to enrolled nodes); with KEYFILE: use that key ' +
+        '(created 0600 if missing) — reuse it across versions to keep dedup, at the cost of showing which chunks stayed',
+    )
     .action(async (file: string, opts: PublishOptions) => {
       const summary = await publish(file, opts, config());
       if (opts.json) {
@@ -96,7 +113,18 @@ export async function publish(file: string, opts: PublishOptions, config: Config
   const format = opts.format === undefined ? undefined : parseFormat(opts.format);
   const size = await checkImageFile(file);
   const key = await loadPrivateKey(opts.key);
-  const p: Prepared = { file, size, name: opts.name, requested, format, key, json: !!opts.json, started };
+  const imageKey = opts.encrypt === undefined ? undefined : await imageKeyFor(opts.encrypt);
+  const p: Prepared = {
+    file,
+    size,
+    name: opts.name,
+    requested,
+    format,
+    key,
+    json: !!opts.json,
+    started,
+    imageKey,
+  };
   if (opts.head) {
     if (!opts.tokenFile)
       throw new RswError(
@@ -117,6 +145,7 @@ async function publishToData(p: Prepared, dataDir: string, config: Config): Prom
     try {
       const existing = (await registry.versions(p.name)).map((r) => r.version);
       return await run(p, existing, new ChunkBatch(store), config, async (opened) => {
+        if (p.imageKey) await new ImageKeyStore(dataDir).put(p.imageKey);
         await registry.register(opened);
       });
     } finally {
@@ -132,6 +161,7 @@ async function publishToData(p: Prepared, dataDir: string, config: Config): Prom
 async function publishToHead(p: Prepared, client: HeadClient, config: Config): Promise<PublishSummary> {
   const existing = ((await client.image(p.name))?.versions ?? []).map((r) => r.version);
   return run(p, existing, new HeadUploader(client), config, async (opened) => {
+    if (p.imageKey) await client.putImageKey(p.imageKey); // before the image is visible: nodes may ask at once
     await client.register(opened.envelope);
   });
 }
@@ -158,6 +188,7 @@ async function run(
       writeConcurrency: config.store.writeConcurrency,
       signal: interrupt.signal,
       onProgress: (done) => progress.update(done),
+      cipher: p.imageKey && new ChunkCipher(p.imageKey),
     }).finally(() => progress.stop());
     try {
       await register(result.opened);
@@ -176,10 +207,21 @@ async function run(
       newChunks: result.newChunks,
       newBytes: result.newBytes,
       seconds: Number(((performance.now() - p.started) / 1000).toFixed(3)),
+      ...(m.encryption ? { keyId: m.encryption.keyId } : {}),
     };
   } finally {
     interrupt.dispose();
   }
+}
+
+/** `--encrypt` → a fresh key; `--encrypt FILE` → FILE's key, or a new one written there (0600). */
+async function imageKeyFor(encrypt: boolean | string): Promise<Buffer> {
+  if (encrypt === true) return generateImageKey();
+  const file = resolve(String(encrypt));
+  if (existsSync(file)) return readImageKeyFile(file);
+  const key = generateImageKey();
+  await writeImageKeyFile(file, key);
+  return key;
 }
 
 function parseFormat(text: string): ImageFormat {

@@ -1,24 +1,28 @@
 import { createPublicKey } from 'node:crypto';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERRORS, type ErrorCode } from '../../core/errors.ts';
+import { ImageKeyStore } from '../../core/image-key-store.ts';
 import { generatePublisherKeys } from '../../core/keys.ts';
 import { ChunkStore } from '../../core/store.ts';
 import { channelRoutes } from '../../tracker/channel-routes.ts';
 import { ChannelStore } from '../../tracker/channel-store.ts';
 import { gcRoutes } from '../../tracker/gc-routes.ts';
 import { buildHttpApi } from '../../tracker/http-api.ts';
+import { imageKeyRoutes } from '../../tracker/image-key-routes.ts';
 import { createMetrics } from '../../tracker/metrics.ts';
 import { PreheatJobs } from '../../tracker/preheat.ts';
 import { preheatRoutes } from '../../tracker/preheat-routes.ts';
 import { Registry } from '../../tracker/registry.ts';
+import { RevocationBook, revocationRoutes } from '../../tracker/revocation-routes.ts';
 import { SwarmState } from '../../tracker/swarm-state.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { hexHash, nastyKey } from '../helpers/fuzz.ts';
 
 // Property-based fuzzing (issue 9, item 13) of every HTTP body schema and route parameter of the head's API, with
-// every route the head mounts (channels, preheat, gc): whatever arrives, the answer is below 500, and every error is
+// every route the head mounts (channels, preheat, gc, key revocations, image keys): whatever arrives, the answer is below 500, and every error is
 // JSON {code, message} with a registered code and that code's status. Runs on fastify's inject(): no socket.
 
 const TOKEN = 'f'.repeat(64);
@@ -54,6 +58,8 @@ beforeAll(async () => {
       channelRoutes(channels),
       preheatRoutes(preheat, registry),
       gcRoutes({ registry, store, channels }, { keep: 2, graceSeconds: 0 }),
+      revocationRoutes(new RevocationBook(join(t.dir, 'revocations.json'), async () => trusted)),
+      imageKeyRoutes(new ImageKeyStore(t.dir)),
     ],
   });
   await app.ready();
@@ -72,6 +78,8 @@ const ADMIN_ROUTES = [
   { method: 'POST', url: '/api/chunks/missing' },
   { method: 'POST', url: '/api/preheat' },
   { method: 'POST', url: '/api/gc' },
+  { method: 'POST', url: '/api/keys/revocations' },
+  { method: 'PUT', url: '/api/image-keys' },
 ] as const;
 
 const segment = fc.oneof(

@@ -50,15 +50,22 @@ const manifestArb: fc.Arbitrary<Manifest> = fc
       minLength: 1,
       maxLength: 20,
     }),
+    // Encrypted images (encoding 2): a key id, and every sealed chunk longer than the cipher's 48 bytes.
+    keyId: fc.option(hexHash.map((h) => h.slice(0, 32))),
   })
-  .map(({ chunks, ...m }) => {
+  .map(({ chunks, keyId, ...m }) => {
     let offset = 0;
     const refs = chunks.map((c) => {
-      const ref = { offset, ...c };
-      offset += c.length;
+      const ref = { offset, ...c, length: keyId ? Math.max(49, c.length) : c.length };
+      offset += ref.length;
       return ref;
     });
-    return { ...m, size: offset, chunks: refs };
+    return {
+      ...m,
+      size: offset,
+      chunks: refs,
+      ...(keyId ? { encryption: { cipher: 'chunk-v1' as const, keyId } } : {}),
+    };
   });
 
 const pointerArb: fc.Arbitrary<ChannelPointer> = fc

@@ -45,6 +45,7 @@ describe('fuzz: tracker messages', () => {
         const r = onlyTypedErrors(() => decodeRequest(bytes), ['RSW_ERR_PROTOCOL']);
         if (r instanceof Error) return;
         if (r.type === 'announce') expect(typeof r.announce === 'object' && r.announce !== null).toBe(true);
+        else if (r.type === 'image-key') expect(r.keyId).toMatch(/^[0-9a-f]{32}$/);
         else expect(r.version === 'latest' || Number.isSafeInteger(r.version)).toBe(true);
       }),
       { numRuns: 2000 },

@@ -83,6 +83,7 @@ describe('config schema', () => {
         pingIntervalMs: 60_000,
         encryption: ['tls', 'noise'],
       },
+      mesh: { closed: false, releaseImageKeysWhenOpen: false },
       channel: { ttlSeconds: 86_400 },
       peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 600, maxServeStreams: 8, cacheVersions: 2 },
       boot: {
