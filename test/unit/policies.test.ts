@@ -55,6 +55,9 @@ describe('config schema', () => {
         listen: ['/ip4/0.0.0.0/tcp/7481'],
         keepVersions: 3,
         gcGraceSeconds: 3600,
+        httpHeadersTimeoutMs: 10_000,
+        httpRequestTimeoutMs: 120_000,
+        httpRateLimit: { requestsPerSecond: 50, burst: 500, maxClients: 10_000 },
       },
       seeder: {
         maxStreamsPerPeer: 2,
