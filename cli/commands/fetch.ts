@@ -24,6 +24,14 @@ export function registerFetch(program: Command, config: () => Config): void {
       'keep serving this many seconds after completing (default: until no peer of the swarm still fetches, at most peer.lingerSeconds = 600)',
     )
     .option('--json', 'progress as JSON lines, then one final JSON line')
+    .option(
+      '--head-peer-id <id>',
+      "pin the head's libp2p peer id (a fake head at its address then fails the handshake); needed with mesh.closed",
+    )
+    .option(
+      '--peer-key <file>',
+      "this node's libp2p identity (default: CACHE/peer.key, created on first use)",
+    )
     .action(async (image: string, opts: FetchOptions) => {
       const { fetchImage } = await import('../fetch-image.ts'); // loaded only when fetching
       await fetchImage(image, opts, config());
