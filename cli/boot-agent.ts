@@ -45,9 +45,44 @@ async function sshHostKey(head: string, mac: string): Promise<SshHostKeyFiles | 
   }
 }
 
+/**
+ * The closed mesh's credentials (docs/SECURITY.md), never from the network: the node's libp2p key from its initramfs
+ * (or an appended credentials archive), the head's peer id from the initramfs, else from the kernel command line.
+ */
+async function meshCredentials(
+  baked: { mesh?: { headPeerId?: string; closed?: boolean } },
+  cmdlineHeadId: string | undefined,
+): Promise<{ mesh: { headPeerId: string; closed?: boolean }; peerKey?: string }> {
+  const node = JSON.parse(await readFile(join(HOME, 'mesh.json'), 'utf8').catch(() => '{}')) as {
+    headPeerId?: string;
+  };
+  const pinned = node.headPeerId || baked.mesh?.headPeerId || '';
+  if (pinned && cmdlineHeadId && cmdlineHeadId !== pinned)
+    throw new RswError(
+      'RSW_ERR_BOOT_CMDLINE',
+      `rackswarm.headid=${cmdlineHeadId} differs from the head pinned in the initramfs (${pinned}): refusing it`,
+    );
+  const peerKey = join(HOME, 'peer.key');
+  const hasKey = await readFile(peerKey).then(
+    () => true,
+    () => false,
+  );
+  if (baked.mesh?.closed && !hasKey)
+    throw new RswError(
+      'RSW_ERR_BOOT_FAILED',
+      'closed mesh, but the initramfs carries no node key (/rackswarm/peer.key): append `rackswarm boot credentials`',
+    );
+  return {
+    mesh: { ...baked.mesh, headPeerId: pinned || cmdlineHeadId || '' },
+    ...(hasKey ? { peerKey } : {}),
+  };
+}
+
 async function main(): Promise<void> {
   const params = parseBootCmdline(await readFile('/proc/cmdline', 'utf8'));
-  const baked = JSON.parse(await readFile(join(HOME, 'config.json'), 'utf8').catch(() => '{}'));
+  const bakedConfig = JSON.parse(await readFile(join(HOME, 'config.json'), 'utf8').catch(() => '{}'));
+  const creds = await meshCredentials(bakedConfig, params.headPeerId);
+  const baked = { ...bakedConfig, mesh: creds.mesh };
   const config = loadConfig(baked);
   const ref = `${params.image.name}${params.image.version === 'latest' ? '' : `@${params.image.version}`}`;
   say(`${params.mode} boot of ${ref} from ${params.head}`);
@@ -106,6 +141,7 @@ async function main(): Promise<void> {
             rack: params.rack,
             linger: params.linger === undefined ? undefined : String(params.linger),
             json: true,
+            peerKey: creds.peerKey,
           },
           nodeConfig,
           { onComplete: (s) => prepare(s, 'mesh') },
