@@ -242,7 +242,7 @@ describe('closed mesh (mesh.closed)', () => {
     expect(JSON.parse(rm.stdout).removed).toEqual([x]);
     // The head hangs up at once; C at its next re-check (mesh.cacheSeconds = 2 here).
     await waitFor('the head and C to hang up on X', () => nodeX.getConnections().length === 0);
-    expect(peerC.stderr()).toContain(`mesh: refused peer ${x} (recheck)`);
+    await waitFor('C to log why', () => peerC.stderr().includes(`mesh: refused peer ${x} (recheck)`));
 
     // A round trip, not just a dial: the dialler's side of an upgrade can finish before the remote's gater refuses.
     await expect(queryEnrolled(nodeX, headAddr, [x], { timeoutMs: 10_000 })).rejects.toThrow();

@@ -49,6 +49,7 @@ describe('config schema', () => {
         squashfs: { minSize: 8 * 1024, avgSize: 32 * 1024, maxSize: 128 * 1024 },
       },
       manifest: { maxBytes: 16 * 1024 * 1024 },
+      mesh: { closed: false, headPeerId: '', cacheSeconds: 60 },
       store: { verifyOnRead: true, writeConcurrency: 16 },
       head: {
         http: '0.0.0.0:7480',
