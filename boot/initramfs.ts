@@ -26,8 +26,9 @@ export const PEER_KEY_PATH = 'rackswarm/peer.key';
 export const NODE_MESH_PATH = 'rackswarm/mesh.json';
 
 /**
- * A node's credentials as a small newc archive of their own, to append to the shared initramfs (the kernel unpacks
- * concatenated archives in order; iPXE: a second `initrd`, or `cat initramfs node.cpio`): its libp2p key (0600) and,
+ * A node's credentials as a small newc archive of their own, loaded in front of the shared initramfs (the kernel
+ * unpacks concatenated archives in order, and finds an uncompressed one only at a 4-byte boundary — newc keeps this
+ * one a multiple of 4: `cat node.cpio initramfs`, or an iPXE `initrd` line before the shared one): its libp2p key (0600) and,
  * optionally, the head's peer id to pin. Uncompressed: it is a few hundred bytes.
  */
 export async function credentialsArchive(
@@ -78,7 +79,7 @@ export interface InitramfsInput {
   /**
    * The node's libp2p identity (protobuf private key), written 0600 to /rackswarm/peer.key: what the head enrolled.
    * Only for an initramfs made for one node; many nodes share one initramfs plus a per-node credentials archive
-   * (credentialsArchive, appended as a second initrd).
+   * (credentialsArchive, loaded in front of it).
    */
   peerKey?: Uint8Array;
   /** Settings the agent starts from (a partial config). */

@@ -47,7 +47,7 @@ async function sshHostKey(head: string, mac: string): Promise<SshHostKeyFiles | 
 
 /**
  * The closed mesh's credentials (docs/SECURITY.md), never from the network: the node's libp2p key from its initramfs
- * (or an appended credentials archive), the head's peer id from the initramfs, else from the kernel command line.
+ * (or a credentials archive loaded with it), the head's peer id from the initramfs, else from the kernel command line.
  */
 async function meshCredentials(
   baked: { mesh?: { headPeerId?: string; closed?: boolean } },
@@ -70,7 +70,7 @@ async function meshCredentials(
   if (baked.mesh?.closed && !hasKey)
     throw new RswError(
       'RSW_ERR_BOOT_FAILED',
-      'closed mesh, but the initramfs carries no node key (/rackswarm/peer.key): append `rackswarm boot credentials`',
+      'closed mesh, but the initramfs carries no node key (/rackswarm/peer.key): load a `rackswarm boot credentials` archive with it',
     );
   return {
     mesh: { ...baked.mesh, headPeerId: pinned || cmdlineHeadId || '' },

@@ -130,7 +130,7 @@ Kernel command line of a node (see README "Network boot"):
   boot
     .command('credentials')
     .description(
-      "write one node's credentials as a small cpio archive to append to the shared initramfs (a second initrd): its libp2p key, and the head's peer id to pin",
+      "write one node's credentials as a small cpio archive to load in front of the shared initramfs (`cat node.cpio initramfs`, or an earlier iPXE initrd): its libp2p key, and the head's peer id to pin",
     )
     .requiredOption(
       '--peer-key <file>',
