@@ -10,6 +10,7 @@ import { benchDashboard } from './dashboard.ts';
 import { benchFetch } from './fetch.ts';
 import { benchHash } from './hash.ts';
 import { benchHead } from './head.ts';
+import { benchMesh } from './mesh.ts';
 import { benchPublish } from './publish.ts';
 import { benchSwarm } from './swarm.ts';
 import { benchTracker } from './tracker.ts';
@@ -26,6 +27,7 @@ for (const [name, run] of [
   ['tracker', benchTracker],
   ['dashboard', benchDashboard],
   ['head', benchHead],
+  ['mesh', benchMesh],
   ['chunk-serving', benchChunkServing],
   ['fetch', benchFetch],
   ['versions', benchVersions],
