@@ -159,6 +159,9 @@ async function main(): Promise<void> {
       if (prepared) return; // the node has pivoted; a failure while seeding is not a boot failure
       last = e;
       say(`attempt failed: ${formatError(e)}`);
+      // A refusal is not a failure to retry, nor to route around over plain HTTP: a head that refuses this node's
+      // id (closed mesh), or a node at the head's address that is not the pinned head, ends the boot here.
+      if (isRswError(e) && (e.code === 'RSW_ERR_NOT_ENROLLED' || e.code === 'RSW_ERR_HEAD_IDENTITY')) break;
     }
   }
   if (last) throw last;

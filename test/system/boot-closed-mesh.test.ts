@@ -104,12 +104,14 @@ describe('closed-mesh boot in a VM', () => {
     expect(seen.streamsHandled).toBeGreaterThan(0);
   }, 300_000);
 
-  it('a node whose key is not enrolled: its mesh attempt fails with RSW_ERR_NOT_ENROLLED', async () => {
+  it('a node whose key is not enrolled fails its boot with RSW_ERR_NOT_ENROLLED, not routing around it over HTTP', async () => {
     const node = await withCredentials('node2');
-    const vm = boot(node.initrd);
-    await vm.waitFor('rackswarm: attempt failed: error RSW_ERR_NOT_ENROLLED');
-    await vm.waitFor(`this node's peer id ${node.peerId} is not enrolled`);
-    vm.kill();
+    const { code, log } = await boot(node.initrd).done;
+    expect(log).toMatch(/rackswarm: BOOT FAILED: error RSW_ERR_NOT_ENROLLED: /);
+    expect(log.replace(/\s+/g, ' ')).toContain(`this node's peer id ${node.peerId} is not enrolled`);
+    expect(log).not.toContain('rackswarm: fetching from the head alone over HTTP');
+    expect(log).not.toContain(ROOT_MARKER);
+    expect(code).toBe(0); // reboot (-no-reboot: QEMU exits)
   }, 300_000);
 
   it('a closed-mesh initramfs without a node key fails the boot and says so', async () => {
