@@ -304,10 +304,11 @@ export async function fetchImage(
   } finally {
     interrupt.dispose();
     mesh?.stop();
-    // What reached this node's handlers, per peer, and whom its gater refused (the closed mesh's evidence).
-    if (opts.json && mesh)
-      console.log(
-        JSON.stringify({ mesh: { streamsHandled: handledStreamCounts(node), refused: refusals.counts() } }),
+    // What reached this node's handlers, per peer, and whom its gater refused (the closed mesh's evidence); on
+    // stderr, so the summary stays the last line of --json's stdout.
+    if (mesh)
+      process.stderr.write(
+        `mesh: ${JSON.stringify({ streamsHandled: handledStreamCounts(node), refused: refusals.counts() })}\n`,
       );
     await preheater?.stop().catch(() => {});
     await fetcher?.stop().catch(() => {});
