@@ -203,8 +203,34 @@ describe('closed mesh (mesh.closed)', () => {
     const keyC = join(t.dir, 'c.key');
     const keyX = join(t.dir, 'x.key');
     const [c, x] = await Promise.all([peerIdOf(keyC), peerIdOf(keyX)]);
-    const add = await runCli(['enroll', 'add', c, x, '--head', head.url, '--token-file', token]);
+    // In bulk, from a list file (one id per line, # comments), as an operator enrolls a rack.
+    const list = join(t.dir, 'rack.txt');
+    writeFileSync(list, `# rack r9\n${c}  # node-c\n\n${x}  # node-x\n`);
+    const add = await runCli([
+      'enroll',
+      'add',
+      '--file',
+      list,
+      '--note',
+      'rack r9',
+      '--head',
+      head.url,
+      '--token-file',
+      token,
+    ]);
     expect(add.code, add.stderr).toBe(0);
+    const listed = await runCli(['enroll', 'list', '--head', head.url, '--token-file', token, '--json']);
+    const enrolled = JSON.parse(listed.stdout) as {
+      closed: boolean;
+      enrollments: { peerId: string; note?: string }[];
+    };
+    expect(enrolled.closed).toBe(true);
+    expect(
+      enrolled.enrollments
+        .filter((e) => e.note === 'rack r9')
+        .map((e) => e.peerId)
+        .sort(),
+    ).toEqual([c, x].sort());
     const peerC = startFetchPeer({
       head: head.url,
       pub,
