@@ -11,6 +11,7 @@ import { benchEncryption } from './encryption.ts';
 import { benchFetch } from './fetch.ts';
 import { benchHash } from './hash.ts';
 import { benchHead } from './head.ts';
+import { benchMesh } from './mesh.ts';
 import { benchPublish } from './publish.ts';
 import { benchSwarm } from './swarm.ts';
 import { benchTracker } from './tracker.ts';
@@ -27,6 +28,7 @@ for (const [name, run] of [
   ['tracker', benchTracker],
   ['dashboard', benchDashboard],
   ['head', benchHead],
+  ['mesh', benchMesh],
   ['chunk-serving', benchChunkServing],
   ['fetch', benchFetch],
   ['encryption', benchEncryption],

@@ -20,6 +20,45 @@ import { parseModuleIndex, resolveModules } from './modules.ts';
 
 const exec = promisify(execFile);
 
+/** Where a node's libp2p identity sits in its initramfs (the boot agent reads it; cli/boot-agent.ts). */
+export const PEER_KEY_PATH = 'rackswarm/peer.key';
+/** Per-node mesh settings (`{"headPeerId": …}`) a credentials archive may add; merged over config.json's `mesh`. */
+export const NODE_MESH_PATH = 'rackswarm/mesh.json';
+
+/**
+ * A node's credentials as a small newc archive of their own, loaded in front of the shared initramfs (the kernel
+ * unpacks concatenated archives in order, and finds an uncompressed one only at a 4-byte boundary — newc keeps this
+ * one a multiple of 4: `cat node.cpio initramfs`, or an iPXE `initrd` line before the shared one): its libp2p key (0600) and,
+ * optionally, the head's peer id to pin. Uncompressed: it is a few hundred bytes.
+ */
+export async function credentialsArchive(
+  out: string,
+  creds: { peerKey: Uint8Array; headPeerId?: string },
+): Promise<void> {
+  const entries: CpioEntry[] = [
+    { type: 'dir', path: 'rackswarm' },
+    { type: 'file', path: PEER_KEY_PATH, data: creds.peerKey, mode: 0o600 },
+    ...(creds.headPeerId
+      ? [
+          {
+            type: 'file' as const,
+            path: NODE_MESH_PATH,
+            data: Buffer.from(JSON.stringify({ headPeerId: creds.headPeerId })),
+            mode: 0o644,
+          },
+        ]
+      : []),
+  ];
+  const tmp = `${out}.tmp-${process.pid}`;
+  try {
+    await pipeline(Readable.from(cpioPieces(entries)), createWriteStream(tmp, { mode: 0o600 }));
+    await rename(tmp, out);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
 export interface InitramfsInput {
   out: string;
   /** The boot agent bundle (ESM, one file). */
@@ -37,6 +76,12 @@ export interface InitramfsInput {
   modules: string[];
   /** Publisher public keys (PEM) pinned into the image. */
   trust: { name: string; pem: Uint8Array }[];
+  /**
+   * The node's libp2p identity (protobuf private key), written 0600 to /rackswarm/peer.key: what the head enrolled.
+   * Only for an initramfs made for one node; many nodes share one initramfs plus a per-node credentials archive
+   * (credentialsArchive, loaded in front of it).
+   */
+  peerKey?: Uint8Array;
   /** Settings the agent starts from (a partial config). */
   config: object;
   compression: 'zstd' | 'gzip' | 'none';
@@ -178,6 +223,7 @@ export async function buildInitramfs(input: InitramfsInput): Promise<InitramfsRe
         data: Buffer.from(modules.map((m) => `${m}\n`).join('')),
         mode: 0o644,
       },
+      ...(input.peerKey ? [{ path: PEER_KEY_PATH, data: input.peerKey, mode: 0o600 }] : []),
       ...input.trust.map((t, i) => ({
         path: `rackswarm/trust/${String(i).padStart(2, '0')}-${basename(t.name).replace(/[^A-Za-z0-9._-]/g, '_')}${t.name.endsWith('.pub') ? '' : '.pub'}`,
         data: t.pem,

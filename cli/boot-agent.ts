@@ -47,9 +47,44 @@ async function sshHostKey(head: string, mac: string): Promise<SshHostKeyFiles | 
   }
 }
 
+/**
+ * The closed mesh's credentials (docs/SECURITY.md), never from the network: the node's libp2p key from its initramfs
+ * (or a credentials archive loaded with it), the head's peer id from the initramfs, else from the kernel command line.
+ */
+async function meshCredentials(
+  baked: { mesh?: { headPeerId?: string; closed?: boolean } },
+  cmdlineHeadId: string | undefined,
+): Promise<{ mesh: { headPeerId: string; closed?: boolean }; peerKey?: string }> {
+  const node = JSON.parse(await readFile(join(HOME, 'mesh.json'), 'utf8').catch(() => '{}')) as {
+    headPeerId?: string;
+  };
+  const pinned = node.headPeerId || baked.mesh?.headPeerId || '';
+  if (pinned && cmdlineHeadId && cmdlineHeadId !== pinned)
+    throw new RswError(
+      'RSW_ERR_BOOT_CMDLINE',
+      `rackswarm.headid=${cmdlineHeadId} differs from the head pinned in the initramfs (${pinned}): refusing it`,
+    );
+  const peerKey = join(HOME, 'peer.key');
+  const hasKey = await readFile(peerKey).then(
+    () => true,
+    () => false,
+  );
+  if (baked.mesh?.closed && !hasKey)
+    throw new RswError(
+      'RSW_ERR_BOOT_FAILED',
+      'closed mesh, but the initramfs carries no node key (/rackswarm/peer.key): load a `rackswarm boot credentials` archive with it',
+    );
+  return {
+    mesh: { ...baked.mesh, headPeerId: pinned || cmdlineHeadId || '' },
+    ...(hasKey ? { peerKey } : {}),
+  };
+}
+
 async function main(): Promise<void> {
   const params = parseBootCmdline(await readFile('/proc/cmdline', 'utf8'));
-  const baked = JSON.parse(await readFile(join(HOME, 'config.json'), 'utf8').catch(() => '{}'));
+  const bakedConfig = JSON.parse(await readFile(join(HOME, 'config.json'), 'utf8').catch(() => '{}'));
+  const creds = await meshCredentials(bakedConfig, params.headPeerId);
+  const baked = { ...bakedConfig, mesh: creds.mesh };
   const config = loadConfig(baked);
   const ref = `${params.image.name}${params.image.version === 'latest' ? '' : `@${params.image.version}`}`;
   say(`${params.mode} boot of ${ref} from ${params.head}`);
@@ -108,6 +143,7 @@ async function main(): Promise<void> {
             rack: params.rack,
             linger: params.linger === undefined ? undefined : String(params.linger),
             json: true,
+            peerKey: creds.peerKey,
           },
           nodeConfig,
           { onComplete: (s) => prepare(s, 'mesh') },
@@ -128,6 +164,9 @@ async function main(): Promise<void> {
       if (prepared) return; // the node has pivoted; a failure while seeding is not a boot failure
       last = e;
       say(`attempt failed: ${formatError(e)}`);
+      // A refusal is not a failure to retry, nor to route around over plain HTTP: a head that refuses this node's
+      // id (closed mesh), or a node at the head's address that is not the pinned head, ends the boot here.
+      if (isRswError(e) && (e.code === 'RSW_ERR_NOT_ENROLLED' || e.code === 'RSW_ERR_HEAD_IDENTITY')) break;
     }
   }
   if (last) throw last;

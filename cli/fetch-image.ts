@@ -7,6 +7,7 @@ import { parseChannelRef } from '../core/channel.ts';
 import { ChunkCipher, plainLayout, readImageKeyFile } from '../core/chunk-cipher.ts';
 import type { Config } from '../core/config.ts';
 import { DecryptingTarget, type ImageTarget } from '../core/decrypting-target.ts';
+import { parsePeerId } from '../core/enrollment.ts';
 import { asDataError, formatError, RswError } from '../core/errors.ts';
 import { ensureWritableDir, writeFileAtomic } from '../core/fs-atomic.ts';
 import { hashHex } from '../core/hash.ts';
@@ -14,6 +15,7 @@ import { loadTrust } from '../core/keys.ts';
 import { type Manifest, parseVersion, validateImageName } from '../core/manifest.ts';
 import { checkNotRollback, openSignedManifest, type RevokedKeys } from '../core/signed-manifest.ts';
 import { ChunkCache } from '../peer/chunk-cache.ts';
+import { queryEnrolled } from '../peer/enrollment-client.ts';
 import { Fetcher, type FetchProgress } from '../peer/fetcher.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
 import { ResumeState } from '../peer/resume-state.ts';
@@ -22,8 +24,9 @@ import { ChunkServer } from '../seeder/chunk-server.ts';
 import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
 import { HeadClient } from './head-client.ts';
+import { NodeMesh, Refusals } from './mesh.ts';
 import { nodeRevocations } from './node-revocations.ts';
-import { createP2PNode } from './p2p-node.ts';
+import { createP2PNode, handledStreamCounts } from './p2p-node.ts';
 import { Preheater } from './preheater.ts';
 import { byteProgress } from './progress.ts';
 import { onInterrupt } from './signals.ts';
@@ -39,6 +42,10 @@ export interface FetchOptions {
   json?: boolean;
   /** An encrypted image's key file (otherwise the head releases it: closed mesh only). */
   imageKey?: string;
+  /** The head's peer id, pinned (overrides config `mesh.headPeerId`). */
+  headPeerId?: string;
+  /** This node's libp2p identity (a booted node's comes from its initramfs). @default CACHE/peer.key */
+  peerKey?: string;
 }
 
 function parseImageRef(ref: string): { name: string; version: number | 'latest' } {
@@ -153,18 +160,38 @@ export async function fetchImage(
     );
     return;
   }
+  // The HTTP bootstrap is unauthenticated: with a pinned head id, the head is dialled as that id whatever it says,
+  // so a fake head at this address fails the handshake.
+  const pin = opts.headPeerId ?? (config.mesh.headPeerId || undefined);
+  if (config.mesh.closed && pin === undefined)
+    throw new RswError(
+      'RSW_ERR_USAGE',
+      "a closed mesh needs the head's peer id pinned: --head-peer-id ID or config mesh.headPeerId",
+    );
   const boot = await client.bootstrap();
-  const headAddr = multiaddr(pickHeadAddr(boot.addrs, opts.head));
+  const headPeerId = pin === undefined ? boot.peerId : parsePeerId(pin);
+  const headAddr = multiaddr(
+    `${pickHeadAddr(boot.addrs, opts.head).replace(/\/p2p\/[^/]+$/, '')}/p2p/${headPeerId}`,
+  );
+  const refusals = new Refusals((peer, direction) =>
+    process.stderr.write(`mesh: refused peer ${peer} (${direction}): not enrolled\n`),
+  );
+  const mesh = config.mesh.closed
+    ? new NodeMesh({ head: headPeerId, headAddr, ttlMs: config.mesh.cacheSeconds * 1000, refusals })
+    : undefined;
   const node = await createP2PNode({
-    keyFile: join(cache, 'peer.key'),
+    keyFile: opts.peerKey ?? join(cache, 'peer.key'),
     listen: config.peer.listen,
     limits: config.p2p,
+    connectionGater: mesh?.gater,
   });
+  mesh?.attach(node);
   const interrupt = onInterrupt();
   let server: ChunkServer | undefined;
   let fetcher: Fetcher | undefined;
   let preheater: Preheater | undefined;
   try {
+    await connectHead(node, headAddr, headPeerId, config.mesh.closed, interrupt.signal);
     const got = await fetchManifest(node, headAddr, name, version, {
       maxBytes: config.manifest.maxBytes,
       signal: interrupt.signal,
@@ -220,7 +247,7 @@ export async function fetchImage(
     // A running node takes preheat instructions from its announce responses (tracker/preheat.ts).
     preheater = new Preheater({
       cache: chunkCache,
-      head: { peerId: boot.peerId, addr: headAddr },
+      head: { peerId: headPeerId, addr: headAddr },
       trusted,
       revoked,
       config,
@@ -233,7 +260,7 @@ export async function fetchImage(
         node,
         writer,
         resume,
-        head: { peerId: boot.peerId, addr: headAddr },
+        head: { peerId: headPeerId, addr: headAddr },
         uploaded: () => server?.stats().bytesServed ?? 0,
       },
       {
@@ -293,6 +320,13 @@ export async function fetchImage(
     await writer.close();
   } finally {
     interrupt.dispose();
+    mesh?.stop();
+    // What reached this node's handlers, per peer, and whom its gater refused (the closed mesh's evidence); on
+    // stderr, so the summary stays the last line of --json's stdout.
+    if (mesh)
+      process.stderr.write(
+        `mesh: ${JSON.stringify({ streamsHandled: handledStreamCounts(node), refused: refusals.counts() })}\n`,
+      );
     await preheater?.stop().catch(() => {});
     await fetcher?.stop().catch(() => {});
     await server?.stop().catch(() => {});
@@ -314,6 +348,47 @@ async function openOutput(out: string, m: Manifest, key: () => Promise<Buffer>):
     );
   }
   return new DecryptingTarget(await ImageWriter.open(out, plainLayout(m.chunks).size), m, cipher);
+}
+
+/**
+ * Opens the connection to the head first, so what goes wrong there gets its own code: a node at the head's address
+ * that cannot prove the pinned id (TLS/Noise: UnexpectedPeerError) is RSW_ERR_HEAD_IDENTITY; in a closed mesh, a head
+ * that completes the handshake and then drops the connection is refusing this node's peer id: RSW_ERR_NOT_ENROLLED.
+ */
+async function connectHead(
+  node: Awaited<ReturnType<typeof createP2PNode>>,
+  headAddr: ReturnType<typeof multiaddr>,
+  headPeerId: string,
+  closed: boolean,
+  signal: AbortSignal,
+): Promise<void> {
+  try {
+    await node.dial(headAddr, { signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)]) });
+    // The dialler's side of the upgrade may finish before the head's gater has decided: a round trip proves we are
+    // in (and the head, asked about our own id, must say enrolled).
+    if (closed) {
+      const me = node.peerId.toString();
+      const yes = await queryEnrolled(node, headAddr, [me], { timeoutMs: 30_000 });
+      if (!yes.includes(me)) throw new Error('the head says this peer id is not enrolled');
+    }
+  } catch (e) {
+    const err = e as Error;
+    const text = `${err.name}: ${err.message}`;
+    if (/UnexpectedPeer|unexpected peer|InvalidCryptoExchange/i.test(text))
+      throw new RswError(
+        'RSW_ERR_HEAD_IDENTITY',
+        `the node at ${headAddr.toString().replace(/\/p2p\/.*$/, '')} is not the pinned head ${headPeerId}: the handshake failed (${err.name})`,
+      );
+    if (closed && !/ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|timed? ?out|abort/i.test(text))
+      throw new RswError(
+        'RSW_ERR_NOT_ENROLLED',
+        `the head ${headPeerId} closed the connection after the handshake: this node's peer id ${node.peerId} is not enrolled (rackswarm enroll add ${node.peerId})`,
+      );
+    throw new RswError(
+      'RSW_ERR_HEAD_UNREACHABLE',
+      `cannot connect to the head at ${headAddr}: ${err.message}`,
+    );
+  }
 }
 
 /**

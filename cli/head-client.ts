@@ -173,6 +173,42 @@ export class HeadClient {
     return (await r.json()) as GcReport;
   }
 
+  /** Enrolls peer ids in the closed mesh (admin token); at most 10,000 per call. */
+  async enroll(peerIds: string[], note?: string): Promise<{ added: string[]; count: number }> {
+    return this.#postJson('/api/enrollments', { peerIds, ...(note ? { note } : {}) }) as Promise<{
+      added: string[];
+      count: number;
+    }>;
+  }
+
+  /** Removes enrollments (admin token); the head hangs up on those peers. */
+  async unenroll(peerIds: string[]): Promise<{ removed: string[]; count: number }> {
+    return this.#postJson('/api/enrollments/remove', { peerIds }) as Promise<{
+      removed: string[];
+      count: number;
+    }>;
+  }
+
+  async enrollments(): Promise<{
+    closed: boolean;
+    count: number;
+    enrollments: { peerId: string; addedAt: string; note?: string }[];
+  }> {
+    return this.#json('GET', '/api/enrollments') as never;
+  }
+
+  async enrollment(
+    peerId: string,
+  ): Promise<{ peerId: string; enrolled: boolean; streamsHandled: number; refused: number }> {
+    return this.#json('GET', `/api/enrollments/${encodeURIComponent(peerId)}`) as never;
+  }
+
+  async #postJson(path: string, body: object): Promise<unknown> {
+    const r = await this.#fetch('POST', path, Buffer.from(JSON.stringify(body)), 'application/json');
+    if (!r.ok) throw await this.#error(r);
+    return r.json();
+  }
+
   /**
    * The head's live dashboard stream (GET /api/events, Server-Sent Events): yields each snapshot as it arrives, one
    * per interval, until `signal` aborts. A head silent for `idleMs` (it sends every second) is an error.

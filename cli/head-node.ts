@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path';
+import { peerIdFromString } from '@libp2p/peer-id';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../core/config.ts';
 import { RswError } from '../core/errors.ts';
@@ -11,6 +12,9 @@ import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
 import { channelRoutes } from '../tracker/channel-routes.ts';
 import { ChannelStore } from '../tracker/channel-store.ts';
 import { DashboardFeed } from '../tracker/dashboard-feed.ts';
+import { enrollmentRoutes } from '../tracker/enrollment-routes.ts';
+import { EnrollmentService } from '../tracker/enrollment-service.ts';
+import { Enrollments } from '../tracker/enrollments.ts';
 import { gcRoutes } from '../tracker/gc-routes.ts';
 import { buildHttpApi } from '../tracker/http-api.ts';
 import { ImageIndex } from '../tracker/image-index.ts';
@@ -22,7 +26,8 @@ import { Registry } from '../tracker/registry.ts';
 import { RevocationBook, revocationRoutes } from '../tracker/revocation-routes.ts';
 import { SwarmState } from '../tracker/swarm-state.ts';
 import { TrackerService } from '../tracker/tracker-service.ts';
-import { createP2PNode } from './p2p-node.ts';
+import { headGater, Refusals } from './mesh.ts';
+import { createP2PNode, streamsHandled } from './p2p-node.ts';
 
 export interface HeadOptions {
   data: string;
@@ -80,11 +85,32 @@ export async function startHead(
     maxPeers: config.tracker.maxPeers,
     chunkCount: (id) => images.chunkCount(id),
   });
+  // Closed mesh (docs/SECURITY.md): only enrolled peer ids get past the handshake; refusals are logged once the
+  // HTTP side (and its logger) exists.
+  const enrollments = await Enrollments.open(registry);
+  let meshLog: FastifyBaseLogger | undefined;
+  const refusals = new Refusals((peer, direction) =>
+    meshLog?.warn({ peer, direction }, 'mesh: refused a peer that is not enrolled'),
+  );
+  const closed = config.mesh.closed;
   const node = await createP2PNode({
     keyFile: join(dataDir, 'peer.key'),
     listen: opts.listen ?? config.head.listen,
     limits: config.p2p,
+    connectionGater: closed ? headGater((id) => enrollments.has(id), refusals) : undefined,
   });
+  enrollments.onRemove((ids) => {
+    for (const id of ids) {
+      swarm.leave(id);
+      if (closed) void node.hangUp(peerIdFromString(id)).catch(() => {});
+    }
+  });
+  const enrollmentService = new EnrollmentService({
+    isEnrolled: (id) => enrollments.has(id),
+    readTimeoutMs: config.tracker.readTimeoutMs,
+    maxInboundStreams: config.tracker.maxInboundStreams,
+  });
+  await enrollmentService.start(node);
   const { reserveAfterMs } = config.seeder;
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
   const seeder = new ChunkServer({ store, superSeeding }, config.seeder);
@@ -158,6 +184,11 @@ export async function startHead(
     bootDir: join(dataDir, 'boot'),
     logger,
     routes: [
+      enrollmentRoutes({
+        enrollments,
+        closed,
+        peerStats: (id) => ({ streamsHandled: streamsHandled(node, id), refused: refusals.count(id) }),
+      }),
       channelRoutes(channels),
       revocationRoutes(revocationBook),
       imageKeyRoutes(imageKeys),
@@ -172,6 +203,7 @@ export async function startHead(
     timeouts: { headersMs: config.head.httpHeadersTimeoutMs, requestMs: config.head.httpRequestTimeoutMs },
   });
   keyLog = app.log;
+  meshLog = app.log;
   dashboard.start();
   const expiry = setInterval(() => swarm.expire(), 5_000);
   expiry.unref();
@@ -198,6 +230,9 @@ export async function startHead(
       data: dataDir,
       adminToken: token.path,
       trusted: trusted.length,
+      mesh: closed
+        ? `closed (${enrollments.size} enrolled)`
+        : 'open (mesh.closed is false: any peer id may connect)',
     },
     token.created ? `head ready; admin token written to ${token.path}` : 'head ready',
   );
@@ -210,6 +245,7 @@ export async function startHead(
       dashboard.stop();
       await app.close();
       await tracker.stop();
+      await enrollmentService.stop();
       await seeder.stop();
       await node.stop();
       await registry.close();

@@ -4,6 +4,7 @@ import { ERRORS, formatError, isRswError } from '../core/errors.ts';
 import { registerBoot } from './commands/boot.ts';
 import { registerChannel } from './commands/channel.ts';
 import { registerDemo } from './commands/demo.ts';
+import { registerEnroll } from './commands/enroll.ts';
 import { registerFetch } from './commands/fetch.ts';
 import { registerGc } from './commands/gc.ts';
 import { registerHead } from './commands/head.ts';
@@ -43,6 +44,7 @@ registerChannel(program, getConfig);
 registerGc(program, getConfig);
 registerPreheat(program);
 registerBoot(program, getConfig);
+registerEnroll(program);
 
 try {
   await program.parseAsync(process.argv);

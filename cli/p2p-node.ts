@@ -49,7 +49,7 @@ export interface P2PNodeInit {
 export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
   const privateKey = await loadOrCreatePeerKey(init.keyFile);
   const limits = { ...loadConfig().p2p, ...init.limits };
-  return createLibp2p({
+  const node = await createLibp2p({
     privateKey,
     start: init.start ?? true,
     addresses: { listen: init.listen },
@@ -66,6 +66,44 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
       pingInterval: limits.pingIntervalMs,
     },
   });
+  countHandledStreams(node);
+  return node;
+}
+
+const handled = new WeakMap<Libp2p, Map<string, number>>();
+/** Peers whose counts are kept at most (the oldest counted first are dropped). */
+const MAX_COUNTED_PEERS = 65_536;
+
+/**
+ * Counts, per remote peer id, the inbound streams that reached one of this node's protocol handlers — whatever the
+ * protocol, as the handler sees it. The closed mesh's proof (docs/RELIABILITY.md item 6) reads it: a refused peer
+ * must stay at 0.
+ */
+function countHandledStreams(node: Libp2p): void {
+  const counts = new Map<string, number>();
+  handled.set(node, counts);
+  const handle = node.handle.bind(node);
+  node.handle = (protocol, handler, options) =>
+    handle(
+      protocol,
+      (stream, connection) => {
+        const id = connection.remotePeer.toString();
+        counts.set(id, (counts.get(id) ?? 0) + 1);
+        if (counts.size > MAX_COUNTED_PEERS) counts.delete(counts.keys().next().value as string);
+        return handler(stream, connection);
+      },
+      options,
+    );
+}
+
+/** Inbound streams from `peerId` that reached a protocol handler of `node` (see countHandledStreams). */
+export function streamsHandled(node: Libp2p, peerId: string): number {
+  return handled.get(node)?.get(peerId) ?? 0;
+}
+
+/** Every peer with handled inbound streams, and how many. */
+export function handledStreamCounts(node: Libp2p): Record<string, number> {
+  return Object.fromEntries(handled.get(node) ?? []);
 }
 
 /**

@@ -8,10 +8,12 @@
  * and these optional keys: rackswarm.rescue=0|1 (a shell instead of a reboot on failure), rackswarm.linger=SECONDS
  * (keep seeding after the pivot), rackswarm.hostname=NAME (identity when ip= does not name the host),
  * rackswarm.source=mesh|http (http: the head alone over plain HTTP, verified the same way — the fallback, and the
- * benchmark's baseline).
+ * benchmark's baseline), rackswarm.headid=PEERID (pins the head's libp2p peer id when the initramfs does not: the
+ * closed mesh, docs/SECURITY.md; an initramfs pin wins, and a different one here is refused at boot).
  * Strict: an unknown or repeated rackswarm.* key, or a malformed value, is RSW_ERR_BOOT_CMDLINE — a node must not
  * boot something other than what its operator wrote. Other kernel parameters are ignored.
  */
+import { parsePeerId } from './enrollment.ts';
 import { isRswError, RswError } from './errors.ts';
 import { parseVersion, validateImageName } from './manifest.ts';
 
@@ -48,9 +50,22 @@ export interface BootParams {
   linger?: number;
   hostname?: string;
   source: FetchSource;
+  /** The head's libp2p peer id to pin (rackswarm.headid). */
+  headPeerId?: string;
 }
 
-const KEYS = ['head', 'image', 'mode', 'disk', 'rack', 'rescue', 'linger', 'hostname', 'source'] as const;
+const KEYS = [
+  'head',
+  'image',
+  'mode',
+  'disk',
+  'rack',
+  'rescue',
+  'linger',
+  'hostname',
+  'source',
+  'headid',
+] as const;
 type Key = (typeof KEYS)[number];
 
 const HOSTNAME_RE = /^(?=.{1,63}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/;
@@ -204,6 +219,15 @@ export function parseBootCmdline(text: string): BootParams {
     throw bad(`rackswarm.hostname=${hostname}: expected a host name (letters, digits, -)`);
   const source = seen.get('source') ?? 'mesh';
   if (source !== 'mesh' && source !== 'http') throw bad(`rackswarm.source=${source}: expected mesh or http`);
+  const headid = seen.get('headid');
+  let headPeerId: string | undefined;
+  if (headid !== undefined) {
+    try {
+      headPeerId = parsePeerId(headid);
+    } catch {
+      throw bad(`rackswarm.headid=${headid}: expected a libp2p peer id (12D3Koo…)`);
+    }
+  }
   return {
     head: parseHead(seen.get('head') as string),
     image: parseImage(seen.get('image') as string),
@@ -215,6 +239,7 @@ export function parseBootCmdline(text: string): BootParams {
     ...(lingerText !== undefined ? { linger: Number(lingerText) } : {}),
     ...(hostname !== undefined ? { hostname } : {}),
     source,
+    ...(headPeerId !== undefined ? { headPeerId } : {}),
   };
 }
 
@@ -228,6 +253,7 @@ export function formatBootCmdline(p: BootParams): string {
   if (p.linger !== undefined) words.push(`rackswarm.linger=${p.linger}`);
   if (p.hostname !== undefined) words.push(`rackswarm.hostname=${p.hostname}`);
   if (p.source !== 'mesh') words.push(`rackswarm.source=${p.source}`);
+  if (p.headPeerId !== undefined) words.push(`rackswarm.headid=${p.headPeerId}`);
   words.push(`ip=${formatIp(p.ip)}`);
   return words.join(' ');
 }

@@ -201,8 +201,13 @@ export const ConfigSchema = Type.Object(
     mesh: Type.Object(
       {
         /**
-         * A closed mesh: every libp2p peer that reaches the head's protocols is one the head enrolled (the connection
-         * gater). The head releases the keys of encrypted images only then. @default false
+         * Closed mesh (docs/SECURITY.md): the head and every peer admit a libp2p connection only from a peer id the
+         * head has enrolled (`rackswarm enroll add`), decided by the connection gater after the TLS/Noise handshake
+         * has authenticated the id and before any protocol runs; the head also releases image keys only when this is
+         * on. Default false: a fresh head has enrolled nobody and its nodes hold no pinned head id yet, so closing
+         * by default would refuse every node of an existing cluster (and `npm start`, the quick start) the moment it
+         * upgrades. Turn it on on the head and on the nodes (`boot initramfs` bakes it) once they are enrolled.
+         * @default false
          */
         closed: Type.Boolean({ default: false }),
         /**
@@ -210,6 +215,25 @@ export const ConfigSchema = Type.Object(
          * who can reach the head. Only for a network that is itself closed. @default false
          */
         releaseImageKeysWhenOpen: Type.Boolean({ default: false }),
+        /**
+         * The head's libp2p peer id, pinned: a node dials the head only as this id, so a fake head at the head's
+         * address fails the handshake (`RSW_ERR_HEAD_IDENTITY`). Required when `closed`; `fetch --head-peer-id`,
+         * `boot initramfs --head-peer-id` and the kernel's `rackswarm.headid=` set it too. "" = take the id the head's
+         * HTTP bootstrap names (unauthenticated: fine for an open mesh only). @default ""
+         */
+        headPeerId: Type.String({ default: '', maxLength: 128 }),
+        /**
+         * How long a peer trusts the head's answer "X is enrolled" for a peer it meets; also how often it re-asks
+         * for the peers it is connected to, and hangs up on those no longer enrolled (a removal reaches the head at
+         * once and every peer within this). @default 60
+         */
+        cacheSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+        /*
+         * No `psk` (libp2p private network): @libp2p/pnet 3.0.27, the newest release on the registry, aborts a
+         * connection after 50-630 MB (its XSalsa20 WebAssembly memory grows without bound; fixed upstream in
+         * js-libp2p#3585, not released), cuts throughput ~3x, and its stream has no MAC, so it authenticates
+         * nothing. The gater over TLS/Noise identities is the authentication.
+         */
       },
       { default: {}, additionalProperties: false },
     ),

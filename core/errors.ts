@@ -173,6 +173,18 @@ export const ERRORS = {
     exit: 1,
     summary: 'a booting node could not bring up its network, fetch its image or prepare its root',
   },
+  RSW_ERR_NOT_ENROLLED: {
+    status: 403,
+    exit: 1,
+    summary: "the head refuses this node's peer id: it is not enrolled in the closed mesh",
+  },
+  RSW_ERR_HEAD_IDENTITY: {
+    status: 502,
+    exit: 1,
+    summary:
+      "the node at the head's address did not prove the pinned head peer id (a fake head, or a wrong pin)",
+  },
+  RSW_ERR_INVALID_PEER_ID: { status: 400, exit: 1, summary: 'a libp2p peer id is malformed' },
   RSW_ERR_INTERRUPTED: { status: 500, exit: 130, summary: 'the operation was interrupted and rolled back' },
   RSW_ERR_INTERNAL: {
     status: 500,

@@ -60,7 +60,11 @@ export function registerDemo(program: Command, config: () => Config): void {
     .option('--nodes <n>', 'local peers that fetch the image through the swarm', '4')
     .option('--http <host:port>', "the head's HTTP address", '127.0.0.1:7480')
     .option('--once', 'stop when every peer has the image (default: keep the head running until Ctrl-C)')
-    .action(async (opts: { data: string; nodes: string; http: string; once?: boolean }) => {
+    .option(
+      '--open',
+      'an open mesh (mesh.closed false); by default the demo closes it and enrolls its own peers',
+    )
+    .action(async (opts: { data: string; nodes: string; http: string; once?: boolean; open?: boolean }) => {
       const nodes = Number(opts.nodes);
       if (!Number.isInteger(nodes) || nodes < 0 || nodes > 64)
         throw new RswError('RSW_ERR_USAGE', '--nodes takes 0..64');
@@ -89,8 +93,11 @@ export function registerDemo(program: Command, config: () => Config): void {
       const { startHead } = await import('../head-node.ts');
       const base = config();
       // Peers announce every 2 s (default 10) so the dashboard moves at a demo's pace.
+      // A closed mesh (docs/SECURITY.md) unless --open: the demo enrolls its own peers' keys before they start.
+      const closed = !opts.open;
       const demoConfig = {
         ...base,
+        mesh: { ...base.mesh, closed },
         tracker: {
           ...base.tracker,
           announceIntervalSeconds: Math.min(base.tracker.announceIntervalSeconds, 2),
@@ -109,7 +116,13 @@ export function registerDemo(program: Command, config: () => Config): void {
       );
       const swarm = new LocalSwarm();
       try {
+        const mesh = closed ? await enrollLocalPeers(head.http, headDir, work, nodes) : undefined;
         console.log('');
+        console.log(
+          mesh
+            ? `  mesh:       closed — the head and every peer admit only enrolled peer ids (${nodes} local peers enrolled)`
+            : '  mesh:       open (--open): any peer id may connect',
+        );
         console.log(`  dashboard:  ${head.http}/`);
         console.log(`  status:     npx rackswarm status --head ${head.http} --watch`);
         console.log(`  head API:   ${head.http}/api/swarm  ${head.http}/api/images  ${head.http}/metrics`);
@@ -121,6 +134,7 @@ export function registerDemo(program: Command, config: () => Config): void {
           nodes,
           opts.once ? 0 : LINGER_SECONDS,
           interrupt.signal,
+          mesh,
         );
         if (interrupt.signal.aborted) return;
         console.log(
@@ -147,6 +161,31 @@ export function registerDemo(program: Command, config: () => Config): void {
     });
 }
 
+/**
+ * Creates the local peers' libp2p keys (where `fetch --cache` keeps them), enrolls their ids on the head, and writes
+ * the peers' config (mesh.closed); returns what a peer needs to join: that config and the head's peer id to pin.
+ */
+async function enrollLocalPeers(
+  http: string,
+  headDir: string,
+  work: string,
+  n: number,
+): Promise<{ config: string; headPeerId: string }> {
+  const { loadOrCreatePeerKey } = await import('../p2p-node.ts');
+  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id');
+  const { HeadClient } = await import('../head-client.ts');
+  const ids = await Promise.all(
+    Array.from({ length: n }, async (_, i) =>
+      peerIdFromPrivateKey(await loadOrCreatePeerKey(join(work, `node${i}-cache`, 'peer.key'))).toString(),
+    ),
+  );
+  const client = new HeadClient(http, await HeadClient.readToken(join(headDir, 'admin-token')));
+  if (ids.length > 0) await client.enroll(ids, 'rackswarm demo');
+  const config = join(work, 'peer-config.json');
+  await writeFileAtomic(config, JSON.stringify({ mesh: { closed: true } }));
+  return { config, headPeerId: (await client.bootstrap()).peerId };
+}
+
 interface PeerResult {
   ok: boolean;
   fromPeers: number;
@@ -161,13 +200,22 @@ class LocalSwarm {
    * Starts the peers and resolves once each has fetched the image (its final JSON line) or failed; they keep
    * seeding for `linger` seconds after that.
    */
-  async run(head: string, pub: string, work: string, n: number, linger: number, signal: AbortSignal) {
+  async run(
+    head: string,
+    pub: string,
+    work: string,
+    n: number,
+    linger: number,
+    signal: AbortSignal,
+    mesh?: { config: string; headPeerId: string },
+  ) {
     const started = performance.now();
     const bin = fileURLToPath(new URL('../../bin/rackswarm.js', import.meta.url));
     const results = await Promise.all(
       Array.from({ length: n }, (_, i) => {
         const args = [
           bin,
+          ...(mesh ? ['--config', mesh.config] : []),
           'fetch',
           'sample',
           '--head',
@@ -187,6 +235,7 @@ class LocalSwarm {
           `rack${i % 2}`,
           '--host',
           `node${i}`,
+          ...(mesh ? ['--head-peer-id', mesh.headPeerId] : []),
         );
         return new Promise<PeerResult>((done) => {
           const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });

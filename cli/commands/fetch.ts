@@ -28,6 +28,14 @@ export function registerFetch(program: Command, config: () => Config): void {
       'an encrypted image: its key from FILE (default: released by the head over the tracker protocol, closed mesh only)',
     )
     .option('--json', 'progress as JSON lines, then one final JSON line')
+    .option(
+      '--head-peer-id <id>',
+      "pin the head's libp2p peer id (a fake head at its address then fails the handshake); needed with mesh.closed",
+    )
+    .option(
+      '--peer-key <file>',
+      "this node's libp2p identity (default: CACHE/peer.key, created on first use)",
+    )
     .action(async (image: string, opts: FetchOptions) => {
       const { fetchImage } = await import('../fetch-image.ts'); // loaded only when fetching
       await fetchImage(image, opts, config());

@@ -22,6 +22,8 @@ export function startFetchPeer(o: {
   linger: number;
   /** A config file (e.g. loopback-only listen addresses). */
   config?: string;
+  /** More `fetch` options (e.g. --head-peer-id, --peer-key). */
+  extra?: string[];
 }): FetchPeer {
   const args = [join(projectRoot, 'bin/rackswarm.js')];
   if (o.config) args.push('--config', o.config);
@@ -35,6 +37,7 @@ export function startFetchPeer(o: {
     o.name,
   );
   if (o.rack) args.push('--rack', o.rack);
+  args.push(...(o.extra ?? []));
   const child = spawn(process.execPath, args, { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d) => {

@@ -243,7 +243,8 @@ export class BridgeNet {
 export async function buildTestInitramfs(
   dir: string,
   kernel: TestKernel,
-  opts: { global?: string[]; json?: boolean } = {},
+  /** `extra`: more `boot initramfs` options (e.g. the closed mesh's --closed --head-peer-id). */
+  opts: { global?: string[]; json?: boolean; extra?: string[] } = {},
 ): Promise<{ keys: string; initrd: string; stdout: string; stderr: string }> {
   const keys = join(dir, 'keys');
   const k = await runCli(['keys', 'generate', '--out', keys]);
@@ -261,6 +262,7 @@ export async function buildTestInitramfs(
       '--kernel-modules',
       kernel.modules,
       ...(opts.json ? ['--json'] : []),
+      ...(opts.extra ?? []),
     ],
     { timeoutMs: 120_000 },
   );

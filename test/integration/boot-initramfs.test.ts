@@ -1,9 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { zstdDecompressSync } from 'node:zlib';
+import { privateKeyFromProtobuf } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCpio } from '../../boot/cpio.ts';
+import { loadOrCreatePeerKey } from '../../cli/p2p-node.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
 
 // The real `rackswarm boot initramfs` against a small modules tree of its own (no kernel needed): what goes in, and
@@ -12,7 +15,9 @@ describe('rackswarm boot initramfs', () => {
   const tmp = tempDir('rsw-initramfs-');
   const mods = join(tmp.dir, 'lib/modules/6.1.0-test');
   let archive: ReturnType<typeof readCpio>;
-  let report: { bytes: number; modules: string[]; libraries: string[] };
+  let report: { bytes: number; modules: string[]; libraries: string[]; peerId: string };
+  const headKey = join(tmp.dir, 'head.key');
+  let headPeerId: string;
 
   beforeAll(async () => {
     for (const m of [
@@ -38,6 +43,7 @@ describe('rackswarm boot initramfs', () => {
     );
     writeFileSync(join(mods, 'modules.builtin'), 'kernel/drivers/block/loop.ko\n');
     expect((await runCli(['keys', 'generate', '--out', join(tmp.dir, 'keys')])).code).toBe(0);
+    headPeerId = peerIdFromPrivateKey(await loadOrCreatePeerKey(headKey)).toString();
     const out = join(tmp.dir, 'initrd');
     const r = await runCli(
       [
@@ -51,6 +57,12 @@ describe('rackswarm boot initramfs', () => {
         mods,
         '--modules',
         'loop,ext4,squashfs,overlay',
+        // The closed mesh's credentials, baked for one node: its key, the head it pins.
+        '--closed',
+        '--head-peer-id',
+        headPeerId,
+        '--peer-key',
+        join(tmp.dir, 'node.key'),
         '--json',
       ],
       { timeoutMs: 120_000 },
@@ -83,6 +95,55 @@ describe('rackswarm boot initramfs', () => {
       readFileSync(join(tmp.dir, 'keys/publisher.pub'), 'utf8'),
     );
     expect(report.bytes).toBeLessThan(60 * 1024 * 1024);
+  });
+
+  it('carries the node key (0600, the id it reported), the pinned head and the closed mesh in its config', async () => {
+    const key = entry('rackswarm/peer.key');
+    expect(key?.mode).toBe(0o100600);
+    expect(peerIdFromPrivateKey(privateKeyFromProtobuf(key?.data as Buffer)).toString()).toBe(report.peerId);
+    expect(report.peerId).toBe(
+      peerIdFromPrivateKey(await loadOrCreatePeerKey(join(tmp.dir, 'node.key'))).toString(),
+    );
+    const config = JSON.parse(entry('rackswarm/config.json')?.data.toString() as string);
+    expect(config.mesh).toMatchObject({ closed: true, headPeerId });
+  });
+
+  it('boot credentials: a per-node archive to append, with the key (0600) and the pinned head', async () => {
+    const out = join(tmp.dir, 'node7.cpio');
+    const r = await runCli([
+      'boot',
+      'credentials',
+      '--peer-key',
+      join(tmp.dir, 'node7.key'),
+      '--head-peer-id',
+      headPeerId,
+      '--out',
+      out,
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const { peerId } = JSON.parse(r.stdout);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    const creds = readCpio(readFileSync(out));
+    const key = creds.find((e) => e.path === 'rackswarm/peer.key');
+    expect(key?.mode).toBe(0o100600);
+    expect(peerIdFromPrivateKey(privateKeyFromProtobuf(key?.data as Buffer)).toString()).toBe(peerId);
+    expect(
+      JSON.parse(creds.find((e) => e.path === 'rackswarm/mesh.json')?.data.toString() as string),
+    ).toEqual({
+      headPeerId,
+    });
+    const bad = await runCli([
+      'boot',
+      'credentials',
+      '--peer-key',
+      join(tmp.dir, 'n8.key'),
+      '--head-peer-id',
+      'nope',
+      '--out',
+      join(tmp.dir, 'n8.cpio'),
+    ]);
+    expect(bad.stderr).toMatch(/^error RSW_ERR_INVALID_PEER_ID: /m);
   });
 
   it('lists the modules for /init in dependency order; built-in ones need nothing', () => {

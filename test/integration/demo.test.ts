@@ -26,6 +26,8 @@ describe('rackswarm demo (what npm start runs)', () => {
     expect(r.stdout).toMatch(
       /^ {2}status: {5}npx rackswarm status --head http:\/\/127\.0\.0\.1:\d+ --watch$/m,
     );
+    // Out of the box the demo runs the closed mesh: it enrolled its own peers, which then fetched.
+    expect(r.stdout).toMatch(/^ {2}mesh: {7}closed — .*\(2 local peers enrolled\)$/m);
     expect(r.stdout).toMatch(/^2\/2 local peers fetched sample v1 through the swarm/m);
     expect(existsSync(join(data, 'work/node1.img'))).toBe(true);
     // Run again: a new version whose chunks are all there already.

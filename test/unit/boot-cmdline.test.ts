@@ -19,7 +19,14 @@ function code(text: string): string {
   }
 }
 
+/** A real Ed25519 peer id (the closed mesh's rackswarm.headid pins one). */
+const HEAD_ID = '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA';
+
 describe('kernel command line', () => {
+  it('pins the head with rackswarm.headid (a peer id, normalised)', () => {
+    expect(parseBootCmdline(`${base} rackswarm.headid=${HEAD_ID}`).headPeerId).toBe(HEAD_ID);
+  });
+
   it('parses a stateless node with DHCP, ignoring other kernel parameters', () => {
     expect(parseBootCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0 quiet ${base} rackswarm.rack=r12`)).toEqual({
       head: 'http://10.0.0.1:7480',
@@ -78,6 +85,8 @@ describe('kernel command line', () => {
     ['two ip=', `${base} ip=dhcp ip=dhcp`],
     ['an unbalanced quote', `${base} foo="bar`],
     ['rescue other than 0/1', `${base} rackswarm.rescue=yes`],
+    ['a head id that is not a peer id', `${base} rackswarm.headid=12D3KooWnotreally`],
+    ['a head id given twice', `${base} rackswarm.headid=${HEAD_ID} rackswarm.headid=${HEAD_ID}`],
   ])('refuses %s with RSW_ERR_BOOT_CMDLINE', (_what, text) => {
     expect(code(text)).toBe('RSW_ERR_BOOT_CMDLINE');
   });
@@ -114,6 +123,7 @@ describe('kernel command line', () => {
       linger: fc.option(fc.integer({ min: 0, max: 99_999 }), { nil: undefined }),
       hostname: fc.option(host, { nil: undefined }),
       source: fc.constantFrom('mesh' as const, 'http' as const),
+      headPeerId: fc.option(fc.constant(HEAD_ID), { nil: undefined }),
     })
     .map((p) => {
       const out = { ...p, ...(p.mode === 'reimage' ? { disk: '/dev/vda' } : {}) } as BootParams;

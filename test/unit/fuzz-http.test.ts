@@ -9,6 +9,8 @@ import { generatePublisherKeys } from '../../core/keys.ts';
 import { ChunkStore } from '../../core/store.ts';
 import { channelRoutes } from '../../tracker/channel-routes.ts';
 import { ChannelStore } from '../../tracker/channel-store.ts';
+import { enrollmentRoutes } from '../../tracker/enrollment-routes.ts';
+import { Enrollments } from '../../tracker/enrollments.ts';
 import { gcRoutes } from '../../tracker/gc-routes.ts';
 import { buildHttpApi } from '../../tracker/http-api.ts';
 import { imageKeyRoutes } from '../../tracker/image-key-routes.ts';
@@ -39,6 +41,7 @@ beforeAll(async () => {
   const swarm = new SwarmState({ chunkCount: () => 2 });
   const channels = new ChannelStore(registry, trusted);
   const preheat = new PreheatJobs({ peers: () => [] });
+  const enrollments = await Enrollments.open(registry);
   app = buildHttpApi({
     registry,
     store,
@@ -60,6 +63,7 @@ beforeAll(async () => {
       gcRoutes({ registry, store, channels }, { keep: 2, graceSeconds: 0 }),
       revocationRoutes(new RevocationBook(join(t.dir, 'revocations.json'), async () => trusted)),
       imageKeyRoutes(new ImageKeyStore(t.dir)),
+      enrollmentRoutes({ enrollments, closed: true, peerStats: () => ({ streamsHandled: 0, refused: 0 }) }),
     ],
   });
   await app.ready();
@@ -80,6 +84,8 @@ const ADMIN_ROUTES = [
   { method: 'POST', url: '/api/gc' },
   { method: 'POST', url: '/api/keys/revocations' },
   { method: 'PUT', url: '/api/image-keys' },
+  { method: 'POST', url: '/api/enrollments' },
+  { method: 'POST', url: '/api/enrollments/remove' },
 ] as const;
 
 const segment = fc.oneof(
@@ -98,6 +104,7 @@ const routeArb = fc.oneof(
   fc.tuple(segment, segment).map(([n, v]) => ({ method: 'GET', url: `/api/images/${n}/${v}/manifest` })),
   fc.tuple(segment, segment).map(([n, c]) => ({ method: 'GET', url: `/api/channels/${n}/${c}` })),
   segment.map((id) => ({ method: 'GET', url: `/api/preheat/${id}` })),
+  segment.map((id) => ({ method: 'GET', url: `/api/enrollments/${id}` })),
 );
 const json = fc.jsonValue({ maxDepth: 3 });
 const bodyArb = fc.oneof(
@@ -110,6 +117,11 @@ const bodyArb = fc.oneof(
       nodes: fc.oneof(fc.string(), json),
       keep: fc.oneof(fc.integer(), fc.double(), json),
       graceSeconds: fc.oneof(fc.integer(), json),
+      peerIds: fc.oneof(
+        fc.array(fc.oneof(fc.constant('12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA'), fc.string())),
+        json,
+      ),
+      note: fc.oneof(fc.string(), json),
     })
     .chain((all) =>
       fc
@@ -164,7 +176,13 @@ describe('fuzz: the head HTTP API', () => {
   it('JSON bodies that fail a route’s schema are RSW_ERR_BAD_REQUEST, never handled', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom('/api/chunks/missing', '/api/preheat', '/api/gc'),
+        fc.constantFrom(
+          '/api/chunks/missing',
+          '/api/preheat',
+          '/api/gc',
+          '/api/enrollments',
+          '/api/enrollments/remove',
+        ),
         fc.dictionary(fc.oneof(fc.string(), nastyKey), json, { minKeys: 1, maxKeys: 4 }),
         async (url, body) => {
           const r = await app.inject({
@@ -175,7 +193,7 @@ describe('fuzz: the head HTTP API', () => {
           });
           expectTypedAnswer(r);
           // Every one of these schemas forbids unknown properties: an object with any other key cannot be accepted.
-          const known = ['hashes', 'name', 'version', 'nodes', 'keep', 'graceSeconds'];
+          const known = ['hashes', 'name', 'version', 'nodes', 'keep', 'graceSeconds', 'peerIds', 'note'];
           if (Object.keys(body).some((k) => !known.includes(k))) expect(r.statusCode).toBe(400);
         },
       ),
@@ -257,7 +275,8 @@ describe('admin token (issue 9 item 12)', () => {
       const json =
         route.url.startsWith('/api/chunks/missing') ||
         route.url.startsWith('/api/preheat') ||
-        route.url.startsWith('/api/gc');
+        route.url.startsWith('/api/gc') ||
+        route.url.startsWith('/api/enrollments');
       const type = json ? 'application/json' : 'application/octet-stream';
       const payload = route.url === '/api/chunks/missing' ? '{"hashes":[]}' : json ? '{}' : Buffer.from('x');
       for (const auth of [undefined, `Bearer ${'e'.repeat(64)}`, 'Bearer x']) {

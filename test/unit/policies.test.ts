@@ -49,6 +49,7 @@ describe('config schema', () => {
         squashfs: { minSize: 8 * 1024, avgSize: 32 * 1024, maxSize: 128 * 1024 },
       },
       manifest: { maxBytes: 16 * 1024 * 1024 },
+      mesh: { closed: false, releaseImageKeysWhenOpen: false, headPeerId: '', cacheSeconds: 60 },
       store: { verifyOnRead: true, writeConcurrency: 16 },
       head: {
         http: '0.0.0.0:7480',
@@ -86,7 +87,6 @@ describe('config schema', () => {
         pingIntervalMs: 60_000,
         encryption: ['tls', 'noise'],
       },
-      mesh: { closed: false, releaseImageKeysWhenOpen: false },
       channel: { ttlSeconds: 86_400 },
       peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 600, maxServeStreams: 8, cacheVersions: 2 },
       boot: {
