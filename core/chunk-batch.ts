@@ -61,6 +61,7 @@ export class ChunkBatch {
     const tmp = this.#store.tempPath(hash);
     this.#staged.set(hash, tmp);
     while (this.#unsynced >= this.#maxUnsynced) await new Promise<void>((r) => this.#unsyncedSlots.push(r));
+    if (this.#failure) throw this.#failure; // an fsync failed meanwhile: the batch will be aborted
     this.#unsynced++;
     let fd: number | undefined;
     try {
