@@ -47,6 +47,8 @@ interface Run {
   maxRssMiB: number;
   /** CPU seconds of the whole process, all threads (user + system), start-up included. */
   cpu: number;
+  /** The same, of the main thread alone. */
+  mainCpu: number;
   size: number;
   newBytes: number;
   chunks: number;
@@ -55,11 +57,9 @@ interface Run {
 function publishOnce(file: string, data: string, name: string, keyFile: string): Run {
   const t0 = performance.now();
   const args = ['publish', file, '--name', name, '--key', keyFile, '--data', data, '--json'];
-  const p = spawnSync(
-    process.execPath,
-    ['--import', join(root, 'bench/lib/report-rss.ts'), join(root, 'bin/rackswarm.js'), ...args],
-    { encoding: 'utf8' },
-  );
+  const p = spawnSync(process.execPath, [...REPORTS, join(root, 'bin/rackswarm.js'), ...args], {
+    encoding: 'utf8',
+  });
   const wall = (performance.now() - t0) / 1000;
   if (p.status !== 0) throw new Error(`publish failed: ${p.stderr}`);
   const out = JSON.parse(p.stdout);
@@ -69,32 +69,34 @@ function publishOnce(file: string, data: string, name: string, keyFile: string):
     wall,
     maxRssMiB: rss / 1024,
     cpu: cpuSeconds(p.stderr),
+    mainCpu: cpuSeconds(p.stderr, 'bench-main-cpu-ms'),
     size: out.size,
     newBytes: out.newBytes,
     chunks: out.chunks,
   };
 }
 
-function cpuSeconds(stderr: string): number {
-  return Number(/bench-cpu-ms (\d+)/.exec(stderr)?.[1] ?? Number.NaN) / 1000;
+/** Preloads that report the process's peak RSS and CPU time, and its main thread's CPU time, on exit. */
+const REPORTS = ['bench/lib/report-rss.ts', 'bench/lib/report-main-cpu.ts'].flatMap((f) => [
+  '--import',
+  join(root, f),
+]);
+
+function cpuSeconds(stderr: string, key = 'bench-cpu-ms'): number {
+  return Number(new RegExp(`${key} (\\d+)`).exec(stderr)?.[1] ?? Number.NaN) / 1000;
 }
 
-/** CPU seconds of a CLI process that starts, lists the images in `data` and exits: the fixed cost in each run. */
-function startCpuSeconds(data: string): number {
+/** CPU seconds (all threads, main thread) of a CLI process that starts, lists the images in `data` and exits. */
+function startCpuSeconds(data: string): { cpu: number; mainCpu: number } {
   const p = spawnSync(
     process.execPath,
-    [
-      '--import',
-      join(root, 'bench/lib/report-rss.ts'),
-      join(root, 'bin/rackswarm.js'),
-      'images',
-      '--data',
-      data,
-    ],
-    { encoding: 'utf8' },
+    [...REPORTS, join(root, 'bin/rackswarm.js'), 'images', '--data', data],
+    {
+      encoding: 'utf8',
+    },
   );
   if (p.status !== 0) throw new Error(`rackswarm images failed: ${p.stderr}`);
-  return cpuSeconds(p.stderr);
+  return { cpu: cpuSeconds(p.stderr), mainCpu: cpuSeconds(p.stderr, 'bench-main-cpu-ms') };
 }
 
 /** Publish throughput (2 GiB from page cache), peak RSS (4 GiB), and the dedup share of a 1 %-changed SquashFS. */
@@ -119,7 +121,7 @@ export async function benchPublish(opts: { quick?: boolean }): Promise<string> {
     const tRuns: Run[] = [];
     const againRuns: Run[] = [];
     const diskRuns: number[] = [];
-    const startRuns: number[] = [];
+    const startRuns: { cpu: number; mainCpu: number }[] = [];
     for (let i = 0; i < runs; i++) {
       const data = join(work, `data-t${i}`);
       tRuns.push(publishOnce(fileT, data, 'bench', key));
@@ -128,7 +130,7 @@ export async function benchPublish(opts: { quick?: boolean }): Promise<string> {
       rmSync(data, { recursive: true, force: true });
       diskRuns.push(durableWriteSeconds(join(work, 'disk-probe'), sizeT));
       process.stderr.write(
-        `publish ${sizeT / GiB} GiB: ${fmt(gbps(sizeT, tRuns[i].seconds))} GB/s (${fmt(tRuns[i].cpu)} CPU s), again ${fmt(gbps(sizeT, againRuns[i].seconds))} GB/s (${fmt(againRuns[i].cpu)} CPU s), disk ${fmt(gbps(sizeT, diskRuns[i]))} GB/s, start ${fmt(startRuns[i])} CPU s\n`,
+        `publish ${sizeT / GiB} GiB: ${fmt(gbps(sizeT, tRuns[i].seconds))} GB/s (${fmt(tRuns[i].cpu)} CPU s), again ${fmt(gbps(sizeT, againRuns[i].seconds))} GB/s (${fmt(againRuns[i].cpu)} CPU s), disk ${fmt(gbps(sizeT, diskRuns[i]))} GB/s, start ${fmt(startRuns[i].cpu)} CPU s\n`,
       );
     }
     rmSync(fileT);
@@ -160,9 +162,11 @@ export async function benchPublish(opts: { quick?: boolean }): Promise<string> {
     const tMed = median(tRuns.map((r) => r.seconds));
     const wallMed = median(tRuns.map((r) => r.wall));
     const againMed = median(againRuns.map((r) => r.seconds));
-    const start = median(startRuns);
+    const start = median(startRuns.map((r) => r.cpu));
+    const mainStart = median(startRuns.map((r) => r.mainCpu));
     /** CPU seconds per GiB published, the process's start-up taken off. */
     const cpuPerGiB = (runs: Run[]) => fmt((median(runs.map((r) => r.cpu)) - start) / (sizeT / GiB));
+    const mainPerGiB = (runs: Run[]) => (median(runs.map((r) => r.mainCpu)) - mainStart) / (sizeT / GiB);
     return [
       '## Publish (rackswarm publish --data, store on the same disk as the image)',
       '',
@@ -181,7 +185,9 @@ export async function benchPublish(opts: { quick?: boolean }): Promise<string> {
       `| publish / durable write rate | ${fmt((median(diskRuns) / tMed) * 100, 0)} % |`,
       `| publishing the same ${sizeT / GiB} GiB again (read + chunk + hash) | ${fmt(gbps(sizeT, againMed))} GB/s (${fmt(againMed)} s) |`,
       `| runs again (GB/s) | ${againRuns.map((r) => fmt(gbps(sizeT, r.seconds))).join(', ')} |`,
-      `| CPU per GiB, new / again | ${cpuPerGiB(tRuns)} / ${cpuPerGiB(againRuns)} s |`,
+      `| CPU per GiB, all threads, new / again | ${cpuPerGiB(tRuns)} / ${cpuPerGiB(againRuns)} s |`,
+      `| CPU per GiB, main thread (reads issued, chunks cut, puts issued), new / again | ${fmt(mainPerGiB(tRuns))} / ${fmt(mainPerGiB(againRuns))} s |`,
+      `| again: the main thread's bound on an idle machine (1 / its CPU per GB) | ${fmt(1 / (mainPerGiB(againRuns) * 1.073741824))} GB/s |`,
       `| peak RSS publishing ${sizeR / GiB} GiB (maxRSS of the CLI process) | ${fmt(median(rRuns.map((r) => r.maxRssMiB)), 0)} MiB |`,
       '',
       '### Dedup between SquashFS versions',
