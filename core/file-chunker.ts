@@ -122,6 +122,7 @@ export async function* chunkFile(
         at += len;
       }
       if (final) {
+        if (i < end) throw new Error(`chunkFile: the cutter left bytes ${at}.. of ${size} in no chunk`);
         const batch = { slab: cur, chunks };
         cur = undefined;
         yield batch;

@@ -75,7 +75,11 @@ async function* readRange(fh: FileHandle, start: number, end: number): AsyncGene
   }
 }
 
-/** Chunks an open image along `regions` (from planSquashfsChunks); yields chunks in order, as chunkStream does. */
+/**
+ * Chunks an open image along `regions` (from planSquashfsChunks); yields chunks in order, as chunkStream does. The
+ * streaming reference form: publish cuts with regionCutter in core/file-chunker.ts, which gives the same chunks
+ * (test/unit/file-chunker.test.ts) without copying them.
+ */
 export async function* chunkRegions(
   fh: FileHandle,
   regions: readonly Region[],
