@@ -338,7 +338,8 @@ export class HeadUploader {
   }
   async put(hash: string, data: Buffer): Promise<boolean> {
     if (await this.#client.hasChunk(hash)) return false;
-    return this.#client.putChunk(hash, data);
+    // publish hands out views of shared slabs (core/slab-pool.ts), which fetch refuses as a body: send a copy.
+    return this.#client.putChunk(hash, data.buffer instanceof SharedArrayBuffer ? Buffer.from(data) : data);
   }
   async commit(): Promise<void> {}
   // Chunks already uploaded stay on the head unreferenced; they cost disk only until garbage collection.

@@ -26,7 +26,8 @@
  * once). The scan reads aligned 32-bit words and splits them with shifts; the first version, which loaded
  * bytes two per iteration with the paper's trick, ran findCut at 1.1-1.2 GB/s. The two-byte trick was worth
  * ~14 % over one byte per iteration with byte loads, nothing on top of word loads (the hash step is a single
- * `lea` either way), so the loop stays one byte per step.
+ * `lea` either way), so the loop stays one byte per step. Publish does not use chunkStream: core/file-chunker.ts
+ * calls findCut on large reused read buffers and copies no chunk.
  */
 
 /**

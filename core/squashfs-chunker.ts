@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
-import { type Chunk, type ChunkerParams, chunkStream } from './chunker.ts';
+import { type Chunk, type ChunkerParams, chunkStream, findCut, validateChunkerParams } from './chunker.ts';
+import type { Cutter } from './file-chunker.ts';
 import type { SquashfsLayout } from './squashfs-layout.ts';
 
 /**
@@ -39,6 +40,28 @@ export function planSquashfsChunks(layout: SquashfsLayout, imageSize: number, p:
   return regions.filter((r) => r.end > r.start);
 }
 
+/**
+ * The same boundaries as chunkRegions, for core/file-chunker.ts: a `block` region is one chunk, a `cdc` region is
+ * cut by FastCDC as if it were a file of its own.
+ */
+export function regionCutter(regions: readonly Region[], p: ChunkerParams): Cutter {
+  validateChunkerParams(p);
+  let k = 0; // the region holding the last chunk start asked about (chunks are asked for in order)
+  return {
+    maxSize: p.maxSize,
+    cut(buf, i, end, at) {
+      while (k < regions.length && regions[k].end <= at) k++;
+      const r = regions[k];
+      if (!r || at < r.start) throw new Error(`regionCutter: offset ${at} is in no region`);
+      const regionEnd = i + (r.end - at); // where the region ends, in buf
+      if (r.mode === 'block') return regionEnd <= end ? r.end - at : -1;
+      const stop = Math.min(end, regionEnd);
+      const n = findCut(buf, i, stop, p);
+      return i + n === stop && stop < regionEnd && n < p.maxSize ? -1 : n;
+    },
+  };
+}
+
 const READ_PIECE = 4 * 1024 * 1024;
 
 async function* readRange(fh: FileHandle, start: number, end: number): AsyncGenerator<Buffer> {
@@ -52,7 +75,11 @@ async function* readRange(fh: FileHandle, start: number, end: number): AsyncGene
   }
 }
 
-/** Chunks an open image along `regions` (from planSquashfsChunks); yields chunks in order, as chunkStream does. */
+/**
+ * Chunks an open image along `regions` (from planSquashfsChunks); yields chunks in order, as chunkStream does. The
+ * streaming reference form: publish cuts with regionCutter in core/file-chunker.ts, which gives the same chunks
+ * (test/unit/file-chunker.test.ts) without copying them.
+ */
 export async function* chunkRegions(
   fh: FileHandle,
   regions: readonly Region[],

@@ -134,6 +134,21 @@ export class ChunkStore {
     });
   }
 
+  /** Creates the prefix directories among `prefixes` that do not exist yet, then fsyncs chunks/ once. */
+  async ensurePrefixes(prefixes: Iterable<string>): Promise<void> {
+    const missing = [...new Set(prefixes)].filter((p) => !this.#prefixes.has(p));
+    if (missing.length === 0) return;
+    await Promise.all(
+      missing.map((p) =>
+        mkdir(join(this.#chunksDir, p)).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EEXIST') throw e;
+        }),
+      ),
+    );
+    await fsyncDir(this.#chunksDir);
+    for (const p of missing) this.#prefixes.add(p);
+  }
+
   /** fsyncs the prefix directories that received renames, so the new entries survive a power cut. */
   async syncDirs(prefixes: Iterable<string>): Promise<void> {
     await Promise.all([...new Set(prefixes)].map((p) => fsyncDir(join(this.#chunksDir, p))));

@@ -1,14 +1,15 @@
 import type { KeyObject } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
-import { CHUNK_CIPHER_OVERHEAD } from '../core/chunk-cipher.ts';
-import { type Chunk, type ChunkerParams, chunkStream } from '../core/chunker.ts';
+import { type FileHandle, open, stat } from 'node:fs/promises';
+import type { ChunkerParams } from '../core/chunker.ts';
 import { RswError } from '../core/errors.ts';
-import { hashHex } from '../core/hash.ts';
+import { type Cutter, cdcCutter, chunkFile, type SlabBatch, slabBytesFor } from '../core/file-chunker.ts';
+import { HASH_BYTES, hashHex } from '../core/hash.ts';
+import { HashPool } from '../core/hash-pool.ts';
 import { DETECT_BYTES, detectFormat } from '../core/image-format.ts';
 import { type ChunkRef, type ImageFormat, validateImageName } from '../core/manifest.ts';
 import { createSignedManifest, type OpenedManifest } from '../core/signed-manifest.ts';
-import { chunkRegions, planSquashfsChunks } from '../core/squashfs-chunker.ts';
+import { SlabPool } from '../core/slab-pool.ts';
+import { planSquashfsChunks, regionCutter } from '../core/squashfs-chunker.ts';
 import { squashfsLayout } from '../core/squashfs-layout.ts';
 
 export interface PublishInit {
@@ -22,7 +23,7 @@ export interface PublishInit {
   sink: ChunkSink;
   /** Chunk sizes, or a choice of them by the image's format (SquashFS uses smaller chunks: core/config.ts). */
   chunker: ChunkerParams | ((format: ImageFormat) => ChunkerParams);
-  /** Chunk writes in flight (config: store.writeConcurrency). */
+  /** Chunk puts in flight (config: store.writeConcurrency). */
   writeConcurrency: number;
   signal?: AbortSignal;
   /** Called as bytes are chunked and stored: (bytes done, total). */
@@ -36,8 +37,11 @@ export interface PublishInit {
 
 /** Receives an image's chunks: staged by put(), made durable and visible by commit(), dropped by abort(). */
 export interface ChunkSink {
-  /** Resolves true if the chunk was new to the destination. */
-  put(hash: string, data: Buffer): Promise<boolean>;
+  /**
+   * Resolves true if the chunk was new to the destination. `data` is a view into a buffer publish reuses once this
+   * resolves; `trusted`: publish has just hashed it, the sink need not hash it again.
+   */
+  put(hash: string, data: Buffer, opts?: { trusted?: boolean }): Promise<boolean>;
   commit(): Promise<unknown>;
   abort(): Promise<void>;
   /** Removes what commit() made visible, where the destination allows it. */
@@ -102,71 +106,116 @@ async function blockDeviceSize(dev: string): Promise<number> {
 }
 
 /**
- * Publishes an image file: FastCDC chunks, BLAKE3 names, every new chunk handed to the sink
- * and committed before the manifest is signed. Memory stays bounded (the chunker's window plus `writeConcurrency`
- * chunks in flight). On any failure or abort the sink is aborted, so the destination is as it was.
+ * Publishes an image file: FastCDC chunks, BLAKE3 names, every new chunk handed to the sink and committed before the
+ * manifest is signed. On any failure or abort the sink is aborted, so the destination is as it was.
+ *
+ * A pipeline over the machine's cores, no chunk copied (docs/BENCHMARKS.md "Publish"):
+ *   read 8 MiB slabs (libuv pool) → cut (main thread, core/file-chunker.ts) → hash a slab's chunks (worker thread,
+ *   core/hash-pool.ts) → sink.put of each new chunk from the slab (libuv pool; `writeConcurrency` at once) → slab
+ *   reused. Memory stays bounded by the slabs (core/slab-pool.ts): ~`SLABS` × (8 MiB + maxSize).
  */
 export async function publishFile(init: PublishInit): Promise<PublishResult> {
   validateImageName(init.name);
   const size = await checkImageFile(init.file);
   const format = init.format ?? (await sniffFormat(init.file));
+  const params = typeof init.chunker === 'function' ? init.chunker(format) : init.chunker;
   const added: ChunkRef[] = [];
-
   const chunks: ChunkRef[] = [];
   const seen = new Set<string>(); // identical chunks within one image (zero runs in raw images) are put once
-  const inFlight = new Set<Promise<void>>();
+  const writes = limiter(init.writeConcurrency);
+  const batches = new Set<Promise<void>>();
   let failure: unknown;
   let done = 0;
-  const source = createReadStream(init.file, { highWaterMark: 1024 * 1024, end: size - 1 });
-  const cleanup: (() => Promise<void>)[] = [];
-  const store = async (ref: ChunkRef, plain: Buffer): Promise<void> => {
-    const data = init.cipher ? init.cipher.seal(plain) : plain;
-    ref.length = data.length;
-    ref.hash = hashHex(data);
-    if (!seen.has(ref.hash)) {
-      seen.add(ref.hash);
-      if (await init.sink.put(ref.hash, data)) added.push(ref);
-    }
-    done += plain.length;
-    init.onProgress?.(done, size);
-  };
+  const interrupted = () =>
+    new RswError('RSW_ERR_INTERRUPTED', 'publish interrupted; nothing was registered');
+
+  const fh = await open(init.file, 'r');
+  const hasher = new HashPool({ threads: HASH_THREADS });
   try {
-    const params = typeof init.chunker === 'function' ? init.chunker(format) : init.chunker;
-    for await (const chunk of await chunksOf(init.file, size, format, source, params, cleanup)) {
-      if (init.signal?.aborted)
-        throw new RswError('RSW_ERR_INTERRUPTED', 'publish interrupted; nothing was registered');
-      if (failure) throw failure;
-      const ref: ChunkRef = { offset: chunk.offset, length: chunk.length, hash: '' };
-      chunks.push(ref);
-      const p = store(ref, chunk.data).catch((e) => {
-        failure ??= e;
-      });
-      inFlight.add(p);
-      p.finally(() => inFlight.delete(p));
-      if (inFlight.size >= init.writeConcurrency) await Promise.race(inFlight);
-    }
-    await Promise.all(inFlight);
-    if (failure) throw failure;
-    if (init.signal?.aborted) {
-      throw new RswError('RSW_ERR_INTERRUPTED', 'publish interrupted; nothing was registered');
-    }
-    const overhead = init.cipher ? chunks.length * CHUNK_CIPHER_OVERHEAD : 0;
-    const total = chunks.reduce((s, c) => s + c.length, 0) - overhead;
-    if (total !== size) {
-      throw new RswError(
-        'RSW_ERR_FILE_UNREADABLE',
-        `${init.file} changed size while being read (${size} → ${total})`,
+    const cutter = await cutterFor(fh, size, format, params);
+    const slabs = new SlabPool(SLABS, slabBytesFor(cutter));
+
+    /** Hashes one slab's chunks, then stores the new ones from the slab, then gives the slab back. */
+    const storeBatch = async (batch: SlabBatch, refs: ChunkRef[]): Promise<void> => {
+      const slab = batch.slab;
+      try {
+        if (init.cipher) {
+          await storeSealed(batch, refs, init.cipher);
+          return;
+        }
+        const digests = await hasher.hashRanges(
+          slab,
+          batch.chunks.flatMap((c) => [c.at, c.length]),
+        );
+        const puts = await Promise.allSettled(
+          batch.chunks.map(async (c, k) => {
+            const ref = refs[k];
+            ref.hash = digests.toString('hex', k * HASH_BYTES, (k + 1) * HASH_BYTES);
+            if (!seen.has(ref.hash)) {
+              seen.add(ref.hash);
+              const data = slab.subarray(c.at, c.at + c.length);
+              if (await writes(() => init.sink.put(ref.hash, data, { trusted: true }))) added.push(ref);
+            }
+            done += ref.length;
+            init.onProgress?.(done, size);
+          }),
+        );
+        // Every put has settled before the slab is reused, even when one failed.
+        for (const r of puts) if (r.status === 'rejected') throw r.reason;
+      } finally {
+        slabs.release(slab);
+      }
+    };
+
+    /** An encrypted image: each chunk sealed into its own buffer, hashed and stored as ciphertext. */
+    const storeSealed = async (
+      batch: SlabBatch,
+      refs: ChunkRef[],
+      cipher: NonNullable<PublishInit['cipher']>,
+    ): Promise<void> => {
+      const puts = await Promise.allSettled(
+        batch.chunks.map(async (c, k) => {
+          const ref = refs[k];
+          const sealed = cipher.seal(batch.slab.subarray(c.at, c.at + c.length));
+          ref.hash = hashHex(sealed);
+          ref.length = sealed.length;
+          if (!seen.has(ref.hash)) {
+            seen.add(ref.hash);
+            if (await writes(() => init.sink.put(ref.hash, sealed, { trusted: true }))) added.push(ref);
+          }
+          done += c.length;
+          init.onProgress?.(done, size);
+        }),
       );
+      for (const r of puts) if (r.status === 'rejected') throw r.reason;
+    };
+
+    try {
+      for await (const batch of chunkFile(fh, size, cutter, slabs)) {
+        if (failure) throw failure;
+        if (init.signal?.aborted) throw interrupted();
+        const refs = batch.chunks.map((c) => ({ offset: c.offset, length: c.length, hash: '' }));
+        chunks.push(...refs);
+        const p = storeBatch(batch, refs).catch((e) => {
+          failure ??= e;
+          slabs.abort(e); // the reader may be waiting for a slab this batch will never give back
+        });
+        batches.add(p);
+        p.finally(() => batches.delete(p));
+      }
+      await Promise.all(batches);
+      if (failure) throw failure;
+      if (init.signal?.aborted) throw interrupted();
+      await init.sink.commit();
+    } catch (e) {
+      slabs.abort(e);
+      await Promise.all(batches);
+      await init.sink.abort();
+      throw failure ?? e;
     }
-    await init.sink.commit();
-  } catch (e) {
-    source.destroy();
-    await Promise.all(inFlight);
-    await init.sink.abort();
-    throw e;
   } finally {
-    source.destroy();
-    for (const f of cleanup) await f();
+    await hasher.close();
+    await fh.close();
   }
 
   let sealedSize = 0;
@@ -193,28 +242,45 @@ export async function publishFile(init: PublishInit): Promise<PublishResult> {
   };
 }
 
+/** Slabs in the pipeline: two with the reader (being cut, being read), the rest hashing or being written. */
+const SLABS = 4;
+/** BLAKE3 at ~4.5 GB/s keeps up with the ~2 GB/s chunker on one thread. */
+const HASH_THREADS = 1;
+
+/** Runs at most `n` of the functions given to it at once. */
+function limiter(n: number): <T>(f: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  return async (f) => {
+    while (active >= n) await new Promise<void>((r) => queue.push(r));
+    active++;
+    try {
+      return await f();
+    } finally {
+      active--;
+      queue.shift()?.();
+    }
+  };
+}
+
 /**
- * The chunks of an image: a SquashFS image whose block layout can be read is cut at its block boundaries
- * (core/squashfs-chunker.ts), anything else content-defined from the stream.
+ * Where the image's chunks are cut: a SquashFS image whose block layout can be read at its block boundaries
+ * (core/squashfs-chunker.ts), anything else content-defined.
  */
-async function chunksOf(
-  file: string,
+async function cutterFor(
+  fh: FileHandle,
   size: number,
   format: ImageFormat,
-  source: AsyncIterable<Uint8Array>,
   params: ChunkerParams,
-  cleanup: (() => Promise<void>)[],
-): Promise<AsyncIterable<Chunk>> {
-  if (format !== 'squashfs') return chunkStream(source, params);
-  const fh = await open(file, 'r');
-  cleanup.push(() => fh.close());
+): Promise<Cutter> {
+  if (format !== 'squashfs') return cdcCutter(params);
   const layout = await squashfsLayout(async (offset, length) => {
     const buf = Buffer.alloc(Math.max(0, Math.min(length, size - offset)));
     const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
     return buf.subarray(0, bytesRead);
   }, size);
-  if (!layout) return chunkStream(source, params);
-  return chunkRegions(fh, planSquashfsChunks(layout, size, params), params);
+  if (!layout) return cdcCutter(params);
+  return regionCutter(planSquashfsChunks(layout, size, params), params);
 }
 
 async function sniffFormat(file: string): Promise<ImageFormat> {

@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { multiaddr } from '@multiformats/multiaddr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchOverHttp } from '../../cli/fetch-http.ts';
@@ -29,9 +29,39 @@ const closedConfig = () => join(t.dir, 'closed.json');
 const errorCode = (stderr: string) => /error (RSW_ERR_[A-Z_]+)/.exec(stderr)?.[1];
 const lastJson = <T>(stdout: string): T => JSON.parse(stdout.trim().split('\n').pop() as string) as T;
 
-const fetch = (name: string, out: string, headUrl: string, ...extra: string[]) =>
+/**
+ * A node on `h`'s closed mesh (the head's data in `dataDir`): its own peer key, enrolled on that head, the head's id
+ * pinned; the global options go before `fetch`, the rest after.
+ */
+async function closedNode(
+  h: RunningHead,
+  dataDir: string,
+  name: string,
+): Promise<{ pre: string[]; args: string[] }> {
+  const keyFile = join(t.dir, `${name}.peer.key`);
+  const add = await runCli([
+    'enroll',
+    'add',
+    '--key',
+    keyFile,
+    '--head',
+    h.url,
+    '--token-file',
+    join(dataDir, 'admin-token'),
+  ]);
+  expect(add.code, add.stderr).toBe(0);
+  return { pre: ['--config', closedConfig()], args: ['--peer-key', keyFile, '--head-peer-id', h.peerId] };
+}
+
+const fetch = (
+  name: string,
+  out: string,
+  headUrl: string,
+  ...extra: (string | { pre: string[]; args: string[] })[]
+) =>
   runCli(
     [
+      ...extra.flatMap((e) => (typeof e === 'string' ? [] : e.pre)),
       'fetch',
       name,
       '--head',
@@ -43,7 +73,7 @@ const fetch = (name: string, out: string, headUrl: string, ...extra: string[]) =
       '--cache',
       join(t.dir, `cache-${out.split('/').pop()}`),
       '--json',
-      ...extra,
+      ...extra.flatMap((e) => (typeof e === 'string' ? [e] : e.args)),
     ],
     { timeoutMs: 180_000 },
   );
@@ -109,7 +139,18 @@ describe('encrypted images (publish --encrypt)', () => {
 
   it('two real fetch processes on a closed mesh: bit-identical plaintext, ciphertext relayed between them', async () => {
     const outs = ['a.img', 'b.img'].map((f) => join(t.dir, f));
-    const runs = await Promise.all(outs.map((o) => fetch('secret', o, head.url, '--linger', '3')));
+    const runs = await Promise.all(
+      outs.map(async (o) =>
+        fetch(
+          'secret',
+          o,
+          head.url,
+          await closedNode(head, join(t.dir, 'head'), basename(o)),
+          '--linger',
+          '3',
+        ),
+      ),
+    );
     const summaries = runs.map((r) => {
       expect(r.code, r.stderr).toBe(0);
       return lastJson<FetchSummary>(r.stdout);
@@ -132,8 +173,12 @@ describe('encrypted images (publish --encrypt)', () => {
       dir: t.dir,
       name: 'wire',
       linger: 120,
+      config: closedConfig(),
+      extra: (await closedNode(head, join(t.dir, 'head'), 'wire')).args,
     });
-    const client = await createP2PNode({ keyFile: join(t.dir, 'client.key'), listen: [] });
+    // The reader is enrolled too: the lingering node's gater admits enrolled peer ids only.
+    await closedNode(head, join(t.dir, 'head'), 'client');
+    const client = await createP2PNode({ keyFile: join(t.dir, 'client.peer.key'), listen: [] });
     try {
       const { id } = await peer.summary;
       const swarm = (await (await globalThis.fetch(`${head.url}/api/swarm`)).json()) as {
@@ -181,7 +226,14 @@ describe('encrypted images (publish --encrypt)', () => {
     expect(p.code, p.stderr).toBe(0);
     const s = JSON.parse(p.stdout) as { chunks: number; newChunks: number };
     expect(s.newChunks).toBeLessThan(s.chunks / 4);
-    const r = await fetch('secret', join(t.dir, 'a.img'), head.url, '--linger', '0');
+    const r = await fetch(
+      'secret',
+      join(t.dir, 'a.img'),
+      head.url,
+      await closedNode(head, join(t.dir, 'head'), 'a.img'),
+      '--linger',
+      '0',
+    );
     expect(r.code, r.stderr).toBe(0);
     const sum = lastJson<FetchSummary>(r.stdout);
     expect(sum.version).toBe(2);
@@ -192,7 +244,16 @@ describe('encrypted images (publish --encrypt)', () => {
   it('a wrong image key is RSW_ERR_IMAGE_KEY_WRONG; the HTTP path refuses encrypted images (RSW_ERR_IMAGE_KEY_UNAVAILABLE)', async () => {
     const wrong = join(t.dir, 'wrong.key');
     await writeImageKeyFile(wrong, generateImageKey());
-    const r = await fetch('secret', join(t.dir, 'w.img'), head.url, '--image-key', wrong, '--linger', '0');
+    const r = await fetch(
+      'secret',
+      join(t.dir, 'w.img'),
+      head.url,
+      await closedNode(head, join(t.dir, 'head'), 'w'),
+      '--image-key',
+      wrong,
+      '--linger',
+      '0',
+    );
     expect(errorCode(r.stderr), r.stderr).toBe('RSW_ERR_IMAGE_KEY_WRONG');
     const viaHttp = await fetchOverHttp(
       head.url,
@@ -218,7 +279,14 @@ describe('encrypted images (publish --encrypt)', () => {
     rmSync(join(data, 'image-keys'), { recursive: true });
     open = await startHead(data, [], ['--config', closedConfig()]);
     try {
-      const r = await fetch('secret', join(t.dir, 'o.img'), open.url, '--linger', '0');
+      const r = await fetch(
+        'secret',
+        join(t.dir, 'o.img'),
+        open.url,
+        await closedNode(open, data, 'o'),
+        '--linger',
+        '0',
+      );
       expect(errorCode(r.stderr), r.stderr).toBe('RSW_ERR_IMAGE_KEY_UNAVAILABLE');
     } finally {
       await open.stop();

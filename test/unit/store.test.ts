@@ -144,6 +144,20 @@ describe('chunk batch (group commit)', () => {
     expect(await Array.fromAsync(store.list())).toEqual([hashHex(old)]);
   });
 
+  it('stages many chunks at once with one fsync and one waiting file allowed, and commits them all', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const batch = new ChunkBatch(store, 1, 1); // every put but one waits for the previous file's fsync
+    const chunks = Array.from({ length: 40 }, (_, i) => pseudoRandomBytes(3000 + i, 100 + i));
+    const puts = await Promise.all(chunks.map((c) => batch.put(hashHex(c), c, { trusted: true })));
+    expect(puts.every(Boolean)).toBe(true);
+    expect(await Array.fromAsync(store.list())).toEqual([]);
+    await batch.commit();
+    // 40 hashes land in many prefix directories, all created in one step of the commit.
+    expect(new Set(chunks.map((c) => hashHex(c).slice(0, 2))).size).toBeGreaterThan(20);
+    for (const c of chunks) expect((await store.get(hashHex(c))).equals(c)).toBe(true);
+    expect(readdirSync(join(t.dir, 'tmp'))).toEqual([]);
+  });
+
   it('refuses bytes that do not match their hash', async () => {
     const store = await ChunkStore.open({ dataDir: t.dir });
     await expect(
