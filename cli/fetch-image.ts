@@ -365,12 +365,11 @@ async function connectHead(
   try {
     await node.dial(headAddr, { signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)]) });
     // The dialler's side of the upgrade may finish before the head's gater has decided: a round trip proves we are
-    // in (and the head, asked about our own id, must say enrolled).
-    if (closed) {
-      const me = node.peerId.toString();
-      const yes = await queryEnrolled(node, headAddr, [me], { timeoutMs: 30_000 });
-      if (!yes.includes(me)) throw new Error('the head says this peer id is not enrolled');
-    }
+    // in (and on a closed mesh the head, asked about our own id, must say enrolled). An open node makes it too, so a
+    // head that runs a closed mesh refusing it is named as such rather than as a stream that ended early.
+    const me = node.peerId.toString();
+    const yes = await queryEnrolled(node, headAddr, [me], { timeoutMs: 30_000 });
+    if (closed && !yes.includes(me)) throw new Error('the head says this peer id is not enrolled');
   } catch (e) {
     const err = e as Error;
     const text = `${err.name}: ${err.message}`;
@@ -379,10 +378,12 @@ async function connectHead(
         'RSW_ERR_HEAD_IDENTITY',
         `the node at ${headAddr.toString().replace(/\/p2p\/.*$/, '')} is not the pinned head ${headPeerId}: the handshake failed (${err.name})`,
       );
-    if (closed && !/ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|timed? ?out|abort/i.test(text))
+    if (!/ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|timed? ?out|abort/i.test(text))
       throw new RswError(
         'RSW_ERR_NOT_ENROLLED',
-        `the head ${headPeerId} closed the connection after the handshake: this node's peer id ${node.peerId} is not enrolled (rackswarm enroll add ${node.peerId})`,
+        closed
+          ? `the head ${headPeerId} closed the connection after the handshake: this node's peer id ${node.peerId} is not enrolled (rackswarm enroll add ${node.peerId})`
+          : `the head ${headPeerId} closed the connection after the handshake: it runs a closed mesh and this node's peer id ${node.peerId} is not enrolled (rackswarm enroll add ${node.peerId}; then run this node with mesh.closed and the head's id pinned)`,
       );
     throw new RswError(
       'RSW_ERR_HEAD_UNREACHABLE',

@@ -124,6 +124,18 @@ describe('closed mesh (mesh.closed)', () => {
     expect(head.log.some((l) => l.includes('mesh: refused') && l.includes(outsider))).toBe(true);
   }, 90_000);
 
+  it('a node run as on an open mesh is told the head runs a closed one (RSW_ERR_NOT_ENROLLED), not a bare EOF', async () => {
+    const key = join(t.dir, 'opennode.key');
+    const id = await peerIdOf(key);
+    // The same fetch without the closed-mesh config: no gater of its own, no pinned head.
+    const args = fetchArgs('opennode', key).slice(2);
+    const r = await runCli(args, { timeoutMs: 60_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^error RSW_ERR_NOT_ENROLLED: .*runs a closed mesh/m);
+    expect(r.stderr).toContain(id);
+    expect(await headView(id)).toMatchObject({ enrolled: false, streamsHandled: 0 });
+  }, 90_000);
+
   it('a closed-mesh node without a pinned head id is refused before it dials anything', async () => {
     const r = await runCli(fetchArgs('nopin', join(t.dir, 'nopin.key')), { timeoutMs: 60_000 });
     expect(r.code).not.toBe(0);
