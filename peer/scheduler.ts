@@ -43,9 +43,11 @@
  *    the head.
  * 5. Endgame — every missing chunk is in flight — a peer with nothing in flight gets duplicates of the oldest
  *    outstanding requests it can serve, up to `endgameCopies` requests per chunk and its budget; not of a request
- *    at a faster peer (measured rates) unless that request is overdue. The seeder duplicates only overdue requests
+ *    at a faster peer (measured rates) unless that request is overdue; a peer in another rack only of chunks no
+ *    rack-mate holds (rule 6). The seeder duplicates only overdue requests
  *    (head egress again: a thousand nodes finishing together would otherwise each pull their last chunks twice).
- * 6. Racks: a neighbour the fetcher marks remote (another rack, from the tracker's handout) is offered only chunks
+ * 6. Racks: a neighbour the fetcher marks remote (another rack: from the tracker's handout, or as the neighbour says
+ *    in the have exchange's opening message) is offered only chunks
  *    that no neighbour in this node's rack holds, so a rack pulls each chunk across its uplink about once and
  *    spreads it inside (the testbed's 2 racks × 8 nodes pulled 3.6 × racks × image across the spine without it).
  *    The seeder's starvation exception applies.
@@ -290,6 +292,19 @@ export class Scheduler {
     if (seeder && !p.banned) this.#gainAll(p);
   }
 
+  /**
+   * Whether a neighbour is in another rack (rule 6), as it says in the have exchange's opening message: also for a
+   * neighbour that reached us first, whose rack the handout did not tell.
+   */
+  setRemote(peerId: string, remote: boolean): void {
+    const p = this.#peers.get(peerId);
+    if (!p || p.seeder || p.remote === remote) return;
+    const n = this.#len.length;
+    if (!p.banned) for (let i = 0; i < n; i++) if (p.has[i] === 1) this.#localAvail[i] += remote ? -1 : 1;
+    this.#remoteRequests += remote ? p.reqs.size : -p.reqs.size;
+    p.remote = remote;
+  }
+
   /** The neighbour is gone: its requests return to the pool, its chunks no longer count. */
   removePeer(peerId: string, now: number): void {
     const p = this.#peers.get(peerId);
@@ -366,7 +381,7 @@ export class Scheduler {
         if (p.wanted === 0 || !room()) break walk;
       }
     }
-    if (out.length === 0 && idle && this.#pickable === 0) this.#endgame(p, now, room, out);
+    if (out.length === 0 && idle && this.#pickable === 0) this.#endgame(p, now, room, out, localOnly);
     return out;
   }
 
@@ -510,7 +525,7 @@ export class Scheduler {
   }
 
   /** Rule 5, for an idle peer: copies of the oldest outstanding requests it may take. */
-  #endgame(p: PeerState, now: number, room: () => boolean, out: number[]): void {
+  #endgame(p: PeerState, now: number, room: () => boolean, out: number[], localOnly: boolean): void {
     if (this.#o.endgameCopies < 2) return;
     let late: Set<Request> | undefined; // O(requests in flight): built only when a copy's lateness matters
     const rate = this.#rate(p);
@@ -518,6 +533,7 @@ export class Scheduler {
       if (!room()) break;
       if (p.has[i] === 0 || copies.length >= this.#o.endgameCopies || copies.some((r) => r.peer === p))
         continue;
+      if (localOnly && this.#localAvail[i] > 0) continue; // rule 6 holds in endgame too
       const outpaced =
         p.seeder || (p.measured && copies.some((r) => r.peer.measured && this.#rate(r.peer) > rate));
       if (outpaced) {
