@@ -193,6 +193,20 @@ describe('Scheduler', () => {
     expect(s.next('other', 0)).toEqual([]);
   });
 
+  it('gets a chunk from the seeder when the only neighbour holding it keeps failing (a stall in the testbed)', () => {
+    // 'a' holds chunk 1 and fails every request fast (its dial refused, its server broken): its back-off is at most
+    // 500 ms, shorter than the seeder's grace, so the node was never starved and never asked the head for chunk 1.
+    const s = setup('X.', { seeder: '', a: '.X' });
+    let fromSeeder: number[] = [];
+    for (let t = 0; t < 30_000 && fromSeeder.length === 0; t += 100) {
+      for (const i of s.next('a', t)) s.failed('a', i, 'error', t + 10);
+      fromSeeder = s.next('seeder', t + 20);
+    }
+    expect(fromSeeder).toEqual([1]);
+    s.received('seeder', 1, 30_000);
+    expect(s.done).toBe(true);
+  });
+
   it('backs the seeder off without doubling when it refuses a chunk it already sent (super-seeding)', () => {
     const s = setup('....', { seeder: '' });
     for (let t = 0; t < 1_000; t += 250) {
