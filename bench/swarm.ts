@@ -35,7 +35,8 @@ function simRow(o: SimOptions, r: SimResult): string {
   return (
     `| ${o.nodes} | ${o.racks} | ${fmt(F / GiB, 0)} GiB / ${fmt(o.chunkBytes / MiB, 0)} MiB | ${fmt(tMin, 2)} s | ` +
     `${fmt(r.tLast, 2)} s (${fmt(r.tLast / tMin)} ×) | ${fmt(r.perNode[0], 2)} / ${fmt(median(r.perNode), 2)} s | ` +
-    `${fmt(r.headEgressBytes / F)} × | ${fmt(r.crossRackBytes / (o.racks * F))} × | ${fmt(r.wallSeconds, 0)} s |`
+    `${fmt(r.headEgressBytes / F)} × | ${fmt(r.crossRackBytes / (o.racks * F))} × | ` +
+    `${fmt(r.cpuSeconds, 0)} s CPU (${fmt(r.wallSeconds, 0)} s wall) |`
   );
 }
 
@@ -143,7 +144,7 @@ export async function benchSwarm(opts: { quick?: boolean }): Promise<string> {
     "than the chunker's 1 MiB average so the 10,000-node run fits in minutes (the scheduler's cost grows with chunks",
     '× neighbours per arrival).',
     '',
-    '| nodes | racks | image / chunk | T_min | t_last | per node min / median | head egress / F | cross-rack / (racks·F) | wall |',
+    '| nodes | racks | image / chunk | T_min | t_last | per node min / median | head egress / F | cross-rack / (racks·F) | run time |',
     '|---|---|---|---|---|---|---|---|---|',
     ...simRows,
     '',

@@ -18,7 +18,10 @@
  * one length-prefixed frame, ≤ MAX_HAVE_FRAME_BYTES):
  *
  *   u8 type=1 bitfield | 32-byte image id | u32 chunk count | ceil(count/8) bytes, bit i (MSB first) = has chunk i
+ *   u8 type=3 bitfield | 32-byte image id | u8 rack length (1..64) | rack label (printable ASCII) | then as type 1
  *   u8 type=2 have     | u16 n (1..4096) | n × u32 chunk index             (increments after the bitfield)
+ *   The opening bitfield is type 3 when the sender has a rack label (its neighbour's scheduler then knows which of its
+ *   neighbours share its rack, peer/scheduler.ts rule 6), type 1 when it has none.
  *
  * A multi-MiB body is not one length-prefixed message: @libp2p/utils' byteStream/lpStream cap a message at 4 MiB
  * (LIBP2P-NOTES.md), so the body follows its small fixed header as raw bytes, decoded incrementally.
@@ -277,21 +280,40 @@ function finish(status: ChunkStatus, body: Buffer | undefined): ChunkResponse {
 export const HAVE_PROTOCOL = '/rackswarm/have/1.0.0';
 /** Indices in one `have` frame. */
 export const MAX_HAVE_INDICES = 4096;
-/** A bitfield for 4 Mi chunks (~2 TiB of image at 512 KiB) fits; anything larger is refused before it is read. */
-export const MAX_HAVE_FRAME_BYTES = 1 + 32 + 4 + (4 * 1024 * 1024) / 8;
+/** A rack label in the have exchange's opening message: as in an announce (core/tracker-messages.ts). */
+export const MAX_RACK_BYTES = 64;
+const RACK_RE = /^[\x20-\x7e]{1,64}$/;
+/**
+ * A bitfield for 4 Mi chunks (~2 TiB of image at 512 KiB) and a rack label fit; anything larger is refused before it
+ * is read.
+ */
+export const MAX_HAVE_FRAME_BYTES = 1 + 32 + 1 + MAX_RACK_BYTES + 4 + (4 * 1024 * 1024) / 8;
 
 export type HaveMessage =
-  | { type: 'bitfield'; imageId: string; count: number; bits: Uint8Array }
+  | { type: 'bitfield'; imageId: string; count: number; bits: Uint8Array; rack?: string }
   | { type: 'have'; indices: number[] };
 
-export function encodeBitfield(imageId: string, count: number, has: (i: number) => boolean): Uint8Array {
+/** The opening message; with `rack` (1..64 printable ASCII characters) the sender says which rack it is in. */
+export function encodeBitfield(
+  imageId: string,
+  count: number,
+  has: (i: number) => boolean,
+  rack?: string,
+): Uint8Array {
   if (!HEX_RE.test(imageId)) throw new ProtocolError('image id is not 64 hex digits');
-  const out = new Uint8Array(1 + 32 + 4 + Math.ceil(count / 8));
+  if (rack !== undefined && !RACK_RE.test(rack))
+    throw new ProtocolError('rack label: 1..64 printable ASCII characters');
+  const head = rack === undefined ? 37 : 38 + rack.length;
+  const out = new Uint8Array(head + Math.ceil(count / 8));
   if (out.length > MAX_HAVE_FRAME_BYTES) throw new ProtocolError('bitfield too large');
-  out[0] = 1;
+  out[0] = rack === undefined ? 1 : 3;
   out.set(Buffer.from(imageId, 'hex'), 1);
-  new DataView(out.buffer).setUint32(33, count);
-  for (let i = 0; i < count; i++) if (has(i)) out[37 + (i >> 3)] |= 0x80 >> (i & 7);
+  if (rack !== undefined) {
+    out[33] = rack.length;
+    out.set(Buffer.from(rack, 'latin1'), 34);
+  }
+  new DataView(out.buffer).setUint32(head - 4, count);
+  for (let i = 0; i < count; i++) if (has(i)) out[head + (i >> 3)] |= 0x80 >> (i & 7);
   return out;
 }
 
@@ -313,18 +335,28 @@ export function decodeHaveMessage(frame: Uint8Array, maxCount: number): HaveMess
   if (frame.byteLength < 1 || frame.byteLength > MAX_HAVE_FRAME_BYTES)
     throw new ProtocolError('have frame size');
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  if (frame[0] === 1) {
-    if (frame.byteLength < 37) throw new ProtocolError('bitfield truncated');
-    const count = view.getUint32(33);
+  if (frame[0] === 1 || frame[0] === 3) {
+    let head = 37;
+    let rack: string | undefined;
+    if (frame[0] === 3) {
+      if (frame.byteLength < 34) throw new ProtocolError('bitfield truncated');
+      const len = frame[33];
+      if (len < 1 || len > MAX_RACK_BYTES) throw new ProtocolError('rack label length');
+      head = 38 + len;
+      if (frame.byteLength < head) throw new ProtocolError('bitfield truncated');
+      rack = Buffer.from(frame.subarray(34, 34 + len)).toString('latin1');
+      if (!RACK_RE.test(rack)) throw new ProtocolError('rack label: not printable ASCII');
+    }
+    if (frame.byteLength < head) throw new ProtocolError('bitfield truncated');
+    const count = view.getUint32(head - 4);
     if (count !== maxCount)
       throw new ProtocolError(`bitfield for ${count} chunks, the image has ${maxCount}`);
-    if (frame.byteLength !== 37 + Math.ceil(count / 8)) throw new ProtocolError('bitfield length');
-    return {
-      type: 'bitfield',
-      imageId: Buffer.from(frame.subarray(1, 33)).toString('hex'),
-      count,
-      bits: frame.subarray(37),
-    };
+    if (frame.byteLength !== head + Math.ceil(count / 8)) throw new ProtocolError('bitfield length');
+    const imageId = Buffer.from(frame.subarray(1, 33)).toString('hex');
+    const bits = frame.subarray(head);
+    return rack === undefined
+      ? { type: 'bitfield', imageId, count, bits }
+      : { type: 'bitfield', imageId, count, bits, rack };
   }
   if (frame[0] === 2) {
     if (frame.byteLength < 3) throw new ProtocolError('have truncated');

@@ -126,6 +126,10 @@ export class Fetcher {
       imageId: init.imageId,
       chunkCount: m.chunks.length,
       has: (i) => this.#verified.has(i),
+      rack: init.rack || undefined,
+      // The rack a neighbour states (rule 6 of the scheduler), also for one that reached us first.
+      onRack: (peerId, rack) =>
+        this.#scheduler.setRemote(peerId, init.rack !== undefined && rack !== init.rack),
       onHave: (peerId, indices) => {
         this.#scheduler.peerHave(peerId, indices);
         this.#poke();

@@ -19,6 +19,10 @@ export interface HaveExchangeInit {
   chunkCount: number;
   /** Whether this node holds (verified) chunk i: sent as the opening bitfield. */
   has: (i: number) => boolean;
+  /** This node's rack label, sent in the opening bitfield (core/wire.ts type 3). */
+  rack?: string;
+  /** A neighbour said which rack it is in (before the onHave of its bitfield). */
+  onRack?: (peerId: string, rack: string) => void;
   /** A neighbour holds these chunks (from its bitfield or increments). */
   onHave: (peerId: string, indices: number[]) => void;
   /** A neighbour's stream ended. */
@@ -126,13 +130,14 @@ export class HaveExchange {
   async #run(peerId: string, n: Neighbour): Promise<void> {
     const { imageId, chunkCount } = this.#init;
     try {
-      await n.lp.write(encodeBitfield(imageId, chunkCount, this.#init.has), {
+      await n.lp.write(encodeBitfield(imageId, chunkCount, this.#init.has, this.#init.rack), {
         signal: AbortSignal.timeout(10_000),
       });
       for (;;) {
         const msg = decodeHaveMessage((await n.lp.read()).subarray(), chunkCount);
         if (msg.type === 'bitfield') {
           if (msg.imageId !== imageId) throw new Error('neighbour exchanges another image');
+          if (msg.rack !== undefined) this.#init.onRack?.(peerId, msg.rack);
           this.#init.onHave(peerId, bitfieldIndices(msg.bits, chunkCount));
         } else {
           this.#init.onHave(peerId, msg.indices);

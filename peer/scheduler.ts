@@ -40,12 +40,17 @@
  *    and none has been for `seederGraceMs` (neighbours absent, backed off, or holding nothing we miss), the seeder
  *    is offered everything, rarest first. The grace absorbs the moment between one batch ending and the next being
  *    asked for, and is longer than the first busy back-off, so a neighbour briefly busy does not send a node to
- *    the head.
+ *    the head. And a chunk whose requests at neighbours failed `stuckAfter` times (error, timeout) is offered to the
+ *    seeder too: a neighbour failing fast every time (refused dial, broken server) is retried within its back-off
+ *    cap, shorter than the grace, so the node was never starved and never asked the head for the chunks only that
+ *    neighbour held (a node of the testbed waited for ever).
  * 5. Endgame — every missing chunk is in flight — a peer with nothing in flight gets duplicates of the oldest
  *    outstanding requests it can serve, up to `endgameCopies` requests per chunk and its budget; not of a request
- *    at a faster peer (measured rates) unless that request is overdue. The seeder duplicates only overdue requests
+ *    at a faster peer (measured rates) unless that request is overdue; a peer in another rack only of chunks no
+ *    rack-mate holds (rule 6). The seeder duplicates only overdue requests
  *    (head egress again: a thousand nodes finishing together would otherwise each pull their last chunks twice).
- * 6. Racks: a neighbour the fetcher marks remote (another rack, from the tracker's handout) is offered only chunks
+ * 6. Racks: a neighbour the fetcher marks remote (another rack: from the tracker's handout, or as the neighbour says
+ *    in the have exchange's opening message) is offered only chunks
  *    that no neighbour in this node's rack holds, so a rack pulls each chunk across its uplink about once and
  *    spreads it inside (the testbed's 2 racks × 8 nodes pulled 3.6 × racks × image across the spine without it).
  *    The seeder's starvation exception applies.
@@ -99,6 +104,10 @@ export interface SchedulerTunables {
   seederGraceMs: number;
   /** Requests for one chunk at once in endgame (rule 5); 1 turns duplicates off. @default 2 */
   endgameCopies: number;
+  /** Requests in flight to peers in other racks at once (rule 6). @default 1 */
+  maxRemoteRequests: number;
+  /** Failed requests (error, timeout) at neighbours after which a chunk is offered to the seeder (rule 4). @default 3 */
+  stuckAfter: number;
 }
 
 export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
@@ -115,6 +124,8 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   overdueSlackMs: 2000,
   seederGraceMs: 1000,
   endgameCopies: 2,
+  maxRemoteRequests: 1,
+  stuckAfter: 3,
 };
 
 export interface SchedulerInit extends Partial<SchedulerTunables> {
@@ -221,6 +232,9 @@ export class Scheduler {
   /** Requests in flight to peers in other racks (rule 6). */
   #remoteRequests = 0;
   #neighboursIdleSince = Number.NaN;
+  /** Per chunk: failed requests (error, timeout) at neighbours since it last arrived; those past stuckAfter (rule 4). */
+  readonly #fails: Uint8Array;
+  readonly #stuck = new Set<number>();
 
   constructor(init: SchedulerInit, have: Iterable<number> = []) {
     this.#o = checkTunables({ ...SCHEDULER_DEFAULTS, ...definedOnly(init) });
@@ -235,6 +249,7 @@ export class Scheduler {
     this.#avail = new Int32Array(n);
     this.#localAvail = new Int32Array(n);
     this.#pos = new Int32Array(n);
+    this.#fails = new Uint8Array(n);
     for (const i of have) {
       this.#check(i);
       if (this.#state[i] !== HAVE) {
@@ -290,6 +305,19 @@ export class Scheduler {
     if (seeder && !p.banned) this.#gainAll(p);
   }
 
+  /**
+   * Whether a neighbour is in another rack (rule 6), as it says in the have exchange's opening message: also for a
+   * neighbour that reached us first, whose rack the handout did not tell.
+   */
+  setRemote(peerId: string, remote: boolean): void {
+    const p = this.#peers.get(peerId);
+    if (!p || p.seeder || p.remote === remote) return;
+    const n = this.#len.length;
+    if (!p.banned) for (let i = 0; i < n; i++) if (p.has[i] === 1) this.#localAvail[i] += remote ? -1 : 1;
+    this.#remoteRequests += remote ? p.reqs.size : -p.reqs.size;
+    p.remote = remote;
+  }
+
   /** The neighbour is gone: its requests return to the pool, its chunks no longer count. */
   removePeer(peerId: string, now: number): void {
     const p = this.#peers.get(peerId);
@@ -321,27 +349,22 @@ export class Scheduler {
     const out: number[] = [];
     const p = this.#peers.get(peerId);
     if (!p || p.banned || now < p.backoffUntil || this.done) return out;
-    const budget = this.#budget(p);
-    const room = (): boolean => p.inFlightBytes < budget && p.reqs.size < this.#o.maxInFlightChunks;
-    if (!room()) return out;
     const idle = p.reqs.size === 0;
+    // Nothing pickable it holds, and no endgame for it: most calls (a poke on every have increment and every tick
+    // asks every idle neighbour) end here, before any work (bench/sim: 10,000 nodes).
+    if (p.wanted === 0 && !(idle && this.#pickable === 0)) return out;
+    const budget = this.#budget(p);
+    if (!this.#room(p, budget)) return out;
     // Rule 6: a peer in another rack is offered only chunks no neighbour in this rack holds (unless starved), one
     // request across the racks at a time.
     const localOnly = p.remote && !this.#starved(now);
-    if (localOnly && this.#remoteRequests > 0) return out;
+    if (localOnly && this.#remoteRequests >= this.#o.maxRemoteRequests) return out;
     // Rule 4: the seeder is offered only bucket 0 (chunks no neighbour holds) unless the node is starved.
     const top = p.seeder && !this.#starved(now) ? 1 : this.#buckets.length;
-    const take = (i: number): void => {
-      this.#remove(i);
-      this.#setState(i, IN_FLIGHT);
-      this.#flight.set(i, []);
-      this.#request(p, i, now);
-      out.push(i);
-    };
     if (p.wanted > 0 && this.#have < this.#o.randomFirst) {
       // Rejection sampling; `avail < top` keeps the seeder to bucket 0 as the walk below does.
       const n = this.#len.length;
-      for (let misses = 0; misses < RANDOM_TRIES && p.wanted > 0 && room(); ) {
+      for (let misses = 0; misses < RANDOM_TRIES && p.wanted > 0 && this.#room(p, budget); ) {
         const i = Math.min(Math.floor(this.#random() * n), n - 1);
         if (
           this.#state[i] === MISSING &&
@@ -349,25 +372,43 @@ export class Scheduler {
           this.#avail[i] < top &&
           !(localOnly && this.#localAvail[i] > 0)
         )
-          take(i);
+          this.#take(p, i, now, out);
         else misses++;
       }
     }
     // Neighbours hold nothing in bucket 0 (availability counts them), so they start at 1.
     const has = p.has;
-    walk: for (let a = p.seeder ? 0 : 1; a < top && p.wanted > 0 && room(); a++) {
+    walk: for (let a = p.seeder ? 0 : 1; a < top && p.wanted > 0 && this.#room(p, budget); a++) {
       const bucket = this.#buckets[a];
       for (let j = 0; j < bucket.length; ) {
         if (has[bucket[j]] === 0 || (localOnly && this.#localAvail[bucket[j]] > 0)) {
           j++;
           continue;
         }
-        take(bucket[j]); // moves the bucket's last chunk to j
-        if (p.wanted === 0 || !room()) break walk;
+        this.#take(p, bucket[j], now, out); // moves the bucket's last chunk to j
+        if (p.wanted === 0 || !this.#room(p, budget)) break walk;
       }
     }
-    if (out.length === 0 && idle && this.#pickable === 0) this.#endgame(p, now, room, out);
+    if (p.seeder && top === 1 && this.#stuck.size > 0) {
+      for (const i of this.#stuck) {
+        if (!this.#room(p, budget)) break;
+        if (this.#state[i] === MISSING) this.#take(p, i, now, out);
+      }
+    }
+    if (out.length === 0 && idle && this.#pickable === 0) this.#endgame(p, now, budget, out, localOnly);
     return out;
+  }
+
+  #room(p: PeerState, budget: number): boolean {
+    return p.inFlightBytes < budget && p.reqs.size < this.#o.maxInFlightChunks;
+  }
+
+  #take(p: PeerState, i: number, now: number, out: number[]): void {
+    this.#remove(i);
+    this.#setState(i, IN_FLIGHT);
+    this.#flight.set(i, []);
+    this.#request(p, i, now);
+    out.push(i);
   }
 
   /**
@@ -389,6 +430,7 @@ export class Scheduler {
     }
     if (p && !p.banned) this.#gain(p, index);
     if (this.#state[index] === HAVE) return { status: 'duplicate', cancel: [] };
+    this.#stuck.delete(index);
     const cancel: string[] = [];
     if (this.#state[index] === IN_FLIGHT) {
       for (const r of this.#flight.get(index) as Request[]) {
@@ -419,6 +461,10 @@ export class Scheduler {
     if (!p) return;
     const req = p.reqs.get(index);
     if (req) this.#unrequest(req, now);
+    if (req && !p.seeder && (reason === 'error' || reason === 'timeout') && this.#state[index] === MISSING) {
+      if (this.#fails[index] < 255) this.#fails[index]++;
+      if (this.#fails[index] >= this.#o.stuckAfter) this.#stuck.add(index);
+    }
     switch (reason) {
       case 'busy':
       case 'error':
@@ -510,14 +556,15 @@ export class Scheduler {
   }
 
   /** Rule 5, for an idle peer: copies of the oldest outstanding requests it may take. */
-  #endgame(p: PeerState, now: number, room: () => boolean, out: number[]): void {
+  #endgame(p: PeerState, now: number, budget: number, out: number[], localOnly: boolean): void {
     if (this.#o.endgameCopies < 2) return;
     let late: Set<Request> | undefined; // O(requests in flight): built only when a copy's lateness matters
     const rate = this.#rate(p);
     for (const [i, copies] of this.#flight) {
-      if (!room()) break;
+      if (!this.#room(p, budget)) break;
       if (p.has[i] === 0 || copies.length >= this.#o.endgameCopies || copies.some((r) => r.peer === p))
         continue;
+      if (localOnly && this.#localAvail[i] > 0) continue; // rule 6 holds in endgame too
       const outpaced =
         p.seeder || (p.measured && copies.some((r) => r.peer.measured && this.#rate(r.peer) > rate));
       if (outpaced) {
@@ -671,7 +718,14 @@ function checkTunables(o: SchedulerTunables): SchedulerTunables {
   const bad = (name: string, what: string): never => {
     throw new RangeError(`${name} must be ${what}: ${o[name as keyof SchedulerTunables]}`);
   };
-  for (const k of ['randomFirst', 'maxInFlightChunks', 'banAfter', 'endgameCopies'] as const) {
+  for (const k of [
+    'randomFirst',
+    'maxInFlightChunks',
+    'banAfter',
+    'endgameCopies',
+    'maxRemoteRequests',
+    'stuckAfter',
+  ] as const) {
     if (!Number.isInteger(o[k]) || o[k] < (k === 'randomFirst' ? 0 : 1))
       bad(k, k === 'randomFirst' ? 'an integer ≥ 0' : 'an integer ≥ 1');
   }

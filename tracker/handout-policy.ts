@@ -16,6 +16,15 @@
  *    a tier of a handful of advanced peers would fill every asker's list alone.
  * 4. An asker that is itself complete (`self.progress >= 1`, seeding) gets no complete peers (they have nothing to
  *    give each other), and progress does not rank its list: every incomplete peer needs it equally.
+ * 5. Racks: in a pool of several racks, the first `gateways` members of each rack to be filed are its gateways (a
+ *    gateway that leaves is replaced by another member of its rack). When the asker's rack has more members than
+ *    that, only its gateways are linked across racks: a gateway gets the other gateways of its rack first, then the
+ *    ranked slots from its rack, then the explore slots from the other racks' gateways; every other member of the
+ *    rack gets its rack only (ranked, then explore slots drawn from the rack). With the scheduler's rule 6
+ *    (peer/scheduler.ts: a neighbour in another rack is asked only for chunks no rack-mate holds) a rack pulls each
+ *    chunk across its uplink about once, through its few gateways, and spreads it inside: without it every node had
+ *    a few cross-rack neighbours and the simulator's 4 racks of 250 pulled 40 × racks × image across the spine.
+ *    A rack no larger than `gateways` is all gateways and keeps rules 2–3 as they are.
  *
  * The result is in that order: ranked slots (best first), then explored slots.
  *
@@ -49,9 +58,11 @@ export interface HandoutPolicy {
   tiers: number;
   /** Share of the k slots drawn uniformly at random instead of by rank, rounded down. @default 0.25 */
   explore: number;
+  /** Members of a rack linked to other racks (rule 5). A HandoutPool fixes it when built. @default 4 */
+  gateways: number;
 }
 
-export const HANDOUT_DEFAULTS: Readonly<HandoutPolicy> = { tiers: 4, explore: 0.25 };
+export const HANDOUT_DEFAULTS: Readonly<HandoutPolicy> = { tiers: 4, explore: 0.25, gateways: 4 };
 
 /**
  * A candidate's place in a HandoutPool. The fields are the pool's bookkeeping (public so that an owner, such as
@@ -67,6 +78,8 @@ export class PoolMember<C extends HandoutCandidate> {
   allAt = -1;
   /** The last handout that took it (one handout never takes a member twice). */
   stamp = 0;
+  /** Place in the pool's list of gateways (rule 5); -1: not a gateway. */
+  gatewayAt = -1;
 
   constructor(value: C) {
     this.value = value;
@@ -79,18 +92,29 @@ export class HandoutPool<C extends HandoutCandidate> {
   /** all[t]: every member in tier t (tier `tiers` = complete), in no order. */
   readonly #all: PoolMember<C>[][];
   readonly #racks = new Map<string, PoolMember<C>[][]>();
+  readonly gateways: number;
+  /** Every rack's gateways (rule 5), and those of each rack. */
+  readonly #gateways: PoolMember<C>[] = [];
+  readonly #rackGateways = new Map<string, PoolMember<C>[]>();
   #size = 0;
 
-  constructor(tiers: number = HANDOUT_DEFAULTS.tiers) {
+  constructor(tiers: number = HANDOUT_DEFAULTS.tiers, gateways: number = HANDOUT_DEFAULTS.gateways) {
     if (!Number.isInteger(tiers) || tiers < 1 || tiers > 100)
       throw new RangeError(`tiers must be 1..100: ${tiers}`);
+    if (!Number.isInteger(gateways) || gateways < 1 || gateways > 1000)
+      throw new RangeError(`gateways must be 1..1000: ${gateways}`);
     this.tiers = tiers;
+    this.gateways = gateways;
     this.#all = emptyTiers(tiers);
   }
 
   /** A pool of the given candidates, in their order (so a seeded handout from it is reproducible). */
-  static of<C extends HandoutCandidate>(candidates: readonly C[], tiers?: number): HandoutPool<C> {
-    const pool = new HandoutPool<C>(tiers);
+  static of<C extends HandoutCandidate>(
+    candidates: readonly C[],
+    tiers?: number,
+    gateways?: number,
+  ): HandoutPool<C> {
+    const pool = new HandoutPool<C>(tiers, gateways);
     for (const c of candidates) pool.set(new PoolMember(c));
     return pool;
   }
@@ -115,7 +139,9 @@ export class HandoutPool<C extends HandoutCandidate> {
     const tier = this.tierOf(v.progress);
     if (m.tier >= 0) {
       if (m.tier === tier && m.rack === v.rack) return;
-      this.delete(m);
+      if (m.rack === v.rack)
+        this.#unfile(m); // a new tier only: it stays its rack's gateway if it is one
+      else this.delete(m);
     }
     m.tier = tier;
     m.allAt = push(this.#all[tier], m);
@@ -128,12 +154,48 @@ export class HandoutPool<C extends HandoutCandidate> {
       }
       m.rackTiers = group;
       m.rackAt = push(group[tier], m);
+      if (m.gatewayAt < 0 && (this.#rackGateways.get(v.rack)?.length ?? 0) < this.gateways)
+        this.#makeGateway(m);
     }
     this.#size++;
   }
 
   delete(m: PoolMember<C>): void {
     if (m.tier < 0) return;
+    const rack = m.rack;
+    const group = m.rackTiers;
+    const wasGateway = m.gatewayAt >= 0;
+    if (wasGateway) {
+      swapRemove(this.#gateways, m.gatewayAt, (moved, at) => {
+        moved.gatewayAt = at;
+      });
+      m.gatewayAt = -1;
+      const own = this.#rackGateways.get(rack as string) as PoolMember<C>[];
+      own.splice(own.indexOf(m), 1);
+    }
+    this.#unfile(m);
+    if (rack !== undefined && !this.#racks.has(rack)) this.#rackGateways.delete(rack);
+    else if (wasGateway && group) {
+      // Another member of the rack takes its place, the most advanced first.
+      for (let t = this.tiers; t >= 0; t--) {
+        const next = group[t].find((x) => x.gatewayAt < 0);
+        if (next) {
+          this.#makeGateway(next);
+          break;
+        }
+      }
+    }
+  }
+
+  #makeGateway(m: PoolMember<C>): void {
+    m.gatewayAt = push(this.#gateways, m);
+    const own = this.#rackGateways.get(m.rack as string);
+    if (own) own.push(m);
+    else this.#rackGateways.set(m.rack as string, [m]);
+  }
+
+  /** Takes `m` out of the tier lists (its gateway status is the caller's business). */
+  #unfile(m: PoolMember<C>): void {
     swapRemove(this.#all[m.tier], m.allAt, (moved, at) => {
       moved.allAt = at;
     });
@@ -171,6 +233,23 @@ export class HandoutPool<C extends HandoutCandidate> {
     const keys: number[][] = selfDone
       ? [Array.from({ length: top }, (_, t) => t)]
       : Array.from({ length: top + 1 }, (_, i) => [top - i]);
+    const gateways = self.rack === undefined ? undefined : this.#rackGateways.get(self.rack);
+    if (same && gateways && this.#racks.size > 1 && sizeOf(same) > this.gateways) {
+      // Rule 5: only the rack's gateways link across racks.
+      const gateway = gateways.some((m) => m.value.peerId === self.peerId);
+      if (gateway) sample([gateways], gateways.length, null, draw);
+      for (const key of keys) {
+        sample(
+          key.map((t) => same[t]),
+          ranked - draw.out.length,
+          null,
+          draw,
+        );
+      }
+      if (gateway) sample([this.#gateways], slots - draw.out.length, same, draw);
+      sample(selfDone ? same.slice(0, top) : same, slots - draw.out.length, null, draw);
+      return draw.out;
+    }
     if (same) {
       for (const key of keys) {
         sample(
@@ -198,7 +277,7 @@ export class HandoutPool<C extends HandoutCandidate> {
 /**
  * Up to `k` peers for `self` to connect to, by the rules above. `random` is uniform in [0, 1) (Math.random on the
  * head; a seeded generator in tests and the simulator, which makes the result reproducible). Candidates are distinct
- * peers. `policy.tiers` applies only when `candidates` is an array (a pool has its own).
+ * peers. `policy.tiers` and `policy.gateways` apply only when `candidates` is an array (a pool has its own).
  */
 export function handout<C extends HandoutCandidate>(
   self: HandoutSelf,
@@ -207,7 +286,10 @@ export function handout<C extends HandoutCandidate>(
   random: () => number,
   policy: Partial<HandoutPolicy> = {},
 ): C[] {
-  const pool = candidates instanceof HandoutPool ? candidates : HandoutPool.of(candidates, policy.tiers);
+  const pool =
+    candidates instanceof HandoutPool
+      ? candidates
+      : HandoutPool.of(candidates, policy.tiers, policy.gateways);
   return pool.pick(self, k, random, policy.explore);
 }
 
@@ -269,6 +351,12 @@ function sample<C extends HandoutCandidate>(
     out.push(m.value);
   }
   pool.length = 0;
+}
+
+function sizeOf<T>(lists: readonly (readonly T[])[]): number {
+  let n = 0;
+  for (const list of lists) n += list.length;
+  return n;
 }
 
 function emptyTiers<C extends HandoutCandidate>(tiers: number): PoolMember<C>[][] {

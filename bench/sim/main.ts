@@ -1,5 +1,6 @@
 // `node bench/sim/main.ts --nodes N --racks R --rate MBIT --head-rate MBIT --size MIB [--chunk MIB]
-//  [--spine-rate MBIT] [--startup S] [--latency MS] [--quantum MS] [--seed K] [--runs K] [--json]`
+//  [--spine-rate MBIT] [--startup S] [--latency MS] [--quantum MS] [--seed K] [--runs K] [--gateways G]
+//  [--allocation full|incremental] [--json]`
 import { parseArgs } from 'node:util';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import { fmt, median } from '../lib/stats.ts';
@@ -30,7 +31,8 @@ export function describeSim(o: SimOptions, r: SimResult): string {
       (o.racks > 1
         ? `; cross-rack ${fmt(r.crossRackBytes / F)} × image (${fmt(r.crossRackBytes / (o.racks * F))} × racks × image)`
         : '') +
-      `; duplicates ${fmt((r.duplicateBytes / r.deliveredBytes) * 100, 1)} % of delivered; ${r.events} events in ${fmt(r.wallSeconds, 1)} s wall`,
+      `; duplicates ${fmt((r.duplicateBytes / r.deliveredBytes) * 100, 1)} % of delivered; ${r.events} events in ` +
+      `${fmt(r.cpuSeconds, 1)} s CPU (${fmt(r.wallSeconds, 1)} s wall)`,
   ].join('\n');
 }
 
@@ -50,6 +52,8 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     seed: Number(v.seed),
     reserveAfterMs: v['reserve-after'] === undefined ? undefined : Number(v['reserve-after']),
     maxSimSeconds: v['max-sim'] === undefined ? undefined : Number(v['max-sim']),
+    gateways: v.gateways === undefined ? undefined : Number(v.gateways),
+    allocation: v.allocation === 'incremental' ? 'incremental' : 'full',
   };
 }
 
@@ -69,6 +73,8 @@ if (import.meta.main) {
       seed: { type: 'string', default: '1' },
       'max-sim': { type: 'string' },
       'reserve-after': { type: 'string' },
+      gateways: { type: 'string' },
+      allocation: { type: 'string', default: 'full' },
       runs: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
     },

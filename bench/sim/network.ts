@@ -9,17 +9,25 @@ export interface Link {
   rem: number;
   n: number;
   key: number;
+  /** Scratch for reallocate(): the pass that last listed it, and its load and largest rate at the check. */
+  seen?: number;
+  checked?: number;
+  load?: number;
+  top?: number;
 }
 
 export interface Flow {
   links: Link[];
   /** bytes/s, as last allocated. */
   rate: number;
-  /** The allocation that last fixed this flow's rate (cheaper than a set of the fixed flows). */
+  /** The filling that last fixed this flow's rate (cheaper than a set of the fixed flows). */
   fixedIn?: number;
+  /** The reallocate() pass that re-allocates it. */
+  member?: number;
 }
 
-let allocations = 0;
+/** Stamps for the scratch fields: every filling and every reallocate() pass takes a new one. */
+let stamps = 0;
 
 export function newLink(capBytesPerSecond: number): Link {
   return { cap: capBytesPerSecond, flows: new Set(), rem: 0, n: 0, key: 0 };
@@ -47,21 +55,126 @@ export function provisionalRate(f: Flow): number {
  */
 export function allocate(links: Iterable<Link>): void {
   const heap = new LinkHeap();
-  const round = ++allocations;
+  const member = ++stamps;
   for (const l of links) {
     l.rem = l.cap;
     l.n = l.flows.size;
+    for (const f of l.flows) f.member = member;
     if (l.n > 0) {
       l.key = l.rem / l.n;
       heap.push(l, l.key);
     }
   }
+  fill(heap, member);
+}
+
+/** Share of all flows past which reallocate() gives up on locality and fills everything once. */
+const FULL_AT = 0.05;
+
+/** Relative tolerance of the bottleneck check (rates are sums of floating-point shares). */
+const EPS = 1e-9;
+
+/**
+ * The max-min fair allocation again after the flows on `dirty` changed (added, removed), re-computing only what it
+ * must: the flows on the dirty links are re-filled over the capacity the other flows leave them; then every flow on
+ * a link they use is checked for a bottleneck — a saturated link on which no flow is faster (an allocation where
+ * every flow has one is the max-min fair one, Bertsekas & Gallager §6.5.2). A flow without one, and the flows
+ * sharing its links, join the re-filled set, until none is left. Equal to allocate() (test/unit/sim-network.test.ts);
+ * it returns the flows it re-filled, each with the rate it had before in `previous`.
+ */
+export function reallocate(
+  dirty: Iterable<Link>,
+  all: readonly Link[],
+  totalFlows: number,
+  fullAt = FULL_AT,
+): { flows: Flow[]; previous: number[] } {
+  const member = ++stamps;
+  const flows: Flow[] = [];
+  const previous: number[] = [];
+  const join = (f: Flow): void => {
+    if (f.member === member) return;
+    f.member = member;
+    flows.push(f);
+    previous.push(f.rate);
+  };
+  for (const l of dirty) for (const f of l.flows) join(f);
+  for (let joined = flows.length; joined > 0; ) {
+    if (flows.length > totalFlows * fullAt) {
+      // In a saturated mesh a change ripples through most flows (each node's down link is shared by its sources,
+      // each source's up link by its receivers), and re-filling a growing set ring by ring costs more than one
+      // global filling.
+      for (const l of all) for (const f of l.flows) join(f);
+      allocate(all);
+      break;
+    }
+    const pass = ++stamps;
+    const touched: Link[] = [];
+    for (const f of flows) {
+      for (const l of f.links) {
+        if (l.seen === pass) continue;
+        l.seen = pass;
+        touched.push(l);
+      }
+    }
+    const heap = new LinkHeap();
+    for (const l of touched) {
+      let rem = l.cap;
+      let n = 0;
+      for (const f of l.flows) {
+        if (f.member === member) n++;
+        else rem -= f.rate;
+      }
+      l.rem = Math.max(0, rem);
+      l.n = n;
+      if (n > 0) {
+        l.key = l.rem / n;
+        heap.push(l, l.key);
+      }
+    }
+    fill(heap, member);
+    const before = flows.length;
+    for (const l of touched) {
+      for (const f of l.flows) {
+        if (bottlenecked(f, pass)) continue;
+        join(f);
+        for (const m of f.links) for (const g of m.flows) join(g);
+      }
+    }
+    joined = flows.length - before;
+  }
+  return { flows, previous };
+}
+
+function bottlenecked(f: Flow, pass: number): boolean {
+  for (const l of f.links) {
+    if (l.checked !== pass) {
+      l.checked = pass;
+      let load = 0;
+      let top = 0;
+      for (const g of l.flows) {
+        load += g.rate;
+        if (g.rate > top) top = g.rate;
+      }
+      l.load = load;
+      l.top = top;
+    }
+    if ((l.load as number) > l.cap * (1 + EPS)) return false; // over capacity: every flow on it is re-filled
+  }
+  for (const l of f.links) {
+    if ((l.load as number) >= l.cap * (1 - EPS) && f.rate >= (l.top as number) * (1 - EPS)) return true;
+  }
+  return false;
+}
+
+/** Progressive filling of the flows stamped `member`, from the links in `heap` (rem, n and key set). */
+function fill(heap: LinkHeap, member: number): void {
+  const round = ++stamps;
   for (let e = heap.pop(); e; e = heap.pop()) {
     const l = e.link;
     if (l.n === 0 || e.key !== l.key) continue; // a stale entry: the link's key changed after this push
     const share = l.key;
     for (const f of l.flows) {
-      if (f.fixedIn === round) continue;
+      if (f.member !== member || f.fixedIn === round) continue;
       f.fixedIn = round;
       f.rate = share;
       for (const m of f.links) {

@@ -163,10 +163,13 @@ describe('fuzz: chunk response codec', () => {
 describe('fuzz: have protocol codec', () => {
   const countArb = fc.integer({ min: 1, max: 5000 });
 
-  it('bitfields and have messages round-trip', () => {
+  const rackArb = fc.option(fc.stringMatching(/^[\x20-\x7e]{1,64}$/), { nil: undefined });
+
+  it('bitfields (with and without a rack label) and have messages round-trip', () => {
     fc.assert(
       fc.property(
         hexHash,
+        rackArb,
         countArb.chain((count) =>
           fc.tuple(
             fc.constant(count),
@@ -174,13 +177,14 @@ describe('fuzz: have protocol codec', () => {
             fc.array(fc.nat({ max: count - 1 }), { minLength: 1, maxLength: MAX_HAVE_INDICES }),
           ),
         ),
-        (imageId, [count, held, indices]) => {
+        (imageId, rack, [count, held, indices]) => {
           const set = new Set(held);
           const m = decodeHaveMessage(
-            encodeBitfield(imageId, count, (i) => set.has(i)),
+            encodeBitfield(imageId, count, (i) => set.has(i), rack),
             count,
           );
           expect(m.type === 'bitfield' && m.imageId === imageId && m.count === count).toBe(true);
+          expect(m.type === 'bitfield' ? m.rack : null).toBe(rack);
           if (m.type === 'bitfield')
             expect(bitfieldIndices(m.bits, count)).toEqual([...set].sort((a, b) => a - b));
           expect(decodeHaveMessage(encodeHave(indices), count)).toEqual({ type: 'have', indices });
@@ -190,9 +194,30 @@ describe('fuzz: have protocol codec', () => {
     );
   });
 
+  it('refuses a rack label that is empty, too long or not printable ASCII', () => {
+    const id = 'ab'.repeat(32);
+    for (const rack of ['', 'x'.repeat(65), 'r\n1', 'räck'])
+      expect(() => encodeBitfield(id, 8, () => true, rack)).toThrow(ProtocolError);
+    const frame = encodeBitfield(id, 8, () => true, 'r1');
+    for (const [at, byte] of [
+      [33, 0],
+      [33, 65],
+      [34, 0x0a],
+      [34, 0xe4],
+    ])
+      expect(() =>
+        decodeHaveMessage(
+          Uint8Array.from(frame, (b, k) => (k === at ? byte : b)),
+          8,
+        ),
+      ).toThrow(ProtocolError);
+  });
+
   it('arbitrary frames give a message within the receiver’s chunk count or a ProtocolError', () => {
     const valid = fc.oneof(
-      fc.tuple(hexHash, countArb).map(([id, n]) => encodeBitfield(id, n, (i) => i % 3 === 0)),
+      fc
+        .tuple(hexHash, countArb, rackArb)
+        .map(([id, n, rack]) => encodeBitfield(id, n, (i) => i % 3 === 0, rack)),
       fc.array(fc.nat({ max: 200 }), { minLength: 1, maxLength: 50 }).map(encodeHave),
     );
     fc.assert(
@@ -203,6 +228,7 @@ describe('fuzz: have protocol codec', () => {
         else {
           expect(m.count).toBe(count);
           expect(bitfieldIndices(m.bits, count).every((i) => i < count)).toBe(true);
+          if (m.rack !== undefined) expect(m.rack).toMatch(/^[\x20-\x7e]{1,64}$/);
         }
       }),
       { numRuns: 2000 },

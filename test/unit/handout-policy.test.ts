@@ -112,17 +112,43 @@ describe('handout', () => {
     expect(Math.max(...load.values())).toBeLessThan(2 * 30); // mean load is 30 hand-outs per peer
   });
 
-  it('keeps a few slots for other racks when the own rack alone could fill the list', () => {
+  it('links racks through their gateways: the first members filed; the others get their rack only', () => {
     const racks = [
       ...many(40, 'r1', 0.5),
       ...many(40, 'r2', 0.5),
       ...many(40, 'r3', 0.5),
       ...many(40, 'r4', 0.5),
     ];
-    const got = handout({ peerId: 'me', rack: 'r1' }, racks, 30, seeded(3)); // explore 0.25: 23 ranked + 7
-    expect(got.slice(0, 23).every((p) => p.rack === 'r1')).toBe(true);
-    expect(got.slice(23).filter((p) => p.rack !== 'r1').length).toBeGreaterThan(3);
-    expect(new Set(got.map((p) => p.peerId)).size).toBe(30);
+    const pool = HandoutPool.of(racks); // 4 gateways a rack: r1-0..r1-3, r2-0..r2-3, …
+    const member = handout({ peerId: 'r1-20', rack: 'r1' }, pool, 30, seeded(3));
+    expect(member.every((p) => p.rack === 'r1')).toBe(true);
+    expect(new Set(member.map((p) => p.peerId)).size).toBe(30);
+    const gateway = handout({ peerId: 'r1-0', rack: 'r1' }, pool, 30, seeded(3)); // explore 0.25: 7 across
+    const names = gateway.map((p) => p.peerId);
+    expect(names.slice(0, 3).sort()).toEqual(['r1-1', 'r1-2', 'r1-3']); // its rack's other gateways first
+    expect(gateway.slice(0, 23).every((p) => p.rack === 'r1')).toBe(true);
+    expect(names.slice(23).every((n) => /^r[234]-[0-3]$/.test(n))).toBe(true); // other racks' gateways
+    expect(names.slice(23)).toHaveLength(7);
+  });
+
+  it('replaces a gateway that leaves by another member of its rack, and keeps one whose progress moves', () => {
+    const members = [...many(6, 'r1', 0.1), ...many(6, 'r2', 0.1)].map((c) => new PoolMember(c));
+    const pool = new HandoutPool<HandoutCandidate>(4, 2);
+    for (const m of members) pool.set(m);
+    const across = (peerId: string) =>
+      handout({ peerId, rack: 'r1' }, pool, 30, seeded(1))
+        .filter((p) => p.rack === 'r2')
+        .map((p) => p.peerId)
+        .sort();
+    expect(across('r1-0')).toEqual(['r2-0', 'r2-1']);
+    expect(across('r1-4')).toEqual([]);
+    members[6].value = { ...members[6].value, progress: 1 };
+    pool.set(members[6]); // r2-0 moves up a tier and stays a gateway
+    expect(across('r1-0')).toEqual(['r2-0', 'r2-1']);
+    pool.delete(members[7]); // r2-1 leaves
+    expect(across('r1-0')).toHaveLength(2);
+    expect(across('r1-0')).toContain('r2-0');
+    expect(across('r1-0')).not.toContain('r2-1');
   });
 
   it('gives a complete asker only incomplete peers, own rack first, whatever their progress', () => {
@@ -189,5 +215,6 @@ describe('handout', () => {
   it('refuses a nonsensical policy', () => {
     expect(() => handout({ peerId: 'me' }, peers, 3, Math.random, { tiers: 0 })).toThrow(/tiers/);
     expect(() => handout({ peerId: 'me' }, peers, 3, Math.random, { explore: 2 })).toThrow(/explore/);
+    expect(() => handout({ peerId: 'me' }, peers, 3, Math.random, { gateways: 0 })).toThrow(/gateways/);
   });
 });

@@ -166,6 +166,47 @@ describe('Scheduler', () => {
     expect(new Set(s.next('local', 0))).toEqual(new Set([0, 1, 2, 3]));
   });
 
+  it('takes a neighbour’s rack from the have exchange: one that reached us first becomes remote', () => {
+    const s = setup('........', { local: 'XXXX....', far: 'XXXXXXXX' }, wide); // both count as local at first
+    s.setRemote('far', true);
+    expect(new Set(s.next('far', 0))).toEqual(new Set([4, 5, 6, 7]));
+    s.setRemote('far', false); // back in this rack: its chunks count as local again
+    expect(new Set(s.next('local', 0))).toEqual(new Set([0, 1, 2, 3]));
+  });
+
+  it('does not duplicate across racks in endgame what a rack-mate holds', () => {
+    const s = setup('..', { local: 'XX', far: 'XX' }, wide);
+    s.setRemote('far', true);
+    expect(new Set(s.next('local', 0))).toEqual(new Set([0, 1])); // endgame: both in flight
+    expect(s.next('far', 1)).toEqual([]);
+    const alone = setup('..', { local: 'X.', far: 'XX' }, wide);
+    alone.setRemote('far', true);
+    expect(alone.next('local', 0)).toEqual([0]);
+    expect(alone.next('far', 1)).toEqual([1]);
+  });
+
+  it('asks a remote neighbour for one chunk across the racks at a time', () => {
+    const s = setup('........', { far: 'XXXXXXXX', other: 'XXXXXXXX' }, { ...wide, maxInFlightChunks: 1 });
+    s.setRemote('far', true);
+    s.setRemote('other', true);
+    expect(s.next('far', 0)).toHaveLength(1);
+    expect(s.next('other', 0)).toEqual([]);
+  });
+
+  it('gets a chunk from the seeder when the only neighbour holding it keeps failing (a stall in the testbed)', () => {
+    // 'a' holds chunk 1 and fails every request fast (its dial refused, its server broken): its back-off is at most
+    // 500 ms, shorter than the seeder's grace, so the node was never starved and never asked the head for chunk 1.
+    const s = setup('X.', { seeder: '', a: '.X' });
+    let fromSeeder: number[] = [];
+    for (let t = 0; t < 30_000 && fromSeeder.length === 0; t += 100) {
+      for (const i of s.next('a', t)) s.failed('a', i, 'error', t + 10);
+      fromSeeder = s.next('seeder', t + 20);
+    }
+    expect(fromSeeder).toEqual([1]);
+    s.received('seeder', 1, 30_000);
+    expect(s.done).toBe(true);
+  });
+
   it('backs the seeder off without doubling when it refuses a chunk it already sent (super-seeding)', () => {
     const s = setup('....', { seeder: '' });
     for (let t = 0; t < 1_000; t += 250) {

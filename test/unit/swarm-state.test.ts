@@ -195,10 +195,13 @@ describe('SwarmState', () => {
     state.announce(announce('near5', { rack: 'r1', stage: 'failed' }));
     const me = state.announce(announce('me', { rack: 'r1' }));
     const got = handout(me, state.candidates(IMG), 30, Math.random).map((p) => p.peerId);
-    expect(got).toHaveLength(30);
-    expect(got.slice(0, 5).sort()).toEqual(['near0', 'near1', 'near2', 'near3', 'near4']);
-    expect(got).not.toContain('me');
-    expect(got).not.toContain('near5');
+    // near0..near3 were filed first: r1's gateways; 'me' is not one, so it gets its rack only (handout rule 5)
+    expect(got.sort()).toEqual(['near0', 'near1', 'near2', 'near3', 'near4']);
+    const gateway = state.announce(announce('near0', { rack: 'r1' }));
+    const across = handout(gateway, state.candidates(IMG), 30, Math.random).map((p) => p.peerId);
+    expect(across.slice(0, 5).sort()).toEqual(['me', 'near1', 'near2', 'near3', 'near4'].sort());
+    expect(across.slice(5).sort()).toEqual(['far0', 'far1', 'far2', 'far3']); // r2's gateways
+    expect(across).not.toContain('near5');
   });
 
   it('summarises a swarm: stages, done, stuck peers, mean progress and summed rates', () => {
