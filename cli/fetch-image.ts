@@ -225,6 +225,7 @@ export async function fetchImage(
         rack: opts.rack,
         host: opts.host ?? hostname(),
         onProgress,
+        verifyWritten: config.peer.verifyWritten,
         announceExtra: () => ({ preheat: preheat.reports() }),
         onAnnounceResponse: (r) => preheat.handle(r.instructions),
       },
@@ -251,8 +252,9 @@ export async function fetchImage(
     };
     report(summary, opts);
     await hooks.onComplete?.(summary);
-    // The image is complete, verified and reported; keeping a copy for the next version's delta is housekeeping, off
-    // the time to a verified image. A cache that cannot take it (full disk) costs the next update, not this one.
+    // The image is complete, verified and reported; recording it for the next version's delta is housekeeping, off
+    // the time to a verified image (the output itself is the seed: no copy). A cache that cannot take it (full disk)
+    // costs the next update, not this one.
     await chunkCache?.absorb({ ...opened, name, version: m.version }, writer, out).catch((e) => {
       process.stderr.write(
         `warning: ${formatError(e).replace(/^error /, '')} (the chunk cache was not updated)\n`,
