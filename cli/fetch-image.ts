@@ -11,12 +11,15 @@ import { hashHex } from '../core/hash.ts';
 import { loadPublicKey } from '../core/keys.ts';
 import { parseVersion, validateImageName } from '../core/manifest.ts';
 import { checkNotRollback, openSignedManifest } from '../core/signed-manifest.ts';
+import { chunkFetch } from '../peer/bulk-client.ts';
 import { ChunkCache } from '../peer/chunk-cache.ts';
 import { Fetcher, type FetchProgress } from '../peer/fetcher.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
 import { ResumeState } from '../peer/resume-state.ts';
 import { fetchManifest } from '../peer/tracker-client.ts';
+import type { BulkServer } from '../seeder/bulk-server.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
+import { startBulkServer } from './bulk-plane.ts';
 import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
 import { HeadClient } from './head-client.ts';
@@ -153,6 +156,7 @@ export async function fetchImage(
   });
   const interrupt = onInterrupt();
   let server: ChunkServer | undefined;
+  let bulk: BulkServer | undefined;
   let fetcher: Fetcher | undefined;
   let preheater: Preheater | undefined;
   try {
@@ -217,6 +221,7 @@ export async function fetchImage(
         writer,
         resume,
         head: { peerId: boot.peerId, addr: headAddr },
+        fetchChunks: chunkFetch({ dataPlane: config.p2p.dataPlane }),
         uploaded: () => server?.stats().bytesServed ?? 0,
       },
       {
@@ -235,6 +240,7 @@ export async function fetchImage(
       { ...config.seeder, maxConcurrentTotal: config.peer.maxServeStreams },
     );
     await server.start(node);
+    bulk = await startBulkServer(server, node, config, config.peer.listen);
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
     await resume.remove();
     const summary: FetchSummary = {
@@ -280,6 +286,7 @@ export async function fetchImage(
     interrupt.dispose();
     await preheater?.stop().catch(() => {});
     await fetcher?.stop().catch(() => {});
+    await bulk?.stop().catch(() => {});
     await server?.stop().catch(() => {});
     await node.stop();
   }

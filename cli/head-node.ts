@@ -19,6 +19,7 @@ import { preheatRoutes } from '../tracker/preheat-routes.ts';
 import { Registry } from '../tracker/registry.ts';
 import { SwarmState } from '../tracker/swarm-state.ts';
 import { TrackerService } from '../tracker/tracker-service.ts';
+import { startBulkServer } from './bulk-plane.ts';
 import { createP2PNode } from './p2p-node.ts';
 
 export interface HeadOptions {
@@ -73,6 +74,7 @@ export async function startHead(
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
   const seeder = new ChunkServer({ store, superSeeding }, config.seeder);
   await seeder.start(node);
+  const bulk = await startBulkServer(seeder, node, config, opts.listen ?? config.head.listen);
 
   let announces = 0;
   const preheat = new PreheatJobs({ peers: () => swarm.images().flatMap((id) => swarm.peers(id)) });
@@ -174,6 +176,7 @@ export async function startHead(
       dashboard.stop();
       await app.close();
       await tracker.stop();
+      await bulk?.stop();
       await seeder.stop();
       await node.stop();
       await registry.close();

@@ -2,7 +2,8 @@
  * DEV DOCS — the peer's download loop. What each piece owns:
  *   Scheduler (peer/scheduler.ts, pure)   which chunk to ask which peer for, in-flight budgets, bans, endgame
  *   HaveExchange (peer/have-exchange.ts)  which chunks each neighbour holds (bitfield, then increments)
- *   fetchChunks (peer/chunk-client.ts)    one batch of chunks from one peer over one stream, each BLAKE3-verified
+ *   chunkFetch (peer/bulk-client.ts)      one batch of chunks from one peer, each BLAKE3-verified: over a bulk TCP
+ *                                         connection (token from libp2p) or a libp2p stream (peer/chunk-client.ts)
  *   ImageWriter / ResumeState             positional writes into the target; the durable record of verified chunks
  *   Fetcher (this file)                   the loops tying them together, and the chunk source that serves onward
  * A request flows: announce → handout → exchange.connect → scheduler.next(peer) → fetchChunks → verify (client) →
@@ -22,6 +23,7 @@ import {
   encodeAnnounceHave,
 } from '../core/tracker-messages.ts';
 import { Wakeup } from '../core/wakeup.ts';
+import type { ChunkFetch } from './bulk-client.ts';
 import { type FetchedChunk, fetchChunks } from './chunk-client.ts';
 import { HaveExchange } from './have-exchange.ts';
 import type { ImageWriter } from './image-writer.ts';
@@ -53,6 +55,8 @@ export interface FetcherComponents {
   resume: ResumeState;
   /** The head: its tracker and seeder share one libp2p address. */
   head: { peerId: string; addr: Multiaddr };
+  /** How a batch travels (peer/bulk-client.ts chunkFetch, config `p2p.dataPlane`). @default fetchChunks (libp2p streams) */
+  fetchChunks?: ChunkFetch;
   /** Bytes this node has uploaded so far (from its chunk server), for announces. */
   uploaded?: () => number;
   random?: () => number;
@@ -337,7 +341,8 @@ export class Fetcher {
     try {
       let k = 0;
       const opts = { timeoutMs: 30_000, pool: this.#pool };
-      for await (const got of fetchChunks(this.#c.node, addr, hashes, opts)) {
+      const fetchBatch = this.#c.fetchChunks ?? fetchChunks;
+      for await (const got of fetchBatch(this.#c.node, addr, hashes, opts)) {
         const i = indices[k++];
         pending.delete(i);
         try {
