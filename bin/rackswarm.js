@@ -7,12 +7,17 @@
 // throughput on big machines, so the process re-executes itself (execve: same PID, nothing left behind) with
 //   --max-semi-space-size=4  young generation 4+4 MiB instead of up to 16+16 (measured: ~30 MB less RSS), and
 //   MALLOC_ARENA_MAX=2       libuv's 16 pool threads share two malloc arenas instead of growing one each.
+// and for `fetch` only (the peer, whose memory is the budget):
+//   --optimize-for-size      V8 grows its heap less eagerly: peak RSS fetching 1 GiB 152 -> 132 MiB, CPU per GiB
+//                            within the noise (docs/BENCHMARKS.md, "Fetch"); other commands keep V8's speed bias.
 // Set RSW_NO_REEXEC=1 to run as started (e.g. under a profiler that must see the first process).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const V8_FLAGS = ['--max-semi-space-size=4'];
+const args = process.argv.slice(2);
+const command = args.find((a, i) => !a.startsWith('-') && args[i - 1] !== '--config');
+const V8_FLAGS = ['--max-semi-space-size=4', ...(command === 'fetch' ? ['--optimize-for-size'] : [])];
 const ENV = { MALLOC_ARENA_MAX: '2', UV_THREADPOOL_SIZE: '16' }; // writes fsync in libuv's pool: 4 threads cap overlap
 const self = fileURLToPath(import.meta.url);
 const env = { ...ENV, ...process.env };
@@ -21,7 +26,7 @@ const [major, minor] = process.versions.node.split('.').map(Number);
 if (major > 22 || (major === 22 && minor >= 18)) {
   const tuned = V8_FLAGS.every((f) => process.execArgv.includes(f));
   if (!tuned && !process.env.RSW_NO_REEXEC && typeof process.execve === 'function') {
-    const argv = [process.execPath, ...V8_FLAGS, ...process.execArgv, self, ...process.argv.slice(2)];
+    const argv = [process.execPath, ...V8_FLAGS, ...process.execArgv, self, ...args];
     process.execve(process.execPath, argv, env);
   }
   Object.assign(process.env, { UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE });
@@ -34,7 +39,7 @@ if (major > 22 || (major === 22 && minor >= 18)) {
     );
     process.exit(2);
   }
-  const child = spawn(bundled, [...V8_FLAGS, self, ...process.argv.slice(2)], { stdio: 'inherit', env });
+  const child = spawn(bundled, [...V8_FLAGS, self, ...args], { stdio: 'inherit', env });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 + 15 : 1)));
 }

@@ -27,7 +27,6 @@ import {
   type FetchChunksOptions,
   type FetchedChunk,
   fetchChunks,
-  PAUSE_AT_BYTES,
   PIPELINE_FRAMES,
 } from './chunk-client.ts';
 
@@ -38,6 +37,13 @@ export type ChunkFetch = (
   hashes: string[],
   opts?: FetchChunksOptions,
 ) => AsyncGenerator<FetchedChunk>;
+
+/**
+ * Verified bodies held for the caller before the socket stops reading. Unlike a yamux stream (chunk-client.ts), a
+ * stopped socket costs no round trip to restart — the kernel's socket buffers keep the sender going meanwhile — so
+ * one chunk of slack is enough, and every MiB held here is resident (peak RSS goal: docs/BENCHMARKS.md).
+ */
+const PAUSE_AT_BYTES = 1024 * 1024;
 
 /** After a peer's bulk port could not be used, the chunk protocol is used for it this long before bulk is tried again. */
 const RETRY_BULK_AFTER_MS = 60_000;

@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -7,6 +8,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createP2PNode } from '../../cli/p2p-node.ts';
 import { BULK_TOKEN_PROTOCOL, encodeBulkHello, encodeTokenAnswer } from '../../core/bulk-wire.ts';
+import type { RswError } from '../../core/errors.ts';
 import { hashHex } from '../../core/hash.ts';
 import { ChunkStore } from '../../core/store.ts';
 import { encodeChunkRequest } from '../../core/wire.ts';
@@ -48,11 +50,16 @@ async function node(dir: string, name: string, listen = true): Promise<Libp2p> {
 /** A seeder with a chunk store holding `chunks`; with `bulk` its bulk port too. `now` drives token expiry. */
 async function seeder(
   chunks: Buffer[],
-  opts: { bulk?: boolean; limits?: Partial<ChunkServerInit>; now?: () => number } = {},
+  opts: {
+    bulk?: boolean;
+    limits?: Partial<ChunkServerInit>;
+    now?: () => number;
+    verifyOnRead?: boolean;
+  } = {},
 ) {
   const t = tempDir('rsw-bulk-');
   cleanups.push(t.cleanup);
-  const store = await ChunkStore.open({ dataDir: join(t.dir, 'data') });
+  const store = await ChunkStore.open({ dataDir: join(t.dir, 'data'), verifyOnRead: opts.verifyOnRead });
   for (const c of chunks) await store.put(hashHex(c), c);
   const n = await node(t.dir, 'server');
   const limits = { ...LIMITS, ...opts.limits };
@@ -68,7 +75,7 @@ async function seeder(
     await bulk.start(n);
     cleanups.push(() => bulk?.stop());
   }
-  return { node: n, server, bulk, addr: n.getMultiaddrs()[0], dir: t.dir };
+  return { node: n, server, bulk, store, addr: n.getMultiaddrs()[0], dir: t.dir };
 }
 
 async function client(): Promise<Libp2p> {
@@ -148,6 +155,23 @@ describe('bulk data plane (token over libp2p, chunks over plain TCP)', () => {
     expect(again.map((g) => g.status)).toEqual(['ok', 'ok']);
     expect(again[1].data?.equals(chunks[1])).toBe(true);
     expect(broken.server.stats().bytesServed).toBe(chunks[0].length + chunks[1].length); // over libp2p
+  });
+
+  it('a body that does not hash to what was asked for fails the batch as RSW_ERR_CHUNK_CORRUPT, naming the peer', async () => {
+    const chunks = [1, 2, 3].map((i) => pseudoRandomBytes(MiB + i, 30 + i));
+    const s = await seeder(chunks, { verifyOnRead: false });
+    const path = s.store.path(hashHex(chunks[1]));
+    const rotten = Buffer.from(chunks[1]);
+    rotten[12345] ^= 1;
+    await writeFile(path, rotten); // disk rot the (unverifying) seeder serves as is
+    const got: string[] = [];
+    const error = await (async () => {
+      for await (const g of fetchBulk(await client(), s.addr, chunks.map(hashHex))) got.push(g.status);
+    })().catch((e: unknown) => e as RswError);
+    expect(got).toEqual(['ok']);
+    expect(error?.code).toBe('RSW_ERR_CHUNK_CORRUPT');
+    expect(error?.message).toContain(s.node.peerId.toString());
+    expect(s.bulk?.stats().connections).toBe(1); // it came over the bulk port
   });
 
   it('keeps the chunk server limits: over maxStreamsPerPeer a bulk connection is answered busy', async () => {
