@@ -150,6 +150,7 @@ async function openBulk(connection: Connection, signal: AbortSignal, reader: Bul
     socket.once('connect', onConnect);
     socket.once('error', fail);
     signal.addEventListener('abort', onAbort);
+    if (signal.aborted) onAbort();
   });
   socket.write(encodeBulkHello(answer.token));
   return socket;

@@ -259,6 +259,7 @@ function normaliseIp(ip: string | undefined): string {
 class SocketTransport implements ServeTransport {
   /** Bodies go to the kernel in one write: no muxer to share the connection with. */
   readonly maxSlice = Number.POSITIVE_INFINITY;
+  readonly sendReleases = true;
   readonly #socket: Socket;
   readonly #timeoutMs: number;
   readonly #decoder = new ChunkRequestDecoder();
@@ -274,7 +275,6 @@ class SocketTransport implements ServeTransport {
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('close', this.#onClose);
-    socket.on('drain', this.#onWake);
   }
 
   push(data: Buffer): void {
@@ -312,16 +312,24 @@ class SocketTransport implements ServeTransport {
     }
   }
 
+  /** Resolves once the kernel has all of `data` (the write callback): the buffer is free again (sendReleases). */
   async send(data: Uint8Array): Promise<void> {
     if (this.#closed) throw this.#failure ?? new Error('bulk connection closed');
-    if (this.#socket.write(data)) return;
+    let written = false;
+    let error: Error | null | undefined;
+    this.#socket.write(data, (e) => {
+      written = true;
+      error = e;
+      this.#wakeup.wake();
+    });
     const deadline = Date.now() + this.#timeoutMs;
-    while (this.#socket.writableNeedDrain) {
+    while (!written) {
       if (this.#closed) throw this.#failure ?? new Error('bulk connection closed while sending');
       const left = deadline - Date.now();
       if (left <= 0) throw new ProtocolError(`peer took no bytes for ${this.#timeoutMs} ms`);
       await this.#wakeup.wait(left);
     }
+    if (error) throw error;
   }
 
   async close(): Promise<void> {
@@ -347,7 +355,6 @@ class SocketTransport implements ServeTransport {
   dispose(): void {
     this.#socket.off('data', this.#onData);
     this.#socket.off('end', this.#onEnd);
-    this.#socket.off('drain', this.#onWake);
   }
 
   #onData = (data: Buffer): void => {
@@ -364,7 +371,4 @@ class SocketTransport implements ServeTransport {
     this.#wakeup.wake();
   };
 
-  #onWake = (): void => {
-    this.#wakeup.wake();
-  };
 }

@@ -1,6 +1,10 @@
+import { type FileHandle, open } from 'node:fs/promises';
 import type { Connection, Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
 import { pEvent } from 'p-event';
+import { BufferPool } from '../core/buffer-pool.ts';
 import { isRswError } from '../core/errors.ts';
+import { hashHex } from '../core/hash.ts';
+import { MAX_CHUNK_BYTES } from '../core/manifest.ts';
 import type { ChunkStore } from '../core/store.ts';
 import { Wakeup } from '../core/wakeup.ts';
 import {
@@ -25,7 +29,8 @@ const MIN_SEND_SLICE = 16 * KiB;
 export const MAX_QUEUED_FRAMES = 4;
 
 export interface ChunkServerComponents {
-  store: Pick<ChunkStore, 'get' | 'has'>;
+  /** With `path` (a ChunkStore), a transport that says so gets chunks read into pooled buffers instead of fresh ones. */
+  store: Pick<ChunkStore, 'get' | 'has'> & Partial<Pick<ChunkStore, 'path' | 'verifyOnRead'>>;
   /** Monotonic clock (ms) for the rate limiters. @default performance.now */
   now?: () => number;
   /** The head's serving policy: a chunk it refuses is answered `busy`. @default none (serve every request) */
@@ -75,6 +80,8 @@ export interface ServeTransport {
   send(data: Uint8Array): Promise<void>;
   /** Largest body piece per send() without a rate limit. */
   readonly maxSlice: number;
+  /** send() resolves only once nothing reads `data` any more, so its buffer may be reused at once. */
+  readonly sendReleases?: boolean;
   /** Ends the conversation once everything sent is out. */
   close(): Promise<void>;
   /** Ends it at once (protocol violation, timeout, shutdown). */
@@ -103,7 +110,9 @@ type ChunkNode = Pick<
  * stream is served in order, reading the next chunk from disk while the previous one is being sent.
  */
 export class ChunkServer {
-  readonly #store: Pick<ChunkStore, 'get' | 'has'>;
+  readonly #store: ChunkServerComponents['store'];
+  /** Bodies for transports whose send() is done with them when it resolves (bulk sockets); see core/buffer-pool.ts. */
+  readonly #pool = new BufferPool();
   readonly #now: () => number;
   readonly #superSeeding: Pick<SuperSeeding, 'take'> | undefined;
   readonly #init: ChunkServerInit;
@@ -262,7 +271,8 @@ export class ChunkServer {
       }
     }
     // One chunk read ahead: the disk read and verify of the next overlaps the send of this one.
-    let next = serve > 0 ? this.#read(hashes[0]) : undefined;
+    const pooled = t.sendReleases === true;
+    let next = serve > 0 ? this.#read(hashes[0], pooled) : undefined;
     for (let i = 0; i < hashes.length; i++) {
       if (i >= serve || !next) {
         this.#busy++;
@@ -270,9 +280,11 @@ export class ChunkServer {
         continue;
       }
       const result = await next;
-      next = i + 1 < serve ? this.#read(hashes[i + 1]) : undefined;
-      if (result.data) await this.#sendChunk(t, peer, result.data);
-      else if (result.error !== undefined) {
+      next = i + 1 < serve ? this.#read(hashes[i + 1], pooled) : undefined;
+      if (result.data) {
+        await this.#sendChunk(t, peer, result.data);
+        if (pooled) this.#pool.release(result.data);
+      } else if (result.error !== undefined) {
         this.#errors++;
         await t.send(encodeChunkResponse('error', result.error));
       } else {
@@ -283,13 +295,52 @@ export class ChunkServer {
   }
 
   /** Never rejects: a missing or corrupt chunk is `{}`, any other failure `{ error }`. */
-  async #read(hash: string): Promise<{ data?: Buffer; error?: string }> {
+  async #read(hash: string, pooled = false): Promise<{ data?: Buffer; error?: string }> {
     try {
+      if (pooled && this.#store.path) {
+        const data = await this.#readPooled(hash, this.#store.path(hash));
+        if (data) return { data };
+      }
       return { data: await this.#store.get(hash) };
     } catch (e) {
       if (isRswError(e) && ['RSW_ERR_CHUNK_NOT_FOUND', 'RSW_ERR_CHUNK_CORRUPT'].includes(e.code)) return {};
       return { error: e instanceof Error ? e.message : String(e) };
     }
+  }
+
+  /**
+   * A store chunk file read into a pooled buffer and verified like the store's get() does (readFile allocating a
+   * fresh buffer per chunk cost the head ~0.7-2 s of GC per GiB served: bench/fetch.ts). undefined: let get() handle
+   * it (a missing or corrupt file: get() reports it and removes a corrupt one).
+   */
+  async #readPooled(hash: string, path: string): Promise<Buffer | undefined> {
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch {
+      return undefined;
+    }
+    let buf: Buffer | undefined;
+    try {
+      const { size } = await fh.stat();
+      if (size < 1 || size > MAX_CHUNK_BYTES) return undefined;
+      buf = this.#pool.acquire(size);
+      for (let done = 0; done < size; ) {
+        const { bytesRead } = await fh.read(buf, done, size - done, done);
+        if (bytesRead === 0) throw new Error('chunk file shrank while read');
+        done += bytesRead;
+      }
+    } catch {
+      this.#pool.release(buf);
+      return undefined;
+    } finally {
+      await fh.close();
+    }
+    if (this.#store.verifyOnRead !== false && hashHex(buf) !== hash) {
+      this.#pool.release(buf);
+      return undefined;
+    }
+    return buf;
   }
 
   async #sendChunk(t: ServeTransport, peer: PeerState, data: Buffer): Promise<void> {
