@@ -98,7 +98,7 @@ export class Fetcher {
   /** The record update in progress (one at a time, off the receive path). */
   #syncing: Promise<void> | undefined;
   /** Chunk bodies: received into pooled buffers, released once written (see core/buffer-pool.ts for why). */
-  readonly #pool = new BufferPool({ keepPerClass: 2 });
+  readonly #pool = new BufferPool();
   #stage: FetchStage = 'announced';
   #fromPeers = 0;
   #fromSeeder = 0;
