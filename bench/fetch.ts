@@ -131,7 +131,8 @@ async function headEgress(head: RunningHead): Promise<number> {
   return Number(/^rsw_seeder_bytes_served_total (\d+)/m.exec(text)?.[1] ?? Number.NaN);
 }
 
-export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
+export async function benchFetch(opts: { quick?: boolean; parts?: string }): Promise<string> {
+  const parts = new Set((opts.parts ?? 'a,b,c').split(','));
   const work = mkdtempSync(join(tmpdir(), 'rsw-bench-fetch-'));
   const heads: RunningHead[] = [];
   try {
@@ -159,17 +160,24 @@ export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
     ]);
     const headA = await startHead(join(work, 'head-a'));
     heads.push(headA);
-    const noiseConfig = join(work, 'noise.json');
-    writeFileSync(noiseConfig, JSON.stringify({ p2p: { encryption: ['noise'] } }));
+    const tlsConfig = join(work, 'libp2p-tls.json');
+    writeFileSync(tlsConfig, JSON.stringify({ p2p: { dataPlane: 'libp2p' } }));
+    const noiseConfig = join(work, 'libp2p-noise.json');
+    writeFileSync(noiseConfig, JSON.stringify({ p2p: { dataPlane: 'libp2p', encryption: ['noise'] } }));
     const variants = [
       {
-        id: 'tls',
-        label: 'rackswarm fetch, one peer, TCP + TLS 1.3 + Yamux (default)',
+        id: 'bulk',
+        label: 'rackswarm fetch, one peer, bulk TCP (token over libp2p TLS) (default)',
         global: [] as string[],
       },
       {
+        id: 'tls',
+        label: 'rackswarm fetch, one peer, libp2p TCP + TLS 1.3 + Yamux (`p2p.dataPlane: "libp2p"`)',
+        global: ['--config', tlsConfig],
+      },
+      {
         id: 'noise',
-        label: 'rackswarm fetch, one peer, TCP + Noise + Yamux',
+        label: 'rackswarm fetch, one peer, libp2p TCP + Noise + Yamux',
         global: ['--config', noiseConfig],
       },
     ];
@@ -177,7 +185,7 @@ export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
       variants.map((v) => [v.id, { seconds: [] as number[], cpu: [] as number[], head: [] as number[] }]),
     );
     const raw: number[] = [];
-    for (let i = 0; i < runs; i++) {
+    for (let i = 0; i < (parts.has('a') ? runs : 0); i++) {
       for (const v of variants) {
         const headCpu0 = cpuSeconds(headA.proc.pid);
         const r = await fetchOnce(headA, work, `a${i}${v.id}`, pub, ['--linger', '0'], true, v.global);
@@ -199,7 +207,7 @@ export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
     const swarmImg = join(work, 'swarm.img');
     writeRandom(swarmImg, swarmSize);
     const swarmRows: string[] = [];
-    for (const n of opts.quick ? [8] : [8, 16]) {
+    for (const n of !parts.has('b') ? [] : opts.quick ? [8] : [8, 16]) {
       const dir = join(work, `head-b${n}`);
       execFileSync(process.execPath, [
         bin,
@@ -237,7 +245,8 @@ export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
       }
     }
 
-    // (c) peer RSS while fetching a large image
+    // (c) peer RSS while fetching a large image, on each data plane
+    const rssRuns = new Map<string, FetchRun>();
     const big = join(work, 'big.img');
     writeRandom(big, bigSize);
     execFileSync(process.execPath, [
@@ -254,7 +263,11 @@ export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
     rmSync(big);
     const headC = await startHead(join(work, 'head-c'));
     heads.push(headC);
-    const rssRun = await fetchOnce(headC, work, 'c', pub, ['--linger', '0'], true);
+    for (const v of parts.has('c') ? variants.slice(0, 2) : []) {
+      rssRuns.set(v.id, await fetchOnce(headC, work, `c${v.id}`, pub, ['--linger', '0'], true, v.global));
+      rmSync(join(work, `out-c${v.id}`), { force: true });
+      rmSync(join(work, `cache-c${v.id}`), { recursive: true, force: true });
+    }
     await headC.stop();
 
     const rawMed = median(raw);
@@ -268,7 +281,7 @@ export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
       '## Fetch (rackswarm fetch through a real head on loopback)',
       '',
       `(a) One peer fetching a ${oneSize / MiB} MiB image from the seeder (end to end: process start, manifest, download,`,
-      `writes, final re-read and verification), against raw Node TCP moving the same bytes between two processes, run`,
+      `writes and fdatasync; every chunk BLAKE3-checked on receipt), against raw Node TCP moving the same bytes between two processes, run`,
       `by run; median of ${runs}. Goal: ≥ 70 % of raw TCP.`,
       '',
       'CPU columns: seconds of CPU (user + system, every thread) per GiB, median — the fetch process from its own',
@@ -288,10 +301,16 @@ export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
       '|---|---|---|---|---|---|---|',
       ...swarmRows,
       '',
-      `(c) Peak RSS of a fetch process downloading a ${bigSize / MiB} MiB image from the seeder: ${fmt((rssRun.maxRssKiB ?? Number.NaN) / 1024, 0)} MiB`,
-      `(goal ≤ 150 MB; ${rssRun.code === 0 ? 'completed' : 'FAILED'} in ${fmt(rssRun.summary?.seconds ?? Number.NaN, 1)} s).`,
+      `(c) Peak RSS of a fetch process downloading a ${bigSize / MiB} MiB image from the seeder (goal ≤ 150 MB):`,
       '',
-      'Reproduce: `node bench/fetch.ts` (add `--quick` for a shorter run).',
+      '| data plane | peak RSS | fetch CPU s/GiB | result |',
+      '|---|---|---|---|',
+      ...variants.slice(0, 2).map((v) => {
+        const r = rssRuns.get(v.id);
+        return `| ${v.label.replace(/^rackswarm fetch, one peer, /, '')} | ${fmt((r?.maxRssKiB ?? Number.NaN) / 1024, 0)} MiB (${fmt(((r?.maxRssKiB ?? Number.NaN) * 1024) / 1e6, 0)} MB) | ${fmt((r?.cpuMs ?? Number.NaN) / 1000 / (bigSize / (1024 * MiB)), 2)} | ${r?.code === 0 ? 'completed' : 'FAILED'} in ${fmt(r?.summary?.seconds ?? Number.NaN, 1)} s |`;
+      }),
+      '',
+      'Reproduce: `node bench/fetch.ts` (add `--quick` for a shorter run, `--parts a,c` to leave out the swarm).',
     ].join('\n');
   } finally {
     for (const h of heads) await h.stop('SIGKILL').catch(() => {});
@@ -299,4 +318,12 @@ export async function benchFetch(opts: { quick?: boolean }): Promise<string> {
   }
 }
 
-if (import.meta.main) console.log(await benchFetch({ quick: process.argv.includes('--quick') }));
+if (import.meta.main) {
+  const at = process.argv.indexOf('--parts');
+  console.log(
+    await benchFetch({
+      quick: process.argv.includes('--quick'),
+      parts: at > 0 ? process.argv[at + 1] : undefined,
+    }),
+  );
+}

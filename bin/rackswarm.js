@@ -7,12 +7,19 @@
 // throughput on big machines, so the process re-executes itself (execve: same PID, nothing left behind) with
 //   --max-semi-space-size=4  young generation 4+4 MiB instead of up to 16+16 (measured: ~30 MB less RSS), and
 //   MALLOC_ARENA_MAX=2       libuv's 16 pool threads share two malloc arenas instead of growing one each.
+// and for `fetch` on the bulk data plane (the default; see p2p.dataPlane in core/config.ts):
+//   --optimize-for-size      V8 favours memory over speed (heap growth, inlining): the bulk path does little in
+//                            JavaScript, so peak RSS fetching 4 GiB 159 -> 134 MiB (--heap-growing-percent=10 alone:
+//                            149) at no measurable CPU cost. Not with `p2p.dataPlane: "libp2p"` in --config: its
+//                            per-frame JavaScript then costs 3x the CPU per GiB (docs/BENCHMARKS.md, "Fetch"). Set at
+//                            start: set later (v8.setFlagsFromString), V8 has already grown the heap.
 // Set RSW_NO_REEXEC=1 to run as started (e.g. under a profiler that must see the first process).
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const V8_FLAGS = ['--max-semi-space-size=4'];
+const args = process.argv.slice(2);
+const V8_FLAGS = ['--max-semi-space-size=4', ...(bulkFetch(args) ? ['--optimize-for-size'] : [])];
 const ENV = { MALLOC_ARENA_MAX: '2', UV_THREADPOOL_SIZE: '16' }; // writes fsync in libuv's pool: 4 threads cap overlap
 const self = fileURLToPath(import.meta.url);
 const env = { ...ENV, ...process.env };
@@ -21,7 +28,7 @@ const [major, minor] = process.versions.node.split('.').map(Number);
 if (major > 22 || (major === 22 && minor >= 18)) {
   const tuned = V8_FLAGS.every((f) => process.execArgv.includes(f));
   if (!tuned && !process.env.RSW_NO_REEXEC && typeof process.execve === 'function') {
-    const argv = [process.execPath, ...V8_FLAGS, ...process.execArgv, self, ...process.argv.slice(2)];
+    const argv = [process.execPath, ...V8_FLAGS, ...process.execArgv, self, ...args];
     process.execve(process.execPath, argv, env);
   }
   Object.assign(process.env, { UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE });
@@ -34,7 +41,19 @@ if (major > 22 || (major === 22 && minor >= 18)) {
     );
     process.exit(2);
   }
-  const child = spawn(bundled, [...V8_FLAGS, self, ...process.argv.slice(2)], { stdio: 'inherit', env });
+  const child = spawn(bundled, [...V8_FLAGS, self, ...args], { stdio: 'inherit', env });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 + 15 : 1)));
+}
+
+/** `fetch`, and no --config file choosing the libp2p data plane (an unreadable one is main's to report). */
+function bulkFetch(argv) {
+  const at = argv.indexOf('--config');
+  const command = argv.find((a, i) => !a.startsWith('-') && argv[i - 1] !== '--config');
+  if (command !== 'fetch') return false;
+  try {
+    return at < 0 || JSON.parse(readFileSync(argv[at + 1], 'utf8'))?.p2p?.dataPlane !== 'libp2p';
+  } catch {
+    return true;
+  }
 }

@@ -14,13 +14,16 @@ import { hashHex } from '../core/hash.ts';
 import { loadTrust } from '../core/keys.ts';
 import { type Manifest, parseVersion, validateImageName } from '../core/manifest.ts';
 import { checkNotRollback, openSignedManifest, type RevokedKeys } from '../core/signed-manifest.ts';
+import { chunkFetch } from '../peer/bulk-client.ts';
 import { ChunkCache } from '../peer/chunk-cache.ts';
 import { queryEnrolled } from '../peer/enrollment-client.ts';
 import { Fetcher, type FetchProgress } from '../peer/fetcher.ts';
 import { ImageWriter } from '../peer/image-writer.ts';
 import { ResumeState } from '../peer/resume-state.ts';
 import { fetchImageKey, fetchManifest } from '../peer/tracker-client.ts';
+import type { BulkServer } from '../seeder/bulk-server.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
+import { startBulkServer } from './bulk-plane.ts';
 import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
 import { HeadClient } from './head-client.ts';
@@ -188,6 +191,7 @@ export async function fetchImage(
   mesh?.attach(node);
   const interrupt = onInterrupt();
   let server: ChunkServer | undefined;
+  let bulk: BulkServer | undefined;
   let fetcher: Fetcher | undefined;
   let preheater: Preheater | undefined;
   try {
@@ -261,6 +265,7 @@ export async function fetchImage(
         writer,
         resume,
         head: { peerId: headPeerId, addr: headAddr },
+        fetchChunks: chunkFetch({ dataPlane: config.p2p.dataPlane }),
         uploaded: () => server?.stats().bytesServed ?? 0,
       },
       {
@@ -269,6 +274,7 @@ export async function fetchImage(
         rack: opts.rack,
         host: opts.host ?? hostname(),
         onProgress,
+        verifyWritten: config.peer.verifyWritten,
         announceExtra: () => ({ preheat: preheat.reports() }),
         onAnnounceResponse: (r) => preheat.handle(r.instructions),
       },
@@ -278,6 +284,7 @@ export async function fetchImage(
       { ...config.seeder, maxConcurrentTotal: config.peer.maxServeStreams },
     );
     await server.start(node);
+    bulk = await startBulkServer(server, node, config, config.peer.listen);
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
     await resume.remove();
     const summary: FetchSummary = {
@@ -295,8 +302,9 @@ export async function fetchImage(
     };
     report(summary, opts);
     await hooks.onComplete?.(summary);
-    // The image is complete, verified and reported; keeping a copy for the next version's delta is housekeeping, off
-    // the time to a verified image. A cache that cannot take it (full disk) costs the next update, not this one.
+    // The image is complete, verified and reported; recording it for the next version's delta is housekeeping, off
+    // the time to a verified image (the output itself is the seed: no copy). A cache that cannot take it (full disk)
+    // costs the next update, not this one.
     await chunkCache?.absorb({ ...opened, name, version: m.version }, writer, out).catch((e) => {
       process.stderr.write(
         `warning: ${formatError(e).replace(/^error /, '')} (the chunk cache was not updated)\n`,
@@ -329,6 +337,7 @@ export async function fetchImage(
       );
     await preheater?.stop().catch(() => {});
     await fetcher?.stop().catch(() => {});
+    await bulk?.stop().catch(() => {});
     await server?.stop().catch(() => {});
     await node.stop();
   }

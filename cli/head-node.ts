@@ -26,6 +26,7 @@ import { Registry } from '../tracker/registry.ts';
 import { RevocationBook, revocationRoutes } from '../tracker/revocation-routes.ts';
 import { SwarmState } from '../tracker/swarm-state.ts';
 import { TrackerService } from '../tracker/tracker-service.ts';
+import { startBulkServer } from './bulk-plane.ts';
 import { headGater, Refusals } from './mesh.ts';
 import { createP2PNode, streamsHandled } from './p2p-node.ts';
 
@@ -115,6 +116,7 @@ export async function startHead(
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
   const seeder = new ChunkServer({ store, superSeeding }, config.seeder);
   await seeder.start(node);
+  const bulk = await startBulkServer(seeder, node, config, opts.listen ?? config.head.listen);
 
   let announces = 0;
   const preheat = new PreheatJobs({ peers: () => swarm.images().flatMap((id) => swarm.peers(id)) });
@@ -246,6 +248,7 @@ export async function startHead(
       await app.close();
       await tracker.stop();
       await enrollmentService.stop();
+      await bulk?.stop();
       await seeder.stop();
       await node.stop();
       await registry.close();

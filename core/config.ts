@@ -195,6 +195,24 @@ export const ConfigSchema = Type.Object(
           maxItems: 2,
           uniqueItems: true,
         }),
+        /**
+         * How chunk bodies travel. `bulk-tcp`: the client asks, over its authenticated libp2p connection, for a
+         * short-lived single-use token bound to its peer id, then takes the bodies over a plain TCP connection to the
+         * server's bulk port (seeder/bulk-server.ts) — the same request/response framing, no encryption or muxing, so
+         * the receiver spends its CPU on BLAKE3 and the disk (one peer from the seeder: docs/BENCHMARKS.md, "Fetch";
+         * libp2p's encrypted streams top out at ~830 MB/s (TLS) / ~640 (Noise) here, raw TCP at 1.6-2.9 GB/s).
+         * Access control stays with the libp2p identity (no connection, no token: a connection gater gates the data
+         * too), integrity with BLAKE3 against the signed manifest; the bytes are readable on the wire (use image
+         * encryption where that matters). `libp2p`: bodies on /rackswarm/chunk/1.0.0 streams, encrypted. A client
+         * falls back to `libp2p` by itself when a peer offers no token or its bulk port cannot be reached.
+         * @default "bulk-tcp"
+         */
+        dataPlane: Type.Union([Type.Literal('bulk-tcp'), Type.Literal('libp2p')], { default: 'bulk-tcp' }),
+        /**
+         * TCP port of the bulk data plane, on the host of the node's first libp2p TCP listen address; 0 = any free
+         * port (announced in each token answer, so peers need no configuration). @default 0
+         */
+        bulkPort: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -266,6 +284,12 @@ export const ConfigSchema = Type.Object(
          * running, the one to roll back to. 0 keeps no chunks. @default 2
          */
         cacheVersions: Type.Integer({ minimum: 0, maximum: 100, default: 2 }),
+        /**
+         * After a fetch, re-read the whole output and hash every chunk again (~1 s of disk and CPU per GiB). Off by
+         * default: every chunk is BLAKE3-checked on receipt before it is written, and recorded done only after an
+         * fdatasync; turn it on for storage suspected of losing or corrupting writes. @default false
+         */
+        verifyWritten: Type.Boolean({ default: false }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -19,9 +19,12 @@ import type { ResumeState } from './resume-state.ts';
  *
  * Two sources for a chunk of a new manifest: the chunk store, and seeds — an output (file or block device) a cached
  * version was written to, read at the offsets the old manifest gives and used only if the bytes still hash right.
- * Seed chunks are copied into the store *before* the output is opened, so updating an output in place (v1 → v2 in
- * the same file) cannot overwrite a seed chunk before it is used. Chunk files are written without fsync: a torn one
- * fails its hash on read and is dropped, so a crash costs a re-download, never a wrong byte.
+ * A fetched version is not copied into the store: its output is its seed (copying it cost a second write of the
+ * whole image per fetch). Before an output is overwritten in place (v1 → v2 in the same file) the seed chunks the
+ * write would destroy are copied into the store — those the new version needs elsewhere, and those of the old
+ * version the new one lacks (a rollback) — so an update copies about what changed. An output modified behind the
+ * cache's back (a mounted disk) only costs re-downloads: every seed read is re-hashed. Chunk files are written
+ * without fsync: a torn one fails its hash on read and is dropped, so a crash costs a re-download, never a wrong byte.
  *
  * Bounded: after each fetch only the `keepVersions` most recently used versions of each image are kept; chunks no
  * kept version references are deleted.
@@ -83,23 +86,31 @@ export class ChunkCache {
   /**
    * Copies into the store the chunks of `m` that are not there but sit in a seed (an earlier version's output).
    * Call before opening the output `out`: it may be one of the seeds (an update in place); chunks it already holds
-   * at the offsets `m` wants them are left where they are (prefill with `inPlace` finds them there).
+   * at the offsets `m` wants them are left where they are (prefill with `inPlace` finds them there), and the chunks of
+   * the version it holds that `m` lacks are copied too (the write would destroy the only copy of a cached version).
    */
   async rescueSeeds(m: Manifest, out?: string): Promise<CacheUse> {
     const wanted = new Set<string>();
     for (const c of m.chunks) if (!(await this.store.has(c.hash))) wanted.add(c.hash);
+    const inNew = new Set(m.chunks.map((c) => c.hash));
     const used: CacheUse = { chunks: 0, bytes: 0 };
     for (const entry of [...this.#entries].reverse()) {
-      if (wanted.size === 0 || !entry.output) continue;
+      if (!entry.output) continue;
+      const inPlace = entry.output === out;
+      if (wanted.size === 0 && !inPlace) continue;
       const old = await this.#manifest(entry.id);
       if (!old) continue;
-      if (entry.output === out) {
+      if (inPlace) {
         // Chunks staying at the same offset need no rescue, unless the new image also wants them elsewhere.
         const stays = new Set(old.chunks.map((c) => `${c.offset}:${c.hash}`));
         const movedOrDup = new Set(
           m.chunks.filter((c) => !stays.has(`${c.offset}:${c.hash}`)).map((c) => c.hash),
         );
         for (const h of [...wanted]) if (!movedOrDup.has(h)) wanted.delete(h);
+        // After the update the output seeds every chunk of `m`; the old version's others would be gone.
+        for (const c of old.chunks) {
+          if (!inNew.has(c.hash) && !(await this.store.has(c.hash))) wanted.add(c.hash);
+        }
       }
       let fh: Awaited<ReturnType<typeof open>>;
       try {
@@ -195,8 +206,9 @@ export class ChunkCache {
   }
 
   /**
-   * Takes a complete, verified image into the cache: its chunks (read back from the output and re-hashed), its
-   * signed manifest, and the output as a seed; then evicts beyond `keepVersions` per image.
+   * Takes a complete, verified image into the cache: its signed manifest and its `output` as the seed of its chunks
+   * (nothing copied); without an output (a preheat's temporary file), its chunks, read back and re-hashed. Then
+   * evicts beyond `keepVersions` per image.
    */
   async absorb(
     ref: { name: string; version: number; id: string; envelope: Uint8Array; manifest: Manifest },
@@ -204,7 +216,7 @@ export class ChunkCache {
     output?: string,
   ): Promise<{ bytesFreed: number }> {
     const seen = new Set<string>();
-    for (const c of ref.manifest.chunks) {
+    for (const c of output === undefined ? ref.manifest.chunks : []) {
       if (seen.has(c.hash)) continue;
       seen.add(c.hash);
       if (await this.store.has(c.hash)) continue;

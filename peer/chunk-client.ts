@@ -16,13 +16,13 @@ import {
 /** @default 30_000 — see FetchChunksOptions.timeoutMs */
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** Request frames in flight: the next frame is queued at the server before the current one is fully answered. */
-const PIPELINE_FRAMES = 2;
+export const PIPELINE_FRAMES = 2;
 /**
  * Decoded responses held before the stream is paused. Pausing at every decoded chunk stalled the sender once per
  * chunk (a paused stream stops yamux window updates; resuming costs a round trip): a few MiB of slack keeps the pipe
  * full while the caller writes, and still bounds what one stream can pile up.
  */
-const PAUSE_AT_BYTES = 4 * 1024 * 1024;
+export const PAUSE_AT_BYTES = 4 * 1024 * 1024;
 
 export interface FetchChunksOptions {
   signal?: AbortSignal;
@@ -117,7 +117,13 @@ export async function* fetchChunks(
   }
 }
 
-function checked(hash: string, response: ChunkResponse, remote: string, pool?: BufferPool): FetchedChunk {
+/** A response as the caller sees it: an `ok` body BLAKE3-checked (RSW_ERR_CHUNK_CORRUPT naming the peer if not). */
+export function checked(
+  hash: string,
+  response: ChunkResponse,
+  remote: string,
+  pool?: BufferPool,
+): FetchedChunk {
   switch (response.status) {
     case 'ok': {
       const data = response.body as Buffer;

@@ -2,7 +2,8 @@
  * DEV DOCS — the peer's download loop. What each piece owns:
  *   Scheduler (peer/scheduler.ts, pure)   which chunk to ask which peer for, in-flight budgets, bans, endgame
  *   HaveExchange (peer/have-exchange.ts)  which chunks each neighbour holds (bitfield, then increments)
- *   fetchChunks (peer/chunk-client.ts)    one batch of chunks from one peer over one stream, each BLAKE3-verified
+ *   chunkFetch (peer/bulk-client.ts)      one batch of chunks from one peer, each BLAKE3-verified: over a bulk TCP
+ *                                         connection (token from libp2p) or a libp2p stream (peer/chunk-client.ts)
  *   ImageWriter / ResumeState             positional writes into the target; the durable record of verified chunks
  *   Fetcher (this file)                   the loops tying them together, and the chunk source that serves onward
  * A request flows: announce → handout → exchange.connect → scheduler.next(peer) → fetchChunks → verify (client) →
@@ -22,6 +23,7 @@ import {
   encodeAnnounceHave,
 } from '../core/tracker-messages.ts';
 import { Wakeup } from '../core/wakeup.ts';
+import type { ChunkFetch } from './bulk-client.ts';
 import { type FetchedChunk, fetchChunks } from './chunk-client.ts';
 import { HaveExchange } from './have-exchange.ts';
 import type { ImageWriter } from './image-writer.ts';
@@ -54,6 +56,8 @@ export interface FetcherComponents {
   resume: ResumeState;
   /** The head: its tracker and seeder share one libp2p address. */
   head: { peerId: string; addr: Multiaddr };
+  /** How a batch travels (peer/bulk-client.ts chunkFetch, config `p2p.dataPlane`). @default fetchChunks (libp2p streams) */
+  fetchChunks?: ChunkFetch;
   /** Bytes this node has uploaded so far (from its chunk server), for announces. */
   uploaded?: () => number;
   random?: () => number;
@@ -69,6 +73,12 @@ export interface FetcherInit {
   /** Extension fields for each announce (preheat reports), and a look at each response (its instructions). */
   announceExtra?: () => Omit<AnnounceBodyExt, keyof AnnounceBody>;
   onAnnounceResponse?: (r: AnnounceResponse) => void;
+  /**
+   * Re-read the whole target after the download and hash every chunk again (catches storage that loses or corrupts
+   * writes). Without it the guarantee is the receipt hash: every chunk is BLAKE3-checked before it is written, and the
+   * record of done chunks is only updated after an fdatasync of those writes. Config `peer.verifyWritten`.
+   */
+  verifyWritten?: boolean;
 }
 
 const SYNC_EVERY_MS = 1000;
@@ -176,7 +186,10 @@ export class Fetcher {
     };
   }
 
-  /** Downloads every missing chunk, then re-reads and verifies the whole image. Resolves when it is complete. */
+  /**
+   * Downloads every missing chunk (each verified on receipt, before it is written), makes the writes durable and, with
+   * `verifyWritten`, re-reads and verifies the whole image. Resolves when it is complete.
+   */
   async run(signal?: AbortSignal): Promise<FetchProgress> {
     this.#started = this.#now();
     await this.#exchange.start();
@@ -199,9 +212,11 @@ export class Fetcher {
       this.#halt.abort();
       await announcer;
       await this.#syncAll();
-      this.#stage = 'verifying';
-      await this.#announceOnce().catch(() => {});
-      await this.#verifyAll();
+      if (this.#init.verifyWritten) {
+        this.#stage = 'verifying';
+        await this.#announceOnce().catch(() => {});
+        await this.#verifyAll();
+      }
       this.#stage = 'done';
       await this.#announceOnce().catch(() => {});
       this.#report();
@@ -333,7 +348,8 @@ export class Fetcher {
     try {
       let k = 0;
       const opts = { timeoutMs: 30_000, pool: this.#pool };
-      for await (const got of fetchChunks(this.#c.node, addr, hashes, opts)) {
+      const fetchBatch = this.#c.fetchChunks ?? fetchChunks;
+      for await (const got of fetchBatch(this.#c.node, addr, hashes, opts)) {
         const i = indices[k++];
         pending.delete(i);
         try {

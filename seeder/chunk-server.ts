@@ -1,6 +1,10 @@
+import { type FileHandle, open } from 'node:fs/promises';
 import type { Connection, Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
 import { pEvent } from 'p-event';
+import { BufferPool } from '../core/buffer-pool.ts';
 import { isRswError } from '../core/errors.ts';
+import { hashHex } from '../core/hash.ts';
+import { MAX_CHUNK_BYTES } from '../core/manifest.ts';
 import type { ChunkStore } from '../core/store.ts';
 import { Wakeup } from '../core/wakeup.ts';
 import {
@@ -22,10 +26,11 @@ const MAX_SEND_SLICE = 1 * MiB;
 /** Smallest slice under a rate limit, so pacing stays smooth without a send() per few bytes. */
 const MIN_SEND_SLICE = 16 * KiB;
 /** Request frames a client may queue ahead of the one being served (our client pipelines two). */
-const MAX_QUEUED_FRAMES = 4;
+export const MAX_QUEUED_FRAMES = 4;
 
 export interface ChunkServerComponents {
-  store: Pick<ChunkStore, 'get' | 'has'>;
+  /** With `path` (a ChunkStore), a transport that says so gets chunks read into pooled buffers instead of fresh ones. */
+  store: Pick<ChunkStore, 'get' | 'has'> & Partial<Pick<ChunkStore, 'path' | 'verifyOnRead'>>;
   /** Monotonic clock (ms) for the rate limiters. @default performance.now */
   now?: () => number;
   /** The head's serving policy: a chunk it refuses is answered `busy`. @default none (serve every request) */
@@ -63,6 +68,28 @@ export interface ChunkServerStats {
   perPeer: Array<{ peerId: string; bytesServed: number; requests: number }>;
 }
 
+/**
+ * One request/response conversation with a peer, whatever carries it: a libp2p stream (/rackswarm/chunk/1.0.0) or
+ * an authenticated bulk TCP connection (seeder/bulk-server.ts). The serving rules (limits, super-seeding, rates,
+ * stats) are the same for both.
+ */
+export interface ServeTransport {
+  /** The next request frame, or null once the client has half-closed after whole frames; throws on a violation. */
+  next(): Promise<string[] | null>;
+  /** Hands `data` over; resolves once more may be sent (backpressure), rejects when the peer is gone or stalls. */
+  send(data: Uint8Array): Promise<void>;
+  /** Largest body piece per send() without a rate limit. */
+  readonly maxSlice: number;
+  /** send() resolves only once nothing reads `data` any more, so its buffer may be reused at once. */
+  readonly sendReleases?: boolean;
+  /** Ends the conversation once everything sent is out. */
+  close(): Promise<void>;
+  /** Ends it at once (protocol violation, timeout, shutdown). */
+  abort(err: Error): void;
+  /** Removes listeners; called once the conversation is over. */
+  dispose(): void;
+}
+
 interface PeerState {
   peerId: string;
   active: number;
@@ -83,12 +110,14 @@ type ChunkNode = Pick<
  * stream is served in order, reading the next chunk from disk while the previous one is being sent.
  */
 export class ChunkServer {
-  readonly #store: Pick<ChunkStore, 'get' | 'has'>;
+  readonly #store: ChunkServerComponents['store'];
+  /** Bodies for transports whose send() is done with them when it resolves (bulk sockets); see core/buffer-pool.ts. */
+  readonly #pool = new BufferPool();
   readonly #now: () => number;
   readonly #superSeeding: Pick<SuperSeeding, 'take'> | undefined;
   readonly #init: ChunkServerInit;
   readonly #peers = new Map<string, PeerState>();
-  readonly #streams = new Set<Stream>();
+  readonly #streams = new Set<ServeTransport>();
   readonly #total: TokenBucket;
   #node: ChunkNode | undefined;
   #active = 0;
@@ -130,7 +159,7 @@ export class ChunkServer {
     this.#node = undefined;
     node.removeEventListener('peer:disconnect', this.#onPeerDisconnect);
     await node.unhandle(CHUNK_PROTOCOL);
-    for (const stream of this.#streams) stream.abort(new Error('chunk server stopped'));
+    for (const t of this.#streams) t.abort(new Error('chunk server stopped'));
   }
 
   stats(): ChunkServerStats {
@@ -175,49 +204,57 @@ export class ChunkServer {
 
   #onStream = async (stream: Stream, connection: Connection): Promise<void> => {
     // Listeners go on before the first await, or early bytes pile up against the read-buffer limit.
-    const requests = new RequestReader(stream, this.#init.readTimeoutMs);
-    const peer = this.#peer(connection.remotePeer.toString());
+    await this.serve(connection.remotePeer, new StreamTransport(stream, this.#init.readTimeoutMs));
+  };
+
+  /**
+   * Serves one conversation with `remote` to its end, under the per-peer and total limits: past them every chunk it
+   * asks for is answered `busy`. Never rejects; a violation or failure aborts the transport.
+   */
+  async serve(remote: PeerId, t: ServeTransport): Promise<void> {
+    const peer = this.#peer(remote.toString());
     const admitted =
       peer.active < this.#init.maxStreamsPerPeer && this.#active < this.#init.maxConcurrentTotal;
     if (admitted) {
       peer.active++;
       this.#active++;
     }
-    this.#streams.add(stream);
+    this.#streams.add(t);
     const refusals = { any: false };
     try {
-      for (let frame = await requests.next(); frame; frame = await requests.next()) {
+      if (!this.#node) throw new Error('chunk server stopped');
+      for (let frame = await t.next(); frame; frame = await t.next()) {
         peer.requests += frame.length;
         this.#requests += frame.length;
-        if (admitted) await this.#serveFrame(stream, peer, frame, refusals);
+        if (admitted) await this.#serveFrame(t, peer, frame, refusals);
         else {
           this.#busy += frame.length;
-          await this.#send(stream, Buffer.concat(frame.map(() => BUSY)));
+          await t.send(Buffer.concat(frame.map(() => BUSY)));
         }
       }
-      await stream.close({ signal: AbortSignal.timeout(this.#init.readTimeoutMs) });
+      await t.close();
     } catch (e) {
       this.#errors++;
-      stream.abort(e instanceof Error ? e : new Error(String(e)));
+      t.abort(e instanceof Error ? e : new Error(String(e)));
     } finally {
-      requests.dispose();
-      this.#streams.delete(stream);
+      t.dispose();
+      this.#streams.delete(t);
       if (admitted) {
         peer.active--;
         this.#active--;
       }
-      if (peer.active === 0 && peer.disconnected && !this.#isConnected(connection.remotePeer)) {
+      if (peer.active === 0 && peer.disconnected && !this.#isConnected(remote)) {
         this.#peers.delete(peer.peerId);
       }
     }
-  };
+  }
 
   #isConnected(peerId: PeerId): boolean {
     return (this.#node?.getConnections(peerId).length ?? 0) > 0;
   }
 
   async #serveFrame(
-    stream: Stream,
+    t: ServeTransport,
     peer: PeerState,
     hashes: string[],
     refusals: { any: boolean },
@@ -234,29 +271,36 @@ export class ChunkServer {
       }
     }
     // One chunk read ahead: the disk read and verify of the next overlaps the send of this one.
-    let next = serve > 0 ? this.#read(hashes[0]) : undefined;
+    const pooled = t.sendReleases === true;
+    let next = serve > 0 ? this.#read(hashes[0], pooled) : undefined;
     for (let i = 0; i < hashes.length; i++) {
       if (i >= serve || !next) {
         this.#busy++;
-        await this.#send(stream, BUSY);
+        await t.send(BUSY);
         continue;
       }
       const result = await next;
-      next = i + 1 < serve ? this.#read(hashes[i + 1]) : undefined;
-      if (result.data) await this.#sendChunk(stream, peer, result.data);
-      else if (result.error !== undefined) {
+      next = i + 1 < serve ? this.#read(hashes[i + 1], pooled) : undefined;
+      if (result.data) {
+        await this.#sendChunk(t, peer, result.data);
+        if (pooled) this.#pool.release(result.data);
+      } else if (result.error !== undefined) {
         this.#errors++;
-        await this.#send(stream, encodeChunkResponse('error', result.error));
+        await t.send(encodeChunkResponse('error', result.error));
       } else {
         this.#notFound++;
-        await this.#send(stream, NOT_FOUND);
+        await t.send(NOT_FOUND);
       }
     }
   }
 
   /** Never rejects: a missing or corrupt chunk is `{}`, any other failure `{ error }`. */
-  async #read(hash: string): Promise<{ data?: Buffer; error?: string }> {
+  async #read(hash: string, pooled = false): Promise<{ data?: Buffer; error?: string }> {
     try {
+      if (pooled && this.#store.path) {
+        const data = await this.#readPooled(hash, this.#store.path(hash));
+        if (data) return { data };
+      }
       return { data: await this.#store.get(hash) };
     } catch (e) {
       if (isRswError(e) && ['RSW_ERR_CHUNK_NOT_FOUND', 'RSW_ERR_CHUNK_CORRUPT'].includes(e.code)) return {};
@@ -264,32 +308,52 @@ export class ChunkServer {
     }
   }
 
-  async #sendChunk(stream: Stream, peer: PeerState, data: Buffer): Promise<void> {
-    await this.#send(stream, encodeChunkResponseHeader({ status: 'ok', length: data.byteLength }));
-    const slice = sliceFor(peer.bucket, this.#total);
+  /**
+   * A store chunk file read into a pooled buffer and verified like the store's get() does (readFile allocating a
+   * fresh buffer per chunk cost the head ~0.7-2 s of GC per GiB served: bench/fetch.ts). undefined: let get() handle
+   * it (a missing or corrupt file: get() reports it and removes a corrupt one).
+   */
+  async #readPooled(hash: string, path: string): Promise<Buffer | undefined> {
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch {
+      return undefined;
+    }
+    let buf: Buffer | undefined;
+    try {
+      const { size } = await fh.stat();
+      if (size < 1 || size > MAX_CHUNK_BYTES) return undefined;
+      buf = this.#pool.acquire(size);
+      for (let done = 0; done < size; ) {
+        const { bytesRead } = await fh.read(buf, done, size - done, done);
+        if (bytesRead === 0) throw new Error('chunk file shrank while read');
+        done += bytesRead;
+      }
+    } catch {
+      this.#pool.release(buf);
+      return undefined;
+    } finally {
+      await fh.close();
+    }
+    if (this.#store.verifyOnRead !== false && hashHex(buf) !== hash) {
+      this.#pool.release(buf);
+      return undefined;
+    }
+    return buf;
+  }
+
+  async #sendChunk(t: ServeTransport, peer: PeerState, data: Buffer): Promise<void> {
+    await t.send(encodeChunkResponseHeader({ status: 'ok', length: data.byteLength }));
+    const slice = sliceFor(t.maxSlice, peer.bucket, this.#total);
     for (let off = 0; off < data.byteLength; off += slice) {
       const piece = data.subarray(off, off + slice);
       const now = this.#now();
       const wait = Math.max(peer.bucket.take(piece.byteLength, now), this.#total.take(piece.byteLength, now));
       if (wait > 0) await sleep(wait);
-      await this.#send(stream, piece);
+      await t.send(piece);
       peer.bytesServed += piece.byteLength;
       this.#bytesServed += piece.byteLength;
-    }
-  }
-
-  /** send() with backpressure: returns once the stream has handed everything to the muxer. */
-  async #send(stream: Stream, data: Uint8Array): Promise<void> {
-    stream.send(data);
-    // 'drain' may come while bytes are still queued (yamux signals every window update): loop until 'idle'.
-    // onDrain() is no use: after its first drain it resolves at once forever (LIBP2P-NOTES.md).
-    while (stream.writableNeedsDrain || stream.writeBufferLength > 0) {
-      await pEvent(stream, ['drain', 'idle'], {
-        rejectionEvents: ['close'],
-        timeout: this.#init.readTimeoutMs,
-      }).catch((e: unknown) => {
-        throw e instanceof Error ? e : new Error('stream closed while sending');
-      });
     }
   }
 }
@@ -302,15 +366,61 @@ function newBucket(bytesPerSecond: number, now: number): TokenBucket {
   return new TokenBucket({ bytesPerSecond, burstBytes: Math.max(MIN_SEND_SLICE, bytesPerSecond / 10), now });
 }
 
-/** ~1/16 s of the tightest rate, within 16 KiB..1 MiB. */
-function sliceFor(...buckets: TokenBucket[]): number {
+/** ~1/16 s of the tightest rate, within 16 KiB..1 MiB; unlimited: the transport's own slice. */
+function sliceFor(maxSlice: number, ...buckets: TokenBucket[]): number {
   const rates = buckets.filter((b) => !b.unlimited).map((b) => b.bytesPerSecond);
-  if (rates.length === 0) return MAX_SEND_SLICE;
+  if (rates.length === 0) return maxSlice;
   return Math.min(MAX_SEND_SLICE, Math.max(MIN_SEND_SLICE, Math.floor(Math.min(...rates) / 16)));
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A /rackswarm/chunk/1.0.0 stream as a ServeTransport. */
+class StreamTransport implements ServeTransport {
+  readonly maxSlice = MAX_SEND_SLICE;
+  readonly #stream: Stream;
+  readonly #timeoutMs: number;
+  readonly #requests: RequestReader;
+
+  constructor(stream: Stream, timeoutMs: number) {
+    this.#stream = stream;
+    this.#timeoutMs = timeoutMs;
+    this.#requests = new RequestReader(stream, timeoutMs);
+  }
+
+  next(): Promise<string[] | null> {
+    return this.#requests.next();
+  }
+
+  /** send() with backpressure: returns once the stream has handed everything to the muxer. */
+  async send(data: Uint8Array): Promise<void> {
+    const stream = this.#stream;
+    stream.send(data);
+    // 'drain' may come while bytes are still queued (yamux signals every window update): loop until 'idle'.
+    // onDrain() is no use: after its first drain it resolves at once forever (LIBP2P-NOTES.md).
+    while (stream.writableNeedsDrain || stream.writeBufferLength > 0) {
+      await pEvent(stream, ['drain', 'idle'], {
+        rejectionEvents: ['close'],
+        timeout: this.#timeoutMs,
+      }).catch((e: unknown) => {
+        throw e instanceof Error ? e : new Error('stream closed while sending');
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#stream.close({ signal: AbortSignal.timeout(this.#timeoutMs) });
+  }
+
+  abort(err: Error): void {
+    this.#stream.abort(err);
+  }
+
+  dispose(): void {
+    this.#requests.dispose();
+  }
 }
 
 /**

@@ -44,7 +44,9 @@ describe('ChunkCache', () => {
     const v2 = version(2);
     const m = v2.opened.manifest;
     expect(cache.heldBy(out)).toBe(true);
-    expect((await cache.rescueSeeds(m, out)).bytes).toBe(0); // the shared part stays where it is
+    // The shared part stays where it is; only v1's own tail is saved (for a rollback), v2 needs none of it.
+    const v1Only = v1.opened.manifest.chunks.filter((c) => !m.chunks.some((d) => d.hash === c.hash));
+    expect((await cache.rescueSeeds(m, out)).bytes).toBe(v1Only.reduce((a, c) => a + c.length, 0));
     const writer = await ImageWriter.open(out, m.size);
     const resume = await ResumeState.open(join(t.dir, 'inplace.resume'), v2.opened.id, m.chunks.length);
     const used = await cache.prefill(m, writer, resume, { inPlace: true });
@@ -67,6 +69,36 @@ describe('ChunkCache', () => {
     expect(await has(v3)).toBe(true);
     expect(await has(v1)).toBe(false); // its own tail went; the shared part stays for v2 and v3
     expect(await cache.envelope(v1.opened.id)).toBeUndefined();
+  });
+
+  it('a fetched version is not copied: its output seeds it, and an update in place first saves what it would destroy', async () => {
+    const cache = await ChunkCache.open(join(t.dir, 'c3'), { keepVersions: 2 });
+    const v1 = version(1);
+    const out = join(t.dir, 'seeded.img');
+    writeFileSync(out, v1.bytes);
+    await cache.absorb(v1.ref, v1.reader, out);
+    expect(await Array.fromAsync(cache.store.list())).toEqual([]); // the output is the copy
+    const v2 = version(2);
+    const m = v2.opened.manifest;
+    const saved = await cache.rescueSeeds(m, out);
+    const v1Only = v1.opened.manifest.chunks.filter((c) => !m.chunks.some((d) => d.hash === c.hash));
+    expect(v1Only.length).toBeGreaterThan(0);
+    expect(saved.bytes).toBeLessThan(v1.bytes.length / 2); // about the changed part, not the image
+    for (const c of v1Only) expect(await cache.store.has(c.hash)).toBe(true);
+    writeFileSync(out, v2.bytes); // the update in place
+    await cache.absorb(v2.ref, v2.reader, out);
+    // Rolling back to v1 (into another file): everything comes from the store and v2's output, none is missing.
+    const back = await cache.rescueSeeds(v1.opened.manifest, join(t.dir, 'rollback.img'));
+    const writer = await ImageWriter.open(join(t.dir, 'rollback.img'), v1.bytes.length);
+    const resume = await ResumeState.open(
+      join(t.dir, 'rollback.resume'),
+      v1.opened.id,
+      v1.opened.manifest.chunks.length,
+    );
+    await cache.prefill(v1.opened.manifest, writer, resume);
+    expect(back.bytes).toBeGreaterThan(0);
+    expect(resume.count).toBe(v1.opened.manifest.chunks.length);
+    await writer.close();
   });
 
   it('an output that held a version is a seed until something else is written there', async () => {

@@ -86,9 +86,17 @@ describe('config schema', () => {
         maxIncomingPendingConnections: 256,
         pingIntervalMs: 60_000,
         encryption: ['tls', 'noise'],
+        dataPlane: 'bulk-tcp',
+        bulkPort: 0,
       },
       channel: { ttlSeconds: 86_400 },
-      peer: { listen: ['/ip4/0.0.0.0/tcp/0'], lingerSeconds: 600, maxServeStreams: 8, cacheVersions: 2 },
+      peer: {
+        listen: ['/ip4/0.0.0.0/tcp/0'],
+        lingerSeconds: 600,
+        maxServeStreams: 8,
+        cacheVersions: 2,
+        verifyWritten: false,
+      },
       boot: {
         modules: [
           'loop',

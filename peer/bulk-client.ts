@@ -1,0 +1,371 @@
+import { connect, type Socket } from 'node:net';
+import type { Connection, Libp2p, PeerId } from '@libp2p/interface';
+import { byteStream } from '@libp2p/utils';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import type { BufferPool } from '../core/buffer-pool.ts';
+import {
+  BULK_TOKEN_PROTOCOL,
+  decodeTokenAnswer,
+  encodeBulkHello,
+  TOKEN_ANSWER_BYTES,
+  type TokenAnswer,
+} from '../core/bulk-wire.ts';
+import { RswError } from '../core/errors.ts';
+import { isHashHex } from '../core/hash.ts';
+import { Wakeup } from '../core/wakeup.ts';
+import {
+  type ChunkResponse,
+  type ChunkResponseHeader,
+  decodeChunkResponseHeader,
+  encodeChunkRequest,
+  MAX_HASHES_PER_REQUEST,
+  ProtocolError,
+  RESPONSE_HEADER_BYTES,
+} from '../core/wire.ts';
+import {
+  checked,
+  type FetchChunksOptions,
+  type FetchedChunk,
+  fetchChunks,
+  PIPELINE_FRAMES,
+} from './chunk-client.ts';
+
+/** What the fetcher calls to get a batch of chunks from one peer, whichever data plane carries them. */
+export type ChunkFetch = (
+  node: Pick<Libp2p, 'dial'>,
+  peer: PeerId | Multiaddr,
+  hashes: string[],
+  opts?: FetchChunksOptions,
+) => AsyncGenerator<FetchedChunk>;
+
+/**
+ * Verified bodies held for the caller before the socket stops reading. Unlike a yamux stream (chunk-client.ts), a
+ * stopped socket costs no round trip to restart — the kernel's socket buffers keep the sender going meanwhile — so
+ * one chunk of slack is enough, and every MiB held here is resident (peak RSS goal: docs/BENCHMARKS.md).
+ */
+const PAUSE_AT_BYTES = 1024 * 1024;
+
+/** After a peer's bulk port could not be used, the chunk protocol is used for it this long before bulk is tried again. */
+const RETRY_BULK_AFTER_MS = 60_000;
+
+/**
+ * The client side of the data plane (config `p2p.dataPlane`). With "bulk-tcp" every batch first asks the peer for a
+ * token over libp2p, then takes the chunks over a plain TCP connection to its bulk port (core/bulk-wire.ts); when the
+ * peer offers no token (an older or libp2p-only peer: the protocol is not supported, or it is `busy`) or its bulk
+ * port cannot be reached before any answer arrived, the batch goes over /rackswarm/chunk/1.0.0 instead — and so do
+ * that peer's batches for the next minute. Either way every body is BLAKE3-verified before it is yielded.
+ */
+export function chunkFetch(init: { dataPlane: 'bulk-tcp' | 'libp2p'; now?: () => number }): ChunkFetch {
+  if (init.dataPlane === 'libp2p') return fetchChunks;
+  const now = init.now ?? Date.now;
+  const bulkFailedUntil = new Map<string, number>();
+  return async function* fetchBulkOrStream(node, peer, hashes, opts = {}) {
+    for (const h of hashes) {
+      if (!isHashHex(h))
+        throw new RswError('RSW_ERR_INVALID_HASH', `"${h.slice(0, 80)}" is not a chunk hash`);
+    }
+    if (hashes.length === 0) return;
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])]);
+    const connection = await node.dial(peer, { signal });
+    const key = connection.remotePeer.toString();
+    if ((bulkFailedUntil.get(key) ?? 0) <= now()) {
+      const reader = new BulkReader(hashes.length, timeoutMs, opts.signal, opts.pool);
+      let socket: Socket | undefined;
+      try {
+        socket = await openBulk(connection, signal, reader);
+      } catch (e) {
+        if (opts.signal?.aborted) throw e;
+        if (!(e instanceof BusyError)) bulkFailedUntil.set(key, now() + RETRY_BULK_AFTER_MS);
+      }
+      if (socket) {
+        try {
+          yield* fetchOverSocket(socket, reader, hashes, key, opts.pool);
+          return;
+        } catch (e) {
+          // Refused before a single answer byte (a token the server did not take, a port that resets): not the
+          // peer's data going bad, so the batch goes over libp2p instead.
+          if (!(e instanceof BulkUnavailableError) || opts.signal?.aborted) throw e;
+          bulkFailedUntil.set(key, now() + RETRY_BULK_AFTER_MS);
+        }
+      }
+    }
+    yield* fetchChunks(node, connection.remotePeer, hashes, opts);
+  };
+}
+
+class BusyError extends Error {}
+class BulkUnavailableError extends Error {}
+
+/** Asks a peer for a bulk token over an open libp2p connection; `host` is the peer's address on that connection. */
+export async function requestBulkToken(
+  connection: Connection,
+  signal: AbortSignal,
+): Promise<{ host: string; answer: TokenAnswer }> {
+  const host = connection.remoteAddr.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6')?.value;
+  if (!host) throw new Error(`no IP address in ${connection.remoteAddr.toString()}`);
+  const stream = await connection.newStream(BULK_TOKEN_PROTOCOL, { signal });
+  let answer: ReturnType<typeof decodeTokenAnswer>;
+  try {
+    // byteStream reads, not `for await` on the dialling side (LIBP2P-NOTES.md)
+    const bytes = byteStream(stream, { maxBufferSize: 4 * TOKEN_ANSWER_BYTES });
+    const closing = stream.close({ signal }).catch(() => {});
+    answer = decodeTokenAnswer((await bytes.read({ bytes: TOKEN_ANSWER_BYTES, signal })).subarray());
+    await closing;
+  } catch (e) {
+    stream.abort(e as Error);
+    throw e;
+  }
+  return { host, answer };
+}
+
+/** A token over libp2p, then a TCP connection to the bulk port presenting it (the hello is queued at once). */
+async function openBulk(connection: Connection, signal: AbortSignal, reader: BulkReader): Promise<Socket> {
+  const { host, answer } = await requestBulkToken(connection, signal);
+  if (answer.status === 'busy') throw new BusyError('peer has no bulk token for us now');
+  const socket = connect({
+    host,
+    port: answer.port,
+    noDelay: true,
+    allowHalfOpen: true,
+    onread: { buffer: () => reader.target(), callback: (n: number) => reader.onRead(n) },
+  });
+  reader.attach(socket); // before the first read can land
+  await new Promise<void>((resolve, reject) => {
+    const fail = (e: Error) => {
+      cleanup();
+      socket.destroy();
+      reject(e);
+    };
+    const onAbort = () => fail(new Error('bulk connect aborted'));
+    const onConnect = () => {
+      cleanup();
+      resolve();
+    };
+    const cleanup = () => {
+      socket.off('connect', onConnect);
+      socket.off('error', fail);
+      signal.removeEventListener('abort', onAbort);
+    };
+    socket.once('connect', onConnect);
+    socket.once('error', fail);
+    signal.addEventListener('abort', onAbort);
+    if (signal.aborted) onAbort();
+  });
+  socket.write(encodeBulkHello(answer.token));
+  return socket;
+}
+
+async function* fetchOverSocket(
+  socket: Socket,
+  responses: BulkReader,
+  hashes: string[],
+  remote: string,
+  pool: BufferPool | undefined,
+): AsyncGenerator<FetchedChunk> {
+  const frames: string[][] = [];
+  for (let i = 0; i < hashes.length; i += MAX_HASHES_PER_REQUEST) {
+    frames.push(hashes.slice(i, i + MAX_HASHES_PER_REQUEST));
+  }
+  let framesSent = 0;
+  const sendFrame = (): void => {
+    if (framesSent === frames.length) return;
+    socket.write(encodeChunkRequest(frames[framesSent++]));
+    if (framesSent === frames.length) socket.end();
+  };
+  try {
+    while (framesSent < Math.min(PIPELINE_FRAMES, frames.length)) sendFrame();
+    let yielded = 0;
+    let busy = false;
+    for (let f = 0; f < frames.length && !busy; f++) {
+      for (let j = 0; j < frames[f].length; j++) {
+        const response = await responses.next();
+        if (j === frames[f].length - 1) sendFrame(); // keep PIPELINE_FRAMES frames at the server
+        yielded++;
+        yield checked(frames[f][j], response, remote, pool);
+        if (response.status === 'busy') {
+          busy = true;
+          break;
+        }
+      }
+    }
+    // After a `busy` the rest is busy too (chunk-client.ts): stop asking, drop what the server still sends.
+    for (const hash of hashes.slice(yielded)) yield { hash, status: 'busy' };
+  } finally {
+    // Every answer is in (or none is wanted any more): nothing left to say on this connection.
+    responses.dispose();
+    socket.destroy();
+  }
+}
+
+/**
+ * Responses off a bulk connection, read by the kernel straight into their destination: a header into a 5-byte
+ * buffer, an `ok` body into its pooled buffer (socket `onread`), so there is no intermediate copy and no allocation
+ * per read; a read never goes past the response in progress. About PAUSE_AT_BYTES of decoded bodies are held before
+ * the socket is paused until the caller catches up. Bytes after the last expected response close the connection.
+ */
+class BulkReader {
+  #socket!: Socket;
+  readonly #timeoutMs: number;
+  readonly #signal: AbortSignal | undefined;
+  readonly #pool: BufferPool | undefined;
+  #expected: number;
+  readonly #header = Buffer.alloc(RESPONSE_HEADER_BYTES);
+  #headerFilled = 0;
+  #current: ChunkResponseHeader | undefined;
+  #body: Buffer | undefined;
+  #bodyFilled = 0;
+  /** Where bytes after the last expected response land (and close the connection). */
+  readonly #trap = Buffer.alloc(64);
+  readonly #ready: ChunkResponse[] = [];
+  #readyBytes = 0;
+  #anyBytes = false;
+  #stopped = false;
+  #ended = false;
+  #failure: Error | undefined;
+  #lastProgress = Date.now();
+  readonly #wakeup = new Wakeup();
+
+  constructor(
+    expected: number,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    pool: BufferPool | undefined,
+  ) {
+    this.#expected = expected;
+    this.#timeoutMs = timeoutMs;
+    this.#signal = signal;
+    this.#pool = pool;
+  }
+
+  /** The connected socket whose `onread` calls target() and onRead(). */
+  attach(socket: Socket): void {
+    this.#socket = socket;
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onClose);
+    socket.on('error', this.#onError);
+    this.#signal?.addEventListener('abort', this.#onAbort);
+  }
+
+  dispose(): void {
+    this.#socket.off('end', this.#onEnd);
+    this.#socket.off('close', this.#onClose);
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    // 'error' stays: a late one must not go unhandled
+  }
+
+  async next(): Promise<ChunkResponse> {
+    this.#lastProgress = Date.now();
+    for (;;) {
+      if (this.#failure) throw this.#failure;
+      const response = this.#ready.shift();
+      if (response) {
+        this.#readyBytes -= response.body?.byteLength ?? 0;
+        if (this.#readyBytes < PAUSE_AT_BYTES) this.#resume();
+        return response;
+      }
+      if (this.#ended) throw this.#lost('peer closed the bulk connection before answering every request');
+      this.#resume();
+      const left = this.#lastProgress + this.#timeoutMs - Date.now();
+      if (left <= 0) {
+        const err = this.#lost(`no response bytes from peer for ${this.#timeoutMs} ms`);
+        this.#socket.destroy();
+        throw err;
+      }
+      await this.#wakeup.wait(left);
+    }
+  }
+
+  /**
+   * Reading stopped by onRead returning false is not a Readable pause (isPaused() stays false), and resume() restarts
+   * such a socket's reads only while they are stopped: so track it here.
+   */
+  #resume(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#socket.resume();
+  }
+
+  /** Where the kernel puts the next bytes: never past the response in progress. */
+  target(): Buffer {
+    if (this.#current && this.#body) return this.#body.subarray(this.#bodyFilled);
+    if (this.#expected === 0) return this.#trap;
+    return this.#header.subarray(this.#headerFilled);
+  }
+
+  /** `n` bytes landed in the buffer target() gave; false pauses the socket. */
+  onRead(n: number): boolean {
+    this.#anyBytes = true;
+    this.#lastProgress = Date.now();
+    try {
+      if (!this.#current && this.#expected === 0) throw new ProtocolError('peer sent bytes nobody asked for');
+      if (this.#current) {
+        this.#bodyFilled += n;
+        if (this.#bodyFilled === this.#current.length) this.#complete();
+      } else {
+        this.#headerFilled += n;
+        if (this.#headerFilled === RESPONSE_HEADER_BYTES) {
+          this.#headerFilled = 0;
+          const header = decodeChunkResponseHeader(this.#header);
+          if (header.length === 0) {
+            this.#current = header;
+            this.#complete();
+          } else {
+            this.#current = header;
+            this.#body =
+              header.status === 'ok'
+                ? (this.#pool?.acquire(header.length) ?? Buffer.allocUnsafe(header.length))
+                : Buffer.allocUnsafe(header.length);
+            this.#bodyFilled = 0;
+          }
+        }
+      }
+    } catch (e) {
+      this.#failure ??= e as Error;
+      this.#socket.destroy();
+    }
+    this.#wakeup.wake();
+    this.#stopped = this.#readyBytes >= PAUSE_AT_BYTES;
+    return !this.#stopped;
+  }
+
+  #complete(): void {
+    const { status } = this.#current as ChunkResponseHeader;
+    const body = this.#body;
+    this.#current = undefined;
+    this.#body = undefined;
+    this.#bodyFilled = 0;
+    this.#expected--;
+    if (status === 'ok') {
+      this.#ready.push({ status, body });
+      this.#readyBytes += body?.byteLength ?? 0;
+    } else if (status === 'error') this.#ready.push({ status, reason: body ? body.toString('utf8') : '' });
+    else this.#ready.push({ status });
+  }
+
+  #lost(message: string): Error {
+    return this.#anyBytes ? new ProtocolError(message) : new BulkUnavailableError(message);
+  }
+
+  #onEnd = (): void => {
+    this.#ended = true;
+    this.#wakeup.wake();
+  };
+
+  #onClose = (): void => {
+    this.#ended = true;
+    this.#wakeup.wake();
+  };
+
+  #onError = (e: Error): void => {
+    this.#failure ??= this.#anyBytes ? e : new BulkUnavailableError(e.message);
+    this.#wakeup.wake();
+  };
+
+  #onAbort = (): void => {
+    const reason = this.#signal?.reason;
+    this.#failure ??= reason instanceof Error ? reason : new Error('chunk fetch aborted');
+    this.#socket.destroy();
+    this.#wakeup.wake();
+  };
+}

@@ -1,0 +1,285 @@
+import { writeFile } from 'node:fs/promises';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Connection, Libp2p } from '@libp2p/interface';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createP2PNode } from '../../cli/p2p-node.ts';
+import { BULK_TOKEN_PROTOCOL, encodeBulkHello, encodeTokenAnswer } from '../../core/bulk-wire.ts';
+import type { RswError } from '../../core/errors.ts';
+import { hashHex } from '../../core/hash.ts';
+import { ChunkStore } from '../../core/store.ts';
+import { encodeChunkRequest } from '../../core/wire.ts';
+import { chunkFetch, requestBulkToken } from '../../peer/bulk-client.ts';
+import { BulkServer } from '../../seeder/bulk-server.ts';
+import { ChunkServer, type ChunkServerInit } from '../../seeder/chunk-server.ts';
+import { tempDir } from '../helpers/cli.ts';
+import { pseudoRandomBytes } from '../helpers/random.ts';
+
+// The bulk data plane (p2p.dataPlane "bulk-tcp") on real libp2p nodes and real TCP sockets on 127.0.0.1: chunks come
+// over the bulk port, the chunk server's limits hold there too, a client falls back to the libp2p chunk protocol by
+// itself, and a bulk port only ever answers a connection that presents a fresh token its peer asked for.
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+const MiB = 1024 * 1024;
+const LIMITS: ChunkServerInit = {
+  maxStreamsPerPeer: 2,
+  maxConcurrentTotal: 64,
+  perPeerBytesPerSecond: 0,
+  totalBytesPerSecond: 0,
+  readTimeoutMs: 3_000,
+};
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()?.();
+});
+
+async function node(dir: string, name: string, listen = true): Promise<Libp2p> {
+  const n = await createP2PNode({
+    keyFile: join(dir, `${name}.key`),
+    listen: listen ? ['/ip4/127.0.0.1/tcp/0'] : [],
+  });
+  cleanups.push(() => n.stop());
+  return n;
+}
+
+/** A seeder with a chunk store holding `chunks`; with `bulk` its bulk port too. `now` drives token expiry. */
+async function seeder(
+  chunks: Buffer[],
+  opts: {
+    bulk?: boolean;
+    limits?: Partial<ChunkServerInit>;
+    now?: () => number;
+    verifyOnRead?: boolean;
+  } = {},
+) {
+  const t = tempDir('rsw-bulk-');
+  cleanups.push(t.cleanup);
+  const store = await ChunkStore.open({ dataDir: join(t.dir, 'data'), verifyOnRead: opts.verifyOnRead });
+  for (const c of chunks) await store.put(hashHex(c), c);
+  const n = await node(t.dir, 'server');
+  const limits = { ...LIMITS, ...opts.limits };
+  const server = new ChunkServer({ store }, limits);
+  await server.start(n);
+  cleanups.push(() => server.stop());
+  let bulk: BulkServer | undefined;
+  if (opts.bulk ?? true) {
+    bulk = new BulkServer(
+      { chunkServer: server, now: opts.now },
+      { host: '127.0.0.1', port: 0, readTimeoutMs: limits.readTimeoutMs, maxTokensPerPeer: 3 },
+    );
+    await bulk.start(n);
+    cleanups.push(() => bulk?.stop());
+  }
+  return { node: n, server, bulk, store, addr: n.getMultiaddrs()[0], dir: t.dir };
+}
+
+async function client(): Promise<Libp2p> {
+  const t = tempDir('rsw-bulk-client-');
+  cleanups.push(t.cleanup);
+  return node(t.dir, 'client', false);
+}
+
+async function token(from: Libp2p, addr: Multiaddr) {
+  const connection: Connection = await from.dial(addr);
+  const { host, answer } = await requestBulkToken(connection, AbortSignal.timeout(5_000));
+  if (answer.status !== 'ok') throw new Error('no token');
+  return { host, port: answer.port, token: answer.token };
+}
+
+/** Opens a raw TCP connection, writes `bytes`, and resolves with what came back and whether the server closed it. */
+function rawBulk(
+  port: number,
+  bytes: Uint8Array,
+  waitMs = 5_000,
+): Promise<{ received: number; closed: boolean }> {
+  return new Promise((resolve) => {
+    let received = 0;
+    const s: Socket = tcpConnect({ port, host: '127.0.0.1' }, () => s.write(bytes));
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ received, closed: false });
+    }, waitMs);
+    s.on('data', (d) => {
+      received += d.length;
+    });
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ received, closed: true });
+    });
+  });
+}
+
+const fetchBulk = chunkFetch({ dataPlane: 'bulk-tcp' });
+
+describe('bulk data plane (token over libp2p, chunks over plain TCP)', () => {
+  it('fetches multi-MiB chunks bit-identical over the bulk port, in request order', async () => {
+    const chunks = [3, 1, 4, 1, 5].map((m, i) => pseudoRandomBytes(m * MiB + i, i + 1));
+    const small = Array.from({ length: 100 }, (_, i) => pseudoRandomBytes(4096 + i, 50 + i));
+    const all = [...chunks.slice(0, 2), ...small, ...chunks.slice(2)];
+    const s = await seeder(all);
+    const got = await Array.fromAsync(fetchBulk(await client(), s.addr, all.map(hashHex)));
+    expect(got.map((g) => g.status)).toEqual(all.map(() => 'ok'));
+    got.forEach((g, i) => {
+      expect(g.data?.equals(all[i])).toBe(true);
+    });
+    expect(s.bulk?.stats()).toMatchObject({ tokensIssued: 1, connections: 1, refused: 0 });
+    expect(s.server.stats().bytesServed).toBe(all.reduce((a, c) => a + c.length, 0));
+  });
+
+  it('falls back to the libp2p chunk protocol when a peer offers no bulk port, or its port refuses', async () => {
+    const chunks = [1, 2].map((i) => pseudoRandomBytes(MiB + i, 10 + i));
+    const plain = await seeder(chunks, { bulk: false });
+    const c = await client();
+    const got = await Array.fromAsync(fetchBulk(c, plain.addr, chunks.map(hashHex)));
+    expect(got.map((g) => g.data?.equals(chunks[got.indexOf(g)]))).toEqual([true, true]);
+    // Tokens are issued but the port named drops every connection (a middlebox, a crashed bulk listener).
+    const broken = await seeder(chunks, { bulk: false });
+    const squatter = createServer((sock) => sock.destroy());
+    const bulkPort = await new Promise<number>((r) =>
+      squatter.listen(0, '127.0.0.1', () => r((squatter.address() as { port: number }).port)),
+    );
+    cleanups.push(() => new Promise((r) => squatter.close(r)));
+    await broken.node.handle(BULK_TOKEN_PROTOCOL, async (stream) => {
+      stream.send(
+        encodeTokenAnswer({ status: 'ok', port: bulkPort, ttlMs: 10_000, token: Buffer.alloc(32, 1) }),
+      );
+      await stream.close();
+    });
+    const again = await Array.fromAsync(fetchBulk(c, broken.addr, chunks.map(hashHex)));
+    expect(again.map((g) => g.status)).toEqual(['ok', 'ok']);
+    expect(again[1].data?.equals(chunks[1])).toBe(true);
+    expect(broken.server.stats().bytesServed).toBe(chunks[0].length + chunks[1].length); // over libp2p
+  });
+
+  it('a body that does not hash to what was asked for fails the batch as RSW_ERR_CHUNK_CORRUPT, naming the peer', async () => {
+    const chunks = [1, 2, 3].map((i) => pseudoRandomBytes(MiB + i, 30 + i));
+    const s = await seeder(chunks, { verifyOnRead: false });
+    const path = s.store.path(hashHex(chunks[1]));
+    const rotten = Buffer.from(chunks[1]);
+    rotten[12345] ^= 1;
+    await writeFile(path, rotten); // disk rot the (unverifying) seeder serves as is
+    const got: string[] = [];
+    const error = await (async () => {
+      for await (const g of fetchBulk(await client(), s.addr, chunks.map(hashHex))) got.push(g.status);
+    })().catch((e: unknown) => e as RswError);
+    expect(got).toEqual(['ok']);
+    expect(error?.code).toBe('RSW_ERR_CHUNK_CORRUPT');
+    expect(error?.message).toContain(s.node.peerId.toString());
+    expect(s.bulk?.stats().connections).toBe(1); // it came over the bulk port
+  });
+
+  it('keeps the chunk server limits: over maxStreamsPerPeer a bulk connection is answered busy', async () => {
+    // more than the kernel's socket buffers and the client's read-ahead hold: the first batch stays unfinished
+    const chunks = Array.from({ length: 10 }, (_, i) => pseudoRandomBytes(4 * MiB, 70 + i));
+    const s = await seeder(chunks, { limits: { maxStreamsPerPeer: 1 } });
+    const c = await client();
+    // The first batch is held open: its consumer stops after one chunk, so the stream slot stays taken.
+    const first = fetchBulk(c, s.addr, chunks.map(hashHex));
+    const one = await first.next();
+    expect(one.value?.status).toBe('ok');
+    const second = await Array.fromAsync(fetchBulk(c, s.addr, chunks.slice(0, 2).map(hashHex)));
+    expect(second.map((g) => g.status)).toEqual(['busy', 'busy']);
+    await first.return(undefined);
+    expect(s.bulk?.stats().connections).toBe(2);
+  });
+
+  it('closes a bulk connection with a bad, reused or expired token, garbage, or an oversized request, unanswered', async () => {
+    let now = Date.now();
+    const chunks = [pseudoRandomBytes(MiB, 90)];
+    const s = await seeder(chunks, { now: () => now });
+    const c = await client();
+    const request = encodeChunkRequest([hashHex(chunks[0])]);
+    const good = await token(c, s.addr);
+    // a good token works once...
+    const ok = await rawBulk(good.port, Buffer.concat([encodeBulkHello(good.token), request]));
+    expect(ok.received).toBe(5 + MiB);
+    // ...and never again
+    expect(await rawBulk(good.port, Buffer.concat([encodeBulkHello(good.token), request]))).toEqual({
+      received: 0,
+      closed: true,
+    });
+    // a token nobody was given
+    const forged = Buffer.concat([encodeBulkHello(Buffer.alloc(32, 7)), request]);
+    expect(await rawBulk(good.port, forged)).toEqual({ received: 0, closed: true });
+    // an expired one
+    const stale = await token(c, s.addr);
+    now += 60_000;
+    expect(await rawBulk(good.port, Buffer.concat([encodeBulkHello(stale.token), request]))).toEqual({
+      received: 0,
+      closed: true,
+    });
+    now = Date.now();
+    // garbage instead of a hello
+    expect(await rawBulk(good.port, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(4)))).toEqual({
+      received: 0,
+      closed: true,
+    });
+    // a good hello, then a request frame declaring 65535 hashes
+    const fresh = await token(c, s.addr);
+    const huge = Buffer.concat([encodeBulkHello(fresh.token), Buffer.from([0xff, 0xff]), Buffer.alloc(64)]);
+    expect(await rawBulk(good.port, huge)).toEqual({ received: 0, closed: true });
+    // half a hello, then silence: closed after readTimeoutMs
+    const t0 = Date.now();
+    expect(await rawBulk(good.port, Buffer.from('RSWB'), 10_000)).toEqual({ received: 0, closed: true });
+    expect(Date.now() - t0).toBeLessThan(9_000);
+    expect(s.bulk?.stats().refused).toBe(5);
+    expect(s.bulk?.stats().connections).toBe(2);
+  });
+
+  it('a token is refused (busy) beyond the per-peer limit, and the client then uses the chunk protocol', async () => {
+    const chunks = [pseudoRandomBytes(MiB, 91)];
+    const s = await seeder(chunks);
+    const c = await client();
+    for (let i = 0; i < 3; i++) await token(c, s.addr); // maxTokensPerPeer: 3, none used
+    const connection = await c.dial(s.addr);
+    expect((await requestBulkToken(connection, AbortSignal.timeout(5_000))).answer.status).toBe('busy');
+    const got = await Array.fromAsync(fetchBulk(c, s.addr, chunks.map(hashHex)));
+    expect(got[0].data?.equals(chunks[0])).toBe(true);
+    expect(s.bulk?.stats().connections).toBe(0);
+    expect(s.bulk?.stats().tokensRefused).toBe(2);
+  });
+
+  it('a client closes the connection when a bulk server declares a 4 GiB body, and memory stays flat', async () => {
+    // A hostile peer: a real libp2p token protocol naming a TCP port that answers every hello with a huge header.
+    const t = tempDir('rsw-bulk-evil-');
+    cleanups.push(t.cleanup);
+    const evil = await node(t.dir, 'evil');
+    let closedByClient = 0;
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer((sock) => {
+        sock.on('error', () => {});
+        sock.on('close', () => closedByClient++);
+        sock.resume(); // read, so the client's close is seen
+        sock.write(Buffer.from([0, 0xff, 0xff, 0xff, 0xff])); // ok, 4 GiB - 1
+        sock.write(Buffer.alloc(64 * 1024, 0xaa));
+      });
+      srv.listen(0, '127.0.0.1', () => resolve((srv.address() as { port: number }).port));
+      cleanups.push(() => new Promise((r) => srv.close(r)));
+    });
+    await evil.handle(BULK_TOKEN_PROTOCOL, async (stream) => {
+      stream.send(encodeTokenAnswer({ status: 'ok', port, ttlMs: 10_000, token: Buffer.alloc(32, 2) }));
+      await stream.close();
+    });
+    const c = await client();
+    const fetch = chunkFetch({ dataPlane: 'bulk-tcp' });
+    const hash = hashHex(Buffer.from('x'));
+    gc();
+    const before = process.memoryUsage();
+    for (let i = 0; i < 30; i++) {
+      await expect(Array.fromAsync(fetch(c, evil.getMultiaddrs()[0], [hash]))).rejects.toThrow(
+        /allowed 1\.\./,
+      );
+    }
+    gc();
+    const after = process.memoryUsage();
+    await vi.waitFor(() => expect(closedByClient).toBe(30));
+    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(32 * MiB);
+    expect(after.rss - before.rss).toBeLessThan(64 * MiB);
+  });
+});
