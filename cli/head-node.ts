@@ -7,6 +7,7 @@ import { ImageKeyStore } from '../core/image-key-store.ts';
 import { loadTrust, publicKeyFromRaw } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
+import { HeadServing } from '../seeder/head-serving.ts';
 import { SuperSeeding } from '../seeder/super-seeding.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
 import { channelRoutes } from '../tracker/channel-routes.ts';
@@ -113,7 +114,10 @@ export async function startHead(
   await enrollmentService.start(node);
   const { reserveAfterMs } = config.seeder;
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
-  const seeder = new ChunkServer({ store, superSeeding }, config.seeder);
+  const { sendsAtOnce } = config.seeder;
+  const headServing =
+    sendsAtOnce > 0 ? new HeadServing<() => void>({ sendsAtOnce, maxWaiting: 0 }) : undefined;
+  const seeder = new ChunkServer({ store, superSeeding, headServing }, config.seeder);
   await seeder.start(node);
 
   let announces = 0;

@@ -11,6 +11,7 @@ import {
   MAX_REQUEST_FRAME_BYTES,
   ProtocolError,
 } from '../core/wire.ts';
+import type { HeadServing } from './head-serving.ts';
 import { TokenBucket } from './rate-limit.ts';
 import type { SuperSeeding } from './super-seeding.ts';
 
@@ -30,6 +31,8 @@ export interface ChunkServerComponents {
   now?: () => number;
   /** The head's serving policy: a chunk it refuses is answered `busy`. @default none (serve every request) */
   superSeeding?: Pick<SuperSeeding, 'take'>;
+  /** The head's send order (one chunk after another): streams take turns. @default none (all send at once) */
+  headServing?: Pick<HeadServing<() => void>, 'admits' | 'ask' | 'done'>;
 }
 
 /** Limits of the chunk server. No defaults here: the config schema owns them. */
@@ -86,6 +89,7 @@ export class ChunkServer {
   readonly #store: Pick<ChunkStore, 'get' | 'has'>;
   readonly #now: () => number;
   readonly #superSeeding: Pick<SuperSeeding, 'take'> | undefined;
+  readonly #headServing: ChunkServerComponents['headServing'];
   readonly #init: ChunkServerInit;
   readonly #peers = new Map<string, PeerState>();
   readonly #streams = new Set<Stream>();
@@ -110,6 +114,7 @@ export class ChunkServer {
     this.#store = components.store;
     this.#now = components.now ?? (() => performance.now());
     this.#superSeeding = components.superSeeding;
+    this.#headServing = components.headServing;
     this.#init = { ...init };
     this.#total = newBucket(init.totalBytesPerSecond, this.#now());
   }
@@ -178,7 +183,9 @@ export class ChunkServer {
     const requests = new RequestReader(stream, this.#init.readTimeoutMs);
     const peer = this.#peer(connection.remotePeer.toString());
     const admitted =
-      peer.active < this.#init.maxStreamsPerPeer && this.#active < this.#init.maxConcurrentTotal;
+      peer.active < this.#init.maxStreamsPerPeer &&
+      this.#active < this.#init.maxConcurrentTotal &&
+      (this.#headServing?.admits() ?? true);
     if (admitted) {
       peer.active++;
       this.#active++;
@@ -243,7 +250,7 @@ export class ChunkServer {
       }
       const result = await next;
       next = i + 1 < serve ? this.#read(hashes[i + 1]) : undefined;
-      if (result.data) await this.#sendChunk(stream, peer, result.data);
+      if (result.data) await this.#inTurn(() => this.#sendChunk(stream, peer, result.data as Buffer));
       else if (result.error !== undefined) {
         this.#errors++;
         await this.#send(stream, encodeChunkResponse('error', result.error));
@@ -255,6 +262,20 @@ export class ChunkServer {
   }
 
   /** Never rejects: a missing or corrupt chunk is `{}`, any other failure `{ error }`. */
+  /** seeder/head-serving.ts: with a send order, a chunk goes out when its stream's turn comes. */
+  async #inTurn(send: () => Promise<void>): Promise<void> {
+    const turns = this.#headServing;
+    if (!turns) return send();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    if (turns.ask(resolve)) resolve();
+    await promise;
+    try {
+      await send();
+    } finally {
+      turns.done()?.();
+    }
+  }
+
   async #read(hash: string): Promise<{ data?: Buffer; error?: string }> {
     try {
       return { data: await this.#store.get(hash) };

@@ -15,6 +15,7 @@
  */
 import { loadConfig } from '../../core/config.ts';
 import { SCHEDULER_DEFAULTS, Scheduler, type SchedulerTunables } from '../../peer/scheduler.ts';
+import { HeadServing } from '../../seeder/head-serving.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
@@ -53,6 +54,17 @@ export interface SimOptions {
   scheduler?: Partial<SchedulerTunables>;
   /** Streams the head serves at once. @default config seeder.maxConcurrentTotal */
   headStreams?: number;
+  /** Chunks the head sends at once (seeder/head-serving.ts); 0: every stream at once. @default config seeder.sendsAtOnce */
+  headSendsAtOnce?: number;
+  /** New streams waiting for the head's turns (seeder/head-serving.ts). @default 0 */
+  headMaxWaiting?: number;
+  /**
+   * Experiment: nodes send chunk by chunk too (seeder/head-serving.ts); 16 nodes, head at 1: 1 at once with 1, 3 or 8
+   * waiting 2.07, 2.22, 2.49 × T_min, 2 with 2 waiting 1.74 ×. @default 0 (off)
+   */
+  nodeSendsAtOnce?: number;
+  /** New streams waiting for a node's turns. @default 0 */
+  nodeMaxWaiting?: number;
   /** Streams a node serves at once. @default config peer.maxServeStreams */
   nodeStreams?: number;
   /** Gateways per rack (tracker/handout-policy.ts rule 5). @default HANDOUT_DEFAULTS.gateways */
@@ -74,6 +86,8 @@ export interface SimResult {
   tLast: number;
   /** Bytes the head sent (chunk payload, duplicates included). */
   headEgressBytes: number;
+  /** When the head's last chunk arrived, s. */
+  headLastAt: number;
   /** Bytes that crossed from the spine into a rack (the head's included). */
   crossRackBytes: number;
   /** Bytes delivered in total, and how many of those were duplicates (endgame copies, late arrivals). */
@@ -162,6 +176,22 @@ export function simulate(o: SimOptions): SimResult {
   const announceInterval = o.announceInterval ?? config.tracker.announceIntervalSeconds;
   const reserveAfterMs = o.reserveAfterMs ?? config.seeder.reserveAfterMs;
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
+  const headSendsAtOnce = o.headSendsAtOnce ?? config.seeder.sendsAtOnce;
+  const nodeTurns = new Map<Host, HeadServing<Batch>>();
+  const turnsOf = (h: Host): HeadServing<Batch> | undefined => {
+    if (h.index < 0) return headServing;
+    if (!o.nodeSendsAtOnce) return undefined;
+    let g = nodeTurns.get(h);
+    if (!g) {
+      g = new HeadServing<Batch>({ sendsAtOnce: o.nodeSendsAtOnce, maxWaiting: o.nodeMaxWaiting });
+      nodeTurns.set(h, g);
+    }
+    return g;
+  };
+  const headServing =
+    headSendsAtOnce > 0
+      ? new HeadServing<Batch>({ sendsAtOnce: headSendsAtOnce, maxWaiting: o.headMaxWaiting })
+      : undefined;
   const chunkLengths: number[] = [];
   for (let off = 0; off < o.imageBytes; off += o.chunkBytes)
     chunkLengths.push(Math.min(o.chunkBytes, o.imageBytes - off));
@@ -240,6 +270,7 @@ export function simulate(o: SimOptions): SimResult {
   let allocatedAt = Number.NEGATIVE_INFINITY;
   let allocQueued = false;
   let headEgress = 0;
+  let headLastAt = 0;
   let crossRack = 0;
   let delivered = 0;
   let duplicate = 0;
@@ -303,6 +334,14 @@ export function simulate(o: SimOptions): SimResult {
       version: 0,
       cross,
     };
+    const gate = turnsOf(from);
+    if (gate) {
+      if (gate.ask(b)) sendChunk(b);
+    } else sendChunk(b);
+  };
+  /** Puts a batch's next chunk on the wire (the whole batch is one flow, except at a head sending chunk by chunk). */
+  const sendChunk = (b: Batch): void => {
+    b.since = now;
     flows.add(b);
     attach(b);
     b.rate = provisionalRate(b);
@@ -318,7 +357,10 @@ export function simulate(o: SimOptions): SimResult {
     }
     const i = b.indices[b.at];
     const bytes = chunkLengths[i];
-    if (b.from === head) headEgress += bytes;
+    if (b.from === head) {
+      headEgress += bytes;
+      headLastAt = now;
+    }
     if (b.cross) crossRack += bytes;
     delivered += bytes;
     const n = b.to;
@@ -326,13 +368,26 @@ export function simulate(o: SimOptions): SimResult {
     if (n.have[i]) duplicate += bytes;
     else verified(n, i);
     b.at++;
-    if (b.at < b.indices.length) {
-      b.left = chunkLengths[b.indices[b.at]];
-      scheduleChunkEnd(b);
-    } else {
+    const turns = turnsOf(b.from);
+    if (turns) {
+      // seeder/head-serving.ts: the chunk's send ends, the next turn's begins; this batch queues again behind it
       flows.delete(b);
       detach(b);
       changed(b);
+      b.version++;
+      const next = turns.done();
+      if (next) sendChunk(next);
+    }
+    if (b.at < b.indices.length) {
+      b.left = chunkLengths[b.indices[b.at]];
+      if (!turns) scheduleChunkEnd(b);
+      else if (turns.ask(b)) sendChunk(b);
+    } else {
+      if (!turns) {
+        flows.delete(b);
+        detach(b);
+        changed(b);
+      }
       b.from.serving--;
       // the response's end reaches the client one latency later; its worker then ends
       at(now + latency, () => {
@@ -392,7 +447,8 @@ export function simulate(o: SimOptions): SimResult {
     const server = byId.get(id) as Host;
     at(now + latency, () => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
-      const full = server.serving >= server.maxServing;
+      const full =
+        server.serving >= server.maxServing || ((g) => g !== undefined && !g.admits())(turnsOf(server));
       // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
       let served = full ? [] : indices;
       if (!full && server === head && superSeeding) {
@@ -495,6 +551,7 @@ export function simulate(o: SimOptions): SimResult {
     perNode,
     tLast: perNode[perNode.length - 1],
     headEgressBytes: headEgress,
+    headLastAt,
     crossRackBytes: crossRack,
     deliveredBytes: delivered,
     duplicateBytes: duplicate,
