@@ -114,9 +114,11 @@ export async function startHead(
   await enrollmentService.start(node);
   const { reserveAfterMs } = config.seeder;
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
-  const { sendsAtOnce } = config.seeder;
+  const { sendsAtOnce, sendRampEvery, maxConcurrentTotal } = config.seeder;
   const headServing =
-    sendsAtOnce > 0 ? new HeadServing<() => void>({ sendsAtOnce, maxWaiting: 0 }) : undefined;
+    sendsAtOnce > 0
+      ? new HeadServing<() => void>({ sendsAtOnce, maxWaiting: maxConcurrentTotal, rampEvery: sendRampEvery })
+      : undefined;
   const seeder = new ChunkServer({ store, superSeeding, headServing }, config.seeder);
   await seeder.start(node);
 

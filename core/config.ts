@@ -136,12 +136,17 @@ export const ConfigSchema = Type.Object(
          */
         reserveAfterMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 10_000 }),
         /**
-         * Chunks the head sends at once, its streams taking turns and a new stream refused (`busy`) while all are
-         * sending (seeder/head-serving.ts); 0 = every stream at once. 1 ends the head's sends at F/u_s, but t_last
-         * grows until the nodes stop piling onto a fresh chunk (bench/sim, 16 nodes: 1.77 × T_min against 1.51 ×),
-         * so it is off. @default 0
+         * Chunks the head sends at once, its streams taking turns chunk by chunk (seeder/head-serving.ts; the other
+         * admitted streams wait for a turn); 0 = every stream at once. 32 streams sharing the head's link delivered no
+         * whole chunk for 16 chunk-times; 1 at a time was slowed to a node's share of its own downlink (bench/sim,
+         * 16 nodes: t_last 1.51 × T_min at 0, 1.77 × at 1, 1.32 × at 8 with sendRampEvery 2). @default 8
          */
-        sendsAtOnce: Type.Integer({ minimum: 0, maximum: 65536, default: 0 }),
+        sendsAtOnce: Type.Integer({ minimum: 0, maximum: 65536, default: 8 }),
+        /**
+         * The head starts with one send at a time and allows one more for every this many sends completed, up to
+         * sendsAtOnce (the first chunks reach nodes whole, early); 0 = sendsAtOnce from the start. @default 2
+         */
+        sendRampEvery: Type.Integer({ minimum: 0, maximum: 65536, default: 2 }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -272,7 +272,7 @@ export class ChunkServer {
     try {
       await send();
     } finally {
-      turns.done()?.();
+      for (const go of turns.done()) go();
     }
   }
 

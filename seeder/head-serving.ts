@@ -17,11 +17,19 @@ export interface HeadServingInit {
    * nodes: the head's last send at 16.4–16.9 s with 1 waiting, 10.8 s = F/u_s with none). @default 0
    */
   maxWaiting?: number;
+  /**
+   * Sends completed per extra send at once, from 1 up to sendsAtOnce (a slow start: the first chunks reach nodes
+   * whole and early, later ones share the link with the nodes' own traffic); 0: sendsAtOnce from the start.
+   * @default 0
+   */
+  rampEvery?: number;
 }
 
 export class HeadServing<T> {
   readonly #sendsAtOnce: number;
   readonly #maxWaiting: number;
+  readonly #rampEvery: number;
+  #completed = 0;
   #sending = 0;
   readonly #waiting: T[] = [];
   #head = 0;
@@ -33,6 +41,15 @@ export class HeadServing<T> {
     const w = init.maxWaiting ?? 0;
     if (!(Number.isInteger(w) && w >= 0)) throw new RangeError(`maxWaiting must be an integer ≥ 0: ${w}`);
     this.#maxWaiting = w;
+    const r = init.rampEvery ?? 0;
+    if (!(r >= 0 && Number.isFinite(r))) throw new RangeError(`rampEvery must be a finite number ≥ 0: ${r}`);
+    this.#rampEvery = r;
+  }
+
+  /** Sends allowed at once now. */
+  get limit(): number {
+    if (this.#rampEvery === 0) return this.#sendsAtOnce;
+    return Math.min(this.#sendsAtOnce, 1 + Math.floor(this.#completed / this.#rampEvery));
   }
 
   /** Chunks being sent now. */
@@ -47,12 +64,12 @@ export class HeadServing<T> {
 
   /** Whether a new stream may queue for turns (else answer it `busy`). */
   admits(): boolean {
-    return this.#sending + this.waiting < this.#sendsAtOnce + this.#maxWaiting;
+    return this.#sending + this.waiting < this.limit + this.#maxWaiting;
   }
 
   /** `turn` wants to send one chunk: true, it may now (call done() after); false, it waits (done() hands it on). */
   ask(turn: T): boolean {
-    if (this.#sending < this.#sendsAtOnce && this.waiting === 0) {
+    if (this.#sending < this.limit && this.waiting === 0) {
       this.#sending++;
       return true;
     }
@@ -60,11 +77,19 @@ export class HeadServing<T> {
     return false;
   }
 
-  /** A send ended (sent or failed): the turn that may send now, if one waits (it is counted as sending). */
-  done(): T | undefined {
+  /** A send ended (sent or failed): the turns that may send now (counted as sending), in order; often one or none. */
+  done(): T[] {
     if (this.#sending === 0) throw new Error('done() without a send in progress');
     this.#sending--;
-    if (this.waiting === 0) return undefined;
+    this.#completed++;
+    const go: T[] = [];
+    for (let t = this.#next(); t !== undefined; t = this.#next()) go.push(t);
+    return go;
+  }
+
+  /** The next waiting turn, if a send slot is free (it is counted as sending). */
+  #next(): T | undefined {
+    if (this.waiting === 0 || this.#sending >= this.limit) return undefined;
     const next = this.#waiting[this.#head++];
     if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
       this.#waiting.splice(0, this.#head);

@@ -56,7 +56,9 @@ export interface SimOptions {
   headStreams?: number;
   /** Chunks the head sends at once (seeder/head-serving.ts); 0: every stream at once. @default config seeder.sendsAtOnce */
   headSendsAtOnce?: number;
-  /** New streams waiting for the head's turns (seeder/head-serving.ts). @default 0 */
+  /** seeder/head-serving.ts rampEvery. @default config seeder.sendRampEvery */
+  headRampEvery?: number;
+  /** New streams waiting for the head's turns (seeder/head-serving.ts). @default config seeder.maxConcurrentTotal */
   headMaxWaiting?: number;
   /**
    * Experiment: nodes send chunk by chunk too (seeder/head-serving.ts); 16 nodes, head at 1: 1 at once with 1, 3 or 8
@@ -190,7 +192,11 @@ export function simulate(o: SimOptions): SimResult {
   };
   const headServing =
     headSendsAtOnce > 0
-      ? new HeadServing<Batch>({ sendsAtOnce: headSendsAtOnce, maxWaiting: o.headMaxWaiting })
+      ? new HeadServing<Batch>({
+          sendsAtOnce: headSendsAtOnce,
+          maxWaiting: o.headMaxWaiting ?? config.seeder.maxConcurrentTotal,
+          rampEvery: o.headRampEvery ?? config.seeder.sendRampEvery,
+        })
       : undefined;
   const chunkLengths: number[] = [];
   for (let off = 0; off < o.imageBytes; off += o.chunkBytes)
@@ -271,6 +277,7 @@ export function simulate(o: SimOptions): SimResult {
   let allocQueued = false;
   let headEgress = 0;
   let headLastAt = 0;
+  let busyCount = 0;
   let crossRack = 0;
   let delivered = 0;
   let duplicate = 0;
@@ -375,8 +382,7 @@ export function simulate(o: SimOptions): SimResult {
       detach(b);
       changed(b);
       b.version++;
-      const next = turns.done();
-      if (next) sendChunk(next);
+      for (const next of turns.done()) sendChunk(next);
     }
     if (b.at < b.indices.length) {
       b.left = chunkLengths[b.indices[b.at]];
@@ -458,6 +464,7 @@ export function simulate(o: SimOptions): SimResult {
       if (served.length < indices.length) {
         at(now + latency, () => {
           for (const i of indices) if (!served.includes(i)) n.scheduler.failed(id, i, 'busy', ms());
+          busyCount++;
           if (served.length === 0) n.workers.delete(id);
           poke(n);
         });
@@ -514,6 +521,29 @@ export function simulate(o: SimOptions): SimResult {
   };
   let finished = 0;
 
+  // SIM_SAMPLE=1: every 0.5 s, the nodes' mean up- and downlink use, idle uplinks, refusals so far and the head's
+  // turns on stderr (where the time goes).
+  if (process.env.SIM_SAMPLE) {
+    const sample = (): void => {
+      let up = 0;
+      let down = 0;
+      let idleUp = 0;
+      for (const n of nodes) {
+        let u = 0;
+        for (const f of n.up.flows) u += f.rate;
+        let d = 0;
+        for (const f of n.down.flows) d += f.rate;
+        up += u / n.up.cap;
+        down += d / n.down.cap;
+        if (u === 0) idleUp++;
+      }
+      console.error(
+        `t=${now.toFixed(1)} up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has('head')).length} serving ${head.serving}`,
+      );
+      if (finished < o.nodes) at(now + 0.5, sample);
+    };
+    at(0.25, sample);
+  }
   for (const n of nodes) {
     const t0 = (o.startup ?? 0) + random() * (o.startupSpread ?? 0);
     at(t0, () => {

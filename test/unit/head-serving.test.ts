@@ -9,10 +9,10 @@ describe('head serving (one chunk after another, the streams taking turns)', () 
     expect(h.ask('c')).toBe(false);
     expect([h.sending, h.waiting]).toEqual([1, 2]);
     expect(h.ask('a')).toBe(false); // a's next chunk queues behind b and c
-    expect(h.done()).toBe('b');
-    expect(h.done()).toBe('c');
-    expect(h.done()).toBe('a');
-    expect(h.done()).toBeUndefined();
+    expect(h.done()).toEqual(['b']);
+    expect(h.done()).toEqual(['c']);
+    expect(h.done()).toEqual(['a']);
+    expect(h.done()).toEqual([]);
     expect([h.sending, h.waiting]).toEqual([0, 0]);
     expect(h.ask('d')).toBe(true);
   });
@@ -40,10 +40,25 @@ describe('head serving (one chunk after another, the streams taking turns)', () 
     expect(h.cancel(1)).toBe(true);
     expect(h.cancel(1)).toBe(false);
     const order: number[] = [];
-    for (let t = h.done(); t !== undefined; t = h.done()) order.push(t);
+    for (let t = h.done(); t.length > 0; t = h.done()) order.push(...t);
     expect(order.length).toBe(2999);
     expect(order.slice(0, 3)).toEqual([0, 2, 3]);
     expect(order.at(-1)).toBe(2999);
+  });
+
+  it('ramps up from one send at a time by one for every rampEvery sends completed', () => {
+    const h = new HeadServing<string>({ sendsAtOnce: 3, maxWaiting: 10, rampEvery: 2 });
+    expect(h.ask('a')).toBe(true);
+    for (const t of ['b', 'c', 'd', 'e', 'f']) expect(h.ask(t)).toBe(false);
+    expect(h.limit).toBe(1);
+    expect(h.done()).toEqual(['b']); // 1 completed: still 1 at once
+    expect(h.done()).toEqual(['c', 'd']); // 2 completed: 2 at once
+    expect(h.sending).toBe(2);
+    expect(h.done()).toEqual(['e']);
+    expect(h.done()).toEqual(['f']); // 4 completed: 3 at once, but only f waits
+    expect([h.limit, h.sending, h.waiting]).toEqual([3, 2, 0]);
+    expect(h.ask('g')).toBe(true);
+    expect(h.ask('h')).toBe(false);
   });
 
   it('refuses done() without a send, and bad limits', () => {
@@ -51,5 +66,6 @@ describe('head serving (one chunk after another, the streams taking turns)', () 
     expect(() => new HeadServing<string>({ sendsAtOnce: 0 })).toThrow(RangeError);
     expect(() => new HeadServing<string>({ maxWaiting: -1 })).toThrow(RangeError);
     expect(() => new HeadServing<string>({ sendsAtOnce: 1.5 })).toThrow(RangeError);
+    expect(() => new HeadServing<string>({ rampEvery: Number.NaN })).toThrow(RangeError);
   });
 });
