@@ -7,6 +7,7 @@ import { ImageKeyStore } from '../core/image-key-store.ts';
 import { loadTrust, publicKeyFromRaw } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
+import { HeadServing } from '../seeder/head-serving.ts';
 import { SuperSeeding } from '../seeder/super-seeding.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
 import { channelRoutes } from '../tracker/channel-routes.ts';
@@ -114,7 +115,12 @@ export async function startHead(
   await enrollmentService.start(node);
   const { reserveAfterMs } = config.seeder;
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
-  const seeder = new ChunkServer({ store, superSeeding }, config.seeder);
+  const { sendsAtOnce, sendRampEvery, maxConcurrentTotal } = config.seeder;
+  const headServing =
+    sendsAtOnce > 0
+      ? new HeadServing<() => void>({ sendsAtOnce, maxWaiting: maxConcurrentTotal, rampEvery: sendRampEvery })
+      : undefined;
+  const seeder = new ChunkServer({ store, superSeeding, headServing }, config.seeder);
   await seeder.start(node);
   const bulk = await startBulkServer(seeder, node, config, opts.listen ?? config.head.listen);
 

@@ -15,6 +15,7 @@ import {
   MAX_REQUEST_FRAME_BYTES,
   ProtocolError,
 } from '../core/wire.ts';
+import type { HeadServing } from './head-serving.ts';
 import { TokenBucket } from './rate-limit.ts';
 import type { SuperSeeding } from './super-seeding.ts';
 
@@ -35,6 +36,8 @@ export interface ChunkServerComponents {
   now?: () => number;
   /** The head's serving policy: a chunk it refuses is answered `busy`. @default none (serve every request) */
   superSeeding?: Pick<SuperSeeding, 'take'>;
+  /** The head's send order (one chunk after another): streams take turns. @default none (all send at once) */
+  headServing?: Pick<HeadServing<() => void>, 'admits' | 'ask' | 'done'>;
 }
 
 /** Limits of the chunk server. No defaults here: the config schema owns them. */
@@ -115,6 +118,7 @@ export class ChunkServer {
   readonly #pool = new BufferPool();
   readonly #now: () => number;
   readonly #superSeeding: Pick<SuperSeeding, 'take'> | undefined;
+  readonly #headServing: ChunkServerComponents['headServing'];
   readonly #init: ChunkServerInit;
   readonly #peers = new Map<string, PeerState>();
   readonly #streams = new Set<ServeTransport>();
@@ -139,6 +143,7 @@ export class ChunkServer {
     this.#store = components.store;
     this.#now = components.now ?? (() => performance.now());
     this.#superSeeding = components.superSeeding;
+    this.#headServing = components.headServing;
     this.#init = { ...init };
     this.#total = newBucket(init.totalBytesPerSecond, this.#now());
   }
@@ -214,7 +219,9 @@ export class ChunkServer {
   async serve(remote: PeerId, t: ServeTransport): Promise<void> {
     const peer = this.#peer(remote.toString());
     const admitted =
-      peer.active < this.#init.maxStreamsPerPeer && this.#active < this.#init.maxConcurrentTotal;
+      peer.active < this.#init.maxStreamsPerPeer &&
+      this.#active < this.#init.maxConcurrentTotal &&
+      (this.#headServing?.admits() ?? true);
     if (admitted) {
       peer.active++;
       this.#active++;
@@ -282,8 +289,9 @@ export class ChunkServer {
       const result = await next;
       next = i + 1 < serve ? this.#read(hashes[i + 1], pooled) : undefined;
       if (result.data) {
-        await this.#sendChunk(t, peer, result.data);
-        if (pooled) this.#pool.release(result.data);
+        const data = result.data;
+        await this.#inTurn(() => this.#sendChunk(t, peer, data));
+        if (pooled) this.#pool.release(data);
       } else if (result.error !== undefined) {
         this.#errors++;
         await t.send(encodeChunkResponse('error', result.error));
@@ -291,6 +299,20 @@ export class ChunkServer {
         this.#notFound++;
         await t.send(NOT_FOUND);
       }
+    }
+  }
+
+  /** seeder/head-serving.ts: with a send order, a chunk goes out when its stream's turn comes. */
+  async #inTurn(send: () => Promise<void>): Promise<void> {
+    const turns = this.#headServing;
+    if (!turns) return send();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    if (turns.ask(resolve)) resolve();
+    await promise;
+    try {
+      await send();
+    } finally {
+      for (const go of turns.done()) go();
     }
   }
 

@@ -1,6 +1,6 @@
 // `node bench/sim/main.ts --nodes N --racks R --rate MBIT --head-rate MBIT --size MIB [--chunk MIB]
 //  [--spine-rate MBIT] [--startup S] [--latency MS] [--quantum MS] [--seed K] [--runs K] [--gateways G]
-//  [--allocation full|incremental] [--json]`
+//  [--allocation full|incremental] [--head-sends K] [--head-ramp K] [--json]`
 import { parseArgs } from 'node:util';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import { fmt, median } from '../lib/stats.ts';
@@ -53,6 +53,8 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     reserveAfterMs: v['reserve-after'] === undefined ? undefined : Number(v['reserve-after']),
     maxSimSeconds: v['max-sim'] === undefined ? undefined : Number(v['max-sim']),
     gateways: v.gateways === undefined ? undefined : Number(v.gateways),
+    headSendsAtOnce: v['head-sends'] === undefined ? undefined : Number(v['head-sends']),
+    headRampEvery: v['head-ramp'] === undefined ? undefined : Number(v['head-ramp']),
     allocation: v.allocation === 'incremental' ? 'incremental' : 'full',
   };
 }
@@ -74,6 +76,8 @@ if (import.meta.main) {
       'max-sim': { type: 'string' },
       'reserve-after': { type: 'string' },
       gateways: { type: 'string' },
+      'head-sends': { type: 'string' },
+      'head-ramp': { type: 'string' },
       allocation: { type: 'string', default: 'full' },
       runs: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },

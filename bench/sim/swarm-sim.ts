@@ -15,6 +15,7 @@
  */
 import { loadConfig } from '../../core/config.ts';
 import { SCHEDULER_DEFAULTS, Scheduler, type SchedulerTunables } from '../../peer/scheduler.ts';
+import { HeadServing } from '../../seeder/head-serving.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
@@ -53,6 +54,19 @@ export interface SimOptions {
   scheduler?: Partial<SchedulerTunables>;
   /** Streams the head serves at once. @default config seeder.maxConcurrentTotal */
   headStreams?: number;
+  /** Chunks the head sends at once (seeder/head-serving.ts); 0: every stream at once. @default config seeder.sendsAtOnce */
+  headSendsAtOnce?: number;
+  /** seeder/head-serving.ts rampEvery. @default config seeder.sendRampEvery */
+  headRampEvery?: number;
+  /** New streams waiting for the head's turns (seeder/head-serving.ts). @default config seeder.maxConcurrentTotal */
+  headMaxWaiting?: number;
+  /**
+   * Experiment: nodes send chunk by chunk too (seeder/head-serving.ts); 16 nodes, head at 1: 1 at once with 1, 3 or 8
+   * waiting 2.07, 2.22, 2.49 × T_min, 2 with 2 waiting 1.74 ×. @default 0 (off)
+   */
+  nodeSendsAtOnce?: number;
+  /** New streams waiting for a node's turns. @default 0 */
+  nodeMaxWaiting?: number;
   /** Streams a node serves at once. @default config peer.maxServeStreams */
   nodeStreams?: number;
   /** Gateways per rack (tracker/handout-policy.ts rule 5). @default HANDOUT_DEFAULTS.gateways */
@@ -74,6 +88,8 @@ export interface SimResult {
   tLast: number;
   /** Bytes the head sent (chunk payload, duplicates included). */
   headEgressBytes: number;
+  /** When the head's last chunk arrived, s. */
+  headLastAt: number;
   /** Bytes that crossed from the spine into a rack (the head's included). */
   crossRackBytes: number;
   /** Bytes delivered in total, and how many of those were duplicates (endgame copies, late arrivals). */
@@ -162,6 +178,26 @@ export function simulate(o: SimOptions): SimResult {
   const announceInterval = o.announceInterval ?? config.tracker.announceIntervalSeconds;
   const reserveAfterMs = o.reserveAfterMs ?? config.seeder.reserveAfterMs;
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
+  const headSendsAtOnce = o.headSendsAtOnce ?? config.seeder.sendsAtOnce;
+  const nodeTurns = new Map<Host, HeadServing<Batch>>();
+  const turnsOf = (h: Host): HeadServing<Batch> | undefined => {
+    if (h.index < 0) return headServing;
+    if (!o.nodeSendsAtOnce) return undefined;
+    let g = nodeTurns.get(h);
+    if (!g) {
+      g = new HeadServing<Batch>({ sendsAtOnce: o.nodeSendsAtOnce, maxWaiting: o.nodeMaxWaiting });
+      nodeTurns.set(h, g);
+    }
+    return g;
+  };
+  const headServing =
+    headSendsAtOnce > 0
+      ? new HeadServing<Batch>({
+          sendsAtOnce: headSendsAtOnce,
+          maxWaiting: o.headMaxWaiting ?? config.seeder.maxConcurrentTotal,
+          rampEvery: o.headRampEvery ?? config.seeder.sendRampEvery,
+        })
+      : undefined;
   const chunkLengths: number[] = [];
   for (let off = 0; off < o.imageBytes; off += o.chunkBytes)
     chunkLengths.push(Math.min(o.chunkBytes, o.imageBytes - off));
@@ -240,6 +276,8 @@ export function simulate(o: SimOptions): SimResult {
   let allocatedAt = Number.NEGATIVE_INFINITY;
   let allocQueued = false;
   let headEgress = 0;
+  let headLastAt = 0;
+  let busyCount = 0;
   let crossRack = 0;
   let delivered = 0;
   let duplicate = 0;
@@ -303,6 +341,14 @@ export function simulate(o: SimOptions): SimResult {
       version: 0,
       cross,
     };
+    const gate = turnsOf(from);
+    if (gate) {
+      if (gate.ask(b)) sendChunk(b);
+    } else sendChunk(b);
+  };
+  /** Puts a batch's next chunk on the wire (the whole batch is one flow, except at a head sending chunk by chunk). */
+  const sendChunk = (b: Batch): void => {
+    b.since = now;
     flows.add(b);
     attach(b);
     b.rate = provisionalRate(b);
@@ -318,7 +364,10 @@ export function simulate(o: SimOptions): SimResult {
     }
     const i = b.indices[b.at];
     const bytes = chunkLengths[i];
-    if (b.from === head) headEgress += bytes;
+    if (b.from === head) {
+      headEgress += bytes;
+      headLastAt = now;
+    }
     if (b.cross) crossRack += bytes;
     delivered += bytes;
     const n = b.to;
@@ -326,13 +375,25 @@ export function simulate(o: SimOptions): SimResult {
     if (n.have[i]) duplicate += bytes;
     else verified(n, i);
     b.at++;
-    if (b.at < b.indices.length) {
-      b.left = chunkLengths[b.indices[b.at]];
-      scheduleChunkEnd(b);
-    } else {
+    const turns = turnsOf(b.from);
+    if (turns) {
+      // seeder/head-serving.ts: the chunk's send ends, the next turn's begins; this batch queues again behind it
       flows.delete(b);
       detach(b);
       changed(b);
+      b.version++;
+      for (const next of turns.done()) sendChunk(next);
+    }
+    if (b.at < b.indices.length) {
+      b.left = chunkLengths[b.indices[b.at]];
+      if (!turns) scheduleChunkEnd(b);
+      else if (turns.ask(b)) sendChunk(b);
+    } else {
+      if (!turns) {
+        flows.delete(b);
+        detach(b);
+        changed(b);
+      }
       b.from.serving--;
       // the response's end reaches the client one latency later; its worker then ends
       at(now + latency, () => {
@@ -392,7 +453,8 @@ export function simulate(o: SimOptions): SimResult {
     const server = byId.get(id) as Host;
     at(now + latency, () => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
-      const full = server.serving >= server.maxServing;
+      const full =
+        server.serving >= server.maxServing || ((g) => g !== undefined && !g.admits())(turnsOf(server));
       // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
       let served = full ? [] : indices;
       if (!full && server === head && superSeeding) {
@@ -402,6 +464,7 @@ export function simulate(o: SimOptions): SimResult {
       if (served.length < indices.length) {
         at(now + latency, () => {
           for (const i of indices) if (!served.includes(i)) n.scheduler.failed(id, i, 'busy', ms());
+          busyCount++;
           if (served.length === 0) n.workers.delete(id);
           poke(n);
         });
@@ -458,6 +521,29 @@ export function simulate(o: SimOptions): SimResult {
   };
   let finished = 0;
 
+  // SIM_SAMPLE=1: every 0.5 s, the nodes' mean up- and downlink use, idle uplinks, refusals so far and the head's
+  // turns on stderr (where the time goes).
+  if (process.env.SIM_SAMPLE) {
+    const sample = (): void => {
+      let up = 0;
+      let down = 0;
+      let idleUp = 0;
+      for (const n of nodes) {
+        let u = 0;
+        for (const f of n.up.flows) u += f.rate;
+        let d = 0;
+        for (const f of n.down.flows) d += f.rate;
+        up += u / n.up.cap;
+        down += d / n.down.cap;
+        if (u === 0) idleUp++;
+      }
+      console.error(
+        `t=${now.toFixed(1)} up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has('head')).length} serving ${head.serving}`,
+      );
+      if (finished < o.nodes) at(now + 0.5, sample);
+    };
+    at(0.25, sample);
+  }
   for (const n of nodes) {
     const t0 = (o.startup ?? 0) + random() * (o.startupSpread ?? 0);
     at(t0, () => {
@@ -495,6 +581,7 @@ export function simulate(o: SimOptions): SimResult {
     perNode,
     tLast: perNode[perNode.length - 1],
     headEgressBytes: headEgress,
+    headLastAt,
     crossRackBytes: crossRack,
     deliveredBytes: delivered,
     duplicateBytes: duplicate,

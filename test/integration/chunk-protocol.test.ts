@@ -8,7 +8,8 @@ import { hashHex } from '../../core/hash.ts';
 import { ChunkStore } from '../../core/store.ts';
 import { CHUNK_PROTOCOL, encodeChunkRequest, encodeChunkResponseHeader } from '../../core/wire.ts';
 import { type FetchedChunk, fetchChunks } from '../../peer/chunk-client.ts';
-import { ChunkServer, type ChunkServerInit } from '../../seeder/chunk-server.ts';
+import { ChunkServer, type ChunkServerComponents, type ChunkServerInit } from '../../seeder/chunk-server.ts';
+import { HeadServing } from '../../seeder/head-serving.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 import { endOf, rawStream } from '../helpers/raw-stream.ts';
@@ -39,13 +40,17 @@ async function node(dir: string, listen = true): Promise<Libp2p> {
 }
 
 /** A seeder: a chunk store in a temp dir holding `chunks`, served by a ChunkServer on 127.0.0.1. */
-async function seeder(chunks: Buffer[], init: Partial<ChunkServerInit> = {}) {
+async function seeder(
+  chunks: Buffer[],
+  init: Partial<ChunkServerInit> = {},
+  components: Omit<ChunkServerComponents, 'store'> = {},
+) {
   const t = tempDir('rsw-chunk-proto-');
   cleanups.push(t.cleanup);
   const store = await ChunkStore.open({ dataDir: join(t.dir, 'data') });
   for (const c of chunks) await store.put(hashHex(c), c);
   const n = await node(t.dir);
-  const server = new ChunkServer({ store }, { ...UNLIMITED, ...init });
+  const server = new ChunkServer({ store, ...components }, { ...UNLIMITED, ...init });
   await server.start(n);
   cleanups.push(() => server.stop());
   return { node: n, store, server, addr: n.getMultiaddrs()[0], dir: t.dir };
@@ -83,6 +88,31 @@ describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => 
     });
     const bytes = chunks.reduce((n, c) => n + c.length, 0);
     expect(s.server.stats()).toMatchObject({ bytesServed: bytes, requests: chunks.length, errors: 0 });
+  });
+
+  it('with head serving (one chunk on the wire at a time), serves three clients at once bit-identical', async () => {
+    const chunks = Array.from({ length: 12 }, (_, i) => pseudoRandomBytes(MiB + i, 300 + i));
+    const turns = new HeadServing<() => void>({ sendsAtOnce: 1, maxWaiting: 8, rampEvery: 0 });
+    let most = 0;
+    const watched = {
+      admits: () => turns.admits(),
+      ask: (go: () => void) => {
+        const now = turns.ask(go);
+        most = Math.max(most, turns.sending);
+        return now;
+      },
+      done: () => turns.done(),
+    };
+    const s = await seeder(chunks, {}, { headServing: watched });
+    const hashes = chunks.map(hashHex);
+    const clients = await Promise.all([client(), client(), client()]);
+    const results = await Promise.all(clients.map((c) => fetchAll(c, s.addr, hashes)));
+    for (const r of results) {
+      expect(statuses(r)).toEqual(hashes.map(() => 'ok'));
+      expect(r.map((x, i) => x.data?.equals(chunks[i]))).toEqual(chunks.map(() => true));
+    }
+    expect(most).toBe(1);
+    expect([turns.sending, turns.waiting]).toEqual([0, 0]);
   });
 
   it('answers not-found for a chunk the seeder does not have, and serves the rest', async () => {

@@ -67,6 +67,8 @@ describe('config schema', () => {
         totalBytesPerSecond: 0,
         readTimeoutMs: 10_000,
         reserveAfterMs: 10_000,
+        sendsAtOnce: 0,
+        sendRampEvery: 2,
       },
       tracker: {
         peerTtlMs: 90_000,
