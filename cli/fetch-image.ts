@@ -139,7 +139,10 @@ export async function fetchImage(
   const revoked = await nodeRevocations(client, cache, trusted);
   const chunkCache =
     opts.cache !== undefined && config.peer.cacheVersions > 0
-      ? await ChunkCache.open(cache, { keepVersions: config.peer.cacheVersions })
+      ? await ChunkCache.open(cache, {
+          keepVersions: config.peer.cacheVersions,
+          copies: config.peer.cacheCopies,
+        })
       : undefined;
   // A channel names a version through the publisher's signed, short-lived pointer (core/channel.ts).
   const pointer =

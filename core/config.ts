@@ -299,6 +299,14 @@ export const ConfigSchema = Type.Object(
          */
         cacheVersions: Type.Integer({ minimum: 0, maximum: 100, default: 2 }),
         /**
+         * The chunk cache keeps its own copy of every cached version's chunks (read back from the output and re-hashed
+         * after the summary: a second write of the image, ~1 CPU s per GiB), so a node can rebuild a version offline
+         * even when its output was lost or overwritten behind the cache's back (a wiped disk, a RAM root after a
+         * reboot). false: the output is the only seed (half the writes; an in-place update still saves what it would
+         * destroy). @default true
+         */
+        cacheCopies: Type.Boolean({ default: true }),
+        /**
          * After a fetch, re-read the whole output and hash every chunk again (~1 s of disk and CPU per GiB). Off by
          * default: every chunk is BLAKE3-checked on receipt before it is written, and recorded done only after an
          * fdatasync; turn it on for storage suspected of losing or corrupting writes. @default false

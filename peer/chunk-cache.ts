@@ -52,18 +52,24 @@ export class ChunkCache {
   readonly dir: string;
   readonly store: ChunkStore;
   readonly #keepVersions: number;
+  readonly #copies: boolean;
   #entries: CachedVersion[] = [];
 
-  private constructor(dir: string, store: ChunkStore, keepVersions: number) {
+  private constructor(dir: string, store: ChunkStore, keepVersions: number, copies: boolean) {
     this.dir = dir;
     this.store = store;
     this.#keepVersions = keepVersions;
+    this.#copies = copies;
   }
 
-  static async open(dir: string, opts: { keepVersions: number }): Promise<ChunkCache> {
+  /**
+   * `copies`: absorb() also copies a version's chunks into the store when its output seeds them, so the cache alone
+   * can rebuild a version whose output was lost or overwritten behind its back (config `peer.cacheCopies`).
+   */
+  static async open(dir: string, opts: { keepVersions: number; copies?: boolean }): Promise<ChunkCache> {
     await ensureWritableDir(join(dir, 'manifests'));
     const store = await ChunkStore.open({ dataDir: dir, verifyOnRead: true });
-    const cache = new ChunkCache(dir, store, opts.keepVersions);
+    const cache = new ChunkCache(dir, store, opts.keepVersions, opts.copies ?? false);
     try {
       const parsed = JSON.parse(await readFile(join(dir, 'cached.json'), 'utf8'));
       if (Array.isArray(parsed?.versions)) cache.#entries = parsed.versions;
@@ -207,8 +213,8 @@ export class ChunkCache {
 
   /**
    * Takes a complete, verified image into the cache: its signed manifest and its `output` as the seed of its chunks
-   * (nothing copied); without an output (a preheat's temporary file), its chunks, read back and re-hashed. Then
-   * evicts beyond `keepVersions` per image.
+   * (nothing copied, unless the cache keeps copies); without an output (a preheat's temporary file), its chunks, read
+   * back and re-hashed. Then evicts beyond `keepVersions` per image.
    */
   async absorb(
     ref: { name: string; version: number; id: string; envelope: Uint8Array; manifest: Manifest },
@@ -216,7 +222,7 @@ export class ChunkCache {
     output?: string,
   ): Promise<{ bytesFreed: number }> {
     const seen = new Set<string>();
-    for (const c of output === undefined ? ref.manifest.chunks : []) {
+    for (const c of output === undefined || this.#copies ? ref.manifest.chunks : []) {
       if (seen.has(c.hash)) continue;
       seen.add(c.hash);
       if (await this.store.has(c.hash)) continue;

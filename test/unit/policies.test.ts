@@ -97,6 +97,7 @@ describe('config schema', () => {
         lingerSeconds: 600,
         maxServeStreams: 8,
         cacheVersions: 2,
+        cacheCopies: true,
         verifyWritten: false,
       },
       boot: {
