@@ -3,29 +3,20 @@
 // Quoted: medians, the encrypted/plain ratio measured side by side, and CPU seconds per GiB (load inflates it less).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChunkCipher, generateImageKey } from '../core/chunk-cipher.ts';
 import { hash } from '../core/hash.ts';
 import { type RunningHead, startHead } from '../test/helpers/head.ts';
+import { writeRandomFile } from './lib/random-file.ts';
 import { fmt, median } from './lib/stats.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const bin = join(root, 'bin/rackswarm.js');
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
-
-function writeRandom(path: string, size: number): void {
-  const fd = openSync(path, 'w');
-  const block = Buffer.alloc(64 * MiB);
-  for (let done = 0; done < size; done += block.length) {
-    randomFillSync(block);
-    writeSync(fd, block, 0, Math.min(block.length, size - done));
-  }
-  closeSync(fd);
-}
 
 interface Run {
   seconds: number;
@@ -121,7 +112,7 @@ export async function benchEncryption(opts: { quick?: boolean }): Promise<string
     const key = join(work, 'keys/publisher.key');
     const pub = join(work, 'keys/publisher.pub');
     const img = join(work, 'image.bin');
-    writeRandom(img, size);
+    writeRandomFile(img, size);
 
     const micro = [32 * 1024, 512 * 1024].map((c) => ({
       chunk: c,

@@ -2,28 +2,18 @@
 // and time to the last node for 8 and 16 local peers, (c) peer RSS while fetching a large image. Real processes on
 // loopback: a real `rackswarm head`, real `rackswarm fetch` processes.
 import { execFileSync, spawn } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type RunningHead, startHead } from '../test/helpers/head.ts';
+import { writeRandomFile } from './lib/random-file.ts';
 import { fmt, median } from './lib/stats.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const bin = join(root, 'bin/rackswarm.js');
 const MiB = 1024 * 1024;
-
-function writeRandom(path: string, size: number): void {
-  const fd = openSync(path, 'w');
-  const block = Buffer.alloc(64 * MiB);
-  for (let done = 0; done < size; done += block.length) {
-    randomFillSync(block);
-    writeSync(fd, block, 0, Math.min(block.length, size - done));
-  }
-  closeSync(fd);
-}
 
 interface FetchRun {
   code: number | null;
@@ -146,7 +136,7 @@ export async function benchFetch(opts: { quick?: boolean; parts?: string }): Pro
 
     // (a) one peer from the seeder, against raw TCP moving the same bytes, interleaved run by run
     const one = join(work, 'one.img');
-    writeRandom(one, oneSize);
+    writeRandomFile(one, oneSize);
     execFileSync(process.execPath, [
       bin,
       'publish',
@@ -205,7 +195,7 @@ export async function benchFetch(opts: { quick?: boolean; parts?: string }): Pro
 
     // (b) head egress and time to the last node, N peers started together
     const swarmImg = join(work, 'swarm.img');
-    writeRandom(swarmImg, swarmSize);
+    writeRandomFile(swarmImg, swarmSize);
     const swarmRows: string[] = [];
     for (const n of !parts.has('b') ? [] : opts.quick ? [8] : [8, 16]) {
       const dir = join(work, `head-b${n}`);
@@ -248,7 +238,7 @@ export async function benchFetch(opts: { quick?: boolean; parts?: string }): Pro
     // (c) peer RSS while fetching a large image, on each data plane
     const rssRuns = new Map<string, FetchRun>();
     const big = join(work, 'big.img');
-    writeRandom(big, bigSize);
+    writeRandomFile(big, bigSize);
     execFileSync(process.execPath, [
       bin,
       'publish',

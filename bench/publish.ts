@@ -5,20 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTree, mksquashfs, mutateTree } from '../test/fixtures/tree.ts';
+import { writeRandomFile } from './lib/random-file.ts';
 import { fmt, gbps, median } from './lib/stats.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const GiB = 1024 ** 3;
-
-function writeRandomFile(path: string, size: number): void {
-  const fd = openSync(path, 'w');
-  const block = Buffer.alloc(64 * 1024 * 1024);
-  for (let done = 0; done < size; done += block.length) {
-    randomFillSync(block);
-    writeSync(fd, block, 0, Math.min(block.length, size - done));
-  }
-  closeSync(fd);
-}
 
 /** The disk's durable write rate in the same run: `size` bytes written in 64 MiB blocks, then one fsync. */
 function durableWriteSeconds(path: string, size: number): number {
