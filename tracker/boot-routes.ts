@@ -18,6 +18,7 @@ import { type BootParams, formatBootCmdline, parseBootCmdline } from '../core/bo
 import { isRswError, RswError } from '../core/errors.ts';
 import { envelopeSigner, openSignedManifest } from '../core/signed-manifest.ts';
 import type { ChunkStore } from '../core/store.ts';
+import { imageVersionParams } from './image-params.ts';
 import type { ImageRecord, Registry } from './registry.ts';
 import { loadOrCreateSshHostKey } from './ssh-host-keys.ts';
 
@@ -109,14 +110,7 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRoutesDeps): 
     '/boot/images/:name/:version',
     {
       schema: {
-        params: {
-          type: 'object',
-          properties: {
-            name: { type: 'string', maxLength: 200 },
-            version: { type: 'string', maxLength: 20 },
-          },
-          required: ['name', 'version'],
-        },
+        params: imageVersionParams,
       },
     },
     async (req, reply) => {

@@ -18,6 +18,7 @@ import type { ChunkStore } from '../core/store.ts';
 import { isAuthorized } from './admin-token.ts';
 import { registerBootRoutes } from './boot-routes.ts';
 import { RequestRateLimiter, type RequestRateLimitInit } from './http-rate-limit.ts';
+import { imageVersionParams } from './image-params.ts';
 import type { Metrics } from './metrics.ts';
 import type { ImageRecord, Registry } from './registry.ts';
 
@@ -244,14 +245,7 @@ export function buildHttpApi(deps: HttpApiDeps): FastifyInstance {
     '/api/images/:name/:version/manifest',
     {
       schema: {
-        params: {
-          type: 'object',
-          properties: {
-            name: { type: 'string', maxLength: 200 },
-            version: { type: 'string', maxLength: 20 },
-          },
-          required: ['name', 'version'],
-        },
+        params: imageVersionParams,
       },
     },
     async (req, reply) => {
