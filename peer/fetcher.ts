@@ -146,6 +146,7 @@ export class Fetcher {
       },
       // A node that announced after us reaches us first: without this we would only ever know the ones before us.
       onNeighbour: (peerId, remote) => this.#addPeer(peerId, remote),
+      onGone: (peerId) => this.#dropPeer(peerId),
     });
   }
 
@@ -278,7 +279,20 @@ export class Fetcher {
     const remote = rack !== undefined && this.#init.rack !== undefined && rack !== this.#init.rack;
     this.#scheduler.addPeer(peerId, this.#now(), remote);
     if (peerId === this.#c.head.peerId) this.#scheduler.peerHave(peerId, 'all');
-    else void this.#exchange.connect(peerId, addr).catch(() => {});
+    else void this.#exchange.connect(peerId, addr).catch(() => this.#dropPeer(peerId));
+  }
+
+  /**
+   * A neighbour whose exchange could not be opened, or whose stream ended (it left, or a freeze or a partition timed
+   * the stream out): what it holds is no longer known, so it is forgotten until the tracker hands it out again, which
+   * opens a new exchange with a fresh bitfield. Kept instead, it would stay a source whose holdings never grow.
+   */
+  #dropPeer(peerId: string): void {
+    // (A connect can fail while the peer's own exchange with us, opened meanwhile, is fine.)
+    if (peerId === this.#c.head.peerId || this.#exchange.isNeighbour(peerId)) return;
+    if (!this.#peers.delete(peerId)) return;
+    this.#scheduler.removePeer(peerId, this.#now());
+    this.#poke();
   }
 
   async #announceLoop(signal?: AbortSignal): Promise<void> {

@@ -71,6 +71,11 @@ export class HaveExchange {
     return [...this.#neighbours.keys()];
   }
 
+  /** Whether an exchange with this peer is open. */
+  isNeighbour(peerId: string): boolean {
+    return this.#neighbours.has(peerId);
+  }
+
   /** Opens the exchange with a peer (no-op if one is open or being opened). */
   async connect(peerId: string, addr: PeerId | Multiaddr): Promise<void> {
     if (this.#neighbours.has(peerId) || this.#dialing.has(peerId)) return;

@@ -21,12 +21,15 @@ export interface EvilPeerInit {
    * How it lies on the chunk protocol. corrupt: answers every request `ok` with the right number of wrong bytes (the
    * real ChunkServer over a lying store). silent: accepts every chunk stream, reads the request and never answers.
    * slow: answers `ok` with the chunk's length, then sends its true bytes at `slowBytesPerSecond`.
+   * honest: the real ChunkServer over the true bytes of `image` (for faults outside the chunk protocol).
    * @default "corrupt"
    */
-  behaviour?: 'corrupt' | 'silent' | 'slow';
+  behaviour?: 'corrupt' | 'silent' | 'slow' | 'honest';
+  /** Have-exchange streams opened to us that are aborted at once, the first ones (a flaky neighbour). @default 0 */
+  abortExchanges?: number;
   /** @default 1 */
   slowBytesPerSecond?: number;
-  /** The image's bytes, for the slow behaviour's true bodies (without it: zeros). */
+  /** The image's bytes, for the slow and honest behaviours' true bodies (without it: zeros). */
   image?: Buffer;
 }
 
@@ -41,7 +44,9 @@ export interface EvilPeer {
   streams: Map<string, ChunkStreamRecord[]>;
   /** Peers that opened a have exchange with us (or accepted ours). */
   neighbours(): string[];
-  /** Chunks the server read from our lying store (each one sent as garbage of the right length). */
+  /** Have-exchange streams aborted so far (abortExchanges). */
+  exchangesAborted(): number;
+  /** Chunks the server read from its store (corrupt: each sent as garbage of the right length; honest: true). */
   chunksFaked(): number;
   /** Chunk body bytes put on the wire by the silent or slow behaviour. */
   bytesDribbled(): number;
@@ -55,14 +60,17 @@ export interface EvilPeer {
  * bytes. Honest fetchers must catch each body with BLAKE3 and, after `banAfter` bad chunks, stop asking it.
  */
 export async function startEvilPeer(init: EvilPeerInit): Promise<EvilPeer> {
-  const lengths = new Map(init.manifest.chunks.map((c) => [c.hash, c.length]));
+  const byHash = new Map(init.manifest.chunks.map((c) => [c.hash, c]));
   let faked = 0;
   const store = {
-    has: async (hash: string) => lengths.has(hash),
+    has: async (hash: string) => byHash.has(hash),
     get: async (hash: string) => {
       faked++;
+      const c = byHash.get(hash);
+      if (init.behaviour === 'honest' && init.image && c)
+        return Buffer.from(init.image.subarray(c.offset, c.offset + c.length));
       // Right length, wrong bytes: only the hash check can tell.
-      return Buffer.alloc(lengths.get(hash) ?? 0, 0x5a);
+      return Buffer.alloc(c?.length ?? 0, 0x5a);
     },
   };
   const node = await createP2PNode({ keyFile: join(init.dir, 'evil.key'), listen: ['/ip4/127.0.0.1/tcp/0'] });
@@ -100,7 +108,25 @@ export async function startEvilPeer(init: EvilPeerInit): Promise<EvilPeer> {
       readTimeoutMs: 10_000,
     },
   );
-  const exchange = new HaveExchange(node, {
+  let exchangesAborted = 0;
+  const flaky: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'> = {
+    handle: (protocol, handler, options) =>
+      node.handle(
+        protocol,
+        (stream, connection) => {
+          if (exchangesAborted < (init.abortExchanges ?? 0)) {
+            exchangesAborted++;
+            stream.abort(new Error('flaky neighbour'));
+            return;
+          }
+          return handler(stream, connection);
+        },
+        options,
+      ),
+    unhandle: (protocol, options) => node.unhandle(protocol, options),
+    dialProtocol: node.dialProtocol.bind(node),
+  };
+  const exchange = new HaveExchange(flaky, {
     imageId: init.imageId,
     chunkCount: init.manifest.chunks.length,
     has: () => true,
@@ -110,11 +136,10 @@ export async function startEvilPeer(init: EvilPeerInit): Promise<EvilPeer> {
   const dribblers = new Set<NodeJS.Timeout>();
   let dribbled = 0;
   const behaviour = init.behaviour ?? 'corrupt';
-  if (behaviour === 'corrupt') {
+  if (behaviour === 'corrupt' || behaviour === 'honest') {
     await server.start(counting);
   } else {
     // Never closes a stream itself: the fetcher has to give up on it.
-    const bytes = new Map(init.manifest.chunks.map((c) => [c.hash, c]));
     const everyMs = 1000 / (init.slowBytesPerSecond ?? 1);
     await counting.handle(
       CHUNK_PROTOCOL,
@@ -131,7 +156,7 @@ export async function startEvilPeer(init: EvilPeerInit): Promise<EvilPeer> {
             stream.abort(new Error('bad request'));
             return;
           }
-          const c = hashes.length > 0 ? bytes.get(hashes[0]) : undefined;
+          const c = hashes.length > 0 ? byHash.get(hashes[0]) : undefined;
           if (!c) return;
           stream.send(encodeChunkResponseHeader({ status: 'ok', length: c.length }));
           // The true bytes of the chunk, one at a time: the fetcher could verify them, if it waited days.
@@ -176,6 +201,7 @@ export async function startEvilPeer(init: EvilPeerInit): Promise<EvilPeer> {
     peerId: node.peerId.toString(),
     streams,
     neighbours: () => exchange.neighbours(),
+    exchangesAborted: () => exchangesAborted,
     chunksFaked: () => faked,
     bytesDribbled: () => dribbled,
     stats: () => server.stats(),
