@@ -144,8 +144,9 @@ export class Fetcher {
         this.#scheduler.peerHave(peerId, indices);
         this.#poke();
       },
-      // A node that announced after us reaches us first: without this we would only ever know the ones before us.
-      onNeighbour: (peerId, remote) => this.#addPeer(peerId, remote),
+      // A node that announced after us reaches us first: without this we would only ever know the ones before us. And
+      // a peer forgotten while an exchange with it was being opened is a source again before its bitfield arrives.
+      onOpen: (peerId, addr) => this.#addPeer(peerId, addr),
       onGone: (peerId) => this.#dropPeer(peerId),
     });
   }
@@ -289,6 +290,7 @@ export class Fetcher {
    */
   #dropPeer(peerId: string): void {
     // (A connect can fail while the peer's own exchange with us, opened meanwhile, is fine.)
+      console.error(Date.now(), 'drop', peerId.slice(-6), this.#exchange.isNeighbour(peerId));
     if (peerId === this.#c.head.peerId || this.#exchange.isNeighbour(peerId)) return;
     if (!this.#peers.delete(peerId)) return;
     this.#scheduler.removePeer(peerId, this.#now());

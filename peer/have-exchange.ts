@@ -12,7 +12,7 @@ import {
   MAX_HAVE_INDICES,
 } from '../core/wire.ts';
 
-type ExchangeNode = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'>;
+type ExchangeNode = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'peerId'>;
 
 export interface HaveExchangeInit {
   imageId: string;
@@ -25,10 +25,14 @@ export interface HaveExchangeInit {
   onRack?: (peerId: string, rack: string) => void;
   /** A neighbour holds these chunks (from its bitfield or increments). */
   onHave: (peerId: string, indices: number[]) => void;
-  /** A neighbour's stream ended. */
+  /** A neighbour's stream ended (and no other is open with it). */
   onGone?: (peerId: string) => void;
-  /** A peer opened the exchange with us: it is a download source too (reachable over that connection). */
-  onNeighbour?: (peerId: string, remote: PeerId) => void;
+  /**
+   * An exchange with a peer is open — we dialled it, or it reached us first (then it is reachable over that
+   * connection: `addr` is its peer id). Called before any of its messages, so it can be made a source before its
+   * bitfield arrives.
+   */
+  onOpen?: (peerId: string, addr: PeerId | Multiaddr) => void;
   /** Neighbours at most (incoming streams beyond it are refused). @default 64 */
   maxNeighbours?: number;
 }
@@ -36,6 +40,8 @@ export interface HaveExchangeInit {
 interface Neighbour {
   stream: Stream;
   lp: ReturnType<typeof lpStream>;
+  /** We dialled it. */
+  outbound: boolean;
 }
 
 /**
@@ -84,7 +90,7 @@ export class HaveExchange {
       const stream = await this.#node.dialProtocol(addr, HAVE_PROTOCOL, {
         signal: AbortSignal.timeout(10_000),
       });
-      this.#adopt(peerId, stream);
+      this.#adopt(peerId, stream, true, addr);
     } finally {
       this.#dialing.delete(peerId);
     }
@@ -115,20 +121,34 @@ export class HaveExchange {
       stream.abort(new Error('too many neighbours'));
       return;
     }
-    this.#adopt(peerId, stream);
-    this.#init.onNeighbour?.(peerId, connection.remotePeer);
+    this.#adopt(peerId, stream, false, connection.remotePeer);
   }
 
-  #adopt(peerId: string, stream: Stream): void {
+  /**
+   * Makes `stream` the exchange with `peerId`. A newer stream in the same direction replaces the old one (a re-dial:
+   * the old one is presumed dead). When both sides dialled at once, each side would otherwise keep the stream it
+   * accepted and abort the one it dialled — killing both; so both keep the stream the lower peer id dialled.
+   */
+  #adopt(peerId: string, stream: Stream, outbound: boolean, addr: PeerId | Multiaddr): void {
+    const old = this.#neighbours.get(peerId);
+    if (old && old.outbound !== outbound) {
+      const me = this.#node.peerId.toString();
+      const dialler = outbound ? me : peerId;
+      const other = outbound ? peerId : me;
+      if (dialler > other) {
+        stream.abort(new Error('both sides opened the exchange: the other stream is kept'));
+        return;
+      }
+    }
     const lp = lpStream(stream, {
       maxDataLength: MAX_HAVE_FRAME_BYTES,
       maxBufferSize: MAX_HAVE_FRAME_BYTES + 16,
       lengthDecoder: boundedLengthDecoder(MAX_HAVE_FRAME_BYTES),
     });
-    const old = this.#neighbours.get(peerId);
-    const n = { stream, lp };
+    const n = { stream, lp, outbound };
     this.#neighbours.set(peerId, n);
     if (old) old.stream.abort(new Error('replaced by a newer exchange stream'));
+    this.#init.onOpen?.(peerId, addr);
     void this.#run(peerId, n);
   }
 

@@ -109,7 +109,8 @@ export async function startEvilPeer(init: EvilPeerInit): Promise<EvilPeer> {
     },
   );
   let exchangesAborted = 0;
-  const flaky: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'> = {
+  const flaky: Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'peerId'> = {
+    peerId: node.peerId,
     handle: (protocol, handler, options) =>
       node.handle(
         protocol,

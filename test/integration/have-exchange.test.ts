@@ -1,0 +1,85 @@
+// The have exchange between two real libp2p nodes (TCP + encryption + yamux on 127.0.0.1) when both open it at the
+// same moment — which happens whenever two nodes learn each other from the tracker in the same second, and after a
+// freeze or a partition heals. Each side used to keep the stream it accepted and abort the one it had dialled, so
+// both streams died and neither learnt what the other holds (found in linger.test.ts's SIGSTOP test).
+import { join } from 'node:path';
+import type { Libp2p } from '@libp2p/interface';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createP2PNode } from '../../cli/p2p-node.ts';
+import { HaveExchange } from '../../peer/have-exchange.ts';
+import { tempDir } from '../helpers/cli.ts';
+
+const IMAGE_ID = 'ef'.repeat(32);
+const CHUNKS = 64;
+let t: ReturnType<typeof tempDir>;
+const stops: Array<() => unknown> = [];
+
+interface Side {
+  node: Libp2p;
+  exchange: HaveExchange;
+  /** Chunk indices each neighbour said it holds, by peer id. */
+  heard: Map<string, Set<number>>;
+}
+
+async function side(name: string, holds: number[]): Promise<Side> {
+  const node = await createP2PNode({ keyFile: join(t.dir, `${name}.key`), listen: ['/ip4/127.0.0.1/tcp/0'] });
+  stops.push(() => node.stop());
+  const s: Side = { node, exchange: undefined as unknown as HaveExchange, heard: new Map() };
+  s.exchange = new HaveExchange(node, {
+    imageId: IMAGE_ID,
+    chunkCount: CHUNKS,
+    has: (i) => holds.includes(i),
+    onHave: (peerId, indices) => {
+      const set = s.heard.get(peerId) ?? new Set<number>();
+      for (const i of indices) set.add(i);
+      s.heard.set(peerId, set);
+    },
+  });
+  await s.exchange.start();
+  stops.push(() => s.exchange.stop());
+  return s;
+}
+
+beforeAll(() => {
+  t = tempDir('rsw-exchange-');
+});
+afterAll(async () => {
+  for (const s of stops.reverse()) await Promise.resolve(s()).catch(() => {});
+  t?.cleanup();
+});
+
+describe('have exchange opened by both sides at once', () => {
+  it('keeps one stream on both sides, so bitfields and increments still flow', async () => {
+    for (let round = 0; round < 5; round++) {
+      const a = await side(`a${round}`, [1, 2, 3]);
+      const b = await side(`b${round}`, [40]);
+      const aId = a.node.peerId.toString();
+      const bId = b.node.peerId.toString();
+      await Promise.all([
+        a.exchange.connect(bId, b.node.getMultiaddrs()[0]),
+        b.exchange.connect(aId, a.node.getMultiaddrs()[0]),
+      ]);
+      // Both bitfields arrive over whichever stream survived…
+      await vi.waitFor(
+        () => {
+          expect([...(b.heard.get(aId) ?? [])].sort((x, y) => x - y)).toEqual([1, 2, 3]);
+          expect([...(a.heard.get(bId) ?? [])]).toEqual([40]);
+        },
+        { timeout: 10_000, interval: 50 },
+      );
+      // …and it stays open: later increments get through both ways.
+      await new Promise((r) => setTimeout(r, 300));
+      a.exchange.announce([7]);
+      b.exchange.announce([41]);
+      await vi.waitFor(
+        () => {
+          expect(b.heard.get(aId)?.has(7)).toBe(true);
+          expect(a.heard.get(bId)?.has(41)).toBe(true);
+        },
+        { timeout: 10_000, interval: 50 },
+      );
+      expect(a.exchange.isNeighbour(bId)).toBe(true);
+      expect(b.exchange.isNeighbour(aId)).toBe(true);
+    }
+  }, 120_000);
+});
