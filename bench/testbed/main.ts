@@ -1,5 +1,6 @@
 // `npm run bench:swarm -- --nodes N --rate MBIT --size MIB [--racks R] [--head-rate MBIT] [--spine-rate MBIT]
 //  [--runs K] [--no-nginx] [--json]`: the network testbed (needs root: network namespaces and tc).
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fmt, median } from '../lib/stats.ts';
 import { runTestbed, type TestbedResult } from './testbed.ts';
@@ -7,6 +8,12 @@ import { runTestbed, type TestbedResult } from './testbed.ts';
 /** A run's CPU was the bottleneck rather than the links (2 shared cores). */
 export function cpuBound(cpu: { meanBusy: number; share90: number }): boolean {
   return cpu.meanBusy >= 0.85 || cpu.share90 >= 0.5;
+}
+
+const CORES = availableParallelism();
+
+function sum(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
 }
 
 /** One run as a few lines of text (what the command prints). */
@@ -30,6 +37,10 @@ export function describe(r: TestbedResult): string {
     `  CPU busy ${fmt(s.cpu.meanBusy * 100, 0)} % (${fmt(s.cpu.share90 * 100, 0)} % of samples ≥ 90 %)` +
       (cpuBound(s.cpu) ? ' — CPU-BOUND: the cores, not the links, limited this run' : '') +
       `; outputs ${s.identical ? 'bit-identical' : 'DIFFER'}`,
+    `  CPU seconds from the release to the last node: nodes ${fmt(sum(s.cpuSeconds.nodes), 1)} s in all ` +
+      `(per node min/median/max ${fmt(s.cpuSeconds.nodes[0])} / ${fmt(median(s.cpuSeconds.nodes))} / ` +
+      `${fmt(s.cpuSeconds.nodes.at(-1) ?? Number.NaN)} s), head ${fmt(s.cpuSeconds.head)} s; the ${CORES} cores had ` +
+      `${fmt(CORES * s.tLast, 1)} s, ${fmt(s.cpu.meanBusy * CORES * s.tLast, 1)} s of it busy`,
   ];
   if (r.nginx) {
     const n = r.nginx;

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
+import { processCpuSeconds } from '../lib/proc-cpu.ts';
 import { median } from '../lib/stats.ts';
 import { CpuMeter } from './cpu.ts';
 import { Fabric } from './fabric.ts';
@@ -71,6 +72,12 @@ export interface TestbedResult {
     /** Payload bytes the nodes say came from the head's seeder, and from peers (their own accounting). */
     fromSeeder: number;
     fromPeers: number;
+    /**
+     * CPU seconds (user + system, /proc/PID/stat) each process used from the release to the last node's completion:
+     * per node (sorted) and the head's. With the cores' busy share, it says who a CPU-bound run's cores went to
+     * (the rest: the kernel's shaping and veth traffic, and whatever else the machine ran).
+     */
+    cpuSeconds: { nodes: number[]; head: number };
   };
   nginx?: PhaseResult;
 }
@@ -172,6 +179,9 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     ]);
     await head.waitFor(/head ready/, 30_000);
 
+    // RSW_TESTBED_CPU_PROF=DIR: every peer writes a V8 CPU profile into DIR (on SIGTERM at the end of the phase).
+    const profDir = process.env.RSW_TESTBED_CPU_PROF;
+    const profile = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
     // rackswarm: pre-start every peer (it loads its code, then waits at the gate), release all at once.
     const t0 = performance.now();
     const peers: Proc[] = fabric.nodes.map((n, i) => {
@@ -180,6 +190,7 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       const config = join(dir, 'config.json');
       writeFileSync(config, JSON.stringify({ peer: { listen: [`/ip4/${n.ip}/tcp/${P2P_PORT}`] } }));
       return procs.start(n.ns, process.execPath, [
+        ...profile,
         '--import',
         gate,
         bin,
@@ -206,7 +217,13 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     const prestart = (performance.now() - t0) / 1000;
     log(`${opts.nodes} peers pre-started in ${prestart.toFixed(1)} s; releasing`);
 
+    const cpuAt = () => ({
+      nodes: peers.map((p) => processCpuSeconds(p.child.pid)),
+      head: processCpuSeconds(head.child.pid),
+    });
+    let cpu0 = cpuAt();
     const rs = await phase(fabric, opts.timeoutSeconds, async (release) => {
+      cpu0 = cpuAt();
       for (const p of peers) p.child.stdin?.write('go\n');
       const done = await Promise.all(
         peers.map(async (p) => {
@@ -216,6 +233,7 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       );
       return done;
     });
+    const cpu1 = cpuAt();
     const startups = peers.map(
       (p) => ((p.stdout.find((l) => l.line.startsWith('{"progress"'))?.at ?? Number.NaN) - rs.release) / 1000,
     );
@@ -229,8 +247,16 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       prestart,
       fromSeeder: summaries.reduce((a, s) => a + s.bytesFromSeeder, 0),
       fromPeers: summaries.reduce((a, s) => a + s.bytesFromPeers, 0),
+      cpuSeconds: {
+        nodes: cpu1.nodes.map((c, i) => c - cpu0.nodes[i]).sort((a, b) => a - b),
+        head: cpu1.head - cpu0.head,
+      },
     };
     log(`rackswarm: last node ${rackswarm.tLast.toFixed(2)} s (T_min ${tMin.toFixed(2)} s)`);
+    if (profDir) {
+      for (const p of peers) p.child.kill('SIGTERM'); // a lingering fetch exits 0 on it, writing its profile
+      await Promise.race([Promise.all(peers.map((p) => p.exited)), new Promise((r) => setTimeout(r, 15_000))]);
+    }
     await procs.killAll();
     for (let i = 0; i < opts.nodes; i++) rmSync(join(work, `node${i}`), { recursive: true, force: true });
 
