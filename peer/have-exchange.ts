@@ -25,6 +25,12 @@ export interface HaveExchangeInit {
   onRack?: (peerId: string, rack: string) => void;
   /** A neighbour holds these chunks (from its bitfield or increments). */
   onHave: (peerId: string, indices: number[]) => void;
+  /**
+   * The neighbour already holds chunk `index` (it told us): our have of it is not sent to that neighbour, which
+   * cannot want it from us and counts availability only for chunks it lacks. Late in a swarm most neighbours hold
+   * most chunks, so this drops most have messages.
+   */
+  holds?: (peerId: string, index: number) => boolean;
   /** A neighbour's stream ended (and no other is open with it). */
   onGone?: (peerId: string) => void;
   /**
@@ -105,11 +111,17 @@ export class HaveExchange {
   async #flush(): Promise<void> {
     while (this.#pending.length > 0) {
       const batch = this.#pending.splice(0, MAX_HAVE_INDICES);
-      const frame = encodeHave(batch);
+      const holds = this.#init.holds;
+      const all = encodeHave(batch);
       await Promise.all(
-        [...this.#neighbours.entries()].map(([id, n]) =>
-          n.lp.write(frame, { signal: AbortSignal.timeout(10_000) }).catch((e) => this.#drop(id, n, e)),
-        ),
+        [...this.#neighbours.entries()].map(([id, n]) => {
+          const news = holds ? batch.filter((i) => !holds(id, i)) : batch;
+          if (news.length === 0) return undefined;
+          const frame = news.length === batch.length ? all : encodeHave(news);
+          return n.lp
+            .write(frame, { signal: AbortSignal.timeout(10_000) })
+            .catch((e) => this.#drop(id, n, e));
+        }),
       );
     }
     this.#flushing = undefined;

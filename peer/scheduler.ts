@@ -344,6 +344,11 @@ export class Scheduler {
     for (const i of indices) if (Number.isInteger(i) && i >= 0 && i < n) this.#gain(p, i);
   }
 
+  /** Whether `peerId` holds chunk `index`, as far as this node knows (its haves; minus not-found and corrupt answers). */
+  holds(peerId: string, index: number): boolean {
+    return this.#peers.get(peerId)?.has[index] === 1;
+  }
+
   /** Chunk indices to request from `peerId` now (possibly none), by the rules above; they are now in flight to it. */
   next(peerId: string, now: number): number[] {
     const out: number[] = [];

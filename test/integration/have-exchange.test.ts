@@ -21,7 +21,11 @@ interface Side {
   heard: Map<string, Set<number>>;
 }
 
-async function side(name: string, holds: number[]): Promise<Side> {
+async function side(
+  name: string,
+  holds: number[],
+  neighbourHolds?: (peerId: string, i: number) => boolean,
+): Promise<Side> {
   const node = await createP2PNode({ keyFile: join(t.dir, `${name}.key`), listen: ['/ip4/127.0.0.1/tcp/0'] });
   stops.push(() => node.stop());
   const s: Side = { node, exchange: undefined as unknown as HaveExchange, heard: new Map() };
@@ -29,6 +33,7 @@ async function side(name: string, holds: number[]): Promise<Side> {
     imageId: IMAGE_ID,
     chunkCount: CHUNKS,
     has: (i) => holds.includes(i),
+    holds: neighbourHolds,
     onHave: (peerId, indices) => {
       const set = s.heard.get(peerId) ?? new Set<number>();
       for (const i of indices) set.add(i);
@@ -82,4 +87,19 @@ describe('have exchange opened by both sides at once', () => {
       expect(b.exchange.isNeighbour(aId)).toBe(true);
     }
   }, 120_000);
+});
+
+describe('have increments', () => {
+  it('are not sent to a neighbour that already holds the chunk', async () => {
+    // a believes b holds chunk 7 (as b's own have would have told it); it then verifies 7 and 8 itself.
+    const a = await side('a-holds', [], (_peer, i) => i === 7);
+    const b = await side('b-holds', []);
+    const aId = a.node.peerId.toString();
+    await a.exchange.connect(b.node.peerId.toString(), b.node.getMultiaddrs()[0]);
+    await vi.waitFor(() => expect(b.exchange.isNeighbour(aId)).toBe(true), { timeout: 10_000, interval: 50 });
+    a.exchange.announce([7, 8]);
+    a.exchange.announce([9]);
+    await vi.waitFor(() => expect(b.heard.get(aId)?.has(9)).toBe(true), { timeout: 10_000, interval: 50 });
+    expect([...(b.heard.get(aId) ?? [])].sort((x, y) => x - y)).toEqual([8, 9]);
+  }, 60_000);
 });

@@ -226,6 +226,15 @@ describe('Scheduler', () => {
     expect(peerStats(s, 'a')?.wanted).toBe(0);
   });
 
+  it('knows which chunks each peer holds: its haves, less what it did not find', () => {
+    const s = setup('...', { a: 'X.X' }, wide);
+    expect([0, 1, 2].map((i) => s.holds('a', i))).toEqual([true, false, true]);
+    s.peerHave('a', [1]);
+    s.failed('a', 2, 'not-found', 1);
+    expect([0, 1, 2].map((i) => s.holds('a', i))).toEqual([true, true, false]);
+    expect(s.holds('nobody', 0)).toBe(false);
+  });
+
   it('bans a peer after banAfter corrupt chunks: it gets nothing, and its chunks no longer count', () => {
     const s = setup('......', { seeder: '', a: 'XXXXXX', b: 'XXX...' }, wide);
     expect(s.next('seeder', 0)).toEqual([]);
