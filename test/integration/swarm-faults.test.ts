@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
@@ -7,15 +7,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { FetchSummary } from '../../cli/fetch-image.ts';
 import { loadOrCreatePeerKey } from '../../cli/p2p-node.ts';
 import { hashHex } from '../../core/hash.ts';
-import { loadPublicKey } from '../../core/keys.ts';
 import type { ChunkRef } from '../../core/manifest.ts';
-import { type OpenedManifest, openSignedManifest } from '../../core/signed-manifest.ts';
 import type { FetchProgress } from '../../peer/fetcher.ts';
 import { SCHEDULER_DEFAULTS } from '../../peer/scheduler.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
 import { type EvilPeer, startEvilPeer } from '../helpers/evil-peer.ts';
-import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
-import { pseudoRandomBytes } from '../helpers/random.ts';
+import type { RunningHead } from '../helpers/head.ts';
+import { type HeadWithImage, headWithImage } from '../helpers/head-with-image.ts';
 
 /*
  * Faults in a live swarm, with real `rackswarm head` and `rackswarm fetch` processes on 127.0.0.1:
@@ -56,38 +54,24 @@ afterEach(async () => {
 afterAll(() => keys?.cleanup());
 
 /** A temp dir with a head (seeder throttled to `seederBps`) serving `compute`, `size` bytes of pseudo-random data. */
-async function headWithImage(
+async function headWithImageIn(
   prefix: string,
   size: number,
   seederBps: number,
-): Promise<{ dir: string; head: RunningHead; image: Buffer; opened: OpenedManifest; fetchConfig: string }> {
+): Promise<HeadWithImage & { dir: string }> {
   const t = tempDir(prefix);
   cleanups.push(() => t.cleanup());
-  const headConfig = join(t.dir, 'head.json');
-  writeFileSync(headConfig, JSON.stringify({ seeder: { totalBytesPerSecond: seederBps } }));
-  // Fetchers listen on loopback only (the default is 0.0.0.0).
-  const fetchConfig = join(t.dir, 'fetch.json');
-  writeFileSync(fetchConfig, JSON.stringify({ peer: { listen: ['/ip4/127.0.0.1/tcp/0'] } }));
-  const head = await startHead(join(t.dir, 'head'), [], ['--config', headConfig]);
+  const h = await headWithImage({
+    dir: t.dir,
+    keysDir: keys.dir,
+    size,
+    seed: size ^ 0x5eed,
+    headConfig: { seeder: { totalBytesPerSecond: seederBps } },
+  });
   cleanups.push(async () => {
-    await head.stop('SIGKILL');
+    await h.head.stop('SIGKILL');
   });
-  const image = pseudoRandomBytes(size, size ^ 0x5eed);
-  writeFileSync(join(t.dir, 'image.bin'), image);
-  const p = await publishToHead(
-    head.url,
-    join(t.dir, 'head/admin-token'),
-    join(t.dir, 'image.bin'),
-    'compute',
-    join(keys.dir, 'publisher.key'),
-  );
-  expect(p.code, p.stderr).toBe(0);
-  const res = await fetch(`${head.url}/api/images/compute/latest/manifest`);
-  expect(res.status).toBe(200);
-  const opened = openSignedManifest(Buffer.from(await res.arrayBuffer()), [await loadPublicKey(pub)], {
-    maxBytes: 16 * MiB,
-  });
-  return { dir: t.dir, head, image, opened, fetchConfig };
+  return { ...h, dir: t.dir };
 }
 
 function spawnFetch(
@@ -219,7 +203,11 @@ describe('swarm faults', () => {
   it('a peer serving corrupt chunks is banned after banAfter of them; every node still completes bit-identical', async () => {
     const SIZE = 32 * MiB;
     // 8 MiB/s from the head: the download lasts seconds, long enough to see the liar asked again if it were not banned.
-    const { dir, head, image, opened, fetchConfig } = await headWithImage('rsw-faults-evil-', SIZE, 8 * MiB);
+    const { dir, head, image, opened, fetchConfig } = await headWithImageIn(
+      'rsw-faults-evil-',
+      SIZE,
+      8 * MiB,
+    );
     const evil: EvilPeer = await startEvilPeer({
       dir,
       tracker: head.p2p[0],
@@ -269,7 +257,7 @@ describe('swarm faults', () => {
   it('the head stops once every chunk exists somewhere in the swarm; every node still completes', async () => {
     const SIZE = 64 * MiB;
     // 16 MiB/s from the head: ~4 s for the first full copy, so the nodes spread the image among themselves.
-    const { dir, head, image, opened, fetchConfig } = await headWithImage(
+    const { dir, head, image, opened, fetchConfig } = await headWithImageIn(
       'rsw-faults-headless-',
       SIZE,
       16 * MiB,
