@@ -182,13 +182,18 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     // RSW_TESTBED_CPU_PROF=DIR: every peer writes a V8 CPU profile into DIR (on SIGTERM at the end of the phase).
     const profDir = process.env.RSW_TESTBED_CPU_PROF;
     const profile = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+    // RSW_TESTBED_NODE_CONFIG='{"p2p":{"dataPlane":"libp2p"}}': more config for every node (compare settings).
+    const nodeConfig = JSON.parse(process.env.RSW_TESTBED_NODE_CONFIG ?? '{}') as Record<string, unknown>;
     // rackswarm: pre-start every peer (it loads its code, then waits at the gate), release all at once.
     const t0 = performance.now();
     const peers: Proc[] = fabric.nodes.map((n, i) => {
       const dir = join(work, `node${i}`);
       mkdirSync(dir);
       const config = join(dir, 'config.json');
-      writeFileSync(config, JSON.stringify({ peer: { listen: [`/ip4/${n.ip}/tcp/${P2P_PORT}`] } }));
+      writeFileSync(
+        config,
+        JSON.stringify({ ...nodeConfig, peer: { listen: [`/ip4/${n.ip}/tcp/${P2P_PORT}`] } }),
+      );
       return procs.start(n.ns, process.execPath, [
         ...profile,
         '--import',
@@ -255,7 +260,10 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     log(`rackswarm: last node ${rackswarm.tLast.toFixed(2)} s (T_min ${tMin.toFixed(2)} s)`);
     if (profDir) {
       for (const p of peers) p.child.kill('SIGTERM'); // a lingering fetch exits 0 on it, writing its profile
-      await Promise.race([Promise.all(peers.map((p) => p.exited)), new Promise((r) => setTimeout(r, 15_000))]);
+      await Promise.race([
+        Promise.all(peers.map((p) => p.exited)),
+        new Promise((r) => setTimeout(r, 15_000)),
+      ]);
     }
     await procs.killAll();
     for (let i = 0; i < opts.nodes; i++) rmSync(join(work, `node${i}`), { recursive: true, force: true });
