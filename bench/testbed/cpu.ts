@@ -2,11 +2,22 @@
 // were the bottleneck shows up as a high busy share (the testbed's processes and everything else on the machine).
 import { readFileSync } from 'node:fs';
 
-function sample(): { busy: number; total: number } {
+function sample(): { busy: number; total: number; irq: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
   const idle = f[3] + (f[4] ?? 0); // idle + iowait
-  return { busy: total - idle, total };
+  // irq + softirq: the kernel's packet work (veth, bridge, tc shaping), charged to no process
+  return { busy: total - idle, total, irq: (f[5] ?? 0) + (f[6] ?? 0) };
+}
+
+/**
+ * meanBusy: busy share of all cores over the run; share90: share of 500 ms samples with the cores ≥ 90 % busy;
+ * irqShare: share of all cores in interrupt and softirq context (packet processing, no process's CPU time).
+ */
+export interface CpuLoad {
+  meanBusy: number;
+  share90: number;
+  irqShare: number;
 }
 
 export class CpuMeter {
@@ -14,7 +25,7 @@ export class CpuMeter {
   #last = this.#first;
   readonly #shares: number[] = [];
   readonly #timer = setInterval(() => this.#tick(), 500);
-  #result: { meanBusy: number; share90: number } | undefined;
+  #result: CpuLoad | undefined;
 
   #tick(): void {
     const s = sample();
@@ -23,8 +34,7 @@ export class CpuMeter {
     this.#last = s;
   }
 
-  /** meanBusy: busy share of all cores over the run; share90: share of 500 ms samples with the cores ≥ 90 % busy. */
-  stop(): { meanBusy: number; share90: number } {
+  stop(): CpuLoad {
     if (this.#result) return this.#result;
     clearInterval(this.#timer);
     this.#tick();
@@ -33,7 +43,8 @@ export class CpuMeter {
     const share90 = this.#shares.length
       ? this.#shares.filter((x) => x >= 0.9).length / this.#shares.length
       : 0;
-    this.#result = { meanBusy, share90 };
+    const irqShare = (s.irq - this.#first.irq) / Math.max(1, s.total - this.#first.total);
+    this.#result = { meanBusy, share90, irqShare };
     return this.#result;
   }
 }

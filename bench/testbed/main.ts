@@ -40,7 +40,8 @@ export function describe(r: TestbedResult): string {
     `  CPU seconds from the release to the last node: nodes ${fmt(sum(s.cpuSeconds.nodes), 1)} s in all ` +
       `(per node min/median/max ${fmt(s.cpuSeconds.nodes[0])} / ${fmt(median(s.cpuSeconds.nodes))} / ` +
       `${fmt(s.cpuSeconds.nodes.at(-1) ?? Number.NaN)} s), head ${fmt(s.cpuSeconds.head)} s; the ${CORES} cores had ` +
-      `${fmt(CORES * s.tLast, 1)} s, ${fmt(s.cpu.meanBusy * CORES * s.tLast, 1)} s of it busy`,
+      `${fmt(CORES * s.tLast, 1)} s, ${fmt(s.cpu.meanBusy * CORES * s.tLast, 1)} s of it busy, ` +
+      `${fmt(s.cpu.irqShare * CORES * s.tLast, 1)} s of that in interrupts (the kernel's packet work)`,
   ];
   if (r.nginx) {
     const n = r.nginx;

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import { processCpuSeconds } from '../lib/proc-cpu.ts';
 import { median } from '../lib/stats.ts';
-import { CpuMeter } from './cpu.ts';
+import { type CpuLoad, CpuMeter } from './cpu.ts';
 import { Fabric } from './fabric.ts';
 import { type Proc, Procs } from './procs.ts';
 
@@ -54,7 +54,7 @@ export interface PhaseResult {
   headEgressBytes: number;
   /** Bytes from the spine into the racks during the phase (0 with one rack). */
   crossRackBytes: number;
-  cpu: { meanBusy: number; share90: number };
+  cpu: CpuLoad;
   /** Outputs compared byte for byte with the image. */
   identical: boolean;
 }
