@@ -61,7 +61,7 @@ function fetchOnce(
     let toSummary: number | undefined;
     p.stdout.on('data', (d) => {
       out += d;
-      if (toSummary === undefined && out.includes('"bytesFromPeers"'))
+      if (toSummary === undefined && /^\{"id":/m.test(out))
         toSummary = (performance.now() - t0) / 1000;
     });
     p.stderr.on('data', (d) => {
