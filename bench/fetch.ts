@@ -61,8 +61,7 @@ function fetchOnce(
     let toSummary: number | undefined;
     p.stdout.on('data', (d) => {
       out += d;
-      if (toSummary === undefined && /^\{"id":/m.test(out))
-        toSummary = (performance.now() - t0) / 1000;
+      if (toSummary === undefined && /^\{"id":/m.test(out)) toSummary = (performance.now() - t0) / 1000;
     });
     p.stderr.on('data', (d) => {
       err += d;
