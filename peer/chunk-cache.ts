@@ -46,7 +46,7 @@ export interface CacheUse {
 
 const PREFILL_SYNC_CHUNKS = 256;
 /** Chunks absorb() copies into the store at once. */
-const COPIES_AT_ONCE = 4;
+const COPIES_AT_ONCE = 2;
 /** Our own copies were size-checked when fetched; this only bounds a damaged file. */
 const MANIFEST_CAP = 256 * 1024 * 1024;
 
@@ -229,9 +229,10 @@ export class ChunkCache {
       seen.add(c.hash);
       return true;
     });
-    // A few chunks at once, each read into its worker's one buffer: one after another into a fresh buffer each, the
-    // copy of 1 GiB took 8-18 s of wall after the summary and ~7 CPU s, mostly GC of those buffers, and raised the
-    // 4 GiB fetch's peak RSS past its goal (bench/fetch.ts: tmpfs, loaded machine).
+    // Two chunks at once, each read into its worker's one buffer. One after another into a fresh buffer each, the
+    // copy of 1 GiB took 8-18 s of wall after the summary and ~7 CPU s, mostly GC of those buffers, and the 4 GiB
+    // fetch peaked at 167 MiB RSS; now ~1.2 s and ~2-4 CPU s per GiB, 147 MiB (bench/fetch.ts, loaded machine; 4
+    // at once: the same time, 148 MiB).
     let next = 0;
     const longest = copy.reduce((m, c) => Math.max(m, c.length), 0);
     const worker = async (): Promise<void> => {
