@@ -2,13 +2,14 @@
 // and time to the last node for 8 and 16 local peers, (c) peer RSS while fetching a large image. Real processes on
 // loopback: a real `rackswarm head`, real `rackswarm fetch` processes.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type RunningHead, startHead } from '../test/helpers/head.ts';
 import { durableWriteSeconds } from './lib/durable-write.ts';
+import { processCpuSeconds } from './lib/proc-cpu.ts';
 import { writeRandomFile } from './lib/random-file.ts';
 import { fmt, median } from './lib/stats.ts';
 
@@ -117,12 +118,6 @@ async function rawTcpSeconds(file: string): Promise<number> {
   }
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat. */
-function cpuSeconds(pid: number | undefined): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 async function headEgress(head: RunningHead): Promise<number> {
   const text = await (await fetch(`${head.url}/metrics`)).text();
   return Number(/^rsw_seeder_bytes_served_total (\d+)/m.exec(text)?.[1] ?? Number.NaN);
@@ -224,7 +219,7 @@ export async function benchFetch(opts: {
     try {
       for (let i = 0; i < (parts.has('a') ? runs : 0); i++) {
         for (const v of variants) {
-          const headCpu0 = cpuSeconds(headA.proc.pid);
+          const headCpu0 = processCpuSeconds(headA.proc.pid);
           const r = await fetchOnce(headA, v.dir, `a${i}${v.id}`, pub, ['--linger', '0'], true, v.global);
           if (r.code !== 0 || !r.summary) throw new Error('single fetch failed');
           const got = single.get(v.id);
@@ -232,7 +227,7 @@ export async function benchFetch(opts: {
           got?.toSummary.push(r.toSummary ?? Number.NaN);
           got?.wall.push(r.wall);
           got?.cpu.push((r.cpuMs ?? Number.NaN) / 1000);
-          got?.head.push(cpuSeconds(headA.proc.pid) - headCpu0);
+          got?.head.push(processCpuSeconds(headA.proc.pid) - headCpu0);
           rmSync(join(v.dir, `out-a${i}${v.id}`), { force: true });
           rmSync(join(v.dir, `cache-a${i}${v.id}`), { recursive: true, force: true });
           process.stderr.write(
