@@ -571,8 +571,8 @@ export function simulate(o: SimOptions): SimResult {
   };
   let finished = 0;
 
-  // SIM_SAMPLE=1: every 0.5 s, the nodes' mean up- and downlink use, idle uplinks, refusals so far and the head's
-  // turns on stderr (where the time goes).
+  // SIM_SAMPLE=1 (or =SEC): every 0.5 s (SEC s), the nodes' mean up- and downlink use, idle uplinks, holders (nodes
+  // with a verified chunk) and chunks held, refusals so far and the head's turns on stderr (where the time goes).
   if (process.env.SIM_SAMPLE) {
     const sample = (): void => {
       let up = 0;
