@@ -56,7 +56,24 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     headSendsAtOnce: v['head-sends'] === undefined ? undefined : Number(v['head-sends']),
     headRampEvery: v['head-ramp'] === undefined ? undefined : Number(v['head-ramp']),
     allocation: v.allocation === 'incremental' ? 'incremental' : 'full',
+    nodeSendsAtOnce: v['node-sends'] === undefined ? undefined : Number(v['node-sends']),
+    nodeMaxWaiting: v['node-waiting'] === undefined ? undefined : Number(v['node-waiting']),
+    revealFirst: v['reveal-first'] === undefined ? undefined : Number(v['reveal-first']),
+    revealStep: v['reveal-step'] === undefined ? undefined : Number(v['reveal-step']),
+    revealAllAfter: v['reveal-all'] === undefined ? undefined : Number(v['reveal-all']),
+    nodeStreams: v['node-streams'] === undefined ? undefined : Number(v['node-streams']),
+    scheduler: v.sched === undefined ? undefined : schedulerOverrides(String(v.sched)),
   };
+}
+
+/** `--sched key=value,key=value`: scheduler tunables (peer/scheduler.ts) for an experiment. */
+function schedulerOverrides(spec: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const kv of spec.split(',')) {
+    const [k, v] = kv.split('=');
+    out[k] = Number(v);
+  }
+  return out;
 }
 
 if (import.meta.main) {
@@ -78,6 +95,13 @@ if (import.meta.main) {
       gateways: { type: 'string' },
       'head-sends': { type: 'string' },
       'head-ramp': { type: 'string' },
+      'node-sends': { type: 'string' },
+      'node-waiting': { type: 'string' },
+      'node-streams': { type: 'string' },
+      'reveal-first': { type: 'string' },
+      'reveal-step': { type: 'string' },
+      'reveal-all': { type: 'string' },
+      sched: { type: 'string' },
       allocation: { type: 'string', default: 'full' },
       runs: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },

@@ -166,12 +166,22 @@ function bottlenecked(f: Flow, pass: number): boolean {
   return false;
 }
 
-/** Progressive filling of the flows stamped `member`, from the links in `heap` (rem, n and key set). */
+/**
+ * Progressive filling of the flows stamped `member`, from the links in `heap` (rem, n and key set; one entry each).
+ * A link's key only grows as flows are fixed elsewhere (a flow fixed at share s ≤ key leaves (rem − s)/(n − 1) ≥
+ * rem/n), so an entry is a lower bound of its link's key: a popped entry whose link's key has grown goes back in
+ * with the new key, and the first entry popped at its link's key is the smallest. One push per link and per such
+ * return instead of one per flow and link it crosses: the filling was two thirds of a 10,000-node run's CPU.
+ */
 function fill(heap: LinkHeap, member: number): void {
   const round = ++stamps;
   for (let e = heap.pop(); e; e = heap.pop()) {
     const l = e.link;
-    if (l.n === 0 || e.key !== l.key) continue; // a stale entry: the link's key changed after this push
+    if (l.n === 0) continue;
+    if (e.key !== l.key) {
+      heap.push(l, l.key);
+      continue;
+    }
     const share = l.key;
     for (const f of l.flows) {
       if (f.member !== member || f.fixedIn === round) continue;
@@ -180,10 +190,7 @@ function fill(heap: LinkHeap, member: number): void {
       for (const m of f.links) {
         m.rem = Math.max(0, m.rem - share);
         m.n--;
-        if (m !== l && m.n > 0) {
-          m.key = m.rem / m.n;
-          heap.push(m, m.key);
-        }
+        if (m !== l && m.n > 0) m.key = m.rem / m.n;
       }
     }
     l.n = 0;

@@ -217,6 +217,27 @@ describe('Scheduler', () => {
     }
   });
 
+  it('does not ask the seeder again for a chunk it refused, for seederRefusalMs, unless starved', () => {
+    const opts = { ...one, seederRefusalMs: 2_000 };
+    const s = setup('....', { seeder: '' }, { ...opts, seederGraceMs: 60_000 });
+    const refused: number[] = [];
+    for (let t = 0; t < 1_000; t += 250) {
+      const [i, ...rest] = s.next('seeder', t);
+      expect(rest).toEqual([]);
+      expect(refused).not.toContain(i);
+      refused.push(i);
+      s.failed('seeder', i, 'busy', t);
+    }
+    expect(s.next('seeder', 1_000)).toEqual([]); // every chunk refused within the last 2 s
+    expect(s.next('seeder', 2_000)).toEqual([refused[0]]);
+    // starved (no neighbour request for seederGraceMs, 1 s): the seeder is offered everything again
+    const starved = setup('....', { seeder: '' }, opts);
+    for (let t = 0; t < 1_000; t += 250)
+      for (const i of starved.next('seeder', t)) starved.failed('seeder', i, 'busy', t);
+    expect(starved.next('seeder', 999)).toEqual([]);
+    expect(starved.next('seeder', 1_000)).toHaveLength(1);
+  });
+
   it('never asks a peer again for a chunk it did not find; another peer gets it', () => {
     const s = setup('..', { a: 'XX', b: 'X.' }, wide);
     expect(s.next('a', 0)).toEqual([1, 0]);

@@ -65,4 +65,31 @@ describe('swarm simulator network (max-min fair flows)', () => {
       { numRuns: 500 },
     );
   });
+
+  it('the full filling is max-min fair: every flow has a full link on which no flow is faster', () => {
+    // Checked against the definition, not against another filling (Bertsekas & Gallager §6.5.2): the filling keeps
+    // a heap entry per link and re-queues one whose key grew, which this holds to account on its own.
+    fc.assert(
+      fc.property(scenario, ({ caps, steps }) => {
+        const links: Link[] = caps.map((c) => newLink(c));
+        const flows: Flow[] = [];
+        for (const s of steps) {
+          const f: Flow = { links: s.path.filter((i) => i < links.length).map((i) => links[i]), rate: 0 };
+          if (f.links.length === 0) continue;
+          attach(f);
+          flows.push(f);
+        }
+        allocate(links);
+        const load = (l: Link) => [...l.flows].reduce((sum, g) => sum + g.rate, 0);
+        for (const l of links) expect(load(l)).toBeLessThanOrEqual(l.cap * (1 + 1e-9));
+        for (const f of flows) {
+          const bottleneck = f.links.some(
+            (l) => load(l) >= l.cap * (1 - 1e-9) && [...l.flows].every((g) => g.rate <= f.rate * (1 + 1e-9)),
+          );
+          expect(bottleneck).toBe(true);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
 });
