@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { type RunningHead, startHead } from '../test/helpers/head.ts';
 import { durableWriteSeconds } from './lib/durable-write.ts';
 import { processCpuSeconds } from './lib/proc-cpu.ts';
+import { publishImage } from './lib/publish-image.ts';
 import { writeRandomFile } from './lib/random-file.ts';
 import { fmt, median } from './lib/stats.ts';
 
@@ -145,17 +146,7 @@ export async function benchFetch(opts: {
     // (a) one peer from the seeder, against raw TCP moving the same bytes, interleaved run by run
     const one = join(work, 'one.img');
     writeRandomFile(one, oneSize);
-    execFileSync(process.execPath, [
-      bin,
-      'publish',
-      one,
-      '--name',
-      'img',
-      '--key',
-      key,
-      '--data',
-      join(work, 'head-a'),
-    ]);
+    publishImage(one, { key, data: join(work, 'head-a') });
     const headA = await startHead(join(work, 'head-a'));
     heads.push(headA);
     const tlsConfig = join(work, 'libp2p-tls.json');
@@ -262,17 +253,7 @@ export async function benchFetch(opts: {
           planes.map((p) => [r, p] as const),
         )) {
           const dir = join(work, `head-b${n}-${racks}-${plane.id}-${run}`);
-          execFileSync(process.execPath, [
-            bin,
-            'publish',
-            swarmImg,
-            '--name',
-            'img',
-            '--key',
-            key,
-            '--data',
-            dir,
-          ]);
+          publishImage(swarmImg, { key, data: dir });
           const head = await startHead(dir);
           heads.push(head);
           const t0 = performance.now();
@@ -316,17 +297,7 @@ export async function benchFetch(opts: {
     if (parts.has('c')) {
       const big = join(work, 'big.img');
       writeRandomFile(big, bigSize);
-      execFileSync(process.execPath, [
-        bin,
-        'publish',
-        big,
-        '--name',
-        'img',
-        '--key',
-        key,
-        '--data',
-        join(work, 'head-c'),
-      ]);
+      publishImage(big, { key, data: join(work, 'head-c') });
       rmSync(big);
       const headC = await startHead(join(work, 'head-c'));
       heads.push(headC);

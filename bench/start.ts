@@ -8,6 +8,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHead } from '../test/helpers/head.ts';
+import { publishImage } from './lib/publish-image.ts';
 import { writeRandomFile } from './lib/random-file.ts';
 import { fmt, median } from './lib/stats.ts';
 
@@ -53,17 +54,7 @@ export async function benchStart(opts: { against?: string; runs: number; sizeMiB
     execFileSync(process.execPath, [bin, 'keys', 'generate', '--out', join(work, 'keys')]);
     const img = join(work, 'img');
     writeRandomFile(img, opts.sizeMiB * MiB);
-    execFileSync(process.execPath, [
-      bin,
-      'publish',
-      img,
-      '--name',
-      'img',
-      '--key',
-      join(work, 'keys/publisher.key'),
-      '--data',
-      join(work, 'head'),
-    ]);
+    publishImage(img, { key: join(work, 'keys/publisher.key'), data: join(work, 'head') });
     rmSync(img);
     const head = await startHead(join(work, 'head'));
     const help = new Map(trees.map((t) => [t.id, [] as Run[]]));

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import { processCpuSeconds } from '../lib/proc-cpu.ts';
+import { publishImage } from '../lib/publish-image.ts';
 import { median } from '../lib/stats.ts';
 import { type CpuLoad, CpuMeter } from './cpu.ts';
 import { Fabric } from './fabric.ts';
@@ -142,27 +143,10 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     writeFileSync(image, bytes);
     execFileSync(process.execPath, [bin, 'keys', 'generate', '--out', join(work, 'keys')]);
     const pub = join(work, 'keys/publisher.pub');
-    const published = JSON.parse(
-      execFileSync(
-        process.execPath,
-        [
-          bin,
-          'publish',
-          image,
-          '--name',
-          'img',
-          '--key',
-          join(work, 'keys/publisher.key'),
-          '--data',
-          join(work, 'head'),
-          '--json',
-        ],
-        { encoding: 'utf8' },
-      )
-        .trim()
-        .split('\n')
-        .pop() as string,
-    ) as { chunks: number };
+    const published = publishImage(image, {
+      key: join(work, 'keys/publisher.key'),
+      data: join(work, 'head'),
+    });
 
     log(`fabric: head + ${opts.nodes} nodes in ${opts.racks} rack(s), ${opts.rateMbit} Mbit/s links`);
     fabric.up();

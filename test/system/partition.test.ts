@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { publishImage } from '../../bench/lib/publish-image.ts';
 import { Fabric } from '../../bench/testbed/fabric.ts';
 import { type Proc, Procs } from '../../bench/testbed/procs.ts';
 import type { FetchSummary } from '../../cli/fetch-image.ts';
@@ -65,17 +66,10 @@ describe('network partition between racks', () => {
     writeFileSync(join(work, 'image.img'), bytes);
     execFileSync(process.execPath, [bin, 'keys', 'generate', '--out', join(work, 'keys')]);
     const pub = join(work, 'keys/publisher.pub');
-    execFileSync(process.execPath, [
-      bin,
-      'publish',
-      join(work, 'image.img'),
-      '--name',
-      'img',
-      '--key',
-      join(work, 'keys/publisher.key'),
-      '--data',
-      join(work, 'head'),
-    ]);
+    publishImage(join(work, 'image.img'), {
+      key: join(work, 'keys/publisher.key'),
+      data: join(work, 'head'),
+    });
 
     fabric.up();
     const headUrl = `http://${fabric.head.ip}:7480`;
