@@ -1,7 +1,15 @@
-import { type KeyObject, sign, verify } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { RswError } from './errors.ts';
-import { ED25519_PUBLIC_BYTES, rawPublicKey } from './keys.ts';
+import { rawPublicKey } from './keys.ts';
 import { validateImageName, validateVersion } from './manifest.ts';
+import {
+  ENVELOPE_HEADER_BYTES,
+  type EnvelopeKind,
+  envelopeVerifies,
+  hasEnvelopeMagic,
+  sealEnvelope,
+  splitEnvelope,
+} from './signed-envelope.ts';
 import { checkNotRevoked, type RevokedKeys } from './signed-manifest.ts';
 
 /**
@@ -38,11 +46,8 @@ export interface OpenedChannel {
 
 export const CHANNEL_DOMAIN = Buffer.from('rackswarm/channel/v1\0');
 const MAGIC = Buffer.from('RSWC');
-const ENVELOPE_MAGIC = Buffer.from('RSWP');
 const ENCODING = 1;
-const ALG_ED25519 = 1;
-const SIG_BYTES = 64;
-const HEADER = 4 + 1 + 1 + ED25519_PUBLIC_BYTES + SIG_BYTES;
+const KIND: EnvelopeKind = { magic: Buffer.from('RSWP'), domain: CHANNEL_DOMAIN };
 /** Far above any real pointer (two names ≤ 128 bytes plus fixed fields), checked before parsing. */
 export const MAX_CHANNEL_ENVELOPE_BYTES = 1024;
 const CHANNEL_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -139,16 +144,11 @@ export function decodeChannelPointer(bytes: Buffer): ChannelPointer {
 }
 
 export function signChannelPointer(p: ChannelPointer, key: KeyObject): OpenedChannel {
-  const canonical = encodeChannelPointer(p);
-  const signature = sign(null, Buffer.concat([CHANNEL_DOMAIN, canonical]), key);
-  const head = Buffer.alloc(HEADER);
-  ENVELOPE_MAGIC.copy(head, 0);
-  head.writeUInt8(ENCODING, 4);
-  head.writeUInt8(ALG_ED25519, 5);
-  const publisher = rawPublicKey(key);
-  publisher.copy(head, 6);
-  signature.copy(head, 6 + ED25519_PUBLIC_BYTES);
-  return { pointer: p, publisher, envelope: Buffer.concat([head, canonical]) };
+  return {
+    pointer: p,
+    publisher: rawPublicKey(key),
+    envelope: sealEnvelope(KIND, encodeChannelPointer(p), key),
+  };
 }
 
 /**
@@ -162,14 +162,10 @@ export function openSignedChannel(
   revoked?: RevokedKeys,
 ): OpenedChannel {
   if (envelope.length > MAX_CHANNEL_ENVELOPE_BYTES) throw invalid(`${envelope.length} bytes is over the cap`);
-  const buf = Buffer.from(envelope.buffer, envelope.byteOffset, envelope.length);
-  if (buf.length < HEADER || !buf.subarray(0, 4).equals(ENVELOPE_MAGIC))
-    throw invalid('not a signed pointer');
-  if (buf.readUInt8(4) !== ENCODING || buf.readUInt8(5) !== ALG_ED25519)
-    throw invalid('unsupported encoding or algorithm');
-  const publisher = Buffer.from(buf.subarray(6, 6 + ED25519_PUBLIC_BYTES));
-  const signature = buf.subarray(6 + ED25519_PUBLIC_BYTES, HEADER);
-  const canonical = buf.subarray(HEADER);
+  const parts = splitEnvelope(envelope, KIND, (problem) =>
+    invalid(problem === 'magic' ? 'not a signed pointer' : 'unsupported encoding or algorithm'),
+  );
+  const { publisher, canonical } = parts;
   const signer =
     typeof trusted === 'function'
       ? trusted(publisher)
@@ -180,7 +176,7 @@ export function openSignedChannel(
       `channel pointer signed by ${publisher.toString('hex').slice(0, 16)}, which is not pinned`,
     );
   }
-  if (!verify(null, Buffer.concat([CHANNEL_DOMAIN, canonical]), signer, signature)) {
+  if (!envelopeVerifies(KIND, parts, signer)) {
     throw new RswError('RSW_ERR_SIGNATURE_INVALID', 'channel pointer signature does not verify');
   }
   checkNotRevoked(publisher, revoked, 'channel pointer');
@@ -191,15 +187,13 @@ export function openSignedChannel(
       `${pointer.name}:${pointer.channel} pointer #${pointer.sequence} expired at ${new Date(pointer.expiresAt).toISOString()}`,
     );
   }
-  return { pointer, publisher, envelope: Buffer.from(buf) };
+  return { pointer, publisher, envelope: Buffer.from(envelope) };
 }
 
 /** The pointer inside an envelope, NOT verified: for listing what a head stored after verifying it. */
 export function peekChannelPointer(envelope: Uint8Array): ChannelPointer {
-  const buf = Buffer.from(envelope.buffer, envelope.byteOffset, envelope.length);
-  if (buf.length < HEADER || !buf.subarray(0, 4).equals(ENVELOPE_MAGIC))
-    throw invalid('not a signed pointer');
-  return decodeChannelPointer(Buffer.from(buf.subarray(HEADER)));
+  if (!hasEnvelopeMagic(envelope, KIND)) throw invalid('not a signed pointer');
+  return decodeChannelPointer(Buffer.from(envelope.subarray(ENVELOPE_HEADER_BYTES)));
 }
 
 /** Refuses a pointer older than the newest one seen for its channel (a replayed, older statement). */

@@ -1,8 +1,15 @@
-import { type KeyObject, sign, verify } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { asDataError, RswError } from './errors.ts';
 import { writeFileAtomic } from './fs-atomic.ts';
 import { ED25519_PUBLIC_BYTES, rawPublicKey } from './keys.ts';
+import {
+  ENVELOPE_HEADER_BYTES,
+  type EnvelopeKind,
+  envelopeVerifies,
+  sealEnvelope,
+  splitEnvelope,
+} from './signed-envelope.ts';
 
 /**
  * Key revocation (`rackswarm keys revoke`): a signed statement "these publisher keys are revoked", made by any key the
@@ -23,16 +30,14 @@ import { ED25519_PUBLIC_BYTES, rawPublicKey } from './keys.ts';
  */
 export const REVOCATION_DOMAIN = Buffer.from('rackswarm/revocation/v1\0');
 const MAGIC = Buffer.from('RSWR');
-const ENVELOPE_MAGIC = Buffer.from('RSWV');
 const ENCODING = 1;
-const ALG_ED25519 = 1;
-const SIG_BYTES = 64;
-const HEADER = 4 + 1 + 1 + ED25519_PUBLIC_BYTES + SIG_BYTES;
+const KIND: EnvelopeKind = { magic: Buffer.from('RSWV'), domain: REVOCATION_DOMAIN };
 /** Keys one statement may revoke. */
 export const MAX_REVOKED_PER_STATEMENT = 256;
 /** Statements a node or head keeps; far above any real cluster's history. */
 export const MAX_REVOCATION_STATEMENTS = 1024;
-export const MAX_REVOCATION_ENVELOPE_BYTES = HEADER + 4 + 1 + 8 + 2 + MAX_REVOKED_PER_STATEMENT * 32;
+export const MAX_REVOCATION_ENVELOPE_BYTES =
+  ENVELOPE_HEADER_BYTES + 4 + 1 + 8 + 2 + MAX_REVOKED_PER_STATEMENT * 32;
 
 export interface RevocationStatement {
   /** Raw ed25519 public keys revoked, hex, ascending. */
@@ -59,14 +64,7 @@ export function signRevocation(keys: readonly KeyObject[], signer: KeyObject, is
   o = canonical.writeBigUInt64BE(BigInt(issuedAt), o);
   o = canonical.writeUInt16BE(raw.length, o);
   for (const k of raw) o += canonical.write(k, o, 'hex');
-  const signature = sign(null, Buffer.concat([REVOCATION_DOMAIN, canonical]), signer);
-  const head = Buffer.alloc(HEADER);
-  ENVELOPE_MAGIC.copy(head, 0);
-  head.writeUInt8(ENCODING, 4);
-  head.writeUInt8(ALG_ED25519, 5);
-  rawPublicKey(signer).copy(head, 6);
-  signature.copy(head, 6 + ED25519_PUBLIC_BYTES);
-  return Buffer.concat([head, canonical]);
+  return sealEnvelope(KIND, canonical, signer);
 }
 
 /**
@@ -76,17 +74,14 @@ export function signRevocation(keys: readonly KeyObject[], signer: KeyObject, is
 export function openRevocation(envelope: Uint8Array, pinned: readonly KeyObject[]): RevocationStatement {
   if (envelope.length > MAX_REVOCATION_ENVELOPE_BYTES)
     throw invalid(`${envelope.length} bytes is over the cap`);
-  const buf = Buffer.from(envelope.buffer, envelope.byteOffset, envelope.length);
-  if (buf.length < HEADER || !buf.subarray(0, 4).equals(ENVELOPE_MAGIC))
-    throw invalid('not a signed statement');
-  if (buf.readUInt8(4) !== ENCODING || buf.readUInt8(5) !== ALG_ED25519)
-    throw invalid('unsupported encoding or algorithm');
-  const signerRaw = buf.subarray(6, 6 + ED25519_PUBLIC_BYTES);
-  const signer = pinned.find((k) => rawPublicKey(k).equals(signerRaw));
-  if (!signer) throw invalid(`signed by ${signerRaw.toString('hex').slice(0, 16)}, which is not pinned`);
-  const canonical = buf.subarray(HEADER);
-  if (!verify(null, Buffer.concat([REVOCATION_DOMAIN, canonical]), signer, buf.subarray(6 + 32, HEADER)))
-    throw invalid('signature does not verify');
+  const parts = splitEnvelope(envelope, KIND, (problem) =>
+    invalid(problem === 'magic' ? 'not a signed statement' : 'unsupported encoding or algorithm'),
+  );
+  const signer = pinned.find((k) => rawPublicKey(k).equals(parts.publisher));
+  if (!signer)
+    throw invalid(`signed by ${parts.publisher.toString('hex').slice(0, 16)}, which is not pinned`);
+  const { canonical } = parts;
+  if (!envelopeVerifies(KIND, parts, signer)) throw invalid('signature does not verify');
   if (canonical.length < 15 || !canonical.subarray(0, 4).equals(MAGIC) || canonical.readUInt8(4) !== ENCODING)
     throw invalid('bad statement header');
   const issuedAt = canonical.readBigUInt64BE(5);
@@ -103,8 +98,8 @@ export function openRevocation(envelope: Uint8Array, pinned: readonly KeyObject[
   return {
     revoked,
     issuedAt: Number(issuedAt),
-    signer: signerRaw.toString('hex'),
-    envelope: Buffer.from(buf),
+    signer: parts.publisher.toString('hex'),
+    envelope: Buffer.from(envelope),
   };
 }
 

@@ -1,7 +1,15 @@
-import { type KeyObject, sign, verify } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { RswError } from './errors.ts';
 import { ED25519_PUBLIC_BYTES, publicKeyFromRaw, rawPublicKey } from './keys.ts';
 import { decodeManifest, encodeManifest, type Manifest, manifestId } from './manifest.ts';
+import {
+  ENVELOPE_HEADER_BYTES,
+  type EnvelopeKind,
+  envelopeVerifies,
+  hasEnvelopeMagic,
+  sealEnvelope,
+  splitEnvelope,
+} from './signed-envelope.ts';
 
 /**
  * A signed manifest ("envelope"): what the head stores and serves, and what a node verifies before trusting a byte.
@@ -11,12 +19,9 @@ import { decodeManifest, encodeManifest, type Manifest, manifestId } from './man
  * The signature covers DOMAIN || manifest bytes; the domain prefix keeps a manifest signature from ever being valid
  * for another message signed with the same key.
  */
-const MAGIC = Buffer.from('RSWS');
-const ENCODING = 1;
-const ALG_ED25519 = 1;
-const SIG_BYTES = 64;
-const HEADER = 4 + 1 + 1 + ED25519_PUBLIC_BYTES + SIG_BYTES;
 export const SIGNATURE_DOMAIN = Buffer.from('rackswarm/manifest/v1\0');
+const KIND: EnvelopeKind = { magic: Buffer.from('RSWS'), domain: SIGNATURE_DOMAIN };
+const NOT_A_MANIFEST = 'not a signed rackswarm manifest';
 
 export interface OpenedManifest {
   manifest: Manifest;
@@ -30,14 +35,7 @@ export interface OpenedManifest {
 
 /** Wraps canonical manifest bytes with the publisher's ed25519 signature. */
 export function signManifest(canonical: Uint8Array, privateKey: KeyObject): Buffer {
-  const signature = sign(null, Buffer.concat([SIGNATURE_DOMAIN, canonical]), privateKey);
-  const head = Buffer.alloc(HEADER);
-  MAGIC.copy(head, 0);
-  head.writeUInt8(ENCODING, 4);
-  head.writeUInt8(ALG_ED25519, 5);
-  rawPublicKey(privateKey).copy(head, 6);
-  signature.copy(head, 6 + ED25519_PUBLIC_BYTES);
-  return Buffer.concat([head, canonical]);
+  return sealEnvelope(KIND, canonical, privateKey);
 }
 
 /** Encodes, signs and wraps a manifest in one step (the publisher's side of openSignedManifest). */
@@ -76,22 +74,18 @@ export function openSignedManifest(
   trusted: readonly KeyObject[],
   opts: { maxBytes: number; revoked?: RevokedKeys },
 ): OpenedManifest {
-  if (envelope.length > opts.maxBytes + HEADER) {
+  if (envelope.length > opts.maxBytes + ENVELOPE_HEADER_BYTES) {
     throw new RswError(
       'RSW_ERR_MANIFEST_TOO_LARGE',
       `signed manifest is ${envelope.length} bytes, the cap is ${opts.maxBytes}`,
     );
   }
-  const buf = Buffer.from(envelope.buffer, envelope.byteOffset, envelope.length);
-  if (buf.length < HEADER || !buf.subarray(0, 4).equals(MAGIC)) {
-    throw new RswError('RSW_ERR_MANIFEST_INVALID', 'not a signed rackswarm manifest');
-  }
-  if (buf.readUInt8(4) !== ENCODING || buf.readUInt8(5) !== ALG_ED25519) {
-    throw new RswError('RSW_ERR_MANIFEST_INVALID', 'unsupported signed manifest encoding or algorithm');
-  }
-  const publisher = Buffer.from(buf.subarray(6, 6 + ED25519_PUBLIC_BYTES));
-  const signature = buf.subarray(6 + ED25519_PUBLIC_BYTES, HEADER);
-  const canonical = buf.subarray(HEADER);
+  const parts = splitEnvelope(envelope, KIND, (problem) =>
+    problem === 'magic'
+      ? new RswError('RSW_ERR_MANIFEST_INVALID', NOT_A_MANIFEST)
+      : new RswError('RSW_ERR_MANIFEST_INVALID', 'unsupported signed manifest encoding or algorithm'),
+  );
+  const { publisher, canonical } = parts;
   const signer = trusted.find((k) => rawPublicKey(k).equals(publisher));
   if (!signer) {
     throw new RswError(
@@ -99,12 +93,12 @@ export function openSignedManifest(
       `manifest signed by ${publisher.toString('hex').slice(0, 16)}, which is not pinned`,
     );
   }
-  if (!verify(null, Buffer.concat([SIGNATURE_DOMAIN, canonical]), signer, signature)) {
+  if (!envelopeVerifies(KIND, parts, signer)) {
     throw new RswError('RSW_ERR_SIGNATURE_INVALID', 'manifest signature does not verify');
   }
   checkNotRevoked(publisher, opts.revoked, 'manifest');
   const manifest = decodeManifest(canonical, opts.maxBytes);
-  return { manifest, id: manifestId(canonical), publisher, envelope: Buffer.from(buf) };
+  return { manifest, id: manifestId(canonical), publisher, envelope: Buffer.from(envelope) };
 }
 
 /**
@@ -112,9 +106,7 @@ export function openSignedManifest(
  * the first key per image name (the registry refuses another one for that name).
  */
 export function envelopeSigner(envelope: Uint8Array): KeyObject {
-  if (envelope.length < HEADER || !Buffer.from(envelope.subarray(0, 4)).equals(MAGIC)) {
-    throw new RswError('RSW_ERR_MANIFEST_INVALID', 'not a signed rackswarm manifest');
-  }
+  if (!hasEnvelopeMagic(envelope, KIND)) throw new RswError('RSW_ERR_MANIFEST_INVALID', NOT_A_MANIFEST);
   return publicKeyFromRaw(envelope.subarray(6, 6 + ED25519_PUBLIC_BYTES));
 }
 
@@ -123,10 +115,8 @@ export function envelopeSigner(envelope: Uint8Array): KeyObject {
  * earlier, whose id (BLAKE3 of these bytes) the caller checks against the one it recorded.
  */
 export function envelopeCanonical(envelope: Uint8Array): Buffer {
-  if (envelope.length < HEADER || !Buffer.from(envelope.subarray(0, 4)).equals(MAGIC)) {
-    throw new RswError('RSW_ERR_MANIFEST_INVALID', 'not a signed rackswarm manifest');
-  }
-  return Buffer.from(envelope.subarray(HEADER));
+  if (!hasEnvelopeMagic(envelope, KIND)) throw new RswError('RSW_ERR_MANIFEST_INVALID', NOT_A_MANIFEST);
+  return Buffer.from(envelope.subarray(ENVELOPE_HEADER_BYTES));
 }
 
 /** Refuses a manifest older than the newest version this node has seen of that image (rollback protection). */
