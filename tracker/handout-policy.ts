@@ -233,41 +233,29 @@ export class HandoutPool<C extends HandoutCandidate> {
     const keys: number[][] = selfDone
       ? [Array.from({ length: top }, (_, t) => t)]
       : Array.from({ length: top + 1 }, (_, i) => [top - i]);
+    /** The best `ranked` of `tiers`, key by key, leaving out `except`. */
+    const byRank = (tiers: PoolMember<C>[][], except: PoolMember<C>[][] | null) => {
+      for (const key of keys) {
+        sample(
+          key.map((t) => tiers[t]),
+          ranked - draw.out.length,
+          except,
+          draw,
+        );
+      }
+    };
     const gateways = self.rack === undefined ? undefined : this.#rackGateways.get(self.rack);
     if (same && gateways && this.#racks.size > 1 && sizeOf(same) > this.gateways) {
       // Rule 5: only the rack's gateways link across racks.
       const gateway = gateways.some((m) => m.value.peerId === self.peerId);
       if (gateway) sample([gateways], gateways.length, null, draw);
-      for (const key of keys) {
-        sample(
-          key.map((t) => same[t]),
-          ranked - draw.out.length,
-          null,
-          draw,
-        );
-      }
+      byRank(same, null);
       if (gateway) sample([this.#gateways], slots - draw.out.length, same, draw);
       sample(selfDone ? same.slice(0, top) : same, slots - draw.out.length, null, draw);
       return draw.out;
     }
-    if (same) {
-      for (const key of keys) {
-        sample(
-          key.map((t) => same[t]),
-          ranked - draw.out.length,
-          null,
-          draw,
-        );
-      }
-    }
-    for (const key of keys) {
-      sample(
-        key.map((t) => this.#all[t]),
-        ranked - draw.out.length,
-        same ?? null,
-        draw,
-      );
-    }
+    if (same) byRank(same, null);
+    byRank(this.#all, same ?? null);
     const everyone = selfDone ? this.#all.slice(0, top) : this.#all;
     sample(everyone, slots - draw.out.length, null, draw);
     return draw.out;
