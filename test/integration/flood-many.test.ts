@@ -5,17 +5,14 @@ import type { Libp2p, Stream } from '@libp2p/interface';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createP2PNode } from '../../cli/p2p-node.ts';
 import { hashHex } from '../../core/hash.ts';
-import { ChunkStore } from '../../core/store.ts';
 import { TRACKER_PROTOCOL } from '../../core/tracker-messages.ts';
 import { CHUNK_PROTOCOL, encodeChunkRequest, HAVE_PROTOCOL } from '../../core/wire.ts';
 import { fetchChunks } from '../../peer/chunk-client.ts';
-import { HaveExchange } from '../../peer/have-exchange.ts';
+import type { HaveExchange } from '../../peer/have-exchange.ts';
 import { announce } from '../../peer/tracker-client.ts';
-import { ChunkServer } from '../../seeder/chunk-server.ts';
-import { Registry } from '../../tracker/registry.ts';
-import { SwarmState } from '../../tracker/swarm-state.ts';
-import { TrackerService } from '../../tracker/tracker-service.ts';
+import type { ChunkServer } from '../../seeder/chunk-server.ts';
 import { tempDir } from '../helpers/cli.ts';
+import { startProtocolTarget } from '../helpers/protocol-target.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 import { endOf } from '../helpers/raw-stream.ts';
 
@@ -54,34 +51,11 @@ async function node(name: string): Promise<Libp2p> {
 
 beforeAll(async () => {
   t = tempDir('rsw-flood-many-');
-  const store = await ChunkStore.open({ dataDir: join(t.dir, 'data') });
-  for (const [i, c] of chunks.entries()) await store.put(hashes[i], c);
-  const registry = await Registry.open(join(t.dir, 'head'));
-  stops.push(() => registry.close());
-  target = await node('target');
-  server = new ChunkServer({ store }, LIMITS);
-  await server.start(target);
-  stops.push(() => server.stop());
-  exchange = new HaveExchange(target, {
-    imageId: IMAGE_ID,
-    chunkCount: chunks.length,
-    has: () => true,
-    onHave: () => {},
-  });
-  await exchange.start();
-  stops.push(() => exchange.stop());
-  const tracker = new TrackerService(
-    { swarm: new SwarmState(), registry },
-    {
-      handoutSize: 30,
-      announceIntervalSeconds: 7,
-      maxManifestBytes: 1 << 20,
-      readTimeoutMs: 2000,
-      maxInboundStreams: 4,
-    },
-  );
-  await tracker.start(target);
-  stops.push(() => tracker.stop());
+  ({
+    node: target,
+    server,
+    exchange,
+  } = await startProtocolTarget({ dir: t.dir, chunks, imageId: IMAGE_ID, limits: LIMITS, stops }));
 });
 afterAll(async () => {
   while (stops.length) await stops.pop()?.();

@@ -6,7 +6,6 @@ import { lpStream } from '@libp2p/utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createP2PNode } from '../../cli/p2p-node.ts';
 import { hashHex } from '../../core/hash.ts';
-import { ChunkStore } from '../../core/store.ts';
 import { TRACKER_PROTOCOL } from '../../core/tracker-messages.ts';
 import {
   CHUNK_PROTOCOL,
@@ -18,11 +17,9 @@ import {
 import { fetchChunks } from '../../peer/chunk-client.ts';
 import { HaveExchange } from '../../peer/have-exchange.ts';
 import { announce } from '../../peer/tracker-client.ts';
-import { ChunkServer } from '../../seeder/chunk-server.ts';
-import { Registry } from '../../tracker/registry.ts';
-import { SwarmState } from '../../tracker/swarm-state.ts';
-import { TrackerService } from '../../tracker/tracker-service.ts';
+import type { ChunkServer } from '../../seeder/chunk-server.ts';
 import { tempDir } from '../helpers/cli.ts';
+import { startProtocolTarget } from '../helpers/protocol-target.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 import { endOf, rawStream } from '../helpers/raw-stream.ts';
 
@@ -45,8 +42,6 @@ let abuser: Libp2p;
 let good: Libp2p;
 let server: ChunkServer;
 let exchange: HaveExchange;
-let tracker: TrackerService;
-let registry: Registry;
 const chunks = [1, 2, 3].map((i) => pseudoRandomBytes(MiB + i, i));
 const stops: Array<() => Promise<unknown> | unknown> = [];
 
@@ -61,44 +56,24 @@ async function node(name: string, listen = true): Promise<Libp2p> {
 
 beforeAll(async () => {
   t = tempDir('rsw-abuse-');
-  const store = await ChunkStore.open({ dataDir: join(t.dir, 'data') });
-  for (const c of chunks) await store.put(hashHex(c), c);
-  registry = await Registry.open(join(t.dir, 'head'));
-  stops.push(() => registry.close());
   // One node runs all three protocols: a seeder's chunk server, a peer's have exchange and the head's tracker.
-  target = await node('target');
-  server = new ChunkServer(
-    { store },
-    {
+  ({
+    node: target,
+    server,
+    exchange,
+  } = await startProtocolTarget({
+    dir: t.dir,
+    chunks,
+    imageId: IMAGE_ID,
+    limits: {
       maxStreamsPerPeer: 4,
       maxConcurrentTotal: 64,
       perPeerBytesPerSecond: 0,
       totalBytesPerSecond: 0,
       readTimeoutMs: 2000,
     },
-  );
-  await server.start(target);
-  stops.push(() => server.stop());
-  exchange = new HaveExchange(target, {
-    imageId: IMAGE_ID,
-    chunkCount: chunks.length,
-    has: () => true,
-    onHave: () => {},
-  });
-  await exchange.start();
-  stops.push(() => exchange.stop());
-  tracker = new TrackerService(
-    { swarm: new SwarmState(), registry },
-    {
-      handoutSize: 30,
-      announceIntervalSeconds: 7,
-      maxManifestBytes: 1 << 20,
-      readTimeoutMs: 2000,
-      maxInboundStreams: 4,
-    },
-  );
-  await tracker.start(target);
-  stops.push(() => tracker.stop());
+    stops,
+  }));
   abuser = await node('abuser');
   good = await node('good');
 });
