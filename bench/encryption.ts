@@ -51,7 +51,7 @@ function publishOnce(file: string, data: string, key: string, encrypt: boolean):
   rmSync(data, { recursive: true, force: true });
   const args = ['publish', file, '--name', 'img', '--key', key, '--data', data, '--json'];
   if (encrypt) args.push('--encrypt', join(data, '..', 'image.key'));
-  const p = spawnSync(process.execPath, ['--import', join(root, 'bench/lib/report-rss.ts'), bin, ...args], {
+  const p = spawnSync(process.execPath, ['--import', join(root, 'bench/lib/report-rss.js'), bin, ...args], {
     encoding: 'utf8',
   });
   if (p.status !== 0) throw new Error(`publish failed: ${p.stderr}`);
@@ -64,7 +64,7 @@ function publishOnce(file: string, data: string, key: string, encrypt: boolean):
 function fetchOnce(head: RunningHead, dir: string, pub: string, name: string, n: number): Promise<Run> {
   const args = [
     '--import',
-    join(root, 'bench/lib/report-rss.ts'),
+    join(root, 'bench/lib/report-rss.js'),
     bin,
     'fetch',
     name,

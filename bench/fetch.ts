@@ -39,7 +39,7 @@ function fetchOnce(
   global: string[] = [],
 ): Promise<FetchRun> {
   const args = [
-    ...(rss ? ['--import', join(root, 'bench/lib/report-rss.ts')] : []),
+    ...(rss ? ['--import', join(root, 'bench/lib/report-rss.js')] : []),
     bin,
     ...global,
     'fetch',

@@ -68,7 +68,7 @@ function publishOnce(file: string, data: string, name: string, keyFile: string):
 }
 
 /** Preloads that report the process's peak RSS and CPU time, and its main thread's CPU time, on exit. */
-const REPORTS = ['bench/lib/report-rss.ts', 'bench/lib/report-main-cpu.ts'].flatMap((f) => [
+const REPORTS = ['bench/lib/report-rss.js', 'bench/lib/report-main-cpu.js'].flatMap((f) => [
   '--import',
   join(root, f),
 ]);

