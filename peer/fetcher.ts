@@ -302,7 +302,6 @@ export class Fetcher {
    */
   #dropPeer(peerId: string): void {
     // (A connect can fail while the peer's own exchange with us, opened meanwhile, is fine.)
-    console.error(Date.now(), 'drop', peerId.slice(-6), this.#exchange.isNeighbour(peerId));
     if (peerId === this.#c.head.peerId || this.#exchange.isNeighbour(peerId)) return;
     if (!this.#peers.delete(peerId)) return;
     this.#scheduler.removePeer(peerId, this.#now());
