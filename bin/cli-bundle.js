@@ -18,7 +18,7 @@
 //
 // Plain JavaScript, not TypeScript: bin/rackswarm.js loads it before anything else, and the first .ts file a process
 // loads costs ~12 MiB of RSS (Node's type stripper) that a bundled process never needs.
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -37,7 +37,8 @@ const EXTERNAL = ['@napi-rs/*', 'classic-level', 'esbuild', 'pino', 'pino-pretty
 
 /**
  * bundle.json: `startedAt` is Date.now() when the build started reading its inputs; `inputs` the project files the
- * bundle was made from, relative to the project root (not node_modules).
+ * bundle was made from, relative to `root`, the real path of the project they are in (not node_modules): a
+ * node_modules shared by two checkouts (a symlink, a git worktree) holds one bundle, of one of them.
  */
 const MANIFEST = 'bundle.json';
 
@@ -66,7 +67,7 @@ export function cliModule(entry, at = defaultBundleLocation()) {
  * @returns {boolean}
  */
 export function bundleIsFresh(at) {
-  /** @type {{ startedAt: number, inputs: string[] }} */
+  /** @type {{ startedAt: number, root: string, inputs: string[] }} */
   let manifest;
   try {
     manifest = JSON.parse(readFileSync(join(at.dir, MANIFEST), 'utf8'));
@@ -75,6 +76,7 @@ export function bundleIsFresh(at) {
   }
   if (!Number.isFinite(manifest.startedAt) || !Array.isArray(manifest.inputs) || manifest.inputs.length === 0)
     return false;
+  if (manifest.root !== realRoot(at.root)) return false;
   /** @param {string} path */
   const changed = (path) => {
     try {
@@ -86,6 +88,15 @@ export function bundleIsFresh(at) {
   const lock = join(at.root, 'node_modules', '.package-lock.json');
   if (statSync(lock, { throwIfNoEntry: false }) && changed(lock)) return false;
   return !manifest.inputs.some((f) => changed(join(at.root, f)));
+}
+
+/** @param {string} root */
+function realRoot(root) {
+  try {
+    return realpathSync(root);
+  } catch {
+    return root;
+  }
 }
 
 /**
@@ -141,7 +152,7 @@ export async function buildCliBundle(at = defaultBundleLocation()) {
     const inputs = Object.keys(result.metafile.inputs).filter(
       (p) => !p.startsWith('node_modules/') && !p.startsWith('../'),
     );
-    writeFileSync(join(tmp, MANIFEST), `${JSON.stringify({ startedAt, inputs })}\n`);
+    writeFileSync(join(tmp, MANIFEST), `${JSON.stringify({ startedAt, root: realRoot(at.root), inputs })}\n`);
     rmSync(at.dir, { recursive: true, force: true });
     renameSync(tmp, at.dir);
     const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);

@@ -75,6 +75,9 @@ describe('the CLI bundle', () => {
     settle(join(at.root, 'node_modules/.package-lock.json'));
     await buildCliBundle(at);
     expect(bundleIsFresh(at)).toBe(true);
+    // Another checkout sharing this node_modules (a symlink): the bundle is of this one, not of that.
+    const other = fakeProject();
+    expect(bundleIsFresh({ root: other.root, dir: at.dir })).toBe(false);
     rmSync(join(at.root, 'core/where.ts')); // an input vanished
     expect(bundleIsFresh(at)).toBe(false);
   });
