@@ -278,6 +278,11 @@ function finish(status: ChunkStatus, body: Buffer | undefined): ChunkResponse {
 // ---- have exchange ------------------------------------------------------------------------------------------------
 
 export const HAVE_PROTOCOL = '/rackswarm/have/1.0.0';
+/**
+ * 1.0.0 and, between rack-mates, import intents (types 4 and 5): a node that asks a peer in another rack for chunks
+ * says so to its rack-mates, so they do not pull the same chunks across the spine at the same time (scheduler rule 6).
+ */
+export const HAVE_PROTOCOL_INTENTS = '/rackswarm/have/1.1.0';
 /** Indices in one `have` frame. */
 export const MAX_HAVE_INDICES = 4096;
 /** A rack label in the have exchange's opening message: as in an announce (core/tracker-messages.ts). */
@@ -291,7 +296,9 @@ export const MAX_HAVE_FRAME_BYTES = 1 + 32 + 1 + MAX_RACK_BYTES + 4 + (4 * 1024 
 
 export type HaveMessage =
   | { type: 'bitfield'; imageId: string; count: number; bits: Uint8Array; rack?: string }
-  | { type: 'have'; indices: number[] };
+  | { type: 'have'; indices: number[] }
+  /** The sender is fetching these chunks from another rack (`on`), or no longer is without having them (1.1.0). */
+  | { type: 'importing'; indices: number[]; on: boolean };
 
 /** The opening message; with `rack` (1..64 printable ASCII characters) the sender says which rack it is in. */
 export function encodeBitfield(
@@ -318,11 +325,20 @@ export function encodeBitfield(
 }
 
 export function encodeHave(indices: readonly number[]): Uint8Array {
+  return encodeIndices(2, indices);
+}
+
+/** An import intent (`on`) or its end (1.1.0 only): type 4 or 5, laid out as a have. */
+export function encodeImporting(indices: readonly number[], on: boolean): Uint8Array {
+  return encodeIndices(on ? 4 : 5, indices);
+}
+
+function encodeIndices(type: number, indices: readonly number[]): Uint8Array {
   if (indices.length < 1 || indices.length > MAX_HAVE_INDICES)
     throw new ProtocolError('have: 1..4096 indices');
   const out = new Uint8Array(3 + 4 * indices.length);
   const view = new DataView(out.buffer);
-  out[0] = 2;
+  out[0] = type;
   view.setUint16(1, indices.length);
   indices.forEach((idx, k) => {
     view.setUint32(3 + 4 * k, idx);
@@ -358,7 +374,7 @@ export function decodeHaveMessage(frame: Uint8Array, maxCount: number): HaveMess
       ? { type: 'bitfield', imageId, count, bits }
       : { type: 'bitfield', imageId, count, bits, rack };
   }
-  if (frame[0] === 2) {
+  if (frame[0] === 2 || frame[0] === 4 || frame[0] === 5) {
     if (frame.byteLength < 3) throw new ProtocolError('have truncated');
     const n = view.getUint16(1);
     if (n < 1 || n > MAX_HAVE_INDICES || frame.byteLength !== 3 + 4 * n)
@@ -369,7 +385,7 @@ export function decodeHaveMessage(frame: Uint8Array, maxCount: number): HaveMess
       if (idx >= maxCount) throw new ProtocolError(`have index ${idx} out of range`);
       indices[k] = idx;
     }
-    return { type: 'have', indices };
+    return frame[0] === 2 ? { type: 'have', indices } : { type: 'importing', indices, on: frame[0] === 4 };
   }
   throw new ProtocolError(`unknown have message type ${frame[0]}`);
 }

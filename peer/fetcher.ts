@@ -147,6 +147,11 @@ export class Fetcher {
         this.#scheduler.peerHave(peerId, indices);
         this.#poke();
       },
+      // A rack-mate fetching chunks from another rack (scheduler rule 6): not from there by us too, meanwhile.
+      onImporting: (peerId, indices, on) => {
+        this.#scheduler.rackMateImporting(peerId, indices, on);
+        if (!on) this.#poke();
+      },
       // A node that announced after us reaches us first: without this we would only ever know the ones before us. And
       // a peer forgotten while an exchange with it was being opened is a source again before its bitfield arrives.
       onOpen: (peerId, addr) => this.#addPeer(peerId, addr),
@@ -360,8 +365,16 @@ export class Fetcher {
     const indices = this.#scheduler.next(peerId, this.#now());
     if (indices.length === 0) return;
     this.#workers.add(peerId);
+    // From another rack: the rack-mates hear of it, and of what did not come (what came, they hear as haves).
+    const importing = this.#scheduler.isRemote(peerId);
+    if (importing) this.#exchange.importing(indices, true);
     void this.#fetchFrom(peerId, indices).finally(() => {
       this.#workers.delete(peerId);
+      if (importing)
+        this.#exchange.importing(
+          indices.filter((i) => !this.#verified.has(i)),
+          false,
+        );
       this.#poke();
     });
   }

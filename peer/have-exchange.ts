@@ -7,7 +7,9 @@ import {
   decodeHaveMessage,
   encodeBitfield,
   encodeHave,
+  encodeImporting,
   HAVE_PROTOCOL,
+  HAVE_PROTOCOL_INTENTS,
   MAX_HAVE_FRAME_BYTES,
   MAX_HAVE_INDICES,
 } from '../core/wire.ts';
@@ -25,6 +27,8 @@ export interface HaveExchangeInit {
   onRack?: (peerId: string, rack: string) => void;
   /** A neighbour holds these chunks (from its bitfield or increments). */
   onHave: (peerId: string, indices: number[]) => void;
+  /** A rack-mate started (`on`) or stopped fetching these chunks from another rack (see importing()). */
+  onImporting?: (peerId: string, indices: number[], on: boolean) => void;
   /**
    * The neighbour already holds chunk `index` (it told us): our have of it is not sent to that neighbour, which
    * cannot want it from us and counts availability only for chunks it lacks. Late in a swarm most neighbours hold
@@ -48,11 +52,17 @@ interface Neighbour {
   lp: ReturnType<typeof lpStream>;
   /** We dialled it. */
   outbound: boolean;
+  /** It speaks 1.1.0 (import intents). */
+  intents: boolean;
+  /** The rack it said it is in. */
+  rack?: string;
 }
 
 /**
  * Neighbours tell each other which chunks they hold (/rackswarm/have/1.0.0, codec in core/wire.ts): a bitfield when
  * the stream opens, then increments as chunks are verified, so availability is known without asking the tracker.
+ * With /rackswarm/have/1.1.0 (preferred, both offered) a node also tells its rack-mates which chunks it is fetching
+ * from another rack, until it has them or gives up (importing()).
  */
 export class HaveExchange {
   readonly #node: ExchangeNode;
@@ -68,13 +78,15 @@ export class HaveExchange {
   }
 
   async start(): Promise<void> {
-    await this.#node.handle(HAVE_PROTOCOL, (stream, connection) => this.#accept(stream, connection), {
-      maxInboundStreams: 2,
-    });
+    await this.#node.handle(
+      [HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL],
+      (stream, connection) => this.#accept(stream, connection),
+      { maxInboundStreams: 2 },
+    );
   }
 
   async stop(): Promise<void> {
-    await this.#node.unhandle(HAVE_PROTOCOL);
+    await this.#node.unhandle([HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL]);
     for (const n of this.#neighbours.values()) n.stream.abort(new Error('exchange stopped'));
     this.#neighbours.clear();
   }
@@ -93,7 +105,7 @@ export class HaveExchange {
     if (this.#neighbours.has(peerId) || this.#dialing.has(peerId)) return;
     this.#dialing.add(peerId);
     try {
-      const stream = await this.#node.dialProtocol(addr, HAVE_PROTOCOL, {
+      const stream = await this.#node.dialProtocol(addr, [HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL], {
         signal: AbortSignal.timeout(10_000),
       });
       this.#adopt(peerId, stream, true, addr);
@@ -106,6 +118,23 @@ export class HaveExchange {
   announce(indices: number[]): void {
     this.#pending.push(...indices);
     this.#flushing ??= Promise.resolve().then(() => this.#flush());
+  }
+
+  /**
+   * Tells the rack-mates that speak 1.1.0 that this node is fetching `indices` from another rack (`on`), or stopped
+   * without getting them (a chunk it got is told by its have instead). Rack-mates: neighbours that said they are in
+   * this node's rack.
+   */
+  importing(indices: number[], on: boolean): void {
+    const rack = this.#init.rack;
+    if (rack === undefined || indices.length === 0) return;
+    for (let k = 0; k < indices.length; k += MAX_HAVE_INDICES) {
+      const frame = encodeImporting(indices.slice(k, k + MAX_HAVE_INDICES), on);
+      for (const [id, n] of this.#neighbours) {
+        if (!n.intents || n.rack !== rack) continue;
+        n.lp.write(frame, { signal: AbortSignal.timeout(10_000) }).catch((e) => this.#drop(id, n, e));
+      }
+    }
   }
 
   async #flush(): Promise<void> {
@@ -157,7 +186,7 @@ export class HaveExchange {
       maxBufferSize: MAX_HAVE_FRAME_BYTES + 16,
       lengthDecoder: boundedLengthDecoder(MAX_HAVE_FRAME_BYTES),
     });
-    const n = { stream, lp, outbound };
+    const n: Neighbour = { stream, lp, outbound, intents: stream.protocol === HAVE_PROTOCOL_INTENTS };
     this.#neighbours.set(peerId, n);
     if (old) old.stream.abort(new Error('replaced by a newer exchange stream'));
     this.#init.onOpen?.(peerId, addr);
@@ -175,7 +204,11 @@ export class HaveExchange {
         if (msg.type === 'bitfield') {
           if (msg.imageId !== imageId) throw new Error('neighbour exchanges another image');
           if (msg.rack !== undefined) this.#init.onRack?.(peerId, msg.rack);
+          n.rack = msg.rack;
           this.#init.onHave(peerId, bitfieldIndices(msg.bits, chunkCount));
+        } else if (msg.type === 'importing') {
+          if (!n.intents) throw new Error('import intent on a 1.0.0 exchange');
+          this.#init.onImporting?.(peerId, msg.indices, msg.on);
         } else {
           this.#init.onHave(peerId, msg.indices);
         }

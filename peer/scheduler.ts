@@ -55,7 +55,9 @@
  *    in the have exchange's opening message) is offered only chunks
  *    that no neighbour in this node's rack holds, so a rack pulls each chunk across its uplink about once and
  *    spreads it inside (the testbed's 2 racks × 8 nodes pulled 3.6 × racks × image across the spine without it).
- *    The seeder's starvation exception applies.
+ *    Nor one a rack-mate is fetching from another rack (it says so: rackMateImporting, over the have exchange):
+ *    without it a rack's gateways pulled the same chunk at the same time (simulator, 2 racks × 8: 51 of 115 requests
+ *    across racks were for a chunk already on its way into the rack). The seeder's starvation exception applies.
  * A chunk is never in flight to two peers outside endgame, nor twice to one peer ever.
  *
  * Cost: next() walks the buckets from the rarest up and stops once the budget is filled or the peer's `wanted`
@@ -213,6 +215,8 @@ interface PeerState {
   received: number;
   bad: number;
   banned: boolean;
+  /** Chunks this rack-mate said it is fetching from another rack and does not hold yet (rule 6). */
+  importing?: Set<number>;
 }
 
 export class Scheduler {
@@ -224,6 +228,8 @@ export class Scheduler {
   readonly #avail: Int32Array;
   /** Per chunk: how many connected, non-banned neighbours in this node's rack hold it (rule 6). */
   readonly #localAvail: Int32Array;
+  /** Per chunk: how many rack-mates are fetching it from another rack (rule 6). */
+  readonly #localPending: Int32Array;
   /** Position of a pickable chunk in its bucket. */
   readonly #pos: Int32Array;
   /** #buckets[a]: pickable chunks (missing, not in flight) held by a neighbours, in random order. */
@@ -259,6 +265,7 @@ export class Scheduler {
     this.#state = new Uint8Array(n);
     this.#avail = new Int32Array(n);
     this.#localAvail = new Int32Array(n);
+    this.#localPending = new Int32Array(n);
     this.#pos = new Int32Array(n);
     this.#fails = new Uint8Array(n);
     this.#refusedAt = new Float64Array(n).fill(Number.NEGATIVE_INFINITY);
@@ -328,6 +335,40 @@ export class Scheduler {
     if (!p.banned) for (let i = 0; i < n; i++) if (p.has[i] === 1) this.#localAvail[i] += remote ? -1 : 1;
     this.#remoteRequests += remote ? p.reqs.size : -p.reqs.size;
     p.remote = remote;
+    if (remote) this.#dropImports(p);
+  }
+
+  /** Whether the neighbour is in another rack (rule 6). */
+  isRemote(peerId: string): boolean {
+    return this.#peers.get(peerId)?.remote === true;
+  }
+
+  /**
+   * A rack-mate is fetching `indices` from another rack (`on`), or stopped without them (rule 6; its have of a
+   * chunk ends its intent too). Ignored from a neighbour in another rack.
+   */
+  rackMateImporting(peerId: string, indices: Iterable<number>, on: boolean): void {
+    const p = this.#peers.get(peerId);
+    if (!p || p.seeder || p.remote || p.banned) return;
+    const n = this.#len.length;
+    for (const i of indices) {
+      if (!Number.isInteger(i) || i < 0 || i >= n) continue;
+      if (on && p.has[i] === 0 && !p.importing?.has(i)) {
+        p.importing ??= new Set();
+        p.importing.add(i);
+        this.#localPending[i]++;
+      } else if (!on && p.importing?.delete(i)) this.#localPending[i]--;
+    }
+  }
+
+  /** Rule 6: a rack-mate holds chunk i, or is fetching it from another rack. */
+  #inRack(i: number): boolean {
+    return this.#localAvail[i] > 0 || this.#localPending[i] > 0;
+  }
+
+  #dropImports(p: PeerState): void {
+    for (const i of p.importing ?? []) this.#localPending[i]--;
+    p.importing = undefined;
   }
 
   /** The neighbour is gone: its requests return to the pool, its chunks no longer count. */
@@ -391,7 +432,7 @@ export class Scheduler {
           p.has[i] === 1 &&
           this.#avail[i] < top &&
           !(this.#refusedAt[i] > refusedSince) &&
-          !(localOnly && this.#localAvail[i] > 0)
+          !(localOnly && this.#inRack(i))
         )
           this.#take(p, i, now, out);
         else misses++;
@@ -404,7 +445,7 @@ export class Scheduler {
       for (let j = 0; j < bucket.length; ) {
         if (
           has[bucket[j]] === 0 ||
-          (localOnly && this.#localAvail[bucket[j]] > 0) ||
+          (localOnly && this.#inRack(bucket[j])) ||
           this.#refusedAt[bucket[j]] > refusedSince
         ) {
           j++;
@@ -590,7 +631,7 @@ export class Scheduler {
       if (!this.#room(p, budget)) break;
       if (p.has[i] === 0 || copies.length >= this.#o.endgameCopies || copies.some((r) => r.peer === p))
         continue;
-      if (localOnly && this.#localAvail[i] > 0) continue; // rule 6 holds in endgame too
+      if (localOnly && this.#inRack(i)) continue; // rule 6 holds in endgame too
       const outpaced =
         p.seeder || (p.measured && copies.some((r) => r.peer.measured && this.#rate(r.peer) > rate));
       if (outpaced) {
@@ -652,6 +693,7 @@ export class Scheduler {
 
   /** Drops a banned or departed peer's requests and holdings. */
   #forget(p: PeerState, now: number): void {
+    this.#dropImports(p);
     for (const r of [...p.reqs.values()]) this.#unrequest(r, now);
     const n = this.#len.length;
     for (let i = 0; i < n; i++) if (p.has[i] === 1) this.#lose(p, i);
@@ -665,6 +707,7 @@ export class Scheduler {
   #gain(p: PeerState, i: number): void {
     if (p.has[i] === 1) return;
     p.has[i] = 1;
+    if (p.importing?.delete(i)) this.#localPending[i]--;
     const missing = this.#state[i] === MISSING;
     if (missing) p.wanted++;
     if (p.seeder) return;

@@ -494,6 +494,15 @@ export function simulate(o: SimOptions): SimResult {
     if (n.haveCount === nChunks) return;
     for (const id of n.peers) if (!n.workers.has(id)) ask(n, id);
   };
+  /** A node's neighbours in the have exchange that are in its rack. */
+  const rackMates = (n: SimNode): SimNode[] => {
+    const out: SimNode[] = [];
+    for (const id of n.exchange) {
+      const m = byId.get(id) as SimNode;
+      if (m.rack === n.rack) out.push(m);
+    }
+    return out;
+  };
   /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
   const ask = (n: SimNode, id: string): void => {
     if (n.scheduler.isBanned(id)) return;
@@ -501,6 +510,16 @@ export function simulate(o: SimOptions): SimResult {
     if (indices.length === 0) return;
     n.workers.add(id);
     const server = byId.get(id) as Host;
+    // From another rack: the rack-mates hear of it (as peer/fetcher.ts tells them over the have exchange), and of
+    // what was refused; what arrives they hear as haves.
+    const importing = server !== head && server.rack !== n.rack ? rackMates(n) : [];
+    const tellImporting = (is: number[], on: boolean): void => {
+      if (importing.length > 0 && is.length > 0)
+        at(now + latency, () => {
+          for (const m of importing) m.scheduler.rackMateImporting(n.id, is, on);
+        });
+    };
+    tellImporting(indices, true);
     at(now + latency, () => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
       const full =
@@ -514,6 +533,10 @@ export function simulate(o: SimOptions): SimResult {
       if (served.length < indices.length) {
         at(now + latency, () => {
           for (const i of indices) if (!served.includes(i)) n.scheduler.failed(id, i, 'busy', ms());
+          tellImporting(
+            indices.filter((i) => !served.includes(i) && !n.have[i]),
+            false,
+          );
           busyCount++;
           if (served.length === 0) n.workers.delete(id);
           poke(n);

@@ -4,8 +4,10 @@
 // both streams died and neither learnt what the other holds (found in linger.test.ts's SIGSTOP test).
 import { join } from 'node:path';
 import type { Libp2p } from '@libp2p/interface';
+import { lpStream } from '@libp2p/utils';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createP2PNode } from '../../cli/p2p-node.ts';
+import { encodeBitfield, HAVE_PROTOCOL } from '../../core/wire.ts';
 import { HaveExchange } from '../../peer/have-exchange.ts';
 import { tempDir } from '../helpers/cli.ts';
 
@@ -19,21 +21,28 @@ interface Side {
   exchange: HaveExchange;
   /** Chunk indices each neighbour said it holds, by peer id. */
   heard: Map<string, Set<number>>;
+  /** Import intents heard, in order: `peer +i` / `peer -i`. */
+  intents: string[];
 }
 
 async function side(
   name: string,
   holds: number[],
   neighbourHolds?: (peerId: string, i: number) => boolean,
+  rack?: string,
 ): Promise<Side> {
   const node = await createP2PNode({ keyFile: join(t.dir, `${name}.key`), listen: ['/ip4/127.0.0.1/tcp/0'] });
   stops.push(() => node.stop());
-  const s: Side = { node, exchange: undefined as unknown as HaveExchange, heard: new Map() };
+  const s: Side = { node, exchange: undefined as unknown as HaveExchange, heard: new Map(), intents: [] };
   s.exchange = new HaveExchange(node, {
     imageId: IMAGE_ID,
     chunkCount: CHUNKS,
     has: (i) => holds.includes(i),
     holds: neighbourHolds,
+    rack,
+    onImporting: (peerId, indices, on) => {
+      for (const i of indices) s.intents.push(`${peerId} ${on ? '+' : '-'}${i}`);
+    },
     onHave: (peerId, indices) => {
       const set = s.heard.get(peerId) ?? new Set<number>();
       for (const i of indices) set.add(i);
@@ -101,5 +110,43 @@ describe('have increments', () => {
     a.exchange.announce([9]);
     await vi.waitFor(() => expect(b.heard.get(aId)?.has(9)).toBe(true), { timeout: 10_000, interval: 50 });
     expect([...(b.heard.get(aId) ?? [])].sort((x, y) => x - y)).toEqual([8, 9]);
+  }, 60_000);
+});
+
+describe('import intents (/rackswarm/have/1.1.0)', () => {
+  it('reach the rack-mates that speak 1.1.0, and no one else', async () => {
+    const a = await side('a-intents', [], undefined, 'r0');
+    const mate = await side('mate-intents', [], undefined, 'r0');
+    const far = await side('far-intents', [], undefined, 'r1');
+    // A rack-mate on the older protocol (1.0.0 only): an intent would be an unknown message type to it.
+    const old = await createP2PNode({ keyFile: join(t.dir, 'old.key'), listen: ['/ip4/127.0.0.1/tcp/0'] });
+    stops.push(() => old.stop());
+    const oldFrames: number[] = [];
+    await old.handle(HAVE_PROTOCOL, async (stream) => {
+      const lp = lpStream(stream);
+      await lp.write(encodeBitfield(IMAGE_ID, CHUNKS, () => false, 'r0'));
+      for (;;) oldFrames.push((await lp.read()).subarray()[0]);
+    });
+    const aId = a.node.peerId.toString();
+    const neighbours = [mate, far].map((x) => x.node).concat(old);
+    for (const n of neighbours) await a.exchange.connect(n.peerId.toString(), n.getMultiaddrs()[0]);
+    await vi.waitFor(() => expect(oldFrames.length).toBeGreaterThan(0), { timeout: 10_000, interval: 50 });
+    await new Promise((r) => setTimeout(r, 300)); // every opening bitfield in, racks known
+
+    a.exchange.importing([5, 6], true);
+    a.exchange.importing([6], false);
+    a.exchange.announce([9]);
+    await vi.waitFor(
+      () => {
+        expect(mate.heard.get(aId)?.has(9)).toBe(true);
+        expect(far.heard.get(aId)?.has(9)).toBe(true);
+        expect(oldFrames).toContain(2);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    expect(mate.intents).toEqual([`${aId} +5`, `${aId} +6`, `${aId} -6`]);
+    expect(far.intents).toEqual([]); // another rack
+    expect(oldFrames.filter((f) => f === 4 || f === 5)).toEqual([]); // 1.0.0: never sent
+    expect(a.exchange.isNeighbour(old.peerId.toString())).toBe(true);
   }, 60_000);
 });

@@ -16,6 +16,7 @@ import {
   encodeChunkResponse,
   encodeChunkResponseHeader,
   encodeHave,
+  encodeImporting,
   MAX_ERROR_REASON_BYTES,
   MAX_HASHES_PER_REQUEST,
   MAX_HAVE_FRAME_BYTES,
@@ -219,12 +220,15 @@ describe('fuzz: have protocol codec', () => {
         .tuple(hexHash, countArb, rackArb)
         .map(([id, n, rack]) => encodeBitfield(id, n, (i) => i % 3 === 0, rack)),
       fc.array(fc.nat({ max: 200 }), { minLength: 1, maxLength: 50 }).map(encodeHave),
+      fc
+        .tuple(fc.array(fc.nat({ max: 200 }), { minLength: 1, maxLength: 50 }), fc.boolean())
+        .map(([indices, on]) => encodeImporting(indices, on)),
     );
     fc.assert(
       fc.property(mutated(valid), countArb, (bytes, count) => {
         const m = onlyProtocolErrors(() => decodeHaveMessage(bytes, count));
         if (m instanceof Error) return;
-        if (m.type === 'have') expect(m.indices.every((i) => i < count)).toBe(true);
+        if (m.type === 'have' || m.type === 'importing') expect(m.indices.every((i) => i < count)).toBe(true);
         else {
           expect(m.count).toBe(count);
           expect(bitfieldIndices(m.bits, count).every((i) => i < count)).toBe(true);

@@ -185,6 +185,21 @@ describe('Scheduler', () => {
     expect(alone.next('far', 1)).toEqual([1]);
   });
 
+  it('leaves to a rack-mate the chunks it is fetching from another rack, until it has them or gives up', () => {
+    const s = setup('........', { mate: '........', far: 'XXXXXXXX' }, wide);
+    s.setRemote('far', true);
+    s.rackMateImporting('mate', [0, 1, 2], true);
+    s.rackMateImporting('far', [3], true); // from another rack: not a rack-mate, ignored
+    expect(new Set(s.next('far', 0))).toEqual(new Set([3, 4, 5, 6, 7]));
+    for (const i of [3, 4, 5, 6, 7]) s.received('far', i, 1);
+    s.peerHave('mate', [0]); // it got chunk 0: now it holds it (still not ours to pull across)
+    s.rackMateImporting('mate', [1], false); // it gave up on 1
+    expect(s.next('far', 2)).toEqual([1]);
+    s.received('far', 1, 3);
+    s.removePeer('mate', 4); // gone: its intent on 2 with it (and its chunk 0)
+    expect(new Set(s.next('far', 5))).toEqual(new Set([0, 2]));
+  });
+
   it('asks a remote neighbour for one chunk across the racks at a time', () => {
     const s = setup('........', { far: 'XXXXXXXX', other: 'XXXXXXXX' }, { ...wide, maxInFlightChunks: 1 });
     s.setRemote('far', true);

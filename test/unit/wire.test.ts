@@ -15,6 +15,7 @@ import {
   encodeChunkResponse,
   encodeChunkResponseHeader,
   encodeHave,
+  encodeImporting,
   MAX_ERROR_REASON_BYTES,
   MAX_HASHES_PER_REQUEST,
   MAX_HAVE_FRAME_BYTES,
@@ -174,6 +175,21 @@ describe('have exchange codec', () => {
     expect(msg).toMatchObject({ type: 'bitfield', imageId: id, count: 100 });
     expect(bitfieldIndices((msg as { bits: Uint8Array }).bits, 100)).toEqual([0, 3, 8, 9, 99]);
     expect(decodeHaveMessage(encodeHave([5, 1, 42]), 100)).toEqual({ type: 'have', indices: [5, 1, 42] });
+  });
+
+  it('round-trips import intents (1.1.0) and refuses them out of range', () => {
+    expect(decodeHaveMessage(encodeImporting([7, 2], true), 100)).toEqual({
+      type: 'importing',
+      indices: [7, 2],
+      on: true,
+    });
+    expect(decodeHaveMessage(encodeImporting([99], false), 100)).toEqual({
+      type: 'importing',
+      indices: [99],
+      on: false,
+    });
+    expect(() => decodeHaveMessage(encodeImporting([100], true), 100)).toThrow(/out of range/);
+    expect(() => encodeImporting([], true)).toThrow();
   });
 
   it('refuses out-of-range indices, wrong counts, truncation and unknown types', () => {
