@@ -23,6 +23,7 @@ import { ResumeState } from '../peer/resume-state.ts';
 import { fetchImageKey, fetchManifest } from '../peer/tracker-client.ts';
 import type { BulkServer } from '../seeder/bulk-server.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
+import { RackReserve } from '../seeder/rack-reserve.ts';
 import { startBulkServer } from './bulk-plane.ts';
 import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
@@ -282,8 +283,17 @@ export async function fetchImage(
         onAnnounceResponse: (r) => preheat.handle(r.instructions),
       },
     );
+    const f = fetcher;
+    const rackReserve =
+      opts.rack && config.peer.rackReserveMs > 0
+        ? new RackReserve({
+            reserveAfterMs: config.peer.rackReserveMs,
+            rack: opts.rack,
+            rackOf: (peerId) => f.rackOf(peerId),
+          })
+        : undefined;
     server = new ChunkServer(
-      { store: fetcher.chunkSource() },
+      { store: fetcher.chunkSource(), superSeeding: rackReserve },
       { ...config.seeder, maxConcurrentTotal: config.peer.maxServeStreams },
     );
     await server.start(node);

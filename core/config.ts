@@ -294,6 +294,11 @@ export const ConfigSchema = Type.Object(
         /** Chunk streams a fetching node serves at once: it is downloading too. @default 8 */
         maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 8 }),
         /**
+         * A node with `--rack` sends a chunk into another rack once per this many ms (seeder/rack-reserve.ts): a repeat
+         * request from that rack is answered `busy`, and the rack spreads its first copy inside. 0: off. @default 2000
+         */
+        rackReserveMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 2000 }),
+        /**
          * Versions of each image a node's chunk cache (`fetch --cache DIR`) keeps, most recently used first: the one
          * running, the one to roll back to. 0 keeps no chunks. @default 2
          */

@@ -160,6 +160,11 @@ export class Fetcher {
     });
   }
 
+  /** The rack a neighbour said it is in over the have exchange (for this node's serving policy), if known. */
+  rackOf(peerId: string): string | undefined {
+    return this.#exchange.rackOf(peerId);
+  }
+
   /** Serves verified chunks onward (to a chunk server): re-read from the target and re-hashed before sending. */
   chunkSource() {
     return {

@@ -95,6 +95,11 @@ export class HaveExchange {
     return [...this.#neighbours.keys()];
   }
 
+  /** The rack a neighbour said it is in (its opening message), if it said. */
+  rackOf(peerId: string): string | undefined {
+    return this.#neighbours.get(peerId)?.rack;
+  }
+
   /** Whether an exchange with this peer is open. */
   isNeighbour(peerId: string): boolean {
     return this.#neighbours.has(peerId);

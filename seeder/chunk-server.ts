@@ -17,7 +17,6 @@ import {
 } from '../core/wire.ts';
 import type { HeadServing } from './head-serving.ts';
 import { TokenBucket } from './rate-limit.ts';
-import type { SuperSeeding } from './super-seeding.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -29,13 +28,21 @@ const MIN_SEND_SLICE = 16 * KiB;
 /** Request frames a client may queue ahead of the one being served (our client pipelines two). */
 export const MAX_QUEUED_FRAMES = 4;
 
+/** Whether to send a chunk now (and count it as sent): seeder/super-seeding.ts, seeder/rack-reserve.ts. */
+export interface ServingPolicy {
+  take(chunk: string, now: number, peerId: string): boolean;
+}
+
 export interface ChunkServerComponents {
   /** With `path` (a ChunkStore), a transport that says so gets chunks read into pooled buffers instead of fresh ones. */
   store: Pick<ChunkStore, 'get' | 'has'> & Partial<Pick<ChunkStore, 'path' | 'verifyOnRead'>>;
   /** Monotonic clock (ms) for the rate limiters. @default performance.now */
   now?: () => number;
-  /** The head's serving policy: a chunk it refuses is answered `busy`. @default none (serve every request) */
-  superSeeding?: Pick<SuperSeeding, 'take'>;
+  /**
+   * The serving policy (the head's super-seeding, a node's rack reserve: seeder/rack-reserve.ts): a chunk it refuses
+   * is answered `busy`. @default none (serve every request)
+   */
+  superSeeding?: ServingPolicy;
   /** The head's send order (one chunk after another): streams take turns. @default none (all send at once) */
   headServing?: Pick<HeadServing<() => void>, 'admits' | 'ask' | 'done'>;
 }
@@ -117,7 +124,7 @@ export class ChunkServer {
   /** Bodies for transports whose send() is done with them when it resolves (bulk sockets); see core/buffer-pool.ts. */
   readonly #pool = new BufferPool();
   readonly #now: () => number;
-  readonly #superSeeding: Pick<SuperSeeding, 'take'> | undefined;
+  readonly #superSeeding: ServingPolicy | undefined;
   readonly #headServing: ChunkServerComponents['headServing'];
   readonly #init: ChunkServerInit;
   readonly #peers = new Map<string, PeerState>();
@@ -273,7 +280,7 @@ export class ChunkServer {
       const now = this.#now();
       serve = 0;
       while (!refusals.any && serve < hashes.length) {
-        if (this.#superSeeding.take(hashes[serve], now)) serve++;
+        if (this.#superSeeding.take(hashes[serve], now, peer.peerId)) serve++;
         else refusals.any = true;
       }
     }

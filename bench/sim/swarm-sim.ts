@@ -16,6 +16,7 @@
 import { loadConfig } from '../../core/config.ts';
 import { SCHEDULER_DEFAULTS, Scheduler, type SchedulerTunables } from '../../peer/scheduler.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
+import { RackReserve } from '../../seeder/rack-reserve.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
@@ -77,6 +78,8 @@ export interface SimOptions {
   announceInterval?: number;
   /** The head's super-seeding delay (seeder/super-seeding.ts), ms; 0: off. @default config seeder.reserveAfterMs */
   reserveAfterMs?: number;
+  /** Each node's rack reserve (seeder/rack-reserve.ts), ms; 0: off. @default config peer.rackReserveMs */
+  rackReserveMs?: number;
   /**
    * Experiment, node super-seeding: a node tells revealFirst neighbours (that lack it) about a chunk it verified, one
    * more per revealStep sends of it completed, the rest after revealAllAfter. Worse here: 1,000 nodes (seed 1) 2.64 ×
@@ -189,6 +192,25 @@ export function simulate(o: SimOptions): SimResult {
   const announceInterval = o.announceInterval ?? config.tracker.announceIntervalSeconds;
   const reserveAfterMs = o.reserveAfterMs ?? config.seeder.reserveAfterMs;
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
+  // Each node's serving policy into other racks (seeder/rack-reserve.ts), as a node started with --rack has.
+  const rackReserveMs = o.rackReserveMs ?? config.peer.rackReserveMs;
+  const rackReserves = new Map<Host, RackReserve>();
+  const rackReserveOf = (h: Host): RackReserve | undefined => {
+    if (o.racks < 2 || rackReserveMs <= 0 || h === head) return undefined;
+    let r = rackReserves.get(h);
+    if (!r) {
+      r = new RackReserve({
+        reserveAfterMs: rackReserveMs,
+        rack: String(h.rack),
+        rackOf: (peerId) => {
+          const p = byId.get(peerId);
+          return p === undefined ? undefined : String(p.rack);
+        },
+      });
+      rackReserves.set(h, r);
+    }
+    return r;
+  };
   const headSendsAtOnce = o.headSendsAtOnce ?? config.seeder.sendsAtOnce;
   const nodeTurns = new Map<Host, HeadServing<Batch>>();
   const turnsOf = (h: Host): HeadServing<Batch> | undefined => {
@@ -526,8 +548,9 @@ export function simulate(o: SimOptions): SimResult {
         server.serving >= server.maxServing || ((g) => g !== undefined && !g.admits())(turnsOf(server));
       // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
       let served = full ? [] : indices;
-      if (!full && server === head && superSeeding) {
-        const first = indices.findIndex((i) => !superSeeding.take(String(i), ms()));
+      const policy = server === head ? superSeeding : rackReserveOf(server);
+      if (!full && policy) {
+        const first = indices.findIndex((i) => !policy.take(String(i), ms(), n.id));
         if (first >= 0) served = indices.slice(0, first);
       }
       if (served.length < indices.length) {

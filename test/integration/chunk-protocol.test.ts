@@ -10,6 +10,7 @@ import { CHUNK_PROTOCOL, encodeChunkRequest, encodeChunkResponseHeader } from '.
 import { type FetchedChunk, fetchChunks } from '../../peer/chunk-client.ts';
 import { ChunkServer, type ChunkServerComponents, type ChunkServerInit } from '../../seeder/chunk-server.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
+import { RackReserve } from '../../seeder/rack-reserve.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 import { endOf, rawStream } from '../helpers/raw-stream.ts';
@@ -113,6 +114,22 @@ describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => 
     }
     expect(most).toBe(1);
     expect([turns.sending, turns.waiting]).toEqual([0, 0]);
+  });
+
+  it("with a rack reserve, sends a chunk into another rack once: that rack's second asker gets busy", async () => {
+    const chunks = [pseudoRandomBytes(MiB, 31), pseudoRandomBytes(MiB, 32)];
+    const hashes = chunks.map(hashHex);
+    const [far1, far2, mate] = [await client(), await client(), await client()];
+    const racks = new Map([far1, far2, mate].map((c, i) => [c.peerId.toString(), ['r1', 'r1', 'r0'][i]]));
+    const reserve = new RackReserve({ reserveAfterMs: 60_000, rack: 'r0', rackOf: (p) => racks.get(p) });
+    const s = await seeder(chunks, {}, { superSeeding: reserve });
+    expect(statuses(await fetchAll(far1, s.addr, [hashes[0]]))).toEqual(['ok']);
+    // far2 is in far1's rack: chunk 0 went there already (and a busy ends the answers, as super-seeding's do)
+    expect(statuses(await fetchAll(far2, s.addr, hashes))).toEqual(['busy', 'busy']);
+    expect(statuses(await fetchAll(far2, s.addr, [hashes[1]]))).toEqual(['ok']);
+    const fromMate = await fetchAll(mate, s.addr, hashes); // this node's own rack: served as before
+    expect(statuses(fromMate)).toEqual(['ok', 'ok']);
+    expect(fromMate.map((r, k) => r.data?.equals(chunks[k]))).toEqual([true, true]);
   });
 
   it('answers not-found for a chunk the seeder does not have, and serves the rest', async () => {
