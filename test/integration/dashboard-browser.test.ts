@@ -10,6 +10,10 @@ import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 import { startSyntheticHead, syntheticAnnounces, syntheticImage } from '../helpers/synthetic-swarm.ts';
 
+/** The README's pictures (docs/NAME) are rewritten only with RSW_UPDATE_SCREENSHOTS=1: a run leaves the checkout be. */
+const screenshot = (name: string): string | undefined =>
+  process.env.RSW_UPDATE_SCREENSHOTS ? join(projectRoot, 'docs', name) : undefined;
+
 /** The little of the DOM the page scrape below uses (the project's types are Node's, not the browser's). */
 interface El {
   textContent: string | null;
@@ -119,7 +123,7 @@ describe('dashboard in a real browser', () => {
         })),
       };
     });
-    await page.screenshot({ path: join(projectRoot, 'docs/dashboard.png'), fullPage: true });
+    await page.screenshot({ path: screenshot('dashboard.png'), fullPage: true });
 
     const api = (await (await fetch(`${head.url}/api/swarm`)).json()) as {
       images: {
@@ -217,7 +221,7 @@ describe('dashboard in a real browser', () => {
       });
       expect(shown.heading).toContain('nodes needing attention (64 of 1000');
       await page.setViewportSize({ width: 1280, height: 1300 });
-      await page.screenshot({ path: join(projectRoot, 'docs/dashboard-1000.png') });
+      await page.screenshot({ path: screenshot('dashboard-1000.png') });
       await page.close();
     } finally {
       await synthetic.stop();
