@@ -198,6 +198,8 @@ interface PeerState {
   seeder: boolean;
   /** In another rack (rule 6). */
   remote: boolean;
+  /** Its place in #list. */
+  slot: number;
   has: Uint8Array;
   wanted: number;
   /** In issue order (overdue() relies on it). */
@@ -235,6 +237,8 @@ export class Scheduler {
   readonly #peers = new Map<string, PeerState>();
   /** The same peers, for the O(peers) loops. */
   readonly #list: PeerState[] = [];
+  /** The peers whose `wanted` is above 0 (askable()). */
+  readonly #wanting = new Set<PeerState>();
   readonly #banned = new Set<string>();
   /** Requests in flight to neighbours (not the seeder), and since when there have been none (rule 4). */
   #neighbourRequests = 0;
@@ -297,6 +301,7 @@ export class Scheduler {
       id: peerId,
       seeder,
       remote: remote && !seeder,
+      slot: this.#list.length,
       has: new Uint8Array(this.#len.length),
       wanted: 0,
       reqs: new Map(),
@@ -336,9 +341,12 @@ export class Scheduler {
     if (!p) return;
     this.#forget(p, now);
     this.#peers.delete(peerId);
-    const at = this.#list.indexOf(p);
-    this.#list[at] = this.#list[this.#list.length - 1];
-    this.#list.pop();
+    this.#wanting.delete(p);
+    const last = this.#list.pop() as PeerState;
+    if (last !== p) {
+      this.#list[p.slot] = last;
+      last.slot = p.slot;
+    }
   }
 
   /**
@@ -422,6 +430,39 @@ export class Scheduler {
     }
     if (out.length === 0 && idle && this.#pickable === 0) this.#endgame(p, now, budget, out, localOnly);
     return out;
+  }
+
+  /**
+   * The peers next() may offer something now, in the order they were added, each checked when the iteration
+   * reaches it (a pick for one changes what the next may get): calling next() for these alone gives the same
+   * answers as calling it for every peer, without the calls that return nothing before any work — a fetch loop
+   * over 60 neighbours after every refusal made 15 million such calls at 1,000 nodes in bench/sim, 70 per pick.
+   */
+  *askable(now: number): Generator<string, void, undefined> {
+    if (this.done) return;
+    // While chunks are pickable, only peers holding one (`wanted` > 0) may be offered anything, and next() only
+    // lowers `wanted`: those peers, in list order. Once nothing is pickable (endgame, maybe reached by a pick made
+    // here), any idle peer may get endgame copies: the rest of the list, one by one.
+    let from = 0;
+    if (this.#pickable > 0) {
+      const wanting = [...this.#wanting].sort((a, b) => a.slot - b.slot);
+      for (const p of wanting) {
+        if (this.#pickable === 0) break;
+        from = p.slot + 1;
+        if (this.#offerable(p, now)) yield p.id;
+      }
+      if (this.#pickable > 0) return;
+    }
+    for (let k = from; k < this.#list.length; k++) {
+      const p = this.#list[k];
+      if (this.#offerable(p, now)) yield p.id;
+    }
+  }
+
+  /** next(p) does more than return nothing at once (its first checks). */
+  #offerable(p: PeerState, now: number): boolean {
+    if (p.banned || now < p.backoffUntil) return false;
+    return p.wanted > 0 || (p.reqs.size === 0 && this.#pickable === 0);
   }
 
   #room(p: PeerState, budget: number): boolean {
@@ -666,7 +707,7 @@ export class Scheduler {
     if (p.has[i] === 1) return;
     p.has[i] = 1;
     const missing = this.#state[i] === MISSING;
-    if (missing) p.wanted++;
+    if (missing) this.#want(p, 1);
     if (p.seeder) return;
     if (missing) this.#remove(i);
     this.#avail[i]++;
@@ -678,7 +719,7 @@ export class Scheduler {
     if (p.has[i] === 0) return;
     p.has[i] = 0;
     const missing = this.#state[i] === MISSING;
-    if (missing) p.wanted--;
+    if (missing) this.#want(p, -1);
     if (p.seeder) return;
     if (missing) this.#remove(i);
     this.#avail[i]--;
@@ -692,7 +733,14 @@ export class Scheduler {
     this.#state[i] = to;
     const delta = to === MISSING ? 1 : from === MISSING ? -1 : 0;
     if (delta === 0) return;
-    for (const p of this.#list) if (p.has[i] === 1) p.wanted += delta;
+    for (const p of this.#list) if (p.has[i] === 1) this.#want(p, delta);
+  }
+
+  #want(p: PeerState, delta: number): void {
+    const was = p.wanted;
+    p.wanted = was + delta;
+    if (was === 0) this.#wanting.add(p);
+    else if (p.wanted === 0) this.#wanting.delete(p);
   }
 
   /** Puts pickable chunk `i` at a uniformly random place in its bucket (which keeps each bucket a random order). */
