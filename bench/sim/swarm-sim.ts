@@ -97,6 +97,14 @@ export interface SimOptions {
   revealStep?: number;
   /** Experiment: the rest are told this long after, s. @default 0.5 */
   revealAllAfter?: number;
+  /**
+   * Experiment: how a node shares its uplink among the chunks it sends — 'fair' (max-min, as TCP flows share a
+   * link: what the chunk server does) or 'priority' (strict priority in the order the streams were admitted: not
+   * what the chunk server does). @default 'fair'
+   */
+  uploadOrder?: 'fair' | 'priority';
+  /** Experiment: the head's uploads in strict priority too (uploadOrder 'priority'). @default false */
+  headPriority?: boolean;
   /** Give up (throw) past this simulated time, s. @default unlimited */
   maxSimSeconds?: number;
   onProgress?: (p: Record<string, number>) => void;
@@ -142,6 +150,8 @@ interface Host {
   down: Link;
   serving: number;
   maxServing: number;
+  /** Experiment `uploadOrder: 'priority'`: its flows on the wire, in the order they were admitted. */
+  sending: Set<Batch>;
 }
 
 interface SimNode extends Host {
@@ -174,6 +184,8 @@ interface Batch extends Flow {
   left: number;
   /** Time `left` and `rate` were last brought up to date. */
   since: number;
+  /** Experiment (strict priority): the sender's uplink as this flow's own link. */
+  own?: Link;
   /** Its rate before the allocation in progress, and that allocation's number once re-timed. */
   was: number;
   seen: number;
@@ -185,6 +197,9 @@ type Event = { t: number; seq: number; run: () => void };
 
 /** Pokes of one node within this many seconds run its loop once (see poke). */
 const POKE_COALESCE = 0.001;
+
+/** Rounds of the strict-priority allocation (uploadOrder 'priority'). */
+const PRIORITY_ROUNDS = 3;
 
 /** Relative rate change below which a flow keeps its end event (see reallocate). */
 const RATE_SLACK = 0.02;
@@ -261,6 +276,7 @@ export function simulate(o: SimOptions): SimResult {
     down: link(o.headRate),
     serving: 0,
     maxServing: o.headStreams ?? config.seeder.maxConcurrentTotal,
+    sending: new Set(),
   };
   const pool = new HandoutPool<Candidate>(HANDOUT_DEFAULTS.tiers, o.gateways ?? HANDOUT_DEFAULTS.gateways);
   const nodes: SimNode[] = [];
@@ -275,6 +291,7 @@ export function simulate(o: SimOptions): SimResult {
       down: link(o.nodeRate),
       serving: 0,
       maxServing: o.nodeStreams ?? config.peer.maxServeStreams,
+      sending: new Set(),
       scheduler: new Scheduler({ chunkLengths, random, seederId: head.id, ...tunables }),
       peers: new Set(),
       workers: new Set(),
@@ -291,6 +308,10 @@ export function simulate(o: SimOptions): SimResult {
     byId.set(id, n);
   }
   const ms = () => now * 1000;
+  const uploadOrder = o.uploadOrder ?? 'fair';
+  const prioritised = (h: Host): boolean =>
+    uploadOrder === 'priority' && (h.index >= 0 || o.headPriority === true);
+  const senders: Host[] = [head, ...nodes];
 
   // --- flows
   const flows = new Set<Batch>();
@@ -337,7 +358,8 @@ export function simulate(o: SimOptions): SimResult {
         b.since = now;
         b.was = b.rate;
       }
-      allocate(links);
+      if (uploadOrder === 'priority') allocatePriority();
+      else allocate(links);
       // new end events in the order reallocate() lists the flows (the changed links' first, then link by link):
       // events at the same time run in the order they were queued
       const seen = ++allocs;
@@ -364,6 +386,34 @@ export function simulate(o: SimOptions): SimResult {
       if (Math.abs(b.rate - was) > RATE_SLACK * was) scheduleChunkEnd(b);
     }
   };
+  /**
+   * Experiment: strict priority among a sender's uploads — the first admitted takes all of the uplink it can use,
+   * each later one what those before it leave — and max-min fair sharing on every other link (receivers' downlinks,
+   * rack links). A fixed point, found by a few rounds from the last rates: each round gives every flow its own link
+   * of the capacity the flows before it leave (at their rates of the round before) and fills; a last pass cuts a
+   * flow down to what is left of its uplink where the rounds have not settled.
+   */
+  const allocatePriority = (): void => {
+    const all: Link[] = [...links];
+    for (const b of flows) if (b.own) all.push(b.own);
+    for (let round = 0; round < PRIORITY_ROUNDS; round++) {
+      for (const h of senders) {
+        let used = 0;
+        for (const b of h.sending) {
+          (b.own as Link).cap = Math.max(0, h.up.cap - used);
+          used += b.rate;
+        }
+      }
+      allocate(all);
+    }
+    for (const h of senders) {
+      let used = 0;
+      for (const b of h.sending) {
+        b.rate = Math.min(b.rate, Math.max(0, h.up.cap - used));
+        used += b.rate;
+      }
+    }
+  };
   const changed = (b: Batch): void => {
     for (const l of b.links) dirty.add(l);
     if (allocQueued) return;
@@ -373,12 +423,16 @@ export function simulate(o: SimOptions): SimResult {
 
   const startBatch = (from: Host, to: SimNode, indices: number[]): void => {
     const cross = o.racks > 1 && from.rack !== to.rack;
-    const path = [from.up];
+    // Experiment (strict priority): the sender's uplink is a link of the flow's own, of the capacity the flows
+    // admitted before it leave (allocatePriority).
+    const own = prioritised(from) ? newLink(from.up.cap) : undefined;
+    const path = [own ?? from.up];
     if (cross && from.rack >= 0) path.push(rackUp[from.rack]);
     if (cross) path.push(rackDown[to.rack]);
     path.push(to.down);
     const b: Batch = {
       links: path,
+      own,
       rate: 0,
       from,
       to,
@@ -400,6 +454,7 @@ export function simulate(o: SimOptions): SimResult {
   const sendChunk = (b: Batch): void => {
     b.since = now;
     flows.add(b);
+    if (b.own) b.from.sending.add(b);
     attach(b);
     b.rate = provisionalRate(b);
     scheduleChunkEnd(b);
@@ -430,6 +485,7 @@ export function simulate(o: SimOptions): SimResult {
     if (turns) {
       // seeder/head-serving.ts: the chunk's send ends, the next turn's begins; this batch queues again behind it
       flows.delete(b);
+      b.from.sending.delete(b);
       detach(b);
       changed(b);
       b.version++;
@@ -442,6 +498,7 @@ export function simulate(o: SimOptions): SimResult {
     } else {
       if (!turns) {
         flows.delete(b);
+        b.from.sending.delete(b);
         detach(b);
         changed(b);
       }
@@ -628,6 +685,7 @@ export function simulate(o: SimOptions): SimResult {
         held += n.haveCount;
         let u = 0;
         for (const f of n.up.flows) u += f.rate;
+        for (const f of n.sending) u += f.rate; // strict priority: the flows have links of their own
         let d = 0;
         for (const f of n.down.flows) d += f.rate;
         up += u / n.up.cap;
