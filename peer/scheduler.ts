@@ -440,10 +440,11 @@ export class Scheduler {
   }
 
   /**
-   * The peers next() may offer something now, in the order they were added, each checked when the iteration
-   * reaches it (a pick for one changes what the next may get): calling next() for these alone gives the same
-   * answers as calling it for every peer, without the calls that return nothing before any work — a fetch loop
-   * over 60 neighbours after every refusal made 15 million such calls at 1,000 nodes in bench/sim, 70 per pick.
+   * The peers next() may offer something now, in list order (the order they were added, as stats() shows it), each
+   * checked when the iteration reaches it (a pick for one changes what the next may get): calling next() for these
+   * alone gives the same answers as calling it for every peer, without the calls that return nothing before any
+   * work — a fetch loop over 60 neighbours after every refusal made 15 million such calls at 1,000 nodes in
+   * bench/sim, 70 per pick. Between its steps the caller calls next() only (nothing that adds to what a peer holds).
    */
   *askable(now: number): Generator<string, void, undefined> {
     if (this.done) return;
