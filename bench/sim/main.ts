@@ -1,6 +1,7 @@
 // `node bench/sim/main.ts --nodes N --racks R --rate MBIT --head-rate MBIT --size MIB [--chunk MIB]
 //  [--spine-rate MBIT] [--startup S] [--latency MS] [--quantum MS] [--seed K] [--runs K] [--gateways G]
-//  [--allocation full|incremental] [--head-sends K] [--head-ramp K] [--json]`
+//  [--allocation full|incremental] [--head-sends K] [--head-ramp K] [--upload-order fair|priority] [--head-priority]
+//  [--json]`
 import { parseArgs } from 'node:util';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import { fmt, median } from '../lib/stats.ts';
@@ -63,6 +64,8 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     revealStep: v['reveal-step'] === undefined ? undefined : Number(v['reveal-step']),
     revealAllAfter: v['reveal-all'] === undefined ? undefined : Number(v['reveal-all']),
     nodeStreams: v['node-streams'] === undefined ? undefined : Number(v['node-streams']),
+    uploadOrder: v['upload-order'] === 'priority' ? 'priority' : 'fair',
+    headPriority: v['head-priority'] === true,
     scheduler: v.sched === undefined ? undefined : schedulerOverrides(String(v.sched)),
   };
 }
@@ -104,6 +107,8 @@ if (import.meta.main) {
       'reveal-step': { type: 'string' },
       'reveal-all': { type: 'string' },
       sched: { type: 'string' },
+      'upload-order': { type: 'string', default: 'fair' },
+      'head-priority': { type: 'boolean', default: false },
       allocation: { type: 'string', default: 'full' },
       runs: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },

@@ -55,17 +55,15 @@ export function provisionalRate(f: Flow): number {
  */
 export function allocate(links: Iterable<Link>): void {
   const heap = new LinkHeap();
-  const member = ++stamps;
   for (const l of links) {
     l.rem = l.cap;
     l.n = l.flows.size;
-    for (const f of l.flows) f.member = member;
     if (l.n > 0) {
       l.key = l.rem / l.n;
       heap.push(l, l.key);
     }
   }
-  fill(heap, member);
+  fill(heap, undefined);
 }
 
 /** Share of all flows past which reallocate() gives up on locality and fills everything once. */
@@ -167,13 +165,13 @@ function bottlenecked(f: Flow, pass: number): boolean {
 }
 
 /**
- * Progressive filling of the flows stamped `member`, from the links in `heap` (rem, n and key set; one entry each).
+ * Progressive filling of the flows stamped `member` (undefined: of every flow on the links), from the links in `heap` (rem, n and key set; one entry each).
  * A link's key only grows as flows are fixed elsewhere (a flow fixed at share s ≤ key leaves (rem − s)/(n − 1) ≥
  * rem/n), so an entry is a lower bound of its link's key: a popped entry whose link's key has grown goes back in
  * with the new key, and the first entry popped at its link's key is the smallest. One push per link and per such
  * return instead of one per flow and link it crosses: the filling was two thirds of a 10,000-node run's CPU.
  */
-function fill(heap: LinkHeap, member: number): void {
+function fill(heap: LinkHeap, member: number | undefined): void {
   const round = ++stamps;
   for (let e = heap.pop(); e; e = heap.pop()) {
     const l = e.link;
@@ -184,7 +182,7 @@ function fill(heap: LinkHeap, member: number): void {
     }
     const share = l.key;
     for (const f of l.flows) {
-      if (f.member !== member || f.fixedIn === round) continue;
+      if ((member !== undefined && f.member !== member) || f.fixedIn === round) continue;
       f.fixedIn = round;
       f.rate = share;
       for (const m of f.links) {

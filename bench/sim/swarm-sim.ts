@@ -24,7 +24,16 @@ import {
   HandoutPool,
   PoolMember,
 } from '../../tracker/handout-policy.ts';
-import { attach, detach, type Flow, type Link, newLink, provisionalRate, reallocate } from './network.ts';
+import {
+  allocate,
+  attach,
+  detach,
+  type Flow,
+  type Link,
+  newLink,
+  provisionalRate,
+  reallocate,
+} from './network.ts';
 
 export interface SimOptions {
   nodes: number;
@@ -91,6 +100,14 @@ export interface SimOptions {
   revealStep?: number;
   /** Experiment: the rest are told this long after, s. @default 0.5 */
   revealAllAfter?: number;
+  /**
+   * Experiment: how a node shares its uplink among the chunks it sends — 'fair' (max-min, as TCP flows share a
+   * link: what the chunk server does) or 'priority' (strict priority in the order the streams were admitted: not
+   * what the chunk server does). @default 'fair'
+   */
+  uploadOrder?: 'fair' | 'priority';
+  /** Experiment: the head's uploads in strict priority too (uploadOrder 'priority'). @default false */
+  headPriority?: boolean;
   /** Give up (throw) past this simulated time, s. @default unlimited */
   maxSimSeconds?: number;
   onProgress?: (p: Record<string, number>) => void;
@@ -136,6 +153,8 @@ interface Host {
   down: Link;
   serving: number;
   maxServing: number;
+  /** Experiment `uploadOrder: 'priority'`: its flows on the wire, in the order they were admitted. */
+  sending: Set<Batch>;
 }
 
 interface SimNode extends Host {
@@ -145,7 +164,7 @@ interface SimNode extends Host {
   /** Neighbours with a batch in progress (the fetcher's workers). */
   workers: Set<string>;
   /** Neighbours in the have exchange (not the head). */
-  exchange: Set<string>;
+  exchange: Set<SimNode>;
   have: Uint8Array;
   haveCount: number;
   started: boolean;
@@ -168,6 +187,11 @@ interface Batch extends Flow {
   left: number;
   /** Time `left` and `rate` were last brought up to date. */
   since: number;
+  /** Experiment (strict priority): the sender's uplink as this flow's own link. */
+  own?: Link;
+  /** Its rate before the allocation in progress, and that allocation's number once re-timed. */
+  was: number;
+  seen: number;
   version: number;
   cross: boolean;
 }
@@ -176,6 +200,9 @@ type Event = { t: number; seq: number; run: () => void };
 
 /** Pokes of one node within this many seconds run its loop once (see poke). */
 const POKE_COALESCE = 0.001;
+
+/** Rounds of the strict-priority allocation (uploadOrder 'priority'). */
+const PRIORITY_ROUNDS = 3;
 
 /** Relative rate change below which a flow keeps its end event (see reallocate). */
 const RATE_SLACK = 0.02;
@@ -239,18 +266,25 @@ export function simulate(o: SimOptions): SimResult {
 
   // --- time and events
   let now = 0;
-  let seq = 0;
   let events = 0;
-  const queue: Event[] = [];
-  const at = (t: number, run: () => void): void => {
-    heapPush(queue, { t, seq: seq++, run });
-  };
+  const queue = new EventQueue();
+  const at = (t: number, run: () => void): void => queue.push(t, run);
+  // Most events come one latency, one poke coalescing or one tick after `now`: each such delay has a lane (a FIFO,
+  // in time order as `now` only grows) instead of the heap, which was most of an event's own cost.
+  const afterLatency = queue.lane(latency);
+  const afterPoke = queue.lane(pokeCoalesce);
+  const afterTick = queue.lane(0.2);
 
   // --- topology
   const links: Link[] = [];
+  /** Per link (by its place in `links`): the flows on it that are on no link before it (see allocateRates). */
+  const firsts: Set<Batch>[] = [];
+  const linkAt = new Map<Link, number>();
   const link = (cap: number): Link => {
     const l = newLink(cap);
+    linkAt.set(l, links.length);
     links.push(l);
+    firsts.push(new Set());
     return l;
   };
   const rackUp: Link[] = [];
@@ -269,9 +303,12 @@ export function simulate(o: SimOptions): SimResult {
     down: link(o.headRate),
     serving: 0,
     maxServing: o.headStreams ?? config.seeder.maxConcurrentTotal,
+    sending: new Set(),
   };
   const pool = new HandoutPool<Candidate>(HANDOUT_DEFAULTS.tiers, o.gateways ?? HANDOUT_DEFAULTS.gateways);
   const nodes: SimNode[] = [];
+  /** Every node's `have`, in one array (node × chunk): the have increments' loop reads it for ~60 nodes a chunk. */
+  const held = new Uint8Array(o.nodes * nChunks);
   const byId = new Map<string, Host>([[head.id, head]]);
   for (let i = 0; i < o.nodes; i++) {
     const id = `n${i}`;
@@ -283,6 +320,7 @@ export function simulate(o: SimOptions): SimResult {
       down: link(o.nodeRate),
       serving: 0,
       maxServing: o.nodeStreams ?? config.peer.maxServeStreams,
+      sending: new Set(),
       scheduler: new Scheduler({ chunkLengths, random, seederId: head.id, ...tunables }),
       peers: new Set(),
       workers: new Set(),
@@ -299,6 +337,10 @@ export function simulate(o: SimOptions): SimResult {
     byId.set(id, n);
   }
   const ms = () => now * 1000;
+  const uploadOrder = o.uploadOrder ?? 'fair';
+  const prioritised = (h: Host): boolean =>
+    uploadOrder === 'priority' && (h.index >= 0 || o.headPriority === true);
+  const senders: Host[] = [head, ...nodes];
 
   // --- flows
   const flows = new Set<Batch>();
@@ -334,13 +376,39 @@ export function simulate(o: SimOptions): SimResult {
     // 'incremental' re-fills only the flows around the changed links (network.ts); in this mesh a change ripples
     // through most flows (every node's down link is saturated), so it cost more than the global filling at 1,000
     // nodes (29.8 s CPU against 26.6 s): 'full' is the default.
-    const moved = reallocate(dirty, links, flows.size, o.allocation === 'incremental' ? undefined : 0);
-    dirty.clear();
-    allocMs += performance.now() - a0;
-    allocs++;
     // Only flows whose rate moved by more than RATE_SLACK get a new end event: re-timing every flow on every
     // allocation filled the queue with stale events (most of a 1,000-node run's time). A flow whose end event fires
     // early is re-timed then (chunkArrived), one that fires late is off by at most RATE_SLACK of that chunk's time.
+    if (o.allocation !== 'incremental') {
+      // the full filling, straight over the flows (no lists of them: a 10,000-node run allocates 75,000 flows
+      // every 10 ms of simulated time)
+      for (const b of flows) {
+        b.left -= b.rate * (now - b.since);
+        b.since = now;
+        b.was = b.rate;
+      }
+      if (uploadOrder === 'priority') allocatePriority();
+      else allocate(links);
+      // new end events in the order reallocate() lists the flows (the changed links' first, then link by link):
+      // events at the same time run in the order they were queued
+      const seen = ++allocs;
+      const retime = (b: Batch): void => {
+        if (b.seen === seen) return;
+        b.seen = seen;
+        if (Math.abs(b.rate - b.was) > RATE_SLACK * b.was) scheduleChunkEnd(b);
+      };
+      for (const l of dirty) for (const f of l.flows) retime(f as Batch);
+      // (link by link, each flow at the first link of its path: its place in that link's flows, which are in the
+      // order they were attached, as its place among that link's firsts)
+      for (const first of firsts) for (const b of first) retime(b);
+      dirty.clear();
+      allocMs += performance.now() - a0;
+      return;
+    }
+    const moved = reallocate(dirty, links, flows.size);
+    dirty.clear();
+    allocMs += performance.now() - a0;
+    allocs++;
     for (let k = 0; k < moved.flows.length; k++) {
       const b = moved.flows[k] as Batch;
       const was = moved.previous[k];
@@ -348,6 +416,40 @@ export function simulate(o: SimOptions): SimResult {
       b.since = now;
       if (Math.abs(b.rate - was) > RATE_SLACK * was) scheduleChunkEnd(b);
     }
+  };
+  /**
+   * Experiment: strict priority among a sender's uploads — the first admitted takes all of the uplink it can use,
+   * each later one what those before it leave — and max-min fair sharing on every other link (receivers' downlinks,
+   * rack links). A fixed point, found by a few rounds from the last rates: each round gives every flow its own link
+   * of the capacity the flows before it leave (at their rates of the round before) and fills; a last pass cuts a
+   * flow down to what is left of its uplink where the rounds have not settled.
+   */
+  const allocatePriority = (): void => {
+    const all: Link[] = [...links];
+    for (const b of flows) if (b.own) all.push(b.own);
+    for (let round = 0; round < PRIORITY_ROUNDS; round++) {
+      for (const h of senders) {
+        let used = 0;
+        for (const b of h.sending) {
+          (b.own as Link).cap = Math.max(0, h.up.cap - used);
+          used += b.rate;
+        }
+      }
+      allocate(all);
+    }
+    for (const h of senders) {
+      let used = 0;
+      for (const b of h.sending) {
+        b.rate = Math.min(b.rate, Math.max(0, h.up.cap - used));
+        used += b.rate;
+      }
+    }
+  };
+  /** The firsts of the first of b's links in `links` (a flow's own link in priority mode is in none). */
+  const firstOf = (b: Batch): Set<Batch> => {
+    let k = Number.POSITIVE_INFINITY;
+    for (const l of b.links) k = Math.min(k, linkAt.get(l) ?? Number.POSITIVE_INFINITY);
+    return firsts[k];
   };
   const changed = (b: Batch): void => {
     for (const l of b.links) dirty.add(l);
@@ -358,12 +460,16 @@ export function simulate(o: SimOptions): SimResult {
 
   const startBatch = (from: Host, to: SimNode, indices: number[]): void => {
     const cross = o.racks > 1 && from.rack !== to.rack;
-    const path = [from.up];
+    // Experiment (strict priority): the sender's uplink is a link of the flow's own, of the capacity the flows
+    // admitted before it leave (allocatePriority).
+    const own = prioritised(from) ? newLink(from.up.cap) : undefined;
+    const path = [own ?? from.up];
     if (cross && from.rack >= 0) path.push(rackUp[from.rack]);
     if (cross) path.push(rackDown[to.rack]);
     path.push(to.down);
     const b: Batch = {
       links: path,
+      own,
       rate: 0,
       from,
       to,
@@ -371,6 +477,8 @@ export function simulate(o: SimOptions): SimResult {
       at: 0,
       left: chunkLengths[indices[0]],
       since: now,
+      was: 0,
+      seen: 0,
       version: 0,
       cross,
     };
@@ -383,7 +491,9 @@ export function simulate(o: SimOptions): SimResult {
   const sendChunk = (b: Batch): void => {
     b.since = now;
     flows.add(b);
+    if (b.own) b.from.sending.add(b);
     attach(b);
+    firstOf(b).add(b);
     b.rate = provisionalRate(b);
     scheduleChunkEnd(b);
     changed(b);
@@ -413,7 +523,9 @@ export function simulate(o: SimOptions): SimResult {
     if (turns) {
       // seeder/head-serving.ts: the chunk's send ends, the next turn's begins; this batch queues again behind it
       flows.delete(b);
+      b.from.sending.delete(b);
       detach(b);
+      firstOf(b).delete(b);
       changed(b);
       b.version++;
       for (const next of turns.done()) sendChunk(next);
@@ -425,12 +537,14 @@ export function simulate(o: SimOptions): SimResult {
     } else {
       if (!turns) {
         flows.delete(b);
+        b.from.sending.delete(b);
         detach(b);
+        firstOf(b).delete(b);
         changed(b);
       }
       b.from.serving--;
       // the response's end reaches the client one latency later; its worker then ends
-      at(now + latency, () => {
+      afterLatency(now, () => {
         n.workers.delete(b.from.id);
         poke(n);
       });
@@ -443,15 +557,17 @@ export function simulate(o: SimOptions): SimResult {
   const revealFirst = o.revealFirst ?? 0;
   const revealAllAfter = o.revealAllAfter ?? 0.5;
   const revealStep = o.revealStep ?? 1;
-  const reveals = new Map<number, string[]>();
-  const revealTo = (n: SimNode, i: number, ids: string[]): void => {
-    if (ids.length === 0) return;
-    at(now + latency, () => {
+  const reveals = new Map<number, SimNode[]>();
+  const revealTo = (n: SimNode, i: number, peers: SimNode[]): void => {
+    if (peers.length === 0) return;
+    afterLatency(now, () => {
       const one = [i];
-      for (const id of ids) {
-        const peer = byId.get(id) as SimNode;
+      for (const peer of peers) {
+        // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
+        // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
+        if (held[peer.index * nChunks + i] === 1) continue;
         peer.scheduler.peerHave(n.id, one);
-        if (peer.started && !peer.have[i] && !peer.workers.has(n.id)) ask(peer, n.id);
+        if (peer.started && !peer.workers.has(n.id)) ask(peer, n.id);
       }
     });
   };
@@ -459,10 +575,10 @@ export function simulate(o: SimOptions): SimResult {
     const key = n.index * nChunks + i;
     const pending = reveals.get(key);
     if (pending === undefined) return;
-    const next: string[] = [];
+    const next: SimNode[] = [];
     while (next.length < k && pending.length > 0) {
-      const id = pending.shift() as string;
-      if (!(byId.get(id) as SimNode).have[i]) next.push(id);
+      const peer = pending.shift() as SimNode;
+      if (!peer.have[i]) next.push(peer);
     }
     if (pending.length === 0) reveals.delete(key);
     revealTo(n, i, next);
@@ -470,6 +586,7 @@ export function simulate(o: SimOptions): SimResult {
 
   const verified = (n: SimNode, i: number): void => {
     n.have[i] = 1;
+    held[n.index * nChunks + i] = 1;
     n.haveCount++;
     // One event carries the have increment to every neighbour. A neighbour without a batch in progress from n asks
     // n at once (the fetcher's loop would, on the poke); its other neighbours are unchanged by it, so the full loop
@@ -481,7 +598,7 @@ export function simulate(o: SimOptions): SimResult {
     const exchange = [...n.exchange];
     shuffle(exchange, random);
     if (revealFirst > 0) {
-      const pending = exchange.filter((id) => !(byId.get(id) as SimNode).have[i]);
+      const pending = exchange.filter((peer) => !peer.have[i]);
       const key = n.index * nChunks + i;
       reveals.set(key, pending);
       revealTo(n, i, pending.splice(0, revealFirst));
@@ -507,22 +624,21 @@ export function simulate(o: SimOptions): SimResult {
   const poke = (n: SimNode): void => {
     if (n.pokeQueued || !n.started || n.haveCount === nChunks) return;
     n.pokeQueued = true;
-    at(now + pokeCoalesce, () => {
+    afterPoke(now, () => {
       n.pokeQueued = false;
       pump(n);
     });
   };
   const pump = (n: SimNode): void => {
     if (n.haveCount === nChunks) return;
-    for (const id of n.peers) if (!n.workers.has(id)) ask(n, id);
+    // Only the neighbours the scheduler may offer something (Scheduler.askable: the others' next() would return
+    // nothing before any work), in the order they were added, which is n.peers' order here.
+    for (const id of n.scheduler.askable(ms())) if (!n.workers.has(id)) ask(n, id);
   };
   /** A node's neighbours in the have exchange that are in its rack. */
   const rackMates = (n: SimNode): SimNode[] => {
     const out: SimNode[] = [];
-    for (const id of n.exchange) {
-      const m = byId.get(id) as SimNode;
-      if (m.rack === n.rack) out.push(m);
-    }
+    for (const m of n.exchange) if (m.rack === n.rack) out.push(m);
     return out;
   };
   /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
@@ -537,12 +653,12 @@ export function simulate(o: SimOptions): SimResult {
     const importing = server !== head && server.rack !== n.rack ? rackMates(n) : [];
     const tellImporting = (is: number[], on: boolean): void => {
       if (importing.length > 0 && is.length > 0)
-        at(now + latency, () => {
+        afterLatency(now, () => {
           for (const m of importing) m.scheduler.rackMateImporting(n.id, is, on);
         });
     };
     tellImporting(indices, true);
-    at(now + latency, () => {
+    afterLatency(now, () => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
       const full =
         server.serving >= server.maxServing || ((g) => g !== undefined && !g.admits())(turnsOf(server));
@@ -554,7 +670,7 @@ export function simulate(o: SimOptions): SimResult {
         if (first >= 0) served = indices.slice(0, first);
       }
       if (served.length < indices.length) {
-        at(now + latency, () => {
+        afterLatency(now, () => {
           for (const i of indices) if (!served.includes(i)) n.scheduler.failed(id, i, 'busy', ms());
           tellImporting(
             indices.filter((i) => !served.includes(i) && !n.have[i]),
@@ -575,27 +691,27 @@ export function simulate(o: SimOptions): SimResult {
     for (const { peerId, index } of n.scheduler.overdue(ms()))
       n.scheduler.failed(peerId, index, 'timeout', ms());
     pump(n);
-    at(now + 0.2, () => tick(n));
+    afterTick(now, () => tick(n));
   };
 
   // --- tracker and have exchange
   const meet = (n: SimNode, p: SimNode): void => {
     if (n.peers.has(p.id) || p === n) return;
-    if (p.exchange.size >= 64 && !p.exchange.has(n.id)) return; // refused: too many neighbours
+    if (p.exchange.size >= 64 && !p.exchange.has(n)) return; // refused: too many neighbours
     n.peers.add(p.id);
-    n.exchange.add(p.id);
+    n.exchange.add(p);
     n.scheduler.addPeer(p.id, ms(), p.rack !== n.rack); // the handout says its rack (peer/fetcher.ts)
-    at(now + latency, () => {
+    afterLatency(now, () => {
       if (!p.peers.has(n.id)) {
         p.peers.add(n.id);
-        p.exchange.add(n.id);
+        p.exchange.add(n);
         // reached us first: its rack comes in the have exchange's opening message (peer/have-exchange.ts)
         p.scheduler.addPeer(n.id, ms(), p.rack !== n.rack);
       }
       // bitfields both ways
       p.scheduler.peerHave(n.id, indicesOf(n.have));
       poke(p);
-      at(now + latency, () => {
+      afterLatency(now, () => {
         n.scheduler.peerHave(p.id, indicesOf(p.have));
         poke(n);
       });
@@ -612,7 +728,7 @@ export function simulate(o: SimOptions): SimResult {
   };
   const announceLoop = (n: SimNode): void => {
     if (n.haveCount === nChunks) return;
-    at(now + latency, () => announce(n));
+    afterLatency(now, () => announce(n));
     at(now + announceInterval, () => announceLoop(n));
   };
   let finished = 0;
@@ -631,6 +747,7 @@ export function simulate(o: SimOptions): SimResult {
         held += n.haveCount;
         let u = 0;
         for (const f of n.up.flows) u += f.rate;
+        for (const f of n.sending) u += f.rate; // strict priority: the flows have links of their own
         let d = 0;
         for (const f of n.down.flows) d += f.rate;
         up += u / n.up.cap;
@@ -659,7 +776,7 @@ export function simulate(o: SimOptions): SimResult {
 
   const limit = o.maxSimSeconds ?? Number.POSITIVE_INFINITY;
   while (queue.length > 0 && finished < o.nodes && now <= limit) {
-    const e = heapPop(queue);
+    const e = queue.pop();
     now = e.t;
     events++;
     e.run();
@@ -710,6 +827,71 @@ function indicesOf(have: Uint8Array): number[] {
 
 function before(a: Event, b: Event): boolean {
   return a.t < b.t || (a.t === b.t && a.seq < b.seq);
+}
+
+/**
+ * Events in (time, insertion) order: a binary heap, and lanes — FIFOs for events a fixed delay after the current
+ * time, pushed in time order, so each is in order by itself. pop() takes the earliest of the heap's top and the
+ * lanes' heads: the same order as one heap, at a fraction of its cost (a heap of 50,000 events is 16 levels of
+ * comparisons per push and pop; a lane's push and pop are O(1)).
+ */
+class EventQueue {
+  readonly #heap: Event[] = [];
+  readonly #lanes: Array<{ events: Event[]; head: number }> = [];
+  #seq = 0;
+  #size = 0;
+
+  get length(): number {
+    return this.#size;
+  }
+
+  push(t: number, run: () => void): void {
+    heapPush(this.#heap, { t, seq: this.#seq++, run });
+    this.#size++;
+  }
+
+  /** A lane for events `delay` after a time that never decreases: the returned function queues one. */
+  lane(delay: number): (now: number, run: () => void) => void {
+    const lane = { events: [] as Event[], head: 0 };
+    this.#lanes.push(lane);
+    return (now, run) => {
+      const t = now + delay;
+      const last = lane.events.length > lane.head ? lane.events[lane.events.length - 1].t : t;
+      if (t < last)
+        this.push(t, run); // out of order (never in a run: `now` only grows): the heap keeps it right
+      else {
+        lane.events.push({ t, seq: this.#seq++, run });
+        this.#size++;
+      }
+    };
+  }
+
+  pop(): Event {
+    let best: Event | undefined = this.#heap[0];
+    let from = -1;
+    for (let k = 0; k < this.#lanes.length; k++) {
+      const lane = this.#lanes[k];
+      if (lane.head >= lane.events.length) continue;
+      const e = lane.events[lane.head];
+      if (best === undefined || before(e, best)) {
+        best = e;
+        from = k;
+      }
+    }
+    if (best === undefined) throw new Error('pop() of an empty queue');
+    this.#size--;
+    if (from < 0) return heapPop(this.#heap);
+    const lane = this.#lanes[from];
+    lane.head++;
+    if (lane.head === lane.events.length) {
+      lane.events.length = 0;
+      lane.head = 0;
+    } else if (lane.head > 4096 && lane.head * 2 > lane.events.length) {
+      lane.events.splice(0, lane.head);
+      lane.head = 0;
+    }
+    return best;
+  }
 }
 
 function heapPush(h: Event[], e: Event): void {

@@ -377,6 +377,10 @@ describe('Scheduler', () => {
     for (let seed = 1; seed <= 4; seed++) fuzz(seed);
   });
 
+  it('askable() leaves out only peers whose next() would return nothing, in list order', () => {
+    for (let seed = 1; seed <= 6; seed++) twins(seed);
+  });
+
   it('keeps its default requests in flight to one request frame', () => {
     expect(SCHEDULER_DEFAULTS.maxInFlightChunks).toBe(MAX_HASHES_PER_REQUEST);
   });
@@ -461,4 +465,77 @@ function fuzz(seed: number): void {
     }
   }
   expect(s.done).toBe(true);
+}
+
+/**
+ * Two schedulers driven alike through random traffic, whose fetch loops differ: one calls next() for every peer
+ * (in the list order stats() shows), the other only for the peers askable() yields. Their answers must be the
+ * same at every step (the random generator included: both are seeded alike and must draw alike).
+ */
+function twins(seed: number): void {
+  const n = 24;
+  const random = seeded(seed * 7919);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
+  const opts: Options = { seed, maxInFlightChunks: 2, randomFirst: 2, maxRemoteRequests: 1 };
+  const every = setup('.'.repeat(n), {}, opts);
+  const some = setup('.'.repeat(n), {}, opts);
+  const both = (f: (s: Scheduler) => void): void => {
+    f(every);
+    f(some);
+  };
+  const ids = ['seeder', 'a', 'b', 'c', 'd', 'e', 'f'];
+  const outstanding = new Map<string, Set<number>>();
+  const join = (id: string, t: number): void => {
+    const remote = id === 'e' || id === 'f';
+    const h = id === 'seeder' ? [] : Array.from({ length: n }, (_, i) => i).filter(() => random() < 0.3);
+    both((s) => {
+      s.addPeer(id, t, remote);
+      if (id !== 'seeder') s.peerHave(id, h);
+    });
+    outstanding.set(id, new Set());
+  };
+  for (const id of ids) join(id, 0);
+  let asked = 0;
+  for (let t = 1; t < 4_000 && !every.done; t++) {
+    const roll = random();
+    if (roll < 0.35) {
+      const a = new Map<string, number[]>();
+      for (const { peerId } of every.stats().perPeer) {
+        const got = every.next(peerId, t);
+        if (got.length > 0) a.set(peerId, got);
+      }
+      const b = new Map<string, number[]>();
+      for (const id of some.askable(t)) {
+        asked++;
+        const got = some.next(id, t);
+        if (got.length > 0) b.set(id, got);
+      }
+      expect(b).toEqual(a);
+      for (const [id, got] of a) for (const i of got) outstanding.get(id)?.add(i);
+    } else if (roll < 0.85) {
+      const id = pick([...outstanding.keys()]);
+      const mine = outstanding.get(id) as Set<number>;
+      if (mine.size === 0) continue;
+      const i = pick([...mine]);
+      mine.delete(i);
+      if (random() < 0.6) {
+        both((s) => s.received(id, i, t));
+        for (const o of outstanding.values()) o.delete(i);
+      } else {
+        const reason = pick(['busy', 'timeout', 'error', 'not-found'] as const);
+        both((s) => s.failed(id, i, reason, t));
+      }
+    } else if (roll < 0.97) {
+      const id = pick(ids.slice(1));
+      const i = Math.floor(random() * n);
+      both((s) => s.peerHave(id, [i]));
+    } else {
+      const id = pick(ids.slice(1));
+      both((s) => s.removePeer(id, t));
+      outstanding.delete(id);
+      join(id, t);
+    }
+  }
+  expect(asked).toBeGreaterThan(0);
+  expect(some.stats()).toEqual(every.stats());
 }
