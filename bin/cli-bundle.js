@@ -85,8 +85,8 @@ export function bundleIsFresh(at) {
       return true;
     }
   };
-  const lock = join(at.root, 'node_modules', '.package-lock.json');
-  if (statSync(lock, { throwIfNoEntry: false }) && changed(lock)) return false;
+  const lock = statSync(join(at.root, 'node_modules', '.package-lock.json'), { throwIfNoEntry: false });
+  if (lock && lock.mtimeMs > manifest.startedAt) return false;
   return !manifest.inputs.some((f) => changed(join(at.root, f)));
 }
 
