@@ -370,8 +370,10 @@ export class Fetcher {
     const indices = this.#scheduler.next(peerId, this.#now());
     if (indices.length === 0) return;
     this.#workers.add(peerId);
-    // From another rack: the rack-mates hear of it, and of what did not come (what came, they hear as haves).
-    const importing = this.#scheduler.isRemote(peerId);
+    // From outside the rack (another rack, or the head when this node is in a rack): the rack-mates hear of it, and
+    // of what did not come (what came, they hear as haves). Scheduler rules 4 and 6.
+    const importing =
+      this.#scheduler.isRemote(peerId) || (!!this.#init.rack && peerId === this.#c.head.peerId);
     if (importing) this.#exchange.importing(indices, true);
     void this.#fetchFrom(peerId, indices).finally(() => {
       this.#workers.delete(peerId);

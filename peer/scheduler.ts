@@ -58,6 +58,10 @@
  *    Nor one a rack-mate is fetching from another rack (it says so: rackMateImporting, over the have exchange):
  *    without it a rack's gateways pulled the same chunk at the same time (simulator, 2 racks × 8: 51 of 115 requests
  *    across racks were for a chunk already on its way into the rack). The seeder's starvation exception applies.
+ *    The head is outside every rack too: a node tells its rack-mates of the chunks it asks the head for, and,
+ *    unless starved, the seeder is not offered a chunk a rack-mate is fetching from outside the rack (the head or
+ *    another rack) — without it a rack took the same chunk from the head and from another rack at once when the
+ *    spread was slow (testbed, 2 racks × 8: the head's repeats after its super-seeding reserve).
  * A chunk is never in flight to two peers outside endgame, nor twice to one peer ever.
  *
  * Cost: next() walks the buckets from the rarest up and stops once the budget is filled or the peer's `wanted`
@@ -356,8 +360,8 @@ export class Scheduler {
   }
 
   /**
-   * A rack-mate is fetching `indices` from another rack (`on`), or stopped without them (rule 6; its have of a
-   * chunk ends its intent too). Ignored from a neighbour in another rack.
+   * A rack-mate is fetching `indices` from outside the rack, another rack or the head (`on`), or stopped without
+   * them (rules 4 and 6; its have of a chunk ends its intent too). Ignored from a neighbour in another rack.
    */
   rackMateImporting(peerId: string, indices: Iterable<number>, on: boolean): void {
     const p = this.#peers.get(peerId);
@@ -447,6 +451,7 @@ export class Scheduler {
           p.has[i] === 1 &&
           this.#avail[i] < top &&
           !(this.#refusedAt[i] > refusedSince) &&
+          !(sparing && this.#localPending[i] > 0) &&
           !(localOnly && this.#inRack(i))
         )
           this.#take(p, i, now, out);
@@ -461,7 +466,8 @@ export class Scheduler {
         if (
           has[bucket[j]] === 0 ||
           (localOnly && this.#inRack(bucket[j])) ||
-          this.#refusedAt[bucket[j]] > refusedSince
+          this.#refusedAt[bucket[j]] > refusedSince ||
+          (sparing && this.#localPending[bucket[j]] > 0)
         ) {
           j++;
           continue;

@@ -648,9 +648,9 @@ export function simulate(o: SimOptions): SimResult {
     if (indices.length === 0) return;
     n.workers.add(id);
     const server = byId.get(id) as Host;
-    // From another rack: the rack-mates hear of it (as peer/fetcher.ts tells them over the have exchange), and of
-    // what was refused; what arrives they hear as haves.
-    const importing = server !== head && server.rack !== n.rack ? rackMates(n) : [];
+    // From outside the rack (another rack, or the head): the rack-mates hear of it (as peer/fetcher.ts tells them
+    // over the have exchange), and of what was refused; what arrives they hear as haves.
+    const importing = server === head || server.rack !== n.rack ? rackMates(n) : [];
     const tellImporting = (is: number[], on: boolean): void => {
       if (importing.length > 0 && is.length > 0)
         afterLatency(now, () => {

@@ -200,6 +200,20 @@ describe('Scheduler', () => {
     expect(new Set(s.next('far', 5))).toEqual(new Set([0, 2]));
   });
 
+  it('does not ask the seeder for a chunk a rack-mate is fetching from outside the rack, unless starved', () => {
+    // 'mate' told us it is fetching 0 and 1 from the head (or another rack): the rack should take them in once.
+    const s = setup('......', { seeder: '', mate: '......' }, { ...wide, seederGraceMs: 1_000 });
+    s.rackMateImporting('mate', [0, 1], true);
+    expect(new Set(s.next('seeder', 0))).toEqual(new Set([2, 3, 4, 5]));
+    for (const i of [2, 3, 4, 5]) s.received('seeder', i, 10);
+    s.rackMateImporting('mate', [1], false); // it gave up on 1: ours to ask for again
+    expect(s.next('seeder', 20)).toEqual([1]);
+    s.received('seeder', 1, 30);
+    // Starved (no neighbour request for seederGraceMs): chunk 0 from the seeder after all, so no node waits for ever.
+    expect(s.next('seeder', 500)).toEqual([]);
+    expect(s.next('seeder', 1_100)).toEqual([0]);
+  });
+
   it('asks a remote neighbour for one chunk across the racks at a time', () => {
     const s = setup('........', { far: 'XXXXXXXX', other: 'XXXXXXXX' }, { ...wide, maxInFlightChunks: 1 });
     s.setRemote('far', true);
