@@ -128,15 +128,18 @@ export class HaveExchange {
   /**
    * Tells the rack-mates that speak 1.1.0 that this node is fetching `indices` from another rack (`on`), or stopped
    * without getting them (a chunk it got is told by its have instead). Rack-mates: neighbours that said they are in
-   * this node's rack.
+   * this node's rack; not one that holds every chunk of the frame (`holds`), which cannot want them.
    */
   importing(indices: number[], on: boolean): void {
     const rack = this.#init.rack;
     if (rack === undefined || indices.length === 0) return;
+    const holds = this.#init.holds;
     for (let k = 0; k < indices.length; k += MAX_HAVE_INDICES) {
-      const frame = encodeImporting(indices.slice(k, k + MAX_HAVE_INDICES), on);
+      const part = indices.slice(k, k + MAX_HAVE_INDICES);
+      const frame = encodeImporting(part, on);
       for (const [id, n] of this.#neighbours) {
         if (!n.intents || n.rack !== rack) continue;
+        if (holds && part.every((i) => holds(id, i))) continue;
         n.lp.write(frame, { signal: AbortSignal.timeout(10_000) }).catch((e) => this.#drop(id, n, e));
       }
     }

@@ -654,7 +654,13 @@ export function simulate(o: SimOptions): SimResult {
     const tellImporting = (is: number[], on: boolean): void => {
       if (importing.length > 0 && is.length > 0)
         afterLatency(now, () => {
-          for (const m of importing) m.scheduler.rackMateImporting(n.id, is, on);
+          for (const m of importing) {
+            // a rack-mate holding all of them is not told (peer/have-exchange.ts): it could not want them
+            const base = m.index * nChunks;
+            let k = 0;
+            while (k < is.length && held[base + is[k]] === 1) k++;
+            if (k < is.length) m.scheduler.rackMateImporting(n.id, is, on);
+          }
         });
     };
     tellImporting(indices, true);

@@ -149,4 +149,22 @@ describe('import intents (/rackswarm/have/1.1.0)', () => {
     expect(oldFrames.filter((f) => f === 4 || f === 5)).toEqual([]); // 1.0.0: never sent
     expect(a.exchange.isNeighbour(old.peerId.toString())).toBe(true);
   }, 60_000);
+
+  it('are not sent to a rack-mate that holds every chunk of them', async () => {
+    let fullId = '';
+    const a = await side('a-held', [], (peerId, i) => peerId === fullId && i < 10, 'r0');
+    const lacking = await side('lacking-held', [], undefined, 'r0');
+    const full = await side('full-held', [], undefined, 'r0');
+    fullId = full.node.peerId.toString();
+    for (const n of [lacking, full])
+      await a.exchange.connect(n.node.peerId.toString(), n.node.getMultiaddrs()[0]);
+    await new Promise((r) => setTimeout(r, 300)); // every opening bitfield in, racks known
+    const aId = a.node.peerId.toString();
+    a.exchange.importing([5, 6], true); // `full` holds both: not told
+    a.exchange.importing([6, 12], true); // it lacks 12: told
+    await vi.waitFor(() => expect(lacking.intents).toHaveLength(4), { timeout: 10_000, interval: 50 });
+    await vi.waitFor(() => expect(full.intents).toHaveLength(2), { timeout: 10_000, interval: 50 });
+    expect(full.intents).toEqual([`${aId} +6`, `${aId} +12`]);
+    expect(lacking.intents).toEqual([`${aId} +5`, `${aId} +6`, `${aId} +6`, `${aId} +12`]);
+  }, 60_000);
 });
