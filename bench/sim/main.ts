@@ -80,7 +80,20 @@ function schedulerOverrides(spec: string): Record<string, number> {
   return out;
 }
 
+/**
+ * V8's young generation up to 64 MiB (default 16): a run allocates a closure or two per event, and the scavenges of
+ * the smaller one were 9 % of a 1,000-node profile (5 % with this). Set by re-running this process with the flag.
+ */
+const SIM_V8_FLAGS = ['--max-semi-space-size=64'];
+
 if (import.meta.main) {
+  if (!SIM_V8_FLAGS.every((f) => process.execArgv.includes(f)) && typeof process.execve === 'function')
+    process.execve(process.execPath, [
+      process.execPath,
+      ...SIM_V8_FLAGS,
+      ...process.execArgv,
+      ...process.argv.slice(1),
+    ]);
   const { values } = parseArgs({
     options: {
       nodes: { type: 'string', default: '16' },
