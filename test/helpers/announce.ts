@@ -1,3 +1,4 @@
+import type { AnnounceBody } from '../../core/tracker-messages.ts';
 import type { Announce } from '../../tracker/swarm-state.ts';
 
 /** The image id the swarm-state tests announce by default. */
@@ -16,6 +17,26 @@ export function announce(peerId: string, over: Partial<Announce> = {}): Announce
     upRate: 50,
     bytesFromPeers: 400,
     bytesFromSeeder: 100,
+    stage: 'fetching',
+    ...over,
+  };
+}
+
+/** The body of a tracker announce over the wire (core/tracker-messages.ts): a peer that has just started fetching. */
+export function fetchingBody(
+  imageId: string,
+  addrs: string[],
+  over: Partial<AnnounceBody> = {},
+): AnnounceBody {
+  return {
+    imageId,
+    addrs,
+    progress: 0,
+    bytesDone: 0,
+    downRate: 0,
+    upRate: 0,
+    bytesFromPeers: 0,
+    bytesFromSeeder: 0,
     stage: 'fetching',
     ...over,
   };

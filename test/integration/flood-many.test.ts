@@ -11,6 +11,7 @@ import { fetchChunks } from '../../peer/chunk-client.ts';
 import type { HaveExchange } from '../../peer/have-exchange.ts';
 import { announce } from '../../peer/tracker-client.ts';
 import type { ChunkServer } from '../../seeder/chunk-server.ts';
+import { fetchingBody } from '../helpers/announce.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { startProtocolTarget } from '../helpers/protocol-target.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
@@ -199,17 +200,11 @@ describe('a flood from many peers at once (issue 9 item 4)', () => {
       .toBe(0);
     await expect.poll(() => exchange.neighbours().length, { timeout: 10_000 }).toBeLessThanOrEqual(1);
     expect(await served(good, 10_000)).toEqual([true, true, true]);
-    const answer = await announce(good, target.getMultiaddrs()[0], {
-      imageId: IMAGE_ID,
-      addrs: ['/ip4/127.0.0.1/tcp/1'],
-      progress: 0,
-      bytesDone: 0,
-      downRate: 0,
-      upRate: 0,
-      bytesFromPeers: 0,
-      bytesFromSeeder: 0,
-      stage: 'fetching',
-    });
+    const answer = await announce(
+      good,
+      target.getMultiaddrs()[0],
+      fetchingBody(IMAGE_ID, ['/ip4/127.0.0.1/tcp/1']),
+    );
     expect(answer.ok).toBe(true);
   });
 });

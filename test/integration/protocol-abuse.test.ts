@@ -18,6 +18,7 @@ import { fetchChunks } from '../../peer/chunk-client.ts';
 import { HaveExchange } from '../../peer/have-exchange.ts';
 import { announce } from '../../peer/tracker-client.ts';
 import type { ChunkServer } from '../../seeder/chunk-server.ts';
+import { fetchingBody } from '../helpers/announce.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { startProtocolTarget } from '../helpers/protocol-target.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
@@ -177,17 +178,7 @@ describe('abusive bytes on every protocol (2^31 prefix, longer than declared, ga
     await neighbour.connect(target.peerId.toString(), addr());
     await expect.poll(() => heard, { timeout: 5000 }).toEqual([[0, 1, 2]]);
     await neighbour.stop();
-    const answer = await announce(good, addr(), {
-      imageId: IMAGE_ID,
-      addrs: ['/ip4/127.0.0.1/tcp/1'],
-      progress: 0,
-      bytesDone: 0,
-      downRate: 0,
-      upRate: 0,
-      bytesFromPeers: 0,
-      bytesFromSeeder: 0,
-      stage: 'fetching',
-    });
+    const answer = await announce(good, addr(), fetchingBody(IMAGE_ID, ['/ip4/127.0.0.1/tcp/1']));
     expect(answer.ok).toBe(true);
     expect(server.stats()).toMatchObject({ activeStreams: 0 });
   });
@@ -312,17 +303,7 @@ describe('a stream flood on the have and tracker protocols (issue 9 item 4)', ()
     expect(peakNeighbours).toBeLessThanOrEqual(1);
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(32 * MiB);
     expect(after.rss - before.rss).toBeLessThan(128 * MiB);
-    const answer = await announce(good, addr(), {
-      imageId: IMAGE_ID,
-      addrs: ['/ip4/127.0.0.1/tcp/1'],
-      progress: 0,
-      bytesDone: 0,
-      downRate: 0,
-      upRate: 0,
-      bytesFromPeers: 0,
-      bytesFromSeeder: 0,
-      stage: 'fetching',
-    });
+    const answer = await announce(good, addr(), fetchingBody(IMAGE_ID, ['/ip4/127.0.0.1/tcp/1']));
     expect(answer.ok).toBe(true);
   });
 });

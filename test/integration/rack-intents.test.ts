@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createP2PNode } from '../../cli/p2p-node.ts';
 import { HaveExchange } from '../../peer/have-exchange.ts';
 import { announce } from '../../peer/tracker-client.ts';
+import { fetchingBody } from '../helpers/announce.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
 import { startFetchPeer } from '../helpers/fetch-peer.ts';
 import { headWithImage } from '../helpers/head-with-image.ts';
@@ -61,18 +62,15 @@ describe('a fetch in a rack', () => {
         });
         await exchange.start();
         stops.push(() => exchange.stop());
-        await announce(node, multiaddr(head.p2p[0]), {
-          imageId: opened.id,
-          addrs: node.getMultiaddrs().map((a) => a.toString()),
-          rack,
-          progress: 0,
-          bytesDone: 0,
-          downRate: 0,
-          upRate: 0,
-          bytesFromPeers: 0,
-          bytesFromSeeder: 0,
-          stage: 'fetching',
-        });
+        await announce(
+          node,
+          multiaddr(head.p2p[0]),
+          fetchingBody(
+            opened.id,
+            node.getMultiaddrs().map((a) => a.toString()),
+            { rack },
+          ),
+        );
         return { rack, intents };
       }),
     );
