@@ -165,6 +165,8 @@ interface SimNode extends Host {
   workers: Set<string>;
   /** Neighbours in the have exchange (not the head). */
   exchange: Set<SimNode>;
+  /** Those of them in its rack, in the same order (the exchange only grows, so a prefix of it never changes). */
+  rackMates: SimNode[];
   have: Uint8Array;
   haveCount: number;
   started: boolean;
@@ -325,6 +327,7 @@ export function simulate(o: SimOptions): SimResult {
       peers: new Set(),
       workers: new Set(),
       exchange: new Set(),
+      rackMates: [],
       have: new Uint8Array(nChunks),
       haveCount: 0,
       started: false,
@@ -635,11 +638,10 @@ export function simulate(o: SimOptions): SimResult {
     // nothing before any work), in the order they were added, which is n.peers' order here.
     for (const id of n.scheduler.askable(ms())) if (!n.workers.has(id)) ask(n, id);
   };
-  /** A node's neighbours in the have exchange that are in its rack. */
-  const rackMates = (n: SimNode): SimNode[] => {
-    const out: SimNode[] = [];
-    for (const m of n.exchange) if (m.rack === n.rack) out.push(m);
-    return out;
+  /** Adds p to n's have exchange (and to its rack-mates, if it is one). */
+  const exchangeWith = (n: SimNode, p: SimNode): void => {
+    n.exchange.add(p);
+    if (p.rack === n.rack) n.rackMates.push(p);
   };
   /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
   const ask = (n: SimNode, id: string): void => {
@@ -650,11 +652,13 @@ export function simulate(o: SimOptions): SimResult {
     const server = byId.get(id) as Host;
     // From outside the rack (another rack, or the head): the rack-mates hear of it (as peer/fetcher.ts tells them
     // over the have exchange), and of what was refused; what arrives they hear as haves.
-    const importing = server === head || server.rack !== n.rack ? rackMates(n) : [];
+    // (the rack-mates as they are now: the first `mates` of the list, which only grows)
+    const mates = server === head || server.rack !== n.rack ? n.rackMates.length : 0;
     const tellImporting = (is: number[], on: boolean): void => {
-      if (importing.length > 0 && is.length > 0)
+      if (mates > 0 && is.length > 0)
         afterLatency(now, () => {
-          for (const m of importing) {
+          for (let j = 0; j < mates; j++) {
+            const m = n.rackMates[j];
             // a rack-mate holding all of them is not told (peer/have-exchange.ts): it could not want them
             const base = m.index * nChunks;
             let k = 0;
@@ -705,12 +709,12 @@ export function simulate(o: SimOptions): SimResult {
     if (n.peers.has(p.id) || p === n) return;
     if (p.exchange.size >= 64 && !p.exchange.has(n)) return; // refused: too many neighbours
     n.peers.add(p.id);
-    n.exchange.add(p);
+    exchangeWith(n, p);
     n.scheduler.addPeer(p.id, ms(), p.rack !== n.rack); // the handout says its rack (peer/fetcher.ts)
     afterLatency(now, () => {
       if (!p.peers.has(n.id)) {
         p.peers.add(n.id);
-        p.exchange.add(n);
+        exchangeWith(p, n);
         // reached us first: its rack comes in the have exchange's opening message (peer/have-exchange.ts)
         p.scheduler.addPeer(n.id, ms(), p.rack !== n.rack);
       }
