@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** CPU seconds (user + system, every thread) a live process has used so far, from /proc/PID/stat; NaN once gone. */
 export function processCpuSeconds(pid: number | undefined): number {
@@ -8,4 +8,74 @@ export function processCpuSeconds(pid: number | undefined): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/**
+ * Where a live process's CPU went so far: user and system seconds, seconds per thread name (the main thread is
+ * "node"; libuv's pool "libuv-worker", V8's "V8Worker", worker_threads by their own names), read and write system
+ * calls (/proc/PID/io syscr, syscw: every read(), recvmsg, pread… counts once) and voluntary context switches of all
+ * its threads (a wakeup each: a thread that slept in epoll_wait, a futex…) and minor page faults. Undefined once the process is gone.
+ */
+export interface CpuBreakdown {
+  user: number;
+  sys: number;
+  threads: Record<string, number>;
+  reads: number;
+  writes: number;
+  wakeups: number;
+  /** Minor page faults: fresh anonymous memory touched (a new big Buffer is mmap'd and zeroed page by page). */
+  faults: number;
+}
+
+export function processCpuBreakdown(pid: number | undefined): CpuBreakdown | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const ioField = (name: string) =>
+      Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
+    const threads: Record<string, number> = {};
+    let wakeups = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const name = s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
+        const f = s.slice(s.lastIndexOf(') ') + 2).split(' ');
+        threads[name] = (threads[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100;
+        const st = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+        wakeups += Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(st)?.[1] ?? 0);
+      } catch {
+        // a thread that ended between the listing and the read
+      }
+    }
+    return {
+      user: Number(stat[11]) / 100,
+      sys: Number(stat[12]) / 100,
+      threads,
+      reads: ioField('syscr'),
+      writes: ioField('syscw'),
+      wakeups,
+      faults: Number(stat[7]),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** b − a, field by field (threads by name; a thread that ended before b is not counted). */
+export function cpuBreakdownDelta(
+  a: CpuBreakdown | undefined,
+  b: CpuBreakdown | undefined,
+): CpuBreakdown | undefined {
+  if (!a || !b) return undefined;
+  const threads: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b.threads)) threads[k] = v - (a.threads[k] ?? 0);
+  return {
+    user: b.user - a.user,
+    sys: b.sys - a.sys,
+    threads,
+    reads: b.reads - a.reads,
+    writes: b.writes - a.writes,
+    wakeups: b.wakeups - a.wakeups,
+    faults: b.faults - a.faults,
+  };
 }

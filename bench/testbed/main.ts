@@ -43,6 +43,21 @@ export function describe(r: TestbedResult): string {
       `${fmt(CORES * s.tLast, 1)} s, ${fmt(s.cpu.meanBusy * CORES * s.tLast, 1)} s of it busy, ` +
       `${fmt(s.cpu.irqShare * CORES * s.tLast, 1)} s of that in interrupts (the kernel's packet work)`,
   ];
+  for (const [who, d] of [
+    ['median node', s.cpuDetail.node],
+    ['head', s.cpuDetail.head],
+  ] as const) {
+    if (!d) continue;
+    const threads = Object.entries(d.threads)
+      .filter(([, v]) => v >= 0.005)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${fmt(v)}`)
+      .join(', ');
+    lines.push(
+      `  ${who}: user ${fmt(d.user)} s, system ${fmt(d.sys)} s; threads: ${threads}; ${d.reads} reads, ` +
+        `${d.writes} writes, ${d.wakeups} voluntary context switches, ${d.faults} minor page faults`,
+    );
+  }
   if (r.nginx) {
     const n = r.nginx;
     lines.push(

@@ -9,7 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
-import { processCpuSeconds } from '../lib/proc-cpu.ts';
+import {
+  type CpuBreakdown,
+  cpuBreakdownDelta,
+  processCpuBreakdown,
+  processCpuSeconds,
+} from '../lib/proc-cpu.ts';
 import { publishImage } from '../lib/publish-image.ts';
 import { median } from '../lib/stats.ts';
 import { type CpuLoad, CpuMeter } from './cpu.ts';
@@ -79,6 +84,11 @@ export interface TestbedResult {
      * (the rest: the kernel's shaping and veth traffic, and whatever else the machine ran).
      */
     cpuSeconds: { nodes: number[]; head: number };
+    /**
+     * The same span split (/proc/PID/stat, io, task/*): the median node, field by field (user and system seconds,
+     * seconds per thread name, read and write system calls, voluntary context switches), and the head.
+     */
+    cpuDetail: { node: CpuBreakdown | undefined; head: CpuBreakdown | undefined };
   };
   nginx?: PhaseResult;
 }
@@ -209,6 +219,8 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     const cpuAt = () => ({
       nodes: peers.map((p) => processCpuSeconds(p.child.pid)),
       head: processCpuSeconds(head.child.pid),
+      nodeDetail: peers.map((p) => processCpuBreakdown(p.child.pid)),
+      headDetail: processCpuBreakdown(head.child.pid),
     });
     let cpu0 = cpuAt();
     const rs = await phase(fabric, opts.timeoutSeconds, async (release) => {
@@ -240,6 +252,10 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
         nodes: cpu1.nodes.map((c, i) => c - cpu0.nodes[i]).sort((a, b) => a - b),
         head: cpu1.head - cpu0.head,
       },
+      cpuDetail: {
+        node: medianBreakdown(cpu1.nodeDetail.map((b, i) => cpuBreakdownDelta(cpu0.nodeDetail[i], b))),
+        head: cpuBreakdownDelta(cpu0.headDetail, cpu1.headDetail),
+      },
     };
     log(`rackswarm: last node ${rackswarm.tLast.toFixed(2)} s (T_min ${tMin.toFixed(2)} s)`);
     if (profDir) {
@@ -264,6 +280,24 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     process.off('SIGTERM', onSignal);
     await cleanup();
   }
+}
+
+/** Field by field, the median of the processes' breakdowns (threads by name; undefined ones left out). */
+function medianBreakdown(all: Array<CpuBreakdown | undefined>): CpuBreakdown | undefined {
+  const xs = all.filter((b): b is CpuBreakdown => b !== undefined);
+  if (xs.length === 0) return undefined;
+  const names = new Set(xs.flatMap((b) => Object.keys(b.threads)));
+  const threads: Record<string, number> = {};
+  for (const n of names) threads[n] = median(xs.map((b) => b.threads[n] ?? 0));
+  return {
+    user: median(xs.map((b) => b.user)),
+    sys: median(xs.map((b) => b.sys)),
+    threads,
+    reads: median(xs.map((b) => b.reads)),
+    writes: median(xs.map((b) => b.writes)),
+    wakeups: median(xs.map((b) => b.wakeups)),
+    faults: median(xs.map((b) => b.faults)),
+  };
 }
 
 interface Summary {

@@ -16,6 +16,11 @@ describe('swarm testbed', () => {
     expect(r.rackswarm.headEgressBytes).toBeGreaterThanOrEqual(F);
     expect(r.rackswarm.crossRackBytes).toBeGreaterThanOrEqual(2 * F);
     expect(r.rackswarm.fromSeeder + r.rackswarm.fromPeers).toBeGreaterThanOrEqual(4 * F);
+    // where the nodes' CPU went: a node read its image off sockets (system calls counted from /proc), so did the head
+    const node = r.rackswarm.cpuDetail.node;
+    expect(node?.reads).toBeGreaterThan(0);
+    expect((node?.user ?? 0) + (node?.sys ?? 0)).toBeGreaterThan(0);
+    expect(r.rackswarm.cpuDetail.head?.writes).toBeGreaterThan(0);
     // nginx sends every node its own copy
     expect(r.nginx?.headEgressBytes).toBeGreaterThanOrEqual(4 * F);
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });

@@ -1,0 +1,58 @@
+// bench/testbed/profile-summary.ts on small hand-made V8 CPU profiles: buckets, modules and inclusive shares.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { bundleModuleOf, type CpuProfile, summarise } from '../../bench/testbed/profile-summary.ts';
+
+const frame = (functionName: string, url = '', lineNumber = 0) => ({ functionName, url, lineNumber });
+
+// (root) → idle; (root) → main → hashHex; (root) → main → ondata(js_stream_socket) → readFile(fs) → work;
+// (root) → main → ondata(js_stream_socket) → yamux
+const profile: CpuProfile = {
+  nodes: [
+    { id: 1, callFrame: frame('(root)'), children: [2, 3] },
+    { id: 2, callFrame: frame('(idle)') },
+    { id: 3, callFrame: frame('main', 'file:///app/x.js', 10), children: [4, 5] },
+    { id: 4, callFrame: frame('hashHex', 'file:///app/x.js', 20) },
+    { id: 5, callFrame: frame('ondata', 'node:internal/js_stream_socket', 65), children: [6, 8] },
+    { id: 6, callFrame: frame('readFile', 'node:internal/fs/promises', 1), children: [7] },
+    { id: 7, callFrame: frame('work', 'file:///app/y.js', 5) },
+    { id: 8, callFrame: frame('yamux', 'file:///app/y.js', 9) },
+  ],
+  samples: [2, 2, 2, 2, 4, 7, 7, 8],
+};
+
+describe('summarise', () => {
+  it('leaves idle out and puts each busy sample in the first bucket one of its frames matches', () => {
+    const s = summarise([profile, profile]);
+    expect(s.busy).toBe(8);
+    const share = (name: string) => s.buckets.find((b) => b.name.startsWith(name))?.share;
+    expect(share('BLAKE3')).toBe(0.25);
+    expect(share('file I/O')).toBe(0.5); // under a libp2p read, but file I/O comes first
+    expect(share('libp2p inbound')).toBe(0.25);
+    expect(share('other')).toBe(0);
+    expect(s.buckets.reduce((a, b) => a + b.share, 0)).toBeCloseTo(1);
+    expect(s.inclusive[0]).toEqual({ name: 'main x.js:10', share: 1 });
+    expect(s.inclusive.find((f) => f.name.startsWith('ondata'))?.share).toBe(0.75);
+    expect(s.modules[0]).toEqual({ name: 'file:///app/y.js', share: 0.75 });
+    expect(s.modulesInclusive.find((m) => m.name === 'node:internal/fs/promises')?.share).toBe(0.5);
+  });
+
+  it('maps bundle lines to the modules esbuild marked', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rsw-profile-summary-'));
+    const file = join(dir, 'bundle.js');
+    writeFileSync(
+      file,
+      ['// node_modules/@libp2p/tls/dist/src/index.js', 'a();', '// peer/bulk-client.ts', 'b();'].join('\n'),
+    );
+    const moduleOf = bundleModuleOf();
+    const url = pathToFileURL(file).href;
+    expect(moduleOf(frame('a', url, 1))).toBe('@libp2p/tls');
+    expect(moduleOf(frame('b', url, 3))).toBe('peer/bulk-client.ts');
+    expect(moduleOf(frame('writeBuffer'))).toBe('(native) writeBuffer');
+    expect(moduleOf(frame('x', 'node:net', 3))).toBe('node:net');
+    rmSync(dir, { recursive: true });
+  });
+});
