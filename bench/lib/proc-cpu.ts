@@ -79,3 +79,20 @@ export function cpuBreakdownDelta(
     faults: b.faults - a.faults,
   };
 }
+
+/**
+ * TCP connections opened in a process's network namespace since it was made (/proc/PID/net/snmp: ActiveOpens,
+ * PassiveOpens): for a testbed host, alone in its namespace, its dials and accepts (libp2p and bulk alike).
+ */
+export function netnsTcpOpens(pid: number | undefined): { active: number; passive: number } | undefined {
+  try {
+    const lines = readFileSync(`/proc/${pid}/net/snmp`, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('Tcp:'));
+    const names = lines[0].split(/\s+/);
+    const values = lines[1].split(/\s+/).map(Number);
+    return { active: values[names.indexOf('ActiveOpens')], passive: values[names.indexOf('PassiveOpens')] };
+  } catch {
+    return undefined;
+  }
+}

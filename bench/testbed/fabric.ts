@@ -14,6 +14,14 @@ export interface FabricInit {
   headRateMbit: number;
   /** Rack-to-spine link rate, both directions, Mbit/s (only with racks > 1). */
   spineRateMbit: number;
+  /**
+   * net.ipv4.tcp_min_tso_segs in every host's namespace (kernel default 2). TCP sizes its TSO packets to ~1 ms of
+   * its pacing rate, ~6 KB at 50 Mbit/s, so each host's kernel moves a 64 MiB image as ~11,000 packets through veth,
+   * bridge and tbf, and the receiver reads it in as many pieces; 44 lets 64 KiB packets through (the tbf burst
+   * takes them whole). For measuring what the emulation's packet rate costs the 2 shared cores: real hosts do this
+   * work on their own cores and NICs. Undefined: the kernel default.
+   */
+  minTsoSegs?: number;
 }
 
 export interface Host {
@@ -143,6 +151,16 @@ export class Fabric {
     ip(['-n', fab, 'link', 'set', port, 'master', bridge, 'up']);
     ip(['-n', h.ns, 'addr', 'add', `${h.ip}/16`, 'dev', 'eth0']);
     ip(['-n', h.ns, 'link', 'set', 'eth0', 'up']);
+    if (this.#init.minTsoSegs !== undefined) {
+      execFileSync('ip', [
+        'netns',
+        'exec',
+        h.ns,
+        'sysctl',
+        '-qw',
+        `net.ipv4.tcp_min_tso_segs=${this.#init.minTsoSegs}`,
+      ]);
+    }
     shape(h.ns, 'eth0', mbit); // upload
     shape(fab, port, mbit); // download
   }

@@ -58,6 +58,9 @@ export function describe(r: TestbedResult): string {
         `${d.writes} writes, ${d.wakeups} voluntary context switches, ${d.faults} minor page faults`,
     );
   }
+  lines.push(
+    `  median node opened ${s.tcpOpens.active} TCP connections and accepted ${s.tcpOpens.passive} (libp2p and bulk)`,
+  );
   if (r.nginx) {
     const n = r.nginx;
     lines.push(

@@ -12,6 +12,7 @@ import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import {
   type CpuBreakdown,
   cpuBreakdownDelta,
+  netnsTcpOpens,
   processCpuBreakdown,
   processCpuSeconds,
 } from '../lib/proc-cpu.ts';
@@ -89,6 +90,11 @@ export interface TestbedResult {
      * seconds per thread name, read and write system calls, voluntary context switches), and the head.
      */
     cpuDetail: { node: CpuBreakdown | undefined; head: CpuBreakdown | undefined };
+    /**
+     * TCP connections the median node opened (dials) and accepted by the last node's completion, from its
+     * namespace's counters (libp2p connections and bulk connections alike; none before the release).
+     */
+    tcpOpens: { active: number; passive: number };
   };
   nginx?: PhaseResult;
 }
@@ -122,6 +128,10 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     rateMbit: opts.rateMbit,
     headRateMbit: opts.headRateMbit,
     spineRateMbit: opts.spineRateMbit,
+    // RSW_TESTBED_MIN_TSO_SEGS=44: bigger TSO packets in every namespace (fabric.ts, FabricInit.minTsoSegs)
+    minTsoSegs: process.env.RSW_TESTBED_MIN_TSO_SEGS
+      ? Number(process.env.RSW_TESTBED_MIN_TSO_SEGS)
+      : undefined,
   });
   const procs = new Procs();
   let cleaned = false;
@@ -235,6 +245,7 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       return done;
     });
     const cpu1 = cpuAt();
+    const opens = peers.map((p) => netnsTcpOpens(p.child.pid));
     const startups = peers.map(
       (p) => ((p.stdout.find((l) => l.line.startsWith('{"progress"'))?.at ?? Number.NaN) - rs.release) / 1000,
     );
@@ -255,6 +266,10 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       cpuDetail: {
         node: medianBreakdown(cpu1.nodeDetail.map((b, i) => cpuBreakdownDelta(cpu0.nodeDetail[i], b))),
         head: cpuBreakdownDelta(cpu0.headDetail, cpu1.headDetail),
+      },
+      tcpOpens: {
+        active: median(opens.map((o) => o?.active ?? Number.NaN)),
+        passive: median(opens.map((o) => o?.passive ?? Number.NaN)),
       },
     };
     log(`rackswarm: last node ${rackswarm.tLast.toFixed(2)} s (T_min ${tMin.toFixed(2)} s)`);
