@@ -21,6 +21,7 @@ describe('swarm testbed', () => {
     expect(node?.reads).toBeGreaterThan(0);
     expect((node?.user ?? 0) + (node?.sys ?? 0)).toBeGreaterThan(0);
     expect(r.rackswarm.cpuDetail.head?.writes).toBeGreaterThan(0);
+    expect(r.rackswarm.tcpOpens.active).toBeGreaterThan(0); // its dials, to the head at least
     // nginx sends every node its own copy
     expect(r.nginx?.headEgressBytes).toBeGreaterThanOrEqual(4 * F);
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
