@@ -62,11 +62,16 @@ const RETRY_BULK_AFTER_MS = 60_000;
  * pooled connection that fails that way is first replaced by a fresh one, once). Either way every body is
  * BLAKE3-verified before it is yielded.
  */
-export function chunkFetch(init: { dataPlane: 'bulk-tcp' | 'libp2p'; now?: () => number }): ChunkFetch {
+export function chunkFetch(init: {
+  dataPlane: 'bulk-tcp' | 'libp2p';
+  now?: () => number;
+  /** An idle pooled connection is closed after this many ms. @default BULK_CLIENT_IDLE_MS */
+  idleMs?: number;
+}): ChunkFetch {
   if (init.dataPlane === 'libp2p') return fetchChunks;
   const now = init.now ?? Date.now;
   const bulkFailedUntil = new Map<string, number>();
-  const pool = new BulkPool();
+  const pool = new BulkPool(init.idleMs ?? BULK_CLIENT_IDLE_MS);
   return async function* fetchBulkOrStream(node, peer, hashes, opts = {}) {
     for (const h of hashes) {
       if (!isHashHex(h))
@@ -74,16 +79,17 @@ export function chunkFetch(init: { dataPlane: 'bulk-tcp' | 'libp2p'; now?: () =>
     }
     if (hashes.length === 0) return;
     const timeoutMs = opts.timeoutMs ?? 30_000;
-    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])]);
+    const within = () =>
+      AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])]);
     // Also for a pooled connection: a peer the gater dropped is not dialled again.
-    const connection = await node.dial(peer, { signal });
+    const connection = await node.dial(peer, { signal: within() });
     const key = connection.remotePeer.toString();
     if ((bulkFailedUntil.get(key) ?? 0) <= now()) {
       for (let conn = pool.take(key); ; conn = undefined) {
         const reused = conn !== undefined;
         if (!conn) {
           try {
-            conn = await openBulk(connection, signal, key);
+            conn = await openBulk(connection, within(), key);
           } catch (e) {
             if (opts.signal?.aborted) throw e;
             if (!(e instanceof BusyError)) bulkFailedUntil.set(key, now() + RETRY_BULK_AFTER_MS);
@@ -122,6 +128,11 @@ interface BulkConnection {
 /** One idle bulk connection per peer, ready for its next batch. */
 class BulkPool {
   readonly #idle = new Map<string, BulkConnection>();
+  readonly #idleMs: number;
+
+  constructor(idleMs: number) {
+    this.#idleMs = idleMs;
+  }
 
   /** The peer's idle connection, if it is still open. */
   take(key: string): BulkConnection | undefined {
@@ -144,7 +155,7 @@ class BulkPool {
     conn.idleTimer = setTimeout(() => {
       if (this.#idle.get(conn.key) === conn) this.#idle.delete(conn.key);
       closeBulk(conn);
-    }, BULK_CLIENT_IDLE_MS);
+    }, this.#idleMs);
     conn.idleTimer.unref();
   }
 }

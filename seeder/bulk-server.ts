@@ -132,6 +132,11 @@ export class BulkServer {
     return { ...this.#stats };
   }
 
+  /** Bulk TCP connections open now, admitted or waiting for their hello (for tests). */
+  get openConnections(): number {
+    return this.#open.size;
+  }
+
   /** Tokens handed out and not yet used or expired (for tests). */
   get outstandingTokens(): number {
     this.#expire();
