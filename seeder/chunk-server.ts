@@ -42,9 +42,12 @@ export interface ChunkServerComponents {
 
 /** Limits of the chunk server. No defaults here: the config schema owns them. */
 export interface ChunkServerInit {
-  /** Streams served at once for one peer; a stream over this is answered `busy` for every chunk it asks for. */
+  /**
+   * Batches served at once for one peer (a batch: a libp2p chunk stream, or one batch on a persistent bulk
+   * connection); a batch over this is answered `busy` for every chunk it asks for.
+   */
   maxStreamsPerPeer: number;
-  /** Streams served at once for all peers together; over this, `busy`. */
+  /** Batches served at once for all peers together; over this, `busy`. */
   maxConcurrentTotal: number;
   /** Upload rate to one peer, bytes/s; 0 = unlimited. */
   perPeerBytesPerSecond: number;
