@@ -140,6 +140,7 @@ class BulkPool {
     if (!conn) return undefined;
     this.#idle.delete(key);
     clearTimeout(conn.idleTimer);
+    conn.socket.ref();
     if (conn.reader.usable) return conn;
     conn.socket.destroy();
     return undefined;
@@ -152,6 +153,7 @@ class BulkPool {
       return;
     }
     this.#idle.set(conn.key, conn);
+    conn.socket.unref(); // a parked connection does not keep the process alive
     conn.idleTimer = setTimeout(() => {
       if (this.#idle.get(conn.key) === conn) this.#idle.delete(conn.key);
       closeBulk(conn);
