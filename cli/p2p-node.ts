@@ -29,6 +29,9 @@ export const YAMUX_STREAM_OPTIONS = {
   inactivityTimeout: 120_000,
 } as const;
 
+/** A dial, and an inbound connection's upgrade (encryption + muxer), must complete within this; see createP2PNode. */
+const UPGRADE_TIMEOUT_MS = 30_000;
+
 export interface P2PNodeInit {
   /** ed25519 identity (libp2p protobuf encoding); created 0600 on first use, so the peer id survives restarts. */
   keyFile: string;
@@ -61,6 +64,13 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
       maxConnections: limits.maxConnections,
       inboundConnectionThreshold: limits.inboundConnectionThreshold,
       maxIncomingPendingConnections: limits.maxIncomingPendingConnections,
+      // libp2p's defaults are 10 s (6 s per address on a dial): in a swarm that starts at once (16 nodes on 2 cores,
+      // each opening ~30 connections) TLS handshakes slow down with the CPU and were aborted by the hundred, and each
+      // abort threw its work away and started again (docs/BENCHMARKS.md). Pending inbound upgrades stay bounded by
+      // maxIncomingPendingConnections; a peer is dialled at one address (the tracker's), so no other waits behind it.
+      inboundUpgradeTimeout: UPGRADE_TIMEOUT_MS,
+      dialTimeout: UPGRADE_TIMEOUT_MS,
+      addressDialTimeout: UPGRADE_TIMEOUT_MS,
     },
     connectionMonitor: {
       pingInterval: limits.pingIntervalMs,
