@@ -6,11 +6,11 @@ import { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
-import { tls } from '@libp2p/tls';
 import { createLibp2p } from 'libp2p';
 import { type Config, loadConfig } from '../core/config.ts';
 import { RswError } from '../core/errors.ts';
 import { ensureWritableDir, fsyncDir } from '../core/fs-atomic.ts';
+import { tlsReusingCertificate } from './libp2p-tls.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -57,7 +57,7 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
     start: init.start ?? true,
     addresses: { listen: init.listen },
     transports: [tcp()],
-    connectionEncrypters: limits.encryption.map((e) => (e === 'tls' ? tls() : noise())),
+    connectionEncrypters: limits.encryption.map((e) => (e === 'tls' ? tlsReusingCertificate() : noise())),
     streamMuxers: [yamux({ streamOptions: YAMUX_STREAM_OPTIONS })],
     connectionGater: init.connectionGater,
     connectionManager: {
