@@ -6,11 +6,11 @@ import { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
-import { tls } from '@libp2p/tls';
 import { createLibp2p } from 'libp2p';
 import { type Config, loadConfig } from '../core/config.ts';
 import { RswError } from '../core/errors.ts';
 import { ensureWritableDir, fsyncDir } from '../core/fs-atomic.ts';
+import { tlsReusingCertificate } from './libp2p-tls.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -28,6 +28,9 @@ export const YAMUX_STREAM_OPTIONS = {
   /** Streams with no traffic in either direction for this long are aborted (a dead peer cannot pin a slot). */
   inactivityTimeout: 120_000,
 } as const;
+
+/** A dial, and an inbound connection's upgrade (encryption + muxer), must complete within this; see createP2PNode. */
+const UPGRADE_TIMEOUT_MS = 30_000;
 
 export interface P2PNodeInit {
   /** ed25519 identity (libp2p protobuf encoding); created 0600 on first use, so the peer id survives restarts. */
@@ -54,13 +57,20 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
     start: init.start ?? true,
     addresses: { listen: init.listen },
     transports: [tcp()],
-    connectionEncrypters: limits.encryption.map((e) => (e === 'tls' ? tls() : noise())),
+    connectionEncrypters: limits.encryption.map((e) => (e === 'tls' ? tlsReusingCertificate() : noise())),
     streamMuxers: [yamux({ streamOptions: YAMUX_STREAM_OPTIONS })],
     connectionGater: init.connectionGater,
     connectionManager: {
       maxConnections: limits.maxConnections,
       inboundConnectionThreshold: limits.inboundConnectionThreshold,
       maxIncomingPendingConnections: limits.maxIncomingPendingConnections,
+      // libp2p's defaults are 10 s (6 s per address on a dial): in a swarm that starts at once (16 nodes on 2 cores,
+      // each opening ~30 connections) TLS handshakes slow down with the CPU and were aborted by the hundred, and each
+      // abort threw its work away and started again (docs/BENCHMARKS.md). Pending inbound upgrades stay bounded by
+      // maxIncomingPendingConnections; a peer is dialled at one address (the tracker's), so no other waits behind it.
+      inboundUpgradeTimeout: UPGRADE_TIMEOUT_MS,
+      dialTimeout: UPGRADE_TIMEOUT_MS,
+      addressDialTimeout: UPGRADE_TIMEOUT_MS,
     },
     connectionMonitor: {
       pingInterval: limits.pingIntervalMs,

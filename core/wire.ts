@@ -114,6 +114,15 @@ export function decodeChunkRequest(frame: Uint8Array): string[] {
 export class ChunkRequestDecoder {
   readonly #pieces: Uint8Array[] = [];
   #buffered = 0;
+  readonly #batchEnds: boolean;
+
+  /**
+   * `batchEnds`: a frame declaring 0 hashes is a batch end (core/bulk-wire.ts, bulk version 2), decoded as an empty
+   * frame `[]`; otherwise a count of 0 is a protocol violation as on /rackswarm/chunk/1.0.0.
+   */
+  constructor(opts: { batchEnds?: boolean } = {}) {
+    this.#batchEnds = opts.batchEnds === true;
+  }
 
   /** Bytes received that do not yet form a whole frame. */
   get bufferedBytes(): number {
@@ -129,7 +138,13 @@ export class ChunkRequestDecoder {
     }
     const frames: string[][] = [];
     while (this.#buffered >= REQUEST_HEADER_BYTES) {
-      const count = decodeChunkRequestHeader(this.#peek(REQUEST_HEADER_BYTES));
+      const header = this.#peek(REQUEST_HEADER_BYTES);
+      if (this.#batchEnds && header[0] === 0 && header[1] === 0) {
+        this.#take(REQUEST_HEADER_BYTES);
+        frames.push([]);
+        continue;
+      }
+      const count = decodeChunkRequestHeader(header);
       const size = REQUEST_HEADER_BYTES + count * CHUNK_HASH_BYTES;
       if (this.#buffered < size) break;
       frames.push(decodeChunkRequest(this.#take(size)));

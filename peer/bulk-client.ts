@@ -4,6 +4,8 @@ import { byteStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { BufferPool } from '../core/buffer-pool.ts';
 import {
+  BULK_BATCH_END,
+  BULK_CLIENT_IDLE_MS,
   BULK_TOKEN_PROTOCOL,
   decodeTokenAnswer,
   encodeBulkHello,
@@ -49,16 +51,27 @@ const PAUSE_AT_BYTES = 1024 * 1024;
 const RETRY_BULK_AFTER_MS = 60_000;
 
 /**
- * The client side of the data plane (config `p2p.dataPlane`). With "bulk-tcp" every batch first asks the peer for a
- * token over libp2p, then takes the chunks over a plain TCP connection to its bulk port (core/bulk-wire.ts); when the
- * peer offers no token (an older or libp2p-only peer: the protocol is not supported, or it is `busy`) or its bulk
- * port cannot be reached before any answer arrived, the batch goes over /rackswarm/chunk/1.0.0 instead — and so do
- * that peer's batches for the next minute. Either way every body is BLAKE3-verified before it is yielded.
+ * The client side of the data plane (config `p2p.dataPlane`). With "bulk-tcp" the chunks come over a plain TCP
+ * connection to the peer's bulk port (core/bulk-wire.ts, version 2): the first batch to a peer asks it for a token
+ * over libp2p and opens the connection; later batches reuse it (one idle connection kept per peer, closed after
+ * BULK_CLIENT_IDLE_MS unused), so a batch — a refused one too — costs its request frames and answers only. A
+ * connection goes back to the pool only when its batch ended in step (every answer due read); a batch broken off,
+ * failed, timed out or answered with a corrupt body closes it. When the peer offers no token (an older or
+ * libp2p-only peer: the protocol is not supported, or it is `busy`) or its bulk port cannot be used before any answer
+ * arrived, the batch goes over /rackswarm/chunk/1.0.0 instead — and so do that peer's batches for the next minute (a
+ * pooled connection that fails that way is first replaced by a fresh one, once). Either way every body is
+ * BLAKE3-verified before it is yielded.
  */
-export function chunkFetch(init: { dataPlane: 'bulk-tcp' | 'libp2p'; now?: () => number }): ChunkFetch {
+export function chunkFetch(init: {
+  dataPlane: 'bulk-tcp' | 'libp2p';
+  now?: () => number;
+  /** An idle pooled connection is closed after this many ms. @default BULK_CLIENT_IDLE_MS */
+  idleMs?: number;
+}): ChunkFetch {
   if (init.dataPlane === 'libp2p') return fetchChunks;
   const now = init.now ?? Date.now;
   const bulkFailedUntil = new Map<string, number>();
+  const pool = new BulkPool(init.idleMs ?? BULK_CLIENT_IDLE_MS);
   return async function* fetchBulkOrStream(node, peer, hashes, opts = {}) {
     for (const h of hashes) {
       if (!isHashHex(h))
@@ -66,27 +79,33 @@ export function chunkFetch(init: { dataPlane: 'bulk-tcp' | 'libp2p'; now?: () =>
     }
     if (hashes.length === 0) return;
     const timeoutMs = opts.timeoutMs ?? 30_000;
-    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])]);
-    const connection = await node.dial(peer, { signal });
+    const within = () =>
+      AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])]);
+    // Also for a pooled connection: a peer the gater dropped is not dialled again.
+    const connection = await node.dial(peer, { signal: within() });
     const key = connection.remotePeer.toString();
     if ((bulkFailedUntil.get(key) ?? 0) <= now()) {
-      const reader = new BulkReader(hashes.length, timeoutMs, opts.signal, opts.pool);
-      let socket: Socket | undefined;
-      try {
-        socket = await openBulk(connection, signal, reader);
-      } catch (e) {
-        if (opts.signal?.aborted) throw e;
-        if (!(e instanceof BusyError)) bulkFailedUntil.set(key, now() + RETRY_BULK_AFTER_MS);
-      }
-      if (socket) {
+      for (let conn = pool.take(key); ; conn = undefined) {
+        const reused = conn !== undefined;
+        if (!conn) {
+          try {
+            conn = await openBulk(connection, within(), key);
+          } catch (e) {
+            if (opts.signal?.aborted) throw e;
+            if (!(e instanceof BusyError)) bulkFailedUntil.set(key, now() + RETRY_BULK_AFTER_MS);
+            break;
+          }
+        }
         try {
-          yield* fetchOverSocket(socket, reader, hashes, key, opts.pool);
+          yield* fetchOverConnection(conn, hashes, timeoutMs, opts, pool);
           return;
         } catch (e) {
-          // Refused before a single answer byte (a token the server did not take, a port that resets): not the
-          // peer's data going bad, so the batch goes over libp2p instead.
+          // Refused before a single answer byte of this batch (a token the server did not take, a port that
+          // resets, a pooled connection the server had closed): not the peer's data going bad.
           if (!(e instanceof BulkUnavailableError) || opts.signal?.aborted) throw e;
+          if (reused) continue;
           bulkFailedUntil.set(key, now() + RETRY_BULK_AFTER_MS);
+          break;
         }
       }
     }
@@ -96,6 +115,57 @@ export function chunkFetch(init: { dataPlane: 'bulk-tcp' | 'libp2p'; now?: () =>
 
 class BusyError extends Error {}
 class BulkUnavailableError extends Error {}
+
+/** An open version 2 bulk connection to one peer. */
+interface BulkConnection {
+  key: string;
+  socket: Socket;
+  reader: BulkReader;
+  /** While parked: closes it once unused for BULK_CLIENT_IDLE_MS. */
+  idleTimer?: ReturnType<typeof setTimeout>;
+}
+
+/** One idle bulk connection per peer, ready for its next batch. */
+class BulkPool {
+  readonly #idle = new Map<string, BulkConnection>();
+  readonly #idleMs: number;
+
+  constructor(idleMs: number) {
+    this.#idleMs = idleMs;
+  }
+
+  /** The peer's idle connection, if it is still open. */
+  take(key: string): BulkConnection | undefined {
+    const conn = this.#idle.get(key);
+    if (!conn) return undefined;
+    this.#idle.delete(key);
+    clearTimeout(conn.idleTimer);
+    conn.socket.ref();
+    if (conn.reader.usable) return conn;
+    conn.socket.destroy();
+    return undefined;
+  }
+
+  /** A connection whose batch ended in step; a second one for the same peer is closed (one is enough). */
+  park(conn: BulkConnection): void {
+    if (!conn.reader.usable || this.#idle.has(conn.key)) {
+      closeBulk(conn);
+      return;
+    }
+    this.#idle.set(conn.key, conn);
+    conn.socket.unref(); // a parked connection does not keep the process alive
+    conn.idleTimer = setTimeout(() => {
+      if (this.#idle.get(conn.key) === conn) this.#idle.delete(conn.key);
+      closeBulk(conn);
+    }, this.#idleMs);
+    conn.idleTimer.unref();
+  }
+}
+
+/** Half-closes (the server then closes its side) and frees the socket once that is sent. */
+function closeBulk(conn: BulkConnection): void {
+  conn.socket.destroySoon();
+}
 
 /** Asks a peer for a bulk token over an open libp2p connection; `host` is the peer's address on that connection. */
 export async function requestBulkToken(
@@ -120,9 +190,10 @@ export async function requestBulkToken(
 }
 
 /** A token over libp2p, then a TCP connection to the bulk port presenting it (the hello is queued at once). */
-async function openBulk(connection: Connection, signal: AbortSignal, reader: BulkReader): Promise<Socket> {
+async function openBulk(connection: Connection, signal: AbortSignal, key: string): Promise<BulkConnection> {
   const { host, answer } = await requestBulkToken(connection, signal);
   if (answer.status === 'busy') throw new BusyError('peer has no bulk token for us now');
+  const reader = new BulkReader();
   const socket = connect({
     host,
     port: answer.port,
@@ -153,48 +224,70 @@ async function openBulk(connection: Connection, signal: AbortSignal, reader: Bul
     if (signal.aborted) onAbort();
   });
   socket.write(encodeBulkHello(answer.token));
-  return socket;
+  return { key, socket, reader };
 }
 
-async function* fetchOverSocket(
-  socket: Socket,
-  responses: BulkReader,
+/** One batch over a bulk connection: parked for the next batch if it ends in step, closed otherwise. */
+async function* fetchOverConnection(
+  conn: BulkConnection,
   hashes: string[],
-  remote: string,
-  pool: BufferPool | undefined,
+  timeoutMs: number,
+  opts: FetchChunksOptions,
+  pool: BulkPool,
 ): AsyncGenerator<FetchedChunk> {
+  const { socket, reader } = conn;
   const frames: string[][] = [];
   for (let i = 0; i < hashes.length; i += MAX_HASHES_PER_REQUEST) {
     frames.push(hashes.slice(i, i + MAX_HASHES_PER_REQUEST));
   }
   let framesSent = 0;
-  const sendFrame = (): void => {
-    if (framesSent === frames.length) return;
-    socket.write(encodeChunkRequest(frames[framesSent++]));
-    if (framesSent === frames.length) socket.end();
+  let ended = false;
+  const endBatch = (): void => {
+    if (ended) return;
+    ended = true;
+    socket.write(BULK_BATCH_END);
   };
+  const sendFrame = (): void => {
+    if (ended || framesSent === frames.length) return;
+    const frame = frames[framesSent++];
+    reader.expect(frame.length);
+    socket.write(encodeChunkRequest(frame));
+    if (framesSent === frames.length) endBatch();
+  };
+  let inStep = false;
+  reader.begin(timeoutMs, opts.signal, opts.pool);
   try {
     while (framesSent < Math.min(PIPELINE_FRAMES, frames.length)) sendFrame();
     let yielded = 0;
     let busy = false;
     for (let f = 0; f < frames.length && !busy; f++) {
       for (let j = 0; j < frames[f].length; j++) {
-        const response = await responses.next();
+        const response = await reader.next();
         if (j === frames[f].length - 1) sendFrame(); // keep PIPELINE_FRAMES frames at the server
         yielded++;
-        yield checked(frames[f][j], response, remote, pool);
+        yield checked(frames[f][j], response, conn.key, opts.pool);
         if (response.status === 'busy') {
           busy = true;
           break;
         }
       }
     }
-    // After a `busy` the rest is busy too (chunk-client.ts): stop asking, drop what the server still sends.
+    // After a `busy` the rest of the batch is busy too (core/bulk-wire.ts): ask no more, end the batch, and read
+    // the answers still due so the connection is in step for the next batch.
+    endBatch();
+    while (reader.due > 0) {
+      const { body } = await reader.next(); // (not inside `pool?.release(…)`: that skips it without a pool)
+      opts.pool?.release(body);
+    }
+    inStep = true;
+    reader.end();
+    pool.park(conn);
     for (const hash of hashes.slice(yielded)) yield { hash, status: 'busy' };
   } finally {
-    // Every answer is in (or none is wanted any more): nothing left to say on this connection.
-    responses.dispose();
-    socket.destroy();
+    if (!inStep) {
+      reader.end();
+      socket.destroy();
+    }
   }
 }
 
@@ -202,56 +295,77 @@ async function* fetchOverSocket(
  * Responses off a bulk connection, read by the kernel straight into their destination: a header into a 5-byte
  * buffer, an `ok` body into its pooled buffer (socket `onread`), so there is no intermediate copy and no allocation
  * per read; a read never goes past the response in progress. About PAUSE_AT_BYTES of decoded bodies are held before
- * the socket is paused until the caller catches up. Bytes after the last expected response close the connection.
+ * the socket is paused until the caller catches up. It lives as long as the connection; each batch begin()s and
+ * end()s, and expect()s the answers to each frame it sends. Bytes nobody asked for (between batches too) close the
+ * connection, and so does the server's end or an error while no batch is open.
  */
 class BulkReader {
   #socket!: Socket;
-  readonly #timeoutMs: number;
-  readonly #signal: AbortSignal | undefined;
-  readonly #pool: BufferPool | undefined;
-  #expected: number;
+  #timeoutMs = 30_000;
+  #signal: AbortSignal | undefined;
+  #pool: BufferPool | undefined;
+  #inBatch = false;
+  /** Answers due that have not been decoded yet. */
+  #expected = 0;
   readonly #header = Buffer.alloc(RESPONSE_HEADER_BYTES);
   #headerFilled = 0;
   #current: ChunkResponseHeader | undefined;
   #body: Buffer | undefined;
   #bodyFilled = 0;
-  /** Where bytes after the last expected response land (and close the connection). */
-  readonly #trap = Buffer.alloc(64);
   readonly #ready: ChunkResponse[] = [];
   #readyBytes = 0;
-  #anyBytes = false;
+  /** Any answer byte of the batch in progress (none: a failure is BulkUnavailableError, not the peer's data). */
+  #batchBytes = false;
   #stopped = false;
   #ended = false;
   #failure: Error | undefined;
   #lastProgress = Date.now();
   readonly #wakeup = new Wakeup();
 
-  constructor(
-    expected: number,
-    timeoutMs: number,
-    signal: AbortSignal | undefined,
-    pool: BufferPool | undefined,
-  ) {
-    this.#expected = expected;
-    this.#timeoutMs = timeoutMs;
-    this.#signal = signal;
-    this.#pool = pool;
-  }
-
   /** The connected socket whose `onread` calls target() and onRead(). */
   attach(socket: Socket): void {
     this.#socket = socket;
     socket.on('end', this.#onEnd);
     socket.on('close', this.#onClose);
-    socket.on('error', this.#onError);
-    this.#signal?.addEventListener('abort', this.#onAbort);
+    socket.on('error', this.#onError); // stays for the socket's life: a late error must not go unhandled
   }
 
-  dispose(): void {
-    this.#socket.off('end', this.#onEnd);
-    this.#socket.off('close', this.#onClose);
+  /** Open, in step, and nothing failed: fit for another batch. */
+  get usable(): boolean {
+    return (
+      !this.#ended &&
+      !this.#failure &&
+      !this.#socket.destroyed &&
+      this.#expected === 0 &&
+      this.#ready.length === 0 &&
+      !this.#current
+    );
+  }
+
+  /** Answers due that the caller has not taken yet. */
+  get due(): number {
+    return this.#expected + this.#ready.length;
+  }
+
+  begin(timeoutMs: number, signal: AbortSignal | undefined, pool: BufferPool | undefined): void {
+    this.#timeoutMs = timeoutMs;
+    this.#signal = signal;
+    this.#pool = pool;
+    this.#inBatch = true;
+    this.#batchBytes = false;
+    signal?.addEventListener('abort', this.#onAbort);
+    if (signal?.aborted) this.#onAbort();
+  }
+
+  /** The answers to a frame of `n` hashes are due. */
+  expect(n: number): void {
+    this.#expected += n;
+  }
+
+  end(): void {
     this.#signal?.removeEventListener('abort', this.#onAbort);
-    // 'error' stays: a late one must not go unhandled
+    this.#signal = undefined;
+    this.#inBatch = false;
   }
 
   async next(): Promise<ChunkResponse> {
@@ -288,14 +402,15 @@ class BulkReader {
 
   /** Where the kernel puts the next bytes: never past the response in progress. */
   target(): Buffer {
+    // Node asks for the next read's buffer right after the previous read, before expect() may change #expected: so
+    // only state that onRead() alone changes decides it (bytes nobody asked for land in the header, then fail).
     if (this.#current && this.#body) return this.#body.subarray(this.#bodyFilled);
-    if (this.#expected === 0) return this.#trap;
     return this.#header.subarray(this.#headerFilled);
   }
 
   /** `n` bytes landed in the buffer target() gave; false pauses the socket. */
   onRead(n: number): boolean {
-    this.#anyBytes = true;
+    this.#batchBytes = true;
     this.#lastProgress = Date.now();
     try {
       if (!this.#current && this.#expected === 0) throw new ProtocolError('peer sent bytes nobody asked for');
@@ -344,11 +459,12 @@ class BulkReader {
   }
 
   #lost(message: string): Error {
-    return this.#anyBytes ? new ProtocolError(message) : new BulkUnavailableError(message);
+    return this.#batchBytes ? new ProtocolError(message) : new BulkUnavailableError(message);
   }
 
   #onEnd = (): void => {
     this.#ended = true;
+    if (!this.#inBatch) this.#socket.destroy(); // parked: the server closed an idle connection
     this.#wakeup.wake();
   };
 
@@ -358,7 +474,7 @@ class BulkReader {
   };
 
   #onError = (e: Error): void => {
-    this.#failure ??= this.#anyBytes ? e : new BulkUnavailableError(e.message);
+    this.#failure ??= this.#batchBytes ? e : new BulkUnavailableError(e.message);
     this.#wakeup.wake();
   };
 

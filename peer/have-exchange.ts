@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
@@ -47,6 +48,16 @@ export interface HaveExchangeInit {
   maxNeighbours?: number;
 }
 
+/** Dials of one exchange, in all, before a neighbour is given up (connect()). */
+const CONNECT_ATTEMPTS = 3;
+/** Wait before the second dial; the third waits twice this. */
+const CONNECT_RETRY_MS = 1000;
+/**
+ * One dial, libp2p handshake and protocol choice included. Longer than libp2p's own 10 s on purpose: under a start
+ * storm a handshake is slow because the CPU is busy, and one aborted at 10 s wastes its work and starts again.
+ */
+const CONNECT_TIMEOUT_MS = 30_000;
+
 interface Neighbour {
   stream: Stream;
   lp: ReturnType<typeof lpStream>;
@@ -71,6 +82,7 @@ export class HaveExchange {
   readonly #dialing = new Set<string>();
   #pending: number[] = [];
   #flushing: Promise<void> | undefined;
+  #stopped = false;
 
   constructor(node: ExchangeNode, init: HaveExchangeInit) {
     this.#node = node;
@@ -86,6 +98,7 @@ export class HaveExchange {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     await this.#node.unhandle([HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL]);
     for (const n of this.#neighbours.values()) n.stream.abort(new Error('exchange stopped'));
     this.#neighbours.clear();
@@ -105,15 +118,33 @@ export class HaveExchange {
     return this.#neighbours.has(peerId);
   }
 
-  /** Opens the exchange with a peer (no-op if one is open or being opened). */
+  /**
+   * Opens the exchange with a peer (no-op if one is open or being opened). A dial that fails is tried again, up to
+   * CONNECT_ATTEMPTS in all (unless the peer reached us meanwhile); rejects with the last failure. Why: in a swarm
+   * that starts at once, every node opens an exchange with every neighbour while the CPU is scarcest, and libp2p
+   * handshakes then fail on their timeout (the testbed at N = 16: tens to hundreds per run). A node that gave up on a
+   * neighbour knew nothing of its chunks until the tracker handed it out again — up to ~30 s — and meanwhile asked
+   * the head for chunks that neighbour held; after super-seeding's reserve (10 s) the head sent them again: 1.2-1.7 ×
+   * the image instead of 1.0 × (docs/BENCHMARKS.md, "Persistent bulk connections").
+   */
   async connect(peerId: string, addr: PeerId | Multiaddr): Promise<void> {
     if (this.#neighbours.has(peerId) || this.#dialing.has(peerId)) return;
     this.#dialing.add(peerId);
     try {
-      const stream = await this.#node.dialProtocol(addr, [HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL], {
-        signal: AbortSignal.timeout(10_000),
-      });
-      this.#adopt(peerId, stream, true, addr);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const stream = await this.#node.dialProtocol(addr, [HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL], {
+            signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
+          });
+          this.#adopt(peerId, stream, true, addr);
+          return;
+        } catch (e) {
+          if (this.#stopped || this.#neighbours.has(peerId)) return;
+          if (attempt >= CONNECT_ATTEMPTS) throw e;
+          await sleep(CONNECT_RETRY_MS * attempt);
+          if (this.#stopped || this.#neighbours.has(peerId)) return;
+        }
+      }
     } finally {
       this.#dialing.delete(peerId);
     }

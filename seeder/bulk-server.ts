@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import {
   BULK_HELLO_BYTES,
+  BULK_IDLE_MS,
   BULK_TOKEN_PROTOCOL,
   decodeBulkHello,
   encodeTokenAnswer,
@@ -16,11 +17,12 @@ import { MAX_QUEUED_FRAMES, type ServeTransport } from './chunk-server.ts';
  * The bulk data plane's server side (config `p2p.dataPlane`, wire format in core/bulk-wire.ts): hands out tokens
  * over libp2p to authenticated peers, and serves chunk requests on plain TCP connections that present one. What a
  * connection may do, and how much, is the chunk server's business (the same limits, super-seeding, rates and stats
- * as its libp2p streams: ChunkServer.serve); this file only admits connections:
+ * as its libp2p streams, admitted per batch: ChunkServer.serve); this file only admits connections:
  *   - a token is 32 random bytes, single use, valid for TOKEN_TTL_MS, bound to the peer id that asked for it and to
  *     the IP address its libp2p connection came from;
- *   - at most maxTokensPerPeer outstanding per peer and MAX_TOKENS in all (then the answer is `busy`: the client
- *     uses the chunk protocol);
+ *   - at most maxTokensPerPeer outstanding tokens and open connections together per peer, and MAX_TOKENS in all
+ *     (then the answer is `busy`: the client uses the chunk protocol);
+ *   - a connection is persistent (version 2): it carries batch after batch, and is closed after idleMs without one;
  *   - a connection must send its whole hello within readTimeoutMs; at most MAX_PENDING connections wait for one;
  *     a bad, expired or reused token, or garbage, closes the connection without an answer;
  *   - when the peer's last libp2p connection closes (e.g. a connection gater dropped it), its bulk connections close.
@@ -46,8 +48,10 @@ export interface BulkServerInit {
   port: number;
   /** A hello, a request frame, and taking sent bytes: each within this many ms (the chunk server's readTimeoutMs). */
   readTimeoutMs: number;
-  /** Tokens one peer may hold unused at once (its chunk streams at once, plus slack). */
+  /** Tokens one peer may hold unused, plus bulk connections it has open, at once (its batches at once, plus slack). */
   maxTokensPerPeer: number;
+  /** A version 2 connection with no batch open is closed after this many ms. @default BULK_IDLE_MS */
+  idleMs?: number;
 }
 
 interface Grant {
@@ -128,6 +132,11 @@ export class BulkServer {
     return { ...this.#stats };
   }
 
+  /** Bulk TCP connections open now, admitted or waiting for their hello (for tests). */
+  get openConnections(): number {
+    return this.#open.size;
+  }
+
   /** Tokens handed out and not yet used or expired (for tests). */
   get outstandingTokens(): number {
     this.#expire();
@@ -147,7 +156,9 @@ export class BulkServer {
     try {
       this.#expire();
       const peer = connection.remotePeer;
-      const held = [...this.#grants.values()].filter((g) => g.peer.equals(peer)).length;
+      const held =
+        [...this.#grants.values()].filter((g) => g.peer.equals(peer)).length +
+        (this.#sockets.get(peer.toString())?.size ?? 0);
       const ip = ipOf(connection);
       if (held >= this.#init.maxTokensPerPeer || this.#grants.size >= MAX_TOKENS || !ip || !this.#port) {
         this.#stats.tokensRefused++;
@@ -202,8 +213,11 @@ export class BulkServer {
       filled += n;
       if (filled < BULK_HELLO_BYTES) return;
       let grant: Grant | undefined;
+      let version: 1 | 2;
       try {
-        const key = decodeBulkHello(hello).toString('hex');
+        const decoded = decodeBulkHello(hello);
+        version = decoded.version;
+        const key = decoded.token.toString('hex');
         grant = this.#grants.get(key);
         this.#grants.delete(key); // single use, whatever happens next
       } catch {
@@ -215,20 +229,21 @@ export class BulkServer {
         return;
       }
       finish();
-      this.#admit(socket, grant.peer, data.subarray(n));
+      this.#admit(socket, grant.peer, version, data.subarray(n));
     };
     socket.on('data', onData);
     socket.on('close', finish);
     socket.on('error', () => socket.destroy());
   }
 
-  #admit(socket: Socket, peer: PeerId, early: Buffer): void {
+  #admit(socket: Socket, peer: PeerId, version: 1 | 2, early: Buffer): void {
     this.#stats.connections++;
     const key = peer.toString();
     const set = this.#sockets.get(key) ?? new Set<Socket>();
     set.add(socket);
     this.#sockets.set(key, set);
-    const t = new SocketTransport(socket, this.#init.readTimeoutMs);
+    const idleMs = version === 1 ? this.#init.readTimeoutMs : (this.#init.idleMs ?? BULK_IDLE_MS);
+    const t = new SocketTransport(socket, this.#init.readTimeoutMs, idleMs, version === 2);
     if (early.length > 0) t.push(early);
     void this.#c.chunkServer.serve(peer, t).finally(() => {
       set.delete(socket);
@@ -255,23 +270,29 @@ function normaliseIp(ip: string | undefined): string {
   return (ip ?? '').replace(/^::ffff:/, '');
 }
 
-/** An authenticated bulk TCP connection as a ServeTransport: request frames in, responses out, no framing of its own. */
+/**
+ * An authenticated bulk TCP connection as a ServeTransport: request frames (and, version 2, batch ends) in, responses
+ * out, no framing of its own.
+ */
 class SocketTransport implements ServeTransport {
   /** Bodies go to the kernel in one write: no muxer to share the connection with. */
   readonly maxSlice = Number.POSITIVE_INFINITY;
   readonly sendReleases = true;
   readonly #socket: Socket;
   readonly #timeoutMs: number;
-  readonly #decoder = new ChunkRequestDecoder();
+  readonly #idleMs: number;
+  readonly #decoder: ChunkRequestDecoder;
   readonly #frames: string[][] = [];
   readonly #wakeup = new Wakeup();
   #failure: Error | undefined;
   #ended = false;
   #closed = false;
 
-  constructor(socket: Socket, timeoutMs: number) {
+  constructor(socket: Socket, timeoutMs: number, idleMs: number, batchEnds: boolean) {
     this.#socket = socket;
     this.#timeoutMs = timeoutMs;
+    this.#idleMs = idleMs;
+    this.#decoder = new ChunkRequestDecoder({ batchEnds });
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('close', this.#onClose);
@@ -294,8 +315,9 @@ class SocketTransport implements ServeTransport {
     this.#wakeup.wake();
   }
 
-  async next(): Promise<string[] | null> {
-    const deadline = Date.now() + this.#timeoutMs;
+  /** Between batches the wait is the idle time, and running out of it ends the conversation (null), not an error. */
+  async next(betweenBatches = false): Promise<string[] | null> {
+    const deadline = Date.now() + (betweenBatches ? this.#idleMs : this.#timeoutMs);
     for (;;) {
       if (this.#failure) throw this.#failure;
       const frame = this.#frames.shift();
@@ -307,7 +329,10 @@ class SocketTransport implements ServeTransport {
       }
       if (this.#closed) throw new Error('bulk connection closed');
       const left = deadline - Date.now();
-      if (left <= 0) throw new ProtocolError(`no whole chunk request within ${this.#timeoutMs} ms`);
+      if (left <= 0) {
+        if (betweenBatches && this.#decoder.bufferedBytes === 0) return null;
+        throw new ProtocolError(`no whole chunk request within ${this.#timeoutMs} ms`);
+      }
       await this.#wakeup.wait(left);
     }
   }
@@ -344,7 +369,7 @@ class SocketTransport implements ServeTransport {
         resolve();
       });
     });
-    // Both sides have ended (the client half-closed first): nothing more to wait for.
+    // Both sides have ended (the client half-closed first), or the connection was idle: nothing more to wait for.
     socket.destroySoon();
   }
 

@@ -49,9 +49,12 @@ export interface ChunkServerComponents {
 
 /** Limits of the chunk server. No defaults here: the config schema owns them. */
 export interface ChunkServerInit {
-  /** Streams served at once for one peer; a stream over this is answered `busy` for every chunk it asks for. */
+  /**
+   * Batches served at once for one peer (a batch: a libp2p chunk stream, or one batch on a persistent bulk
+   * connection); a batch over this is answered `busy` for every chunk it asks for.
+   */
   maxStreamsPerPeer: number;
-  /** Streams served at once for all peers together; over this, `busy`. */
+  /** Batches served at once for all peers together; over this, `busy`. */
   maxConcurrentTotal: number;
   /** Upload rate to one peer, bytes/s; 0 = unlimited. */
   perPeerBytesPerSecond: number;
@@ -84,8 +87,12 @@ export interface ChunkServerStats {
  * stats) are the same for both.
  */
 export interface ServeTransport {
-  /** The next request frame, or null once the client has half-closed after whole frames; throws on a violation. */
-  next(): Promise<string[] | null>;
+  /**
+   * The next request frame; `[]` for a batch end (bulk version 2: core/bulk-wire.ts); null once the client has
+   * half-closed after whole frames, or (`betweenBatches`) a persistent connection stayed idle too long; throws on a
+   * violation. `betweenBatches`: no batch is open, so the wait may be a persistent connection's idle time.
+   */
+  next(betweenBatches?: boolean): Promise<string[] | null>;
   /** Hands `data` over; resolves once more may be sent (backpressure), rejects when the peer is gone or stalls. */
   send(data: Uint8Array): Promise<void>;
   /** Largest body piece per send() without a rate limit. */
@@ -220,31 +227,46 @@ export class ChunkServer {
   };
 
   /**
-   * Serves one conversation with `remote` to its end, under the per-peer and total limits: past them every chunk it
-   * asks for is answered `busy`. Never rejects; a violation or failure aborts the transport.
+   * Serves one conversation with `remote` to its end: a libp2p stream is one batch of request frames; a persistent
+   * bulk connection (core/bulk-wire.ts) carries batches one after another, each ended by a batch end. Each batch is
+   * admitted on its first frame under the per-peer and total limits (and the head's send order), and holds its slot
+   * until its end: a batch past them has every chunk it asks for answered `busy`. Between batches a conversation holds
+   * no slot. Never rejects; a violation or failure aborts the transport.
    */
   async serve(remote: PeerId, t: ServeTransport): Promise<void> {
     const peer = this.#peer(remote.toString());
-    const admitted =
-      peer.active < this.#init.maxStreamsPerPeer &&
-      this.#active < this.#init.maxConcurrentTotal &&
-      (this.#headServing?.admits() ?? true);
-    if (admitted) {
-      peer.active++;
-      this.#active++;
-    }
+    let holding = false;
     this.#streams.add(t);
-    const refusals = { any: false };
     try {
       if (!this.#node) throw new Error('chunk server stopped');
-      for (let frame = await t.next(); frame; frame = await t.next()) {
-        peer.requests += frame.length;
-        this.#requests += frame.length;
-        if (admitted) await this.#serveFrame(t, peer, frame, refusals);
-        else {
-          this.#busy += frame.length;
-          await t.send(Buffer.concat(frame.map(() => BUSY)));
+      for (let frame = await t.next(true); frame; frame = await t.next(true)) {
+        if (frame.length === 0) continue; // a batch of no frames
+        const admitted =
+          peer.active < this.#init.maxStreamsPerPeer &&
+          this.#active < this.#init.maxConcurrentTotal &&
+          (this.#headServing?.admits() ?? true);
+        if (admitted) {
+          peer.active++;
+          this.#active++;
+          holding = true;
         }
+        // a super-seeding refusal ends what the batch gets (#serveFrame)
+        const refusals = { any: false };
+        for (; frame && frame.length > 0; frame = await t.next()) {
+          peer.requests += frame.length;
+          this.#requests += frame.length;
+          if (admitted) await this.#serveFrame(t, peer, frame, refusals);
+          else {
+            this.#busy += frame.length;
+            await t.send(Buffer.concat(frame.map(() => BUSY)));
+          }
+        }
+        if (holding) {
+          holding = false;
+          peer.active--;
+          this.#active--;
+        }
+        if (!frame) break; // the client half-closed after a version 1 batch or a libp2p stream's
       }
       await t.close();
     } catch (e) {
@@ -253,7 +275,7 @@ export class ChunkServer {
     } finally {
       t.dispose();
       this.#streams.delete(t);
-      if (admitted) {
+      if (holding) {
         peer.active--;
         this.#active--;
       }
@@ -273,28 +295,36 @@ export class ChunkServer {
     hashes: string[],
     refusals: { any: boolean },
   ): Promise<void> {
-    // Super-seeding decides a frame up front: a client takes the first `busy` as the end of a stream's answers
-    // (peer/chunk-client.ts), so nothing after a refusal, in this frame or a later one, counts as sent.
-    let serve = hashes.length;
-    if (this.#superSeeding) {
-      const now = this.#now();
-      serve = 0;
-      while (!refusals.any && serve < hashes.length) {
-        if (this.#superSeeding.take(hashes[serve], now, peer.peerId)) serve++;
-        else refusals.any = true;
-      }
-    }
+    // Super-seeding decides each chunk as its send is about to start, not the frame up front: its reserve counts
+    // from a chunk's first send, and a chunk queued behind others of the batch (a slow or starved connection: on the
+    // testbed's persistent bulk connections, up to 10 s for the later chunks of a 4-chunk batch) would otherwise
+    // spend its reserve waiting — every other asker refused meanwhile, then all of them served at once when it ran
+    // out (head egress 1.17 x at N = 16). A client takes the first `busy` as the end of a batch's answers
+    // (peer/chunk-client.ts), so after a refusal, in this frame or a later one of the batch, everything is `busy`.
+    const policy = this.#superSeeding;
+    const take = (hash: string): boolean => {
+      if (refusals.any) return false;
+      if (!policy || policy.take(hash, this.#now(), peer.peerId)) return true;
+      refusals.any = true;
+      return false;
+    };
     // One chunk read ahead: the disk read and verify of the next overlaps the send of this one.
     const pooled = t.sendReleases === true;
-    let next = serve > 0 ? this.#read(hashes[0], pooled) : undefined;
+    const release = (reading: Promise<{ data?: Buffer }> | undefined): void => {
+      if (pooled) void reading?.then((r) => this.#pool.release(r.data));
+    };
+    let next = refusals.any ? undefined : this.#read(hashes[0], pooled);
     for (let i = 0; i < hashes.length; i++) {
-      if (i >= serve || !next) {
+      const reading = next;
+      next = undefined;
+      if (!reading || !take(hashes[i])) {
+        release(reading);
         this.#busy++;
         await t.send(BUSY);
         continue;
       }
-      const result = await next;
-      next = i + 1 < serve ? this.#read(hashes[i + 1], pooled) : undefined;
+      const result = await reading;
+      next = i + 1 < hashes.length && !refusals.any ? this.#read(hashes[i + 1], pooled) : undefined;
       if (result.data) {
         const data = result.data;
         await this.#inTurn(() => this.#sendChunk(t, peer, data));

@@ -7,7 +7,12 @@ import type { Connection, Libp2p } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createP2PNode } from '../../cli/p2p-node.ts';
-import { BULK_TOKEN_PROTOCOL, encodeBulkHello, encodeTokenAnswer } from '../../core/bulk-wire.ts';
+import {
+  BULK_BATCH_END,
+  BULK_TOKEN_PROTOCOL,
+  encodeBulkHello,
+  encodeTokenAnswer,
+} from '../../core/bulk-wire.ts';
 import type { RswError } from '../../core/errors.ts';
 import { hashHex } from '../../core/hash.ts';
 import { ChunkStore } from '../../core/store.ts';
@@ -20,7 +25,8 @@ import { pseudoRandomBytes } from '../helpers/random.ts';
 
 // The bulk data plane (p2p.dataPlane "bulk-tcp") on real libp2p nodes and real TCP sockets on 127.0.0.1: chunks come
 // over the bulk port, the chunk server's limits hold there too, a client falls back to the libp2p chunk protocol by
-// itself, and a bulk port only ever answers a connection that presents a fresh token its peer asked for.
+// itself, and a bulk port only ever answers a connection that presents a fresh token its peer asked for. A bulk
+// connection is persistent (core/bulk-wire.ts version 2): one token and one TCP connection serve batch after batch.
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -55,6 +61,8 @@ async function seeder(
     limits?: Partial<ChunkServerInit>;
     now?: () => number;
     verifyOnRead?: boolean;
+    /** The bulk server's idle close (BulkServerInit.idleMs). */
+    idleMs?: number;
   } = {},
 ) {
   const t = tempDir('rsw-bulk-');
@@ -70,7 +78,13 @@ async function seeder(
   if (opts.bulk ?? true) {
     bulk = new BulkServer(
       { chunkServer: server, now: opts.now },
-      { host: '127.0.0.1', port: 0, readTimeoutMs: limits.readTimeoutMs, maxTokensPerPeer: 3 },
+      {
+        host: '127.0.0.1',
+        port: 0,
+        readTimeoutMs: limits.readTimeoutMs,
+        maxTokensPerPeer: 3,
+        idleMs: opts.idleMs,
+      },
     );
     await bulk.start(n);
     cleanups.push(() => bulk?.stop());
@@ -281,5 +295,182 @@ describe('bulk data plane (token over libp2p, chunks over plain TCP)', () => {
     await vi.waitFor(() => expect(closedByClient).toBe(30));
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(32 * MiB);
     expect(after.rss - before.rss).toBeLessThan(64 * MiB);
+  });
+});
+
+describe('persistent bulk connections (bulk version 2)', () => {
+  it('serves batch after batch over one token and one TCP connection, holding no stream slot between batches', async () => {
+    const chunks = Array.from({ length: 12 }, (_, i) => pseudoRandomBytes(MiB / 2 + i, 200 + i));
+    const s = await seeder(chunks);
+    const c = await client();
+    const fetch = chunkFetch({ dataPlane: 'bulk-tcp' });
+    for (let b = 0; b < 6; b++) {
+      const batch = chunks.slice(2 * b, 2 * b + 2);
+      const got = await Array.fromAsync(fetch(c, s.addr, batch.map(hashHex)));
+      expect(got.map((g, i) => g.data?.equals(batch[i]))).toEqual([true, true]);
+      expect(s.server.stats().activeStreams).toBe(0); // the batch gave its slot back; the connection stays
+    }
+    expect(s.bulk?.stats()).toMatchObject({ tokensIssued: 1, connections: 1, refused: 0 });
+    expect(s.bulk?.openConnections).toBe(1);
+    expect(s.server.stats().bytesServed).toBe(chunks.reduce((a, x) => a + x.length, 0));
+  });
+
+  it('a refused batch (busy) leaves its connection in step and usable for the next batch', async () => {
+    const chunks = Array.from({ length: 10 }, (_, i) => pseudoRandomBytes(4 * MiB, 220 + i));
+    const s = await seeder(chunks, { limits: { maxStreamsPerPeer: 1 } });
+    const c = await client();
+    const fetch = chunkFetch({ dataPlane: 'bulk-tcp' });
+    // batch A holds the peer's only slot (its consumer stops after one chunk)
+    const a = fetch(c, s.addr, chunks.map(hashHex));
+    expect((await a.next()).value?.status).toBe('ok');
+    // batch B, over three frames (more than the client pipelines), on a second connection: refused, every hash busy
+    const many = Array.from({ length: 150 }, (_, i) => hashHex(chunks[i % 10]));
+    const b = await Array.fromAsync(fetch(c, s.addr, many));
+    expect(new Set(b.map((g) => g.status))).toEqual(new Set(['busy']));
+    expect(s.bulk?.stats()).toMatchObject({ tokensIssued: 2, connections: 2 });
+    await a.return(undefined); // broken off mid-batch: that connection is closed, not reused
+    await vi.waitFor(() => expect(s.bulk?.openConnections).toBe(1));
+    await vi.waitFor(() => expect(s.server.stats().activeStreams).toBe(0));
+    // batch C goes over B's connection and is served
+    const got = await Array.fromAsync(fetch(c, s.addr, chunks.slice(0, 3).map(hashHex)));
+    expect(got.map((g, i) => g.data?.equals(chunks[i]))).toEqual([true, true, true]);
+    expect(s.bulk?.stats()).toMatchObject({ tokensIssued: 2, connections: 2 });
+  });
+
+  it('limits hold with persistent connections: maxConcurrentTotal counts batches in flight across peers', async () => {
+    const chunks = Array.from({ length: 10 }, (_, i) => pseudoRandomBytes(4 * MiB, 240 + i));
+    const s = await seeder(chunks, { limits: { maxStreamsPerPeer: 4, maxConcurrentTotal: 1 } });
+    const [c1, c2] = [await client(), await client()];
+    const fetch = chunkFetch({ dataPlane: 'bulk-tcp' });
+    // both peers warm a connection first
+    for (const c of [c1, c2]) await Array.fromAsync(fetch(c, s.addr, [hashHex(chunks[0])]));
+    const held = fetch(c1, s.addr, chunks.map(hashHex));
+    expect((await held.next()).value?.status).toBe('ok');
+    const refused = await Array.fromAsync(fetch(c2, s.addr, chunks.slice(0, 2).map(hashHex)));
+    expect(refused.map((g) => g.status)).toEqual(['busy', 'busy']);
+    await held.return(undefined);
+    await vi.waitFor(() => expect(s.server.stats().activeStreams).toBe(0));
+    const served = await Array.fromAsync(fetch(c2, s.addr, chunks.slice(0, 2).map(hashHex)));
+    expect(served.map((g) => g.status)).toEqual(['ok', 'ok']);
+    // c2 used one connection throughout; c1 a second, closed when its batch was broken off
+    expect(s.bulk?.stats()).toMatchObject({ tokensIssued: 2, connections: 2 });
+  });
+
+  it('closes idle connections (server and client side), and a later batch opens a fresh one', async () => {
+    const chunks = [1, 2].map((i) => pseudoRandomBytes(MiB + i, 260 + i));
+    const s = await seeder(chunks, { idleMs: 300 });
+    const c = await client();
+    const fetch = chunkFetch({ dataPlane: 'bulk-tcp' }); // client idle close: 20 s, after the server's 300 ms
+    await Array.fromAsync(fetch(c, s.addr, [hashHex(chunks[0])]));
+    expect(s.bulk?.openConnections).toBe(1);
+    await vi.waitFor(() => expect(s.bulk?.openConnections).toBe(0), { timeout: 5_000 });
+    const again = await Array.fromAsync(fetch(c, s.addr, [hashHex(chunks[1])]));
+    expect(again[0].data?.equals(chunks[1])).toBe(true);
+    expect(s.bulk?.stats()).toMatchObject({ tokensIssued: 2, connections: 2 });
+    // the client's own idle close (a server that would keep it)
+    const patient = await seeder(chunks);
+    const quick = chunkFetch({ dataPlane: 'bulk-tcp', idleMs: 300 });
+    await Array.fromAsync(quick(c, patient.addr, [hashHex(chunks[0])]));
+    expect(patient.bulk?.openConnections).toBe(1);
+    await vi.waitFor(() => expect(patient.bulk?.openConnections).toBe(0), { timeout: 5_000 });
+    expect(patient.server.stats().errors).toBe(0); // a clean close, not a reset
+  });
+
+  it('a corrupt body closes that connection; the peer disconnecting (gater, hang-up) closes its bulk connections', async () => {
+    const chunks = [1, 2, 3].map((i) => pseudoRandomBytes(MiB + i, 280 + i));
+    const s = await seeder(chunks, { verifyOnRead: false });
+    const rotten = Buffer.from(chunks[1]);
+    rotten[777] ^= 1;
+    await writeFile(s.store.path(hashHex(chunks[1])), rotten);
+    const c = await client();
+    const fetch = chunkFetch({ dataPlane: 'bulk-tcp' });
+    await expect(Array.fromAsync(fetch(c, s.addr, chunks.map(hashHex)))).rejects.toMatchObject({
+      code: 'RSW_ERR_CHUNK_CORRUPT',
+    });
+    await vi.waitFor(() => expect(s.bulk?.openConnections).toBe(0));
+    // the next batch needs a new token and connection
+    const ok = await Array.fromAsync(fetch(c, s.addr, [hashHex(chunks[2])]));
+    expect(ok[0].data?.equals(chunks[2])).toBe(true);
+    expect(s.bulk?.stats()).toMatchObject({ tokensIssued: 2, connections: 2 });
+    expect(s.bulk?.openConnections).toBe(1);
+    await c.hangUp(s.node.peerId);
+    await vi.waitFor(() => expect(s.bulk?.openConnections).toBe(0));
+    const after = await Array.fromAsync(fetch(c, s.addr, [hashHex(chunks[0])]));
+    expect(after[0].data?.equals(chunks[0])).toBe(true);
+    expect(s.bulk?.stats()).toMatchObject({ tokensIssued: 3, connections: 3 });
+  });
+
+  it('a stalled answer on a pooled connection fails the batch after timeoutMs (fresh connection, then libp2p)', async () => {
+    // A peer whose bulk port answers the first batch of its first connection and then nothing, ever.
+    const t = tempDir('rsw-bulk-stall-');
+    cleanups.push(t.cleanup);
+    const stall = await node(t.dir, 'stall');
+    const chunk = pseudoRandomBytes(64 * 1024, 299);
+    let connections = 0;
+    const sockets: Socket[] = [];
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer((sock) => {
+        sockets.push(sock);
+        sock.on('error', () => {});
+        if (connections++ > 0) return;
+        let seen = 0;
+        sock.on('data', (d) => {
+          seen += d.length;
+          // hello (37) + one frame of one hash (34) + batch end (2)
+          if (seen === 37 + 34 + 2) {
+            const header = Buffer.from([0, 0, 0, 0, 0]);
+            header.writeUInt32BE(chunk.length, 1);
+            sock.write(Buffer.concat([header, chunk]));
+          }
+        });
+      });
+      srv.listen(0, '127.0.0.1', () => resolve((srv.address() as { port: number }).port));
+      cleanups.push(() => {
+        for (const x of sockets) x.destroy();
+        return new Promise((r) => srv.close(r));
+      });
+    });
+    await stall.handle(BULK_TOKEN_PROTOCOL, async (stream) => {
+      stream.send(encodeTokenAnswer({ status: 'ok', port, ttlMs: 10_000, token: Buffer.alloc(32, 3) }));
+      await stream.close();
+    });
+    const c = await client();
+    const fetch = chunkFetch({ dataPlane: 'bulk-tcp' });
+    const addr = stall.getMultiaddrs()[0];
+    const first = await Array.fromAsync(fetch(c, addr, [hashHex(chunk)], { timeoutMs: 500 }));
+    expect(first[0].data?.equals(chunk)).toBe(true);
+    // the pooled connection stalls, so does a fresh one, and the peer has no chunk protocol: the batch fails
+    await expect(Array.fromAsync(fetch(c, addr, [hashHex(chunk)], { timeoutMs: 500 }))).rejects.toThrow();
+    expect(connections).toBe(2);
+  });
+
+  it('still serves a version 1 connection (one batch, ended by the half-close)', async () => {
+    const chunks = [pseudoRandomBytes(MiB, 300)];
+    const s = await seeder(chunks);
+    const c = await client();
+    const { port, token: tk } = await token(c, s.addr);
+    const received = await new Promise<number>((resolve) => {
+      let n = 0;
+      const sock: Socket = tcpConnect({ port, host: '127.0.0.1' }, () => {
+        sock.end(Buffer.concat([encodeBulkHello(tk, 1), encodeChunkRequest([hashHex(chunks[0])])]));
+      });
+      sock.on('data', (d) => {
+        n += d.length;
+      });
+      sock.on('close', () => resolve(n));
+    });
+    expect(received).toBe(5 + MiB);
+    // a version 2 batch end on a version 1 connection is a protocol violation: closed unanswered
+    const again = await token(c, s.addr);
+    expect(
+      await rawBulk(
+        again.port,
+        Buffer.concat([
+          encodeBulkHello(again.token, 1),
+          BULK_BATCH_END,
+          encodeChunkRequest([hashHex(chunks[0])]),
+        ]),
+      ),
+    ).toEqual({ received: 0, closed: true });
   });
 });

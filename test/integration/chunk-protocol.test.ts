@@ -11,6 +11,7 @@ import { type FetchedChunk, fetchChunks } from '../../peer/chunk-client.ts';
 import { ChunkServer, type ChunkServerComponents, type ChunkServerInit } from '../../seeder/chunk-server.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
+import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
 import { endOf, rawStream } from '../helpers/raw-stream.ts';
@@ -130,6 +131,32 @@ describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => 
     const fromMate = await fetchAll(mate, s.addr, hashes); // this node's own rack: served as before
     expect(statuses(fromMate)).toEqual(['ok', 'ok']);
     expect(fromMate.map((r, k) => r.data?.equals(chunks[k]))).toEqual([true, true]);
+  });
+
+  it("with super-seeding, a chunk waiting behind its batch's earlier ones is not reserved yet: another asker gets it", async () => {
+    // A batch's later chunks can wait seconds behind its first on a slow connection; reserved from the frame's
+    // arrival, they were refused to everyone meanwhile and then sent to every asker at once (head egress 1.17 x).
+    const chunks = [1, 2, 3].map((k) => pseudoRandomBytes(24 * MiB, 40 + k));
+    const hashes = chunks.map(hashHex);
+    const s = await seeder(
+      chunks,
+      { readTimeoutMs: 60_000 },
+      { superSeeding: new SuperSeeding({ reserveAfterMs: 60_000 }) },
+    );
+    const slow = fetchChunks(await client(), s.addr, hashes)[Symbol.asyncIterator]();
+    const first = await slow.next(); // chunk 0 arrives; the slow client then reads no more for now
+    expect(first.value?.status).toBe('ok');
+    // The seeder is sending chunk 1 into the stopped stream (windows full), chunk 2 behind it.
+    await vi.waitFor(() => expect(s.server.stats().bytesServed).toBeGreaterThan(24 * MiB + 4 * MiB), {
+      timeout: 20_000,
+      interval: 20,
+    });
+    const other = await fetchAll(await client(), s.addr, [hashes[2], hashes[1]]);
+    expect(statuses(other)).toEqual(['ok', 'busy']); // chunk 2 not started yet: it goes here; chunk 1 is being sent
+    expect(other[0].data?.equals(chunks[2])).toBe(true);
+    const rest = [];
+    for (let r = await slow.next(); !r.done; r = await slow.next()) rest.push(r.value.status);
+    expect(rest).toEqual(['ok', 'busy']); // chunk 1 whole; chunk 2 went to the other asker within the reserve
   });
 
   it('answers not-found for a chunk the seeder does not have, and serves the rest', async () => {

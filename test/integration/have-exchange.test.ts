@@ -3,7 +3,7 @@
 // freeze or a partition heals. Each side used to keep the stream it accepted and abort the one it had dialled, so
 // both streams died and neither learnt what the other holds (found in linger.test.ts's SIGSTOP test).
 import { join } from 'node:path';
-import type { Libp2p } from '@libp2p/interface';
+import type { ConnectionGater, Libp2p } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createP2PNode } from '../../cli/p2p-node.ts';
@@ -30,8 +30,13 @@ async function side(
   holds: number[],
   neighbourHolds?: (peerId: string, i: number) => boolean,
   rack?: string,
+  connectionGater?: ConnectionGater,
 ): Promise<Side> {
-  const node = await createP2PNode({ keyFile: join(t.dir, `${name}.key`), listen: ['/ip4/127.0.0.1/tcp/0'] });
+  const node = await createP2PNode({
+    keyFile: join(t.dir, `${name}.key`),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    connectionGater,
+  });
   stops.push(() => node.stop());
   const s: Side = { node, exchange: undefined as unknown as HaveExchange, heard: new Map(), intents: [] };
   s.exchange = new HaveExchange(node, {
@@ -95,6 +100,38 @@ describe('have exchange opened by both sides at once', () => {
       expect(a.exchange.isNeighbour(bId)).toBe(true);
       expect(b.exchange.isNeighbour(aId)).toBe(true);
     }
+  }, 120_000);
+});
+
+describe('an exchange whose dial fails', () => {
+  // In a swarm that starts at once, libp2p handshakes time out under the CPU load; a node that gave up on the
+  // neighbour then asked the head for the chunks that neighbour held (the testbed's head egress at N = 16 rose to
+  // 1.2-1.7 x the image). Here the neighbour refuses the first connection, deterministically, in place of a timeout.
+  it('is dialled again, and the bitfield arrives', async () => {
+    let refused = 0;
+    const b = await side('b-refuses-once', [5, 6], undefined, undefined, {
+      denyInboundEncryptedConnection: () => refused++ === 0,
+    });
+    const a = await side('a-redials', []);
+    const bId = b.node.peerId.toString();
+    await a.exchange.connect(bId, b.node.getMultiaddrs()[0]);
+    expect(refused).toBeGreaterThanOrEqual(2); // the first connection was refused, a later one admitted
+    expect(a.exchange.isNeighbour(bId)).toBe(true);
+    await vi.waitFor(() => expect([...(a.heard.get(bId) ?? [])].sort()).toEqual([5, 6]), {
+      timeout: 10_000,
+      interval: 50,
+    });
+  }, 60_000);
+
+  it('is given up after a few dials to a peer that is gone', async () => {
+    const gone = await side('gone', [1]);
+    const addr = gone.node.getMultiaddrs()[0];
+    const goneId = gone.node.peerId.toString();
+    await gone.exchange.stop();
+    await gone.node.stop();
+    const a = await side('a-gives-up', []);
+    await expect(a.exchange.connect(goneId, addr)).rejects.toThrow();
+    expect(a.exchange.isNeighbour(goneId)).toBe(false);
   }, 120_000);
 });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { BULK_BATCH_END, decodeBulkHello, encodeBulkHello } from '../../core/bulk-wire.ts';
 import { hashHex } from '../../core/hash.ts';
 import { MAX_CHUNK_BYTES } from '../../core/manifest.ts';
 import {
@@ -93,6 +94,35 @@ describe('chunk request codec', () => {
     const d2 = new ChunkRequestDecoder();
     expect(d2.push(Buffer.from([0xff]))).toEqual([]);
     expect(() => d2.push(Buffer.from([0xff]))).toThrow(/65535 hashes/);
+  });
+
+  it('with batch ends (bulk version 2) decodes a zero-count frame as [], anywhere and however split', () => {
+    const end = Buffer.from(BULK_BATCH_END);
+    const bytes = Buffer.concat([
+      encodeChunkRequest(hashes(3)),
+      end,
+      encodeChunkRequest(hashes(2)),
+      end,
+      end,
+    ]);
+    for (const size of [1, 3, 50, bytes.length]) {
+      const d = new ChunkRequestDecoder({ batchEnds: true });
+      expect(feed(bytes, size, (p) => d.push(p))).toEqual([hashes(3), [], hashes(2), [], []]);
+      expect(d.bufferedBytes).toBe(0);
+    }
+    // without them (the libp2p chunk protocol, bulk version 1) a zero count is a violation
+    expect(() => new ChunkRequestDecoder().push(end)).toThrow(/0 hashes/);
+  });
+});
+
+describe('bulk hello', () => {
+  it('carries version 2 by default, decodes 1 and 2, refuses any other', () => {
+    const token = Buffer.alloc(32, 9);
+    expect(decodeBulkHello(encodeBulkHello(token))).toEqual({ version: 2, token });
+    expect(decodeBulkHello(encodeBulkHello(token, 1))).toEqual({ version: 1, token });
+    const three = encodeBulkHello(token);
+    three[4] = 3;
+    expect(() => decodeBulkHello(three)).toThrow(/version 3/);
   });
 });
 

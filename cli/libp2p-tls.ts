@@ -1,0 +1,179 @@
+import { connect, createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
+import {
+  type AbortOptions,
+  type ComponentLogger,
+  type ConnectionEncrypter,
+  InvalidCryptoExchangeError,
+  type MessageStream,
+  type PeerId,
+  type PrivateKey,
+  type SecureConnectionOptions,
+  type SecuredConnection,
+  type StreamMuxerFactory,
+  serviceCapabilities,
+  type Upgrader,
+} from '@libp2p/interface';
+import { PROTOCOL } from '@libp2p/tls';
+import { generateCertificate, toMessageStream, toNodeDuplex, verifyPeerCertificate } from '@libp2p/tls/utils';
+
+/**
+ * libp2p's TLS 1.3 handshake (https://github.com/libp2p/specs/blob/master/tls/tls.md), as @libp2p/tls does it, with
+ * one difference: the self-signed certificate that carries this node's identity — a fresh ECDSA key, signed by the
+ * node's ed25519 key — is made once per process and reused for every connection, in one TLS context. @libp2p/tls
+ * makes a new one per connection (~5 ms of CPU: keygen, a signature, x509 and PEM encoding), and Node parses its PEM
+ * into a new context each time. The spec allows either ("Endpoints MAY generate a new key and certificate for every
+ * connection attempt, or they MAY reuse the same key and certificate for multiple connections"); peers cannot tell
+ * the difference, so every version of rackswarm interoperates. Why: a swarm that starts at once opens ~2 connections
+ * per neighbour per node on a busy CPU (docs/BENCHMARKS.md, "Where the testbed's CPU goes").
+ *
+ * The certificate is valid for as long as @libp2p/tls makes them (about a century), so one per process never expires.
+ * Everything else — the peer's certificate verified against the expected peer id, early muxer negotiation by ALPN,
+ * TLS 1.3 only — is @libp2p/tls 3.1's code (dist/src/tls.js), kept in step with it.
+ */
+export function tlsReusingCertificate(): (components: TlsComponents) => ConnectionEncrypter {
+  return (components) => new ReusingTls(components);
+}
+
+let made = 0;
+/** Certificates this process has made for libp2p TLS so far (for tests: one per node, however many connections). */
+export function tlsCertificatesMade(): number {
+  return made;
+}
+
+export interface TlsComponents {
+  privateKey: PrivateKey;
+  logger: ComponentLogger;
+  upgrader: Upgrader;
+}
+
+class HandshakeTimeoutError extends Error {
+  constructor() {
+    super('Handshake timeout');
+    this.name = 'HandshakeTimeoutError';
+  }
+}
+
+class ReusingTls implements ConnectionEncrypter {
+  readonly protocol = PROTOCOL;
+  readonly [Symbol.toStringTag] = '@libp2p/tls';
+  readonly [serviceCapabilities] = ['@libp2p/connection-encryption'];
+  readonly #components: TlsComponents;
+  readonly #log: ReturnType<ComponentLogger['forComponent']>;
+  /** This node's certificate and key in a TLS context, made on the first handshake (a failure is retried next time). */
+  #context: Promise<SecureContext> | undefined;
+
+  constructor(components: TlsComponents) {
+    this.#components = components;
+    this.#log = components.logger.forComponent('libp2p:tls');
+  }
+
+  secureInbound(connection: MessageStream, options?: SecureConnectionOptions): Promise<SecuredConnection> {
+    return this.#encrypt(connection, true, options);
+  }
+
+  secureOutbound(connection: MessageStream, options?: SecureConnectionOptions): Promise<SecuredConnection> {
+    return this.#encrypt(connection, false, options);
+  }
+
+  #secureContext(options?: AbortOptions): Promise<SecureContext> {
+    if (!this.#context) {
+      // Not aborted with this handshake: the certificate outlives it.
+      const context = generateCertificate(this.#components.privateKey).then(({ cert, key }) => {
+        made++;
+        return createSecureContext({ cert, key, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+      });
+      this.#context = context;
+      context.catch(() => {
+        if (this.#context === context) this.#context = undefined;
+      });
+    }
+    const context = this.#context;
+    const signal = options?.signal;
+    if (!signal) return context;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(new HandshakeTimeoutError());
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      context.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+
+  async #encrypt(
+    connection: MessageStream,
+    isServer: boolean,
+    options?: SecureConnectionOptions,
+  ): Promise<SecuredConnection> {
+    const log = connection.log?.newScope('tls') ?? this.#log;
+    let streamMuxer: StreamMuxerFactory | undefined;
+    const muxers = this.#components.upgrader.getStreamMuxers();
+    const streamMuxers = options?.skipStreamMuxerNegotiation === true ? [] : [...muxers.keys()];
+    const secureContext = await this.#secureContext(options);
+    const opts = {
+      secureContext,
+      // require TLS 1.3 or later
+      minVersion: 'TLSv1.3' as const,
+      maxVersion: 'TLSv1.3' as const,
+      // accept self-signed certificates: the libp2p extension is checked below instead
+      rejectUnauthorized: false,
+      // early negotiation of the muxer via ALPN
+      ALPNProtocols: [...streamMuxers, 'libp2p'],
+      ALPNCallback: ({ protocols }: { servername: string; protocols: string[] }) => {
+        let chosen: string | undefined;
+        for (const protocol of protocols) {
+          if (protocol === 'libp2p') chosen = 'libp2p';
+          streamMuxer = muxers.get(protocol);
+          if (streamMuxer != null) {
+            chosen = protocol;
+            break;
+          }
+        }
+        return chosen;
+      },
+    };
+    const duplex = toNodeDuplex(connection);
+    const socket = isServer
+      ? new TLSSocket(duplex, { ...opts, isServer: true, requestCert: true })
+      : connect({ socket: duplex, ...opts });
+    duplex.on('error', (err) => socket.emit('error', err));
+    const onAbort = () => socket.emit('error', new HandshakeTimeoutError());
+    options?.signal?.addEventListener('abort', onAbort);
+    try {
+      return await new Promise<SecuredConnection>((resolve, reject) => {
+        const verifyRemote = () => {
+          const remote = socket.getPeerCertificate();
+          verifyPeerCertificate(new Uint8Array(remote.raw), options?.remotePeer, log)
+            .then((remotePeer: PeerId) => {
+              // 'libp2p' is special: the remote does not support early muxer negotiation
+              if (
+                !isServer &&
+                typeof socket.alpnProtocol === 'string' &&
+                socket.alpnProtocol !== 'libp2p' &&
+                options?.skipStreamMuxerNegotiation !== true
+              ) {
+                streamMuxer = muxers.get(socket.alpnProtocol);
+                if (streamMuxer == null) {
+                  const err = new InvalidCryptoExchangeError(
+                    `Selected muxer ${socket.alpnProtocol} did not exist`,
+                  );
+                  connection.abort(err);
+                  reject(err);
+                  return;
+                }
+              }
+              resolve({ remotePeer, connection: toMessageStream(connection, socket), streamMuxer });
+            })
+            .catch((err: Error) => socket.emit('error', err));
+        };
+        socket.on('error', (err: Error) => {
+          log.error('error encrypting %s connection - %e', connection.direction, err);
+          socket.destroy();
+          connection.abort(err);
+          reject(err);
+        });
+        socket.once('secure', verifyRemote);
+      });
+    } finally {
+      options?.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}

@@ -1,0 +1,100 @@
+// libp2p TLS with one certificate per process (cli/libp2p-tls.ts) between real libp2p nodes over TCP on 127.0.0.1:
+// it must interoperate with @libp2p/tls as every earlier rackswarm uses it (which makes a certificate per connection),
+// in both directions, still refuse a peer that is not the one dialled, and make its certificate once.
+import { join } from 'node:path';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import type { Libp2p } from '@libp2p/interface';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { tcp } from '@libp2p/tcp';
+import { tls } from '@libp2p/tls';
+import { lpStream } from '@libp2p/utils';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { tlsCertificatesMade } from '../../cli/libp2p-tls.ts';
+import { createP2PNode } from '../../cli/p2p-node.ts';
+import { tempDir } from '../helpers/cli.ts';
+
+const ECHO = '/rsw-test/echo/1.0.0';
+let t: ReturnType<typeof tempDir>;
+const stops: Array<() => unknown> = [];
+
+beforeAll(() => {
+  t = tempDir('rsw-tls-');
+});
+afterAll(async () => {
+  for (const s of stops.reverse()) await Promise.resolve(s()).catch(() => {});
+  t?.cleanup();
+});
+
+async function withEcho(node: Libp2p): Promise<Libp2p> {
+  stops.push(() => node.stop());
+  await node.handle(ECHO, async (stream) => {
+    const lp = lpStream(stream);
+    await lp.write((await lp.read()).subarray());
+    await stream.close();
+  });
+  return node;
+}
+
+/** A node of ours (certificate reused). */
+async function ours(name: string): Promise<Libp2p> {
+  return withEcho(
+    await createP2PNode({ keyFile: join(t.dir, `${name}.key`), listen: ['/ip4/127.0.0.1/tcp/0'] }),
+  );
+}
+
+/** A node with stock @libp2p/tls (a certificate per connection), as rackswarm 1.1.0 runs. */
+async function stock(): Promise<Libp2p> {
+  return withEcho(
+    await createLibp2p({
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [tls()],
+      streamMuxers: [yamux()],
+    }),
+  );
+}
+
+async function echo(from: Libp2p, to: Libp2p, text: string): Promise<string> {
+  const stream = await from.dialProtocol(to.getMultiaddrs()[0], ECHO);
+  const lp = lpStream(stream);
+  await lp.write(new TextEncoder().encode(text));
+  const back = new TextDecoder().decode((await lp.read()).subarray());
+  await stream.close();
+  return back;
+}
+
+describe('libp2p TLS with one certificate per process', () => {
+  it('interoperates with @libp2p/tls both ways, and makes one certificate for many connections', async () => {
+    const before = tlsCertificatesMade();
+    const a = await ours('a');
+    const others = [await stock(), await stock(), await ours('b')];
+    for (const [i, o] of others.entries()) {
+      expect(await echo(a, o, `to ${i}`)).toBe(`to ${i}`); // a dials: a client handshake
+      await a.hangUp(o.peerId);
+      await vi.waitFor(() => expect(o.getConnections(a.peerId)).toHaveLength(0), {
+        timeout: 10_000,
+        interval: 20,
+      });
+      expect(await echo(o, a, `from ${i}`)).toBe(`from ${i}`); // the other dials: a server handshake
+    }
+    // a: 6 handshakes; b: 2. One certificate each.
+    expect(tlsCertificatesMade() - before).toBe(2);
+  }, 60_000);
+
+  it('still refuses a peer that is not the one dialled', async () => {
+    const a = await ours('a-expects');
+    const b = await stock();
+    const someoneElse = peerIdFromPrivateKey(await generateKeyPair('Ed25519'));
+    const wrong = multiaddr(
+      `${b
+        .getMultiaddrs()[0]
+        .toString()
+        .replace(/\/p2p\/.*$/, '')}/p2p/${someoneElse}`,
+    );
+    await expect(a.dial(wrong)).rejects.toThrow();
+    expect(a.getConnections(b.peerId)).toHaveLength(0);
+  }, 60_000);
+});
