@@ -58,11 +58,10 @@
  *    Nor one a rack-mate is fetching from another rack (it says so: rackMateImporting, over the have exchange):
  *    without it a rack's gateways pulled the same chunk at the same time (simulator, 2 racks × 8: 51 of 115 requests
  *    across racks were for a chunk already on its way into the rack). The seeder's starvation exception applies.
- *    The head is outside every rack too: a node tells its rack-mates of the chunks it asks the head for, and the
- *    seeder is not offered a chunk a rack-mate is fetching from outside the rack (the head or another rack) —
- *    without it a rack took the same chunk from the head and from another rack at once when the spread was slow
- *    (testbed, 2 racks × 8: the head's repeats after its super-seeding reserve). A starved node offers the seeder
- *    such chunks only when nothing else is left.
+ *    The head is outside every rack too: a node tells its rack-mates of the chunks it asks the head for, and,
+ *    unless starved, the seeder is not offered a chunk a rack-mate is fetching from outside the rack (the head or
+ *    another rack) — without it a rack took the same chunk from the head and from another rack at once when the
+ *    spread was slow (testbed, 2 racks × 8: the head's repeats after its super-seeding reserve).
  * A chunk is never in flight to two peers outside endgame, nor twice to one peer ever.
  *
  * Cost: next() walks the buckets from the rarest up and stops once the budget is filled or the peer's `wanted`
@@ -459,12 +458,24 @@ export class Scheduler {
         else misses++;
       }
     }
-    // Rule 4: a starved node offers the seeder first what no rack-mate is fetching from outside the rack, and the
-    // rest only when nothing else is left.
-    const starvedSeeder = p.seeder && !sparing;
-    this.#walk(p, now, budget, top, localOnly, refusedSince, sparing || starvedSeeder, out);
-    if (starvedSeeder && out.length === 0)
-      this.#walk(p, now, budget, top, localOnly, refusedSince, false, out);
+    // Neighbours hold nothing in bucket 0 (availability counts them), so they start at 1.
+    const has = p.has;
+    walk: for (let a = p.seeder ? 0 : 1; a < top && p.wanted > 0 && this.#room(p, budget); a++) {
+      const bucket = this.#buckets[a];
+      for (let j = 0; j < bucket.length; ) {
+        if (
+          has[bucket[j]] === 0 ||
+          (localOnly && this.#inRack(bucket[j])) ||
+          this.#refusedAt[bucket[j]] > refusedSince ||
+          (sparing && this.#localPending[bucket[j]] > 0)
+        ) {
+          j++;
+          continue;
+        }
+        this.#take(p, bucket[j], now, out); // moves the bucket's last chunk to j
+        if (p.wanted === 0 || !this.#room(p, budget)) break walk;
+      }
+    }
     if (p.seeder && top === 1 && this.#stuck.size > 0) {
       for (const i of this.#stuck) {
         if (!this.#room(p, budget)) break;
@@ -473,37 +484,6 @@ export class Scheduler {
     }
     if (out.length === 0 && idle && this.#pickable === 0) this.#endgame(p, now, budget, out, localOnly);
     return out;
-  }
-
-  /** next()'s walk over the buckets, rarest first; `skipPending`: not the chunks a rack-mate is importing. */
-  #walk(
-    p: PeerState,
-    now: number,
-    budget: number,
-    top: number,
-    localOnly: boolean,
-    refusedSince: number,
-    skipPending: boolean,
-    out: number[],
-  ): void {
-    // Neighbours hold nothing in bucket 0 (availability counts them), so they start at 1.
-    const has = p.has;
-    for (let a = p.seeder ? 0 : 1; a < top && p.wanted > 0 && this.#room(p, budget); a++) {
-      const bucket = this.#buckets[a];
-      for (let j = 0; j < bucket.length; ) {
-        if (
-          has[bucket[j]] === 0 ||
-          (localOnly && this.#inRack(bucket[j])) ||
-          this.#refusedAt[bucket[j]] > refusedSince ||
-          (skipPending && this.#localPending[bucket[j]] > 0)
-        ) {
-          j++;
-          continue;
-        }
-        this.#take(p, bucket[j], now, out); // moves the bucket's last chunk to j
-        if (p.wanted === 0 || !this.#room(p, budget)) return;
-      }
-    }
   }
 
   /**

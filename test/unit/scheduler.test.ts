@@ -214,16 +214,6 @@ describe('Scheduler', () => {
     expect(s.next('seeder', 1_100)).toEqual([0]);
   });
 
-  it('starved, offers the seeder first what no rack-mate is fetching from outside the rack, then the rest', () => {
-    const s = setup('....', { seeder: '', mate: '....' }, { ...wide, seederGraceMs: 1_000 });
-    s.rackMateImporting('mate', [0, 1], true);
-    // No neighbour request for seederGraceMs: starved, the seeder may be offered anything, but 0 and 1 are coming.
-    expect(new Set(s.next('seeder', 1_100))).toEqual(new Set([2, 3]));
-    for (const i of [2, 3]) s.received('seeder', i, 1_110);
-    // Nothing else left: 0 and 1 from the seeder after all, so no node waits on a rack-mate for ever.
-    expect(new Set(s.next('seeder', 1_200))).toEqual(new Set([0, 1]));
-  });
-
   it('asks a remote neighbour for one chunk across the racks at a time', () => {
     const s = setup('........', { far: 'XXXXXXXX', other: 'XXXXXXXX' }, { ...wide, maxInFlightChunks: 1 });
     s.setRemote('far', true);
