@@ -136,27 +136,27 @@ describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => 
   it("with super-seeding, a chunk waiting behind its batch's earlier ones is not reserved yet: another asker gets it", async () => {
     // A batch's later chunks can wait seconds behind its first on a slow connection; reserved from the frame's
     // arrival, they were refused to everyone meanwhile and then sent to every asker at once (head egress 1.17 x).
-    const chunks = [1, 2, 3].map((k) => pseudoRandomBytes(24 * MiB, 40 + k));
+    // Here every asker gets 4 MiB/s (the seeder's per-peer rate): the slow asker's chunk 0 (32 MiB) takes 8 s, and
+    // chunks 1 and 2 wait behind it all that time.
+    const chunks = [32, 1, 1].map((mib, k) => pseudoRandomBytes(mib * MiB, 40 + k));
     const hashes = chunks.map(hashHex);
     const s = await seeder(
       chunks,
-      { readTimeoutMs: 60_000 },
+      { readTimeoutMs: 60_000, perPeerBytesPerSecond: 4 * MiB },
       { superSeeding: new SuperSeeding({ reserveAfterMs: 60_000 }) },
     );
-    const slow = fetchChunks(await client(), s.addr, hashes)[Symbol.asyncIterator]();
-    const first = await slow.next(); // chunk 0 arrives; the slow client then reads no more for now
-    expect(first.value?.status).toBe('ok');
-    // The seeder is sending chunk 1 into the stopped stream (windows full), chunk 2 behind it.
-    await vi.waitFor(() => expect(s.server.stats().bytesServed).toBeGreaterThan(24 * MiB + 4 * MiB), {
+    const slow = await rawStream(await client(), s.addr, CHUNK_PROTOCOL, encodeChunkRequest(hashes));
+    await vi.waitFor(() => expect(s.server.stats().bytesServed).toBeGreaterThan(0), {
       timeout: 20_000,
       interval: 20,
     });
-    const other = await fetchAll(await client(), s.addr, [hashes[2], hashes[1]]);
-    expect(statuses(other)).toEqual(['ok', 'busy']); // chunk 2 not started yet: it goes here; chunk 1 is being sent
+    const other = await fetchAll(await client(), s.addr, [hashes[2], hashes[1], hashes[0]]);
+    // chunks 2 and 1 not started yet: they go here; chunk 0 is being sent to the slow asker, reserved
+    expect(statuses(other)).toEqual(['ok', 'ok', 'busy']);
     expect(other[0].data?.equals(chunks[2])).toBe(true);
-    const rest = [];
-    for (let r = await slow.next(); !r.done; r = await slow.next()) rest.push(r.value.status);
-    expect(rest).toEqual(['ok', 'busy']); // chunk 1 whole; chunk 2 went to the other asker within the reserve
+    expect(other[1].data?.equals(chunks[1])).toBe(true);
+    expect(s.server.stats().bytesServed).toBeLessThan(chunks[0].length + 2 * MiB); // the slow asker's chunk 0 unfinished
+    slow.abort(new Error('done'));
   });
 
   it('answers not-found for a chunk the seeder does not have, and serves the rest', async () => {
