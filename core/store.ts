@@ -59,6 +59,37 @@ export class ChunkStore {
     return join(this.#chunksDir, hash.slice(0, 2), hash.slice(2));
   }
 
+  /**
+   * Which of `hashes` the store holds, as has() would say for each: one listing per two-hex prefix directory among
+   * them, in parallel, instead of a stat per chunk one after another (a fetch plans its download from this: 1,800
+   * stats per GiB of image before the first byte).
+   */
+  async held(hashes: Iterable<string>): Promise<Set<string>> {
+    const byPrefix = new Map<string, string[]>();
+    for (const hash of hashes) {
+      checkHash(hash);
+      const prefix = hash.slice(0, 2);
+      const list = byPrefix.get(prefix);
+      if (list) list.push(hash);
+      else byPrefix.set(prefix, [hash]);
+    }
+    const out = new Set<string>();
+    await Promise.all(
+      [...byPrefix].map(async ([prefix, list]) => {
+        let names: string[];
+        try {
+          names = await readdir(join(this.#chunksDir, prefix));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+          throw e;
+        }
+        const present = new Set(names);
+        for (const hash of list) if (present.has(hash.slice(2))) out.add(hash);
+      }),
+    );
+    return out;
+  }
+
   async has(hash: string): Promise<boolean> {
     try {
       await stat(this.path(hash));

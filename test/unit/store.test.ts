@@ -15,6 +15,18 @@ beforeEach(() => {
 afterEach(() => t.cleanup());
 
 describe('chunk store', () => {
+  it('says which of many hashes it holds, as has() says for each', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const stored = Array.from({ length: 40 }, (_, k) => pseudoRandomBytes(100, 100 + k));
+    for (const c of stored.slice(0, 25)) await store.put(hashHex(c), c);
+    const asked = [...stored.map(hashHex), 'ab'.repeat(32), '00'.repeat(32)];
+    const held = await store.held(asked);
+    for (const h of asked) expect(held.has(h), h).toBe(await store.has(h));
+    expect(held.size).toBe(25);
+    expect(await store.held([])).toEqual(new Set());
+    await expect(store.held(['not a hash'])).rejects.toThrow();
+  });
+
   it('puts, finds, reads, lists and deletes chunks by hash', async () => {
     const store = await ChunkStore.open({ dataDir: t.dir });
     const a = pseudoRandomBytes(1000, 1);
