@@ -16,6 +16,7 @@ import { mountStatelessRoot, statelessLayout } from '../boot/stateless.ts';
 import { parseBootCmdline } from '../core/boot-cmdline.ts';
 import { loadConfig } from '../core/config.ts';
 import { formatError, isRswError, RswError } from '../core/errors.ts';
+import { writeFileAtomic } from '../core/fs-atomic.ts';
 import { loadTrust } from '../core/keys.ts';
 import { fetchOverHttp } from './fetch-http.ts';
 import { type FetchSummary, fetchImage } from './fetch-image.ts';
@@ -120,7 +121,8 @@ async function main(): Promise<void> {
     if (params.mode === 'stateless') {
       await mountStatelessRoot(layout, identity);
       prepared = true;
-      await writeFile(join(RUN, 'ready'), `ACTION=switch_root\nNEWROOT=${NEW_ROOT}\nINIT=/sbin/init\n`);
+      // Whole or absent (written aside, then renamed): /init polls for the file and sources it at once.
+      await writeFileAtomic(join(RUN, 'ready'), `ACTION=switch_root\nNEWROOT=${NEW_ROOT}\nINIT=/sbin/init\n`);
       say(`root ready (SquashFS + OverlayFS on tmpfs); seeding ${lingerText} after the pivot`);
     }
   };
@@ -173,7 +175,7 @@ async function main(): Promise<void> {
   if (params.mode === 'reimage') {
     const part = await injectIdentityIntoDisk(params.disk as string, join(RUN, 'target'), identity);
     say(`identity of ${identity.hostname} written into ${part}`);
-    await writeFile(join(RUN, 'ready'), 'ACTION=reboot\n');
+    await writeFileAtomic(join(RUN, 'ready'), 'ACTION=reboot\n'); // whole or absent, as above
   }
 }
 
