@@ -117,9 +117,9 @@ export class ChunkCache {
         );
         for (const h of [...wanted]) if (!movedOrDup.has(h)) wanted.delete(h);
         // After the update the output seeds every chunk of `m`; the old version's others would be gone.
-        for (const c of old.chunks) {
-          if (!inNew.has(c.hash) && !(await this.store.has(c.hash))) wanted.add(c.hash);
-        }
+        const oldOnly = old.chunks.filter((c) => !inNew.has(c.hash)).map((c) => c.hash);
+        const oldHeld = await this.store.held(oldOnly);
+        for (const hash of oldOnly) if (!oldHeld.has(hash)) wanted.add(hash);
       }
       let fh: Awaited<ReturnType<typeof open>>;
       try {
