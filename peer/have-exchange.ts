@@ -157,7 +157,8 @@ export class HaveExchange {
   }
 
   /**
-   * Tells the rack-mates that speak 1.1.0 that this node is fetching `indices` from another rack (`on`), or stopped
+   * Tells the rack-mates that speak 1.1.0 that this node is fetching `indices` from outside the rack, another rack or
+   * the head (`on`), or stopped
    * without getting them (a chunk it got is told by its have instead). Rack-mates: neighbours that said they are in
    * this node's rack; not one that holds every chunk of the frame (`holds`), which cannot want them.
    */
