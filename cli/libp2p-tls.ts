@@ -1,4 +1,4 @@
-import { connect, createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
+import { connect, createSecureContext, type PeerCertificate, type SecureContext, TLSSocket } from 'node:tls';
 import {
   type AbortOptions,
   type ComponentLogger,
@@ -11,6 +11,7 @@ import {
   type SecuredConnection,
   type StreamMuxerFactory,
   serviceCapabilities,
+  UnexpectedPeerError,
   type Upgrader,
 } from '@libp2p/interface';
 import { PROTOCOL } from '@libp2p/tls';
@@ -27,6 +28,11 @@ import { generateCertificate, toMessageStream, toNodeDuplex, verifyPeerCertifica
  * per neighbour per node on a busy CPU (docs/BENCHMARKS.md, "Where the testbed's CPU goes").
  *
  * The certificate is valid for as long as @libp2p/tls makes them (about a century), so one per process never expires.
+ * And a second: a peer's certificate, once verified, is remembered by its exact DER bytes (VerifiedCertificates), so
+ * the next connection with the same certificate — our peers reuse theirs too — skips the x509 parse and the two
+ * signature checks (4.4 % of a testbed node's CPU at N = 16, docs/BENCHMARKS.md). Nothing unverified is trusted: the
+ * TLS handshake itself proves the peer holds the certificate's key, and only byte-identical certificates hit.
+ *
  * Everything else — the peer's certificate verified against the expected peer id, early muxer negotiation by ALPN,
  * TLS 1.3 only — is @libp2p/tls 3.1's code (dist/src/tls.js), kept in step with it.
  */
@@ -38,6 +44,44 @@ let made = 0;
 /** Certificates this process has made for libp2p TLS so far (for tests: one per node, however many connections). */
 export function tlsCertificatesMade(): number {
   return made;
+}
+
+let verified = 0;
+/** Peer certificates this process has verified in full so far (the others came from a node's cache). */
+export function tlsCertificatesVerified(): number {
+  return verified;
+}
+
+/** Verified certificates a node remembers (the oldest are forgotten first): more than a swarm's neighbours. */
+const VERIFIED_CERTIFICATES = 1024;
+
+/** Peer certificates verified in full (verifyPeerCertificate), by their exact DER bytes. */
+class VerifiedCertificates {
+  readonly #byDer = new Map<string, { peer: PeerId; notBefore: number; notAfter: number }>();
+
+  async verify(
+    cert: PeerCertificate,
+    expected: PeerId | undefined,
+    log: Parameters<typeof verifyPeerCertificate>[2],
+  ): Promise<PeerId> {
+    const der = cert.raw.toString('base64');
+    const now = Date.now();
+    const hit = this.#byDer.get(der);
+    if (hit && hit.notBefore <= now && now <= hit.notAfter) {
+      if (expected?.equals(hit.peer) === false) throw new UnexpectedPeerError();
+      return hit.peer;
+    }
+    const peer = await verifyPeerCertificate(new Uint8Array(cert.raw), expected, log);
+    verified++;
+    const notBefore = Date.parse(cert.valid_from);
+    const notAfter = Date.parse(cert.valid_to);
+    if (Number.isFinite(notBefore) && Number.isFinite(notAfter)) {
+      if (this.#byDer.size >= VERIFIED_CERTIFICATES)
+        this.#byDer.delete(this.#byDer.keys().next().value as string);
+      this.#byDer.set(der, { peer, notBefore, notAfter });
+    }
+    return peer;
+  }
 }
 
 export interface TlsComponents {
@@ -61,6 +105,7 @@ class ReusingTls implements ConnectionEncrypter {
   readonly #log: ReturnType<ComponentLogger['forComponent']>;
   /** This node's certificate and key in a TLS context, made on the first handshake (a failure is retried next time). */
   #context: Promise<SecureContext> | undefined;
+  readonly #verified = new VerifiedCertificates();
 
   constructor(components: TlsComponents) {
     this.#components = components;
@@ -140,8 +185,8 @@ class ReusingTls implements ConnectionEncrypter {
     try {
       return await new Promise<SecuredConnection>((resolve, reject) => {
         const verifyRemote = () => {
-          const remote = socket.getPeerCertificate();
-          verifyPeerCertificate(new Uint8Array(remote.raw), options?.remotePeer, log)
+          this.#verified
+            .verify(socket.getPeerCertificate(), options?.remotePeer, log)
             .then((remotePeer: PeerId) => {
               // 'libp2p' is special: the remote does not support early muxer negotiation
               if (

@@ -12,7 +12,7 @@ import { lpStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { tlsCertificatesMade } from '../../cli/libp2p-tls.ts';
+import { tlsCertificatesMade, tlsCertificatesVerified } from '../../cli/libp2p-tls.ts';
 import { createP2PNode } from '../../cli/p2p-node.ts';
 import { tempDir } from '../helpers/cli.ts';
 
@@ -84,9 +84,49 @@ describe('libp2p TLS with one certificate per process', () => {
     expect(tlsCertificatesMade() - before).toBe(2);
   }, 60_000);
 
+  it("verifies a peer's certificate once, and a new certificate again", async () => {
+    const before = tlsCertificatesVerified();
+    const a = await ours('a-verifies');
+    const b = await ours('b-verified');
+    const c = await stock(); // a new certificate per connection
+    for (const [o, name] of [
+      [b, 'b'],
+      [c, 'c'],
+    ] as const) {
+      for (let round = 0; round < 3; round++) {
+        expect(await echo(round % 2 === 0 ? a : o, round % 2 === 0 ? o : a, `${name} ${round}`)).toBe(
+          `${name} ${round}`,
+        );
+        await a.hangUp(o.peerId);
+        await vi.waitFor(() => expect(o.getConnections(a.peerId)).toHaveLength(0), {
+          timeout: 10_000,
+          interval: 20,
+        });
+      }
+    }
+    // a verifies b's certificate once and c's three; b verifies a's once (c is stock: not counted).
+    expect(tlsCertificatesVerified() - before).toBe(1 + 3 + 1);
+  }, 60_000);
+
   it('still refuses a peer that is not the one dialled', async () => {
     const a = await ours('a-expects');
     const b = await stock();
+    const someoneElse = peerIdFromPrivateKey(await generateKeyPair('Ed25519'));
+    const wrong = multiaddr(
+      `${b
+        .getMultiaddrs()[0]
+        .toString()
+        .replace(/\/p2p\/.*$/, '')}/p2p/${someoneElse}`,
+    );
+    await expect(a.dial(wrong)).rejects.toThrow();
+    expect(a.getConnections(b.peerId)).toHaveLength(0);
+  }, 60_000);
+
+  it('refuses a peer whose certificate it has verified before when another was dialled', async () => {
+    const a = await ours('a-cached');
+    const b = await ours('b-cached');
+    expect(await echo(a, b, 'first')).toBe('first'); // b's certificate verified and remembered
+    await a.hangUp(b.peerId);
     const someoneElse = peerIdFromPrivateKey(await generateKeyPair('Ed25519'));
     const wrong = multiaddr(
       `${b
