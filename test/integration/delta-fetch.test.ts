@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import { cpSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FetchSummary } from '../../cli/fetch-image.ts';
 import { makeTree, mksquashfs, mutateTree } from '../fixtures/tree.ts';
-import { runCli, tempDir } from '../helpers/cli.ts';
+import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
 import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 
 let t: ReturnType<typeof tempDir>;
@@ -86,6 +87,43 @@ describe('delta fetch (fetch --cache)', () => {
     );
     expect(share).toBeLessThanOrEqual(0.05);
     expect(second.bytesReused + downloaded(second)).toBeGreaterThanOrEqual(v2.length);
+  }, 240_000);
+
+  it('a fetch stopped by SIGTERM while it lingers has recorded its version for the next delta', async () => {
+    // The copy into the cache runs after the linger (cli/fetch-image.ts): a clean stop during it must still run it.
+    const out = join(t.dir, 'node-c.img');
+    const cache = join(t.dir, 'cache-c');
+    const args = ['fetch', 'compute@1', '--head', head.url, '--trust', pub, '--out', out, '--cache', cache];
+    const child = spawn(
+      process.execPath,
+      [join(projectRoot, 'bin/rackswarm.js'), ...args, '--linger', '3600', '--json'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (stdout.includes('"seconds"')) resolve(); // complete and reported: now lingering
+      });
+      child.on('close', () => resolve());
+    });
+    child.kill('SIGTERM');
+    const code = await exited;
+    clearTimeout(timer);
+    expect(code, stderr).toBe(0);
+    expect(readFileSync(out).equals(v1)).toBe(true);
+
+    const second = await fetch('compute@2', out, cache);
+    expect(readFileSync(out).equals(v2)).toBe(true);
+    expect(downloaded(second) / v2.length).toBeLessThanOrEqual(0.05);
   }, 240_000);
 
   it('without cached chunks, the previous output is the seed (desync-style)', async () => {
