@@ -106,8 +106,11 @@ export class ChunkStore {
       else byPrefix.set(prefix, [hash]);
     }
     const out = new Set<string>();
+    // Which prefix directories exist, first: a fresh store has none, and a listing each would fail (256 of them).
+    const prefixes = new Set(byPrefix.size > 16 ? await readdir(this.#chunksDir) : byPrefix.keys());
     await Promise.all(
       [...byPrefix].map(async ([prefix, list]) => {
+        if (!prefixes.has(prefix)) return;
         let names: string[];
         try {
           names = await readdir(join(this.#chunksDir, prefix));
