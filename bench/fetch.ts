@@ -274,6 +274,61 @@ export async function benchFetch(opts: {
     } finally {
       rmSync(shm, { recursive: true, force: true });
     }
+    // (d) one node serving onward: node A fetches and stays (--linger), then node B fetches; the seeder is offered only
+    // chunks no neighbour holds (scheduler rule 4), so B takes the image from A. A's CPU while B fetches.
+    const relay = new Map(builds.map((b) => [b.id, { seconds: [] as number[], serving: [] as number[] }]));
+    for (let i = 0; i < (parts.has('d') ? runs : 0); i++) {
+      for (const b of i % 2 === 0 ? builds : [...builds].reverse()) {
+        const dir = mkdtempSync('/dev/shm/rsw-bench-relay-');
+        try {
+          const a = spawn(
+            process.execPath,
+            [b.cli, '--config', noCopyConfig, 'fetch', 'img', '--head', b.head.url, '--trust', pub].concat([
+              '--out',
+              join(dir, 'out-a'),
+              '--cache',
+              join(dir, 'cache-a'),
+              '--json',
+              '--linger',
+              '300',
+            ]),
+            { stdio: ['ignore', 'pipe', 'ignore'] },
+          );
+          const exited = new Promise((resolve) => a.on('exit', resolve));
+          await new Promise<void>((resolve, reject) => {
+            let out = '';
+            a.stdout.on('data', (d) => {
+              out += d;
+              if (/^\{"id":/m.test(out)) resolve();
+            });
+            a.on('exit', () => reject(new Error('node A exited before its summary')));
+          });
+          await new Promise((r) => setTimeout(r, 1000));
+          const cpu0 = processCpuSeconds(a.pid);
+          const r = await fetchOnce(
+            b.head,
+            dir,
+            'b',
+            pub,
+            ['--linger', '0'],
+            true,
+            ['--config', noCopyConfig],
+            b.cli,
+          );
+          const serving = processCpuSeconds(a.pid) - cpu0;
+          a.kill();
+          await exited;
+          if (r.code !== 0 || !r.summary) throw new Error('relayed fetch failed');
+          relay.get(b.id)?.seconds.push(r.summary.seconds);
+          relay.get(b.id)?.serving.push(serving);
+          process.stderr.write(
+            `relay${b.id}: B ${fmt(r.summary.seconds, 2)} s, ${fmt(r.summary.bytesFromPeers / oneSize, 2)} × image from peers; A serving ${fmt(serving, 2)} CPU s\n`,
+          );
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    }
     for (const b of builds) await b.head.stop();
 
     // (b) head egress and time to the last node, N peers started together
@@ -379,6 +434,16 @@ export async function benchFetch(opts: {
       `| raw Node TCP, same bytes | ${fmt(oneSize / rawMed / 1e6, 0)} | 100 % | ${raw.map((x) => fmt(x, 2)).join(', ')} | | | | |`,
       `| durable write to the disk (${tmpdir()}), same size | ${fmt(oneSize / diskMed / 1e6, 0)} | 100 % | ${disk.map((x) => fmt(x, 2)).join(', ')} | | | | |`,
       '',
+      `(d) One node serving onward (${oneSize / MiB} MiB, out + cache on tmpfs, \`peer.cacheCopies: false\`): node A fetches and`,
+      'stays, then node B fetches it from A; the CPU A spends while B fetches, per GiB served, median.',
+      '',
+      '| build | B: seconds (runs) | A serving: CPU s/GiB (runs) |',
+      '|---|---|---|',
+      ...builds.map((b) => {
+        const d = relay.get(b.id) ?? { seconds: [], serving: [] };
+        return `| ${b.label.replace(/^ — /, '') || 'this checkout'} | ${d.seconds.map((x) => fmt(x, 2)).join(', ')} | ${fmt(median(d.serving) / GiBs, 2)} (${d.serving.map((x) => fmt(x, 2)).join(', ')}) |`;
+      }),
+      '',
       `(b) N fetch processes of a ${swarmSize / MiB} MiB image started together on this 2-core machine (every process`,
       'competes for the same 2 cores, so these times measure CPU contention more than the protocol; the network testbed',
       "with shaped links is the real measure), in one rack and alternating between two. Head egress is the seeder's own",
@@ -398,7 +463,7 @@ export async function benchFetch(opts: {
         return `| ${v.id === 'tls' ? 'libp2p TCP + TLS 1.3 + Yamux' : 'bulk TCP (default)'}, out + cache on the disk | ${fmt((r?.maxRssKiB ?? Number.NaN) / 1024, 0)} MiB (${fmt(((r?.maxRssKiB ?? Number.NaN) * 1024) / 1e6, 0)} MB) | ${fmt((r?.cpuMs ?? Number.NaN) / 1000 / (bigSize / (1024 * MiB)), 2)} | ${r?.code === 0 ? 'completed' : 'FAILED'} in ${fmt(r?.summary?.seconds ?? Number.NaN, 1)} s |`;
       }),
       '',
-      'Reproduce: `node bench/fetch.ts` (`--quick` for a shorter run, `--parts a,c` to leave out the swarm; for (a): `--variants bulk-tmpfs,bulk-tmpfs-nocopy`, `--runs N`, `--against DIR` (another checkout, its CLI bundle built: alternated run by run); for (b): `--peers 8,16`, `--racks 1,2`, `--swarm-runs N`).',
+      'Reproduce: `node bench/fetch.ts` (`--quick` for a shorter run, `--parts a,c` to leave out the swarm; for (a) and (d): `--variants bulk-tmpfs,bulk-tmpfs-nocopy`, `--runs N`, `--against DIR` (another checkout, its CLI bundle built: alternated run by run); `--parts d`: one node serving onward; for (b): `--peers 8,16`, `--racks 1,2`, `--swarm-runs N`).',
     ].join('\n');
   } finally {
     for (const h of heads) await h.stop('SIGKILL').catch(() => {});
