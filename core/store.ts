@@ -303,6 +303,7 @@ export class ChunkStore {
 
   /** Removes a chunk, and its prefix directory if that is left empty; resolves true if it was there. */
   async delete(hash: string): Promise<boolean> {
+    this.#verified.delete(hash);
     try {
       await unlink(this.path(hash));
     } catch (e) {

@@ -123,8 +123,9 @@ type ChunkNode = Pick<
 
 /**
  * Serves chunks from the store over /rackswarm/chunk/1.0.0 (wire format: core/wire.ts). Every chunk is read through
- * the store, which re-hashes it: one that fails verification is answered `not-found`, never sent. Each admitted
- * stream is served in order, reading the next chunk from disk while the previous one is being sent.
+ * the store, which hashes it (once per process and file identity: ChunkStore.read): one that fails verification is
+ * answered `not-found`, never sent. Each admitted stream is served in order, reading the next chunk from disk while
+ * the previous one is being sent.
  */
 export class ChunkServer {
   readonly #store: ChunkServerComponents['store'];
