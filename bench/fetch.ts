@@ -37,10 +37,11 @@ function fetchOnce(
   extra: string[] = [],
   rss = false,
   global: string[] = [],
+  cli = bin,
 ): Promise<FetchRun> {
   const args = [
     ...(rss ? ['--import', join(root, 'bench/lib/report-rss.js')] : []),
-    bin,
+    cli,
     ...global,
     'fetch',
     'img',
@@ -130,6 +131,12 @@ export async function benchFetch(opts: {
   swarmRuns?: number;
   peers?: number[];
   racks?: number[];
+  /** (a): only these variants (ids: bulk-tmpfs, bulk-tmpfs-nocopy, bulk-disk, tls, noise). @default all */
+  variants?: string[];
+  /** (a): also run every variant with the CLI of this other checkout (its own head too), alternating run by run. */
+  against?: string;
+  /** (a): runs per variant. @default 3 (2 with quick) */
+  runs?: number;
 }): Promise<string> {
   const parts = new Set((opts.parts ?? 'a,b,c').split(','));
   const work = mkdtempSync(join(tmpdir(), 'rsw-bench-fetch-'));
@@ -141,14 +148,27 @@ export async function benchFetch(opts: {
     const oneSize = (opts.quick ? 256 : 1024) * MiB;
     const swarmSize = 128 * MiB;
     const bigSize = (opts.quick ? 1024 : 4096) * MiB;
-    const runs = opts.quick ? 2 : 3;
+    const runs = opts.runs ?? (opts.quick ? 2 : 3);
 
     // (a) one peer from the seeder, against raw TCP moving the same bytes, interleaved run by run
     const one = join(work, 'one.img');
     writeRandomFile(one, oneSize);
     publishImage(one, { key, data: join(work, 'head-a') });
-    const headA = await startHead(join(work, 'head-a'));
-    heads.push(headA);
+    // This checkout, and with --against another one (its own head: the serving side is under test too).
+    const builds = [{ id: '', label: '', cli: bin, head: await startHead(join(work, 'head-a')) }];
+    heads.push(builds[0].head);
+    if (opts.against) {
+      publishImage(one, { key, data: join(work, 'head-a-against') });
+      const other = await startHead(join(work, 'head-a-against'), [], [], { root: opts.against });
+      heads.push(other);
+      builds[0].label = ' — this checkout';
+      builds.push({
+        id: '@against',
+        label: ` — ${opts.against}`,
+        cli: join(opts.against, 'bin/rackswarm.js'),
+        head: other,
+      });
+    }
     const tlsConfig = join(work, 'libp2p-tls.json');
     writeFileSync(tlsConfig, JSON.stringify({ p2p: { dataPlane: 'libp2p' } }));
     const noiseConfig = join(work, 'libp2p-noise.json');
@@ -159,7 +179,7 @@ export async function benchFetch(opts: {
     const shm = mkdtempSync('/dev/shm/rsw-bench-fetch-');
     const noCopyConfig = join(work, 'no-cache-copies.json');
     writeFileSync(noCopyConfig, JSON.stringify({ peer: { cacheCopies: false } }));
-    const variants = [
+    const allVariants = [
       {
         id: 'bulk-tmpfs',
         label: 'bulk TCP (token over libp2p TLS) (default), out + cache on tmpfs',
@@ -192,6 +212,10 @@ export async function benchFetch(opts: {
         dir: shm,
       },
     ];
+    const chosen = allVariants.filter((v) => !opts.variants || opts.variants.includes(v.id));
+    const variants = builds.flatMap((b) =>
+      chosen.map((v) => ({ ...v, base: v.id, id: v.id + b.id, label: v.label + b.label, build: b })),
+    );
     const single = new Map(
       variants.map((v) => [
         v.id,
@@ -209,20 +233,35 @@ export async function benchFetch(opts: {
     const loadA = [loadavg()[0]];
     try {
       for (let i = 0; i < (parts.has('a') ? runs : 0); i++) {
-        for (const v of variants) {
-          const headCpu0 = processCpuSeconds(headA.proc.pid);
-          const r = await fetchOnce(headA, v.dir, `a${i}${v.id}`, pub, ['--linger', '0'], true, v.global);
+        // With two builds, which goes first alternates run by run.
+        const order = chosen.flatMap((c) => {
+          const same = variants.filter((x) => x.base === c.id);
+          return i % 2 === 0 ? same : same.reverse();
+        });
+        for (const v of order) {
+          const head = v.build.head;
+          const headCpu0 = processCpuSeconds(head.proc.pid);
+          const r = await fetchOnce(
+            head,
+            v.dir,
+            `a${i}${v.id}`,
+            pub,
+            ['--linger', '0'],
+            true,
+            v.global,
+            v.build.cli,
+          );
           if (r.code !== 0 || !r.summary) throw new Error('single fetch failed');
           const got = single.get(v.id);
           got?.seconds.push(r.summary.seconds);
           got?.toSummary.push(r.toSummary ?? Number.NaN);
           got?.wall.push(r.wall);
           got?.cpu.push((r.cpuMs ?? Number.NaN) / 1000);
-          got?.head.push(processCpuSeconds(headA.proc.pid) - headCpu0);
+          got?.head.push(processCpuSeconds(head.proc.pid) - headCpu0);
           rmSync(join(v.dir, `out-a${i}${v.id}`), { force: true });
           rmSync(join(v.dir, `cache-a${i}${v.id}`), { recursive: true, force: true });
           process.stderr.write(
-            `fetch one peer (${v.id}): ${fmt(oneSize / r.summary.seconds / 1e6, 0)} MB/s (${fmt(r.summary.seconds, 2)} s, spawn to summary ${fmt(r.toSummary ?? Number.NaN, 2)} s, to exit ${fmt(r.wall, 2)} s)\n`,
+            `fetch one peer (${v.id}): ${fmt(oneSize / r.summary.seconds / 1e6, 0)} MB/s (${fmt(r.summary.seconds, 2)} s, spawn to summary ${fmt(r.toSummary ?? Number.NaN, 2)} s, to exit ${fmt(r.wall, 2)} s), fetch ${fmt((r.cpuMs ?? Number.NaN) / 1000, 2)} / head ${fmt(got?.head.at(-1) ?? Number.NaN, 2)} CPU s\n`,
           );
         }
         raw.push(await rawTcpSeconds(one));
@@ -235,7 +274,62 @@ export async function benchFetch(opts: {
     } finally {
       rmSync(shm, { recursive: true, force: true });
     }
-    await headA.stop();
+    // (d) one node serving onward: node A fetches and stays (--linger), then node B fetches; the seeder is offered only
+    // chunks no neighbour holds (scheduler rule 4), so B takes the image from A. A's CPU while B fetches.
+    const relay = new Map(builds.map((b) => [b.id, { seconds: [] as number[], serving: [] as number[] }]));
+    for (let i = 0; i < (parts.has('d') ? runs : 0); i++) {
+      for (const b of i % 2 === 0 ? builds : [...builds].reverse()) {
+        const dir = mkdtempSync('/dev/shm/rsw-bench-relay-');
+        try {
+          const a = spawn(
+            process.execPath,
+            [b.cli, '--config', noCopyConfig, 'fetch', 'img', '--head', b.head.url, '--trust', pub].concat([
+              '--out',
+              join(dir, 'out-a'),
+              '--cache',
+              join(dir, 'cache-a'),
+              '--json',
+              '--linger',
+              '300',
+            ]),
+            { stdio: ['ignore', 'pipe', 'ignore'] },
+          );
+          const exited = new Promise((resolve) => a.on('exit', resolve));
+          await new Promise<void>((resolve, reject) => {
+            let out = '';
+            a.stdout.on('data', (d) => {
+              out += d;
+              if (/^\{"id":/m.test(out)) resolve();
+            });
+            a.on('exit', () => reject(new Error('node A exited before its summary')));
+          });
+          await new Promise((r) => setTimeout(r, 1000));
+          const cpu0 = processCpuSeconds(a.pid);
+          const r = await fetchOnce(
+            b.head,
+            dir,
+            'b',
+            pub,
+            ['--linger', '0'],
+            true,
+            ['--config', noCopyConfig],
+            b.cli,
+          );
+          const serving = processCpuSeconds(a.pid) - cpu0;
+          a.kill();
+          await exited;
+          if (r.code !== 0 || !r.summary) throw new Error('relayed fetch failed');
+          relay.get(b.id)?.seconds.push(r.summary.seconds);
+          relay.get(b.id)?.serving.push(serving);
+          process.stderr.write(
+            `relay${b.id}: B ${fmt(r.summary.seconds, 2)} s, ${fmt(r.summary.bytesFromPeers / oneSize, 2)} × image from peers; A serving ${fmt(serving, 2)} CPU s\n`,
+          );
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    }
+    for (const b of builds) await b.head.stop();
 
     // (b) head egress and time to the last node, N peers started together
     const swarmImg = join(work, 'swarm.img');
@@ -301,7 +395,7 @@ export async function benchFetch(opts: {
       rmSync(big);
       const headC = await startHead(join(work, 'head-c'));
       heads.push(headC);
-      for (const v of [variants[0], variants[3]]) {
+      for (const v of [allVariants[0], allVariants[3]]) {
         rssRuns.set(v.id, await fetchOnce(headC, work, `c${v.id}`, pub, ['--linger', '0'], true, v.global));
         rmSync(join(work, `out-c${v.id}`), { force: true });
         rmSync(join(work, `cache-c${v.id}`), { recursive: true, force: true });
@@ -340,6 +434,16 @@ export async function benchFetch(opts: {
       `| raw Node TCP, same bytes | ${fmt(oneSize / rawMed / 1e6, 0)} | 100 % | ${raw.map((x) => fmt(x, 2)).join(', ')} | | | | |`,
       `| durable write to the disk (${tmpdir()}), same size | ${fmt(oneSize / diskMed / 1e6, 0)} | 100 % | ${disk.map((x) => fmt(x, 2)).join(', ')} | | | | |`,
       '',
+      `(d) One node serving onward (${oneSize / MiB} MiB, out + cache on tmpfs, \`peer.cacheCopies: false\`): node A fetches and`,
+      'stays, then node B fetches it from A; the CPU A spends while B fetches, per GiB served, median.',
+      '',
+      '| build | B: seconds (runs) | A serving: CPU s/GiB (runs) |',
+      '|---|---|---|',
+      ...builds.map((b) => {
+        const d = relay.get(b.id) ?? { seconds: [], serving: [] };
+        return `| ${b.label.replace(/^ — /, '') || 'this checkout'} | ${d.seconds.map((x) => fmt(x, 2)).join(', ')} | ${fmt(median(d.serving) / GiBs, 2)} (${d.serving.map((x) => fmt(x, 2)).join(', ')}) |`;
+      }),
+      '',
       `(b) N fetch processes of a ${swarmSize / MiB} MiB image started together on this 2-core machine (every process`,
       'competes for the same 2 cores, so these times measure CPU contention more than the protocol; the network testbed',
       "with shaped links is the real measure), in one rack and alternating between two. Head egress is the seeder's own",
@@ -354,12 +458,12 @@ export async function benchFetch(opts: {
       '',
       '| data plane | peak RSS | fetch CPU s/GiB | result |',
       '|---|---|---|---|',
-      ...[variants[0], variants[3]].map((v) => {
+      ...[allVariants[0], allVariants[3]].map((v) => {
         const r = rssRuns.get(v.id);
         return `| ${v.id === 'tls' ? 'libp2p TCP + TLS 1.3 + Yamux' : 'bulk TCP (default)'}, out + cache on the disk | ${fmt((r?.maxRssKiB ?? Number.NaN) / 1024, 0)} MiB (${fmt(((r?.maxRssKiB ?? Number.NaN) * 1024) / 1e6, 0)} MB) | ${fmt((r?.cpuMs ?? Number.NaN) / 1000 / (bigSize / (1024 * MiB)), 2)} | ${r?.code === 0 ? 'completed' : 'FAILED'} in ${fmt(r?.summary?.seconds ?? Number.NaN, 1)} s |`;
       }),
       '',
-      'Reproduce: `node bench/fetch.ts` (`--quick` for a shorter run, `--parts a,c` to leave out the swarm; for (b): `--peers 8,16`, `--racks 1,2`, `--swarm-runs N`).',
+      'Reproduce: `node bench/fetch.ts` (`--quick` for a shorter run, `--parts a,c` to leave out the swarm; for (a) and (d): `--variants bulk-tmpfs,bulk-tmpfs-nocopy`, `--runs N`, `--against DIR` (another checkout, its CLI bundle built: alternated run by run); `--parts d`: one node serving onward; for (b): `--peers 8,16`, `--racks 1,2`, `--swarm-runs N`).',
     ].join('\n');
   } finally {
     for (const h of heads) await h.stop('SIGKILL').catch(() => {});
@@ -372,6 +476,9 @@ if (import.meta.main) {
   const runsAt = process.argv.indexOf('--swarm-runs');
   const peersAt = process.argv.indexOf('--peers');
   const racksAt = process.argv.indexOf('--racks');
+  const variantsAt = process.argv.indexOf('--variants');
+  const againstAt = process.argv.indexOf('--against');
+  const aRunsAt = process.argv.indexOf('--runs');
   console.log(
     await benchFetch({
       quick: process.argv.includes('--quick'),
@@ -379,6 +486,9 @@ if (import.meta.main) {
       swarmRuns: runsAt > 0 ? Number(process.argv[runsAt + 1]) : undefined,
       racks: racksAt > 0 ? process.argv[racksAt + 1].split(',').map(Number) : undefined,
       peers: peersAt > 0 ? process.argv[peersAt + 1].split(',').map(Number) : undefined,
+      variants: variantsAt > 0 ? process.argv[variantsAt + 1].split(',') : undefined,
+      against: againstAt > 0 ? process.argv[againstAt + 1] : undefined,
+      runs: aRunsAt > 0 ? Number(process.argv[aRunsAt + 1]) : undefined,
     }),
   );
 }

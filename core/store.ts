@@ -1,16 +1,44 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, statfs, unlink } from 'node:fs/promises';
+import {
+  type BigIntStats,
+  closeSync,
+  fstatSync,
+  fsync,
+  open as openFd,
+  read as readFd,
+  write as writeFd,
+} from 'node:fs';
+import { mkdir, readdir, rename, rm, rmdir, stat, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asDataError, RswError } from './errors.ts';
 import { ensureWritableDir, fsyncDir } from './fs-atomic.ts';
 import { hashHex, isHashHex } from './hash.ts';
+import { MAX_CHUNK_BYTES } from './manifest.ts';
 
 export interface ChunkStoreInit {
   /** The data directory; chunks live under DIR/chunks/ab/cdef…, temp files under DIR/tmp/. */
   dataDir: string;
-  /** Re-hash every chunk read from disk and refuse one that does not match. @default true */
+  /**
+   * Re-hash chunks read from disk and refuse one that does not match (see read() for when a read is not re-hashed).
+   * @default true
+   */
   verifyOnRead?: boolean;
+  /** Wall clock (ms since the epoch), compared with file timestamps (read()). @default Date.now */
+  now?: () => number;
 }
+
+/**
+ * Chunk files whose bytes this process has hashed and found right, by hash, with the file's identity then (device,
+ * inode, size, mtime and ctime in ns): up to this many, least recently read dropped first. ~150 bytes each; 65,536
+ * cover ~37 GiB of 0.57 MiB chunks.
+ */
+const VERIFIED_MAX = 65_536;
+/**
+ * A file changed less than this long before it was hashed is not remembered as verified: timestamps come from a
+ * coarse clock (a few ms), so a write right after it could leave mtime and ctime unchanged ("racily clean", as git
+ * calls it).
+ */
+const RACY_NS = 2_000_000_000n;
 
 export interface StoreStats {
   chunks: number;
@@ -28,13 +56,17 @@ export interface StoreStats {
 export class ChunkStore {
   readonly dataDir: string;
   readonly verifyOnRead: boolean;
+  readonly #now: () => number;
   readonly #chunksDir: string;
   readonly #tmpDir: string;
   readonly #prefixes = new Set<string>();
+  /** hash → identity of its file when it was last hashed and matched (see read()). */
+  readonly #verified = new Map<string, string>();
 
   private constructor(init: ChunkStoreInit) {
     this.dataDir = init.dataDir;
     this.verifyOnRead = init.verifyOnRead ?? true;
+    this.#now = init.now ?? Date.now;
     this.#chunksDir = join(init.dataDir, 'chunks');
     this.#tmpDir = join(init.dataDir, 'tmp');
   }
@@ -74,8 +106,11 @@ export class ChunkStore {
       else byPrefix.set(prefix, [hash]);
     }
     const out = new Set<string>();
+    // Which prefix directories exist, first: a fresh store has none, and a listing each would fail (256 of them).
+    const prefixes = new Set(byPrefix.size > 16 ? await readdir(this.#chunksDir) : byPrefix.keys());
     await Promise.all(
       [...byPrefix].map(async ([prefix, list]) => {
+        if (!prefixes.has(prefix)) return;
         let names: string[];
         try {
           names = await readdir(join(this.#chunksDir, prefix));
@@ -102,26 +137,101 @@ export class ChunkStore {
 
   /**
    * Reads a chunk. With verifyOnRead a chunk whose bytes no longer match its name (disk rot, tampering) is removed
-   * and RSW_ERR_CHUNK_CORRUPT thrown, so it is fetched again rather than served.
+   * and RSW_ERR_CHUNK_CORRUPT thrown, so it is fetched again rather than served (see read()).
    */
-  async get(hash: string): Promise<Buffer> {
-    let data: Buffer;
+  get(hash: string): Promise<Buffer> {
+    return this.read(hash);
+  }
+
+  /**
+   * get() into a buffer from `alloc(size)` (e.g. a BufferPool's acquire; `release` gets it back on failure). Two
+   * trips through libuv's thread pool, open and read: fstat and close of the open descriptor do no I/O and run
+   * inline (open, fstat, read and close each through the pool, as readFile does, cost the head ~0.15 CPU s per GiB
+   * served in wake-ups of the pool's threads and its own: docs/BENCHMARKS.md, "Fetch").
+   *
+   * verifyOnRead: the bytes are hashed unless this process hashed this chunk's file before and found it right, and
+   * the file's identity (device, inode, size, mtime, ctime) is what it was then and stayed so during this read. A
+   * write through the filesystem changes ctime (userspace cannot set it back), a replacement the inode: either
+   * makes the next read hash again. What that leaves out is corruption below the filesystem after the chunk was
+   * hashed (a disk returning other bytes than it took, without an error): the peer that receives it hashes it and
+   * counts it against the head — as it does for any chunk, verified here or not. Why the store verifies at all: a
+   * rotten chunk answered `not-found` costs that chunk, one sent costs the sender a strike with each peer (three
+   * corrupt chunks ban it: peer/scheduler.ts), and a head banned by its peers stalls every chunk only it holds.
+   */
+  async read(
+    hash: string,
+    alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+    release?: (buf: Buffer) => void,
+  ): Promise<Buffer> {
+    const path = this.path(hash);
+    let fd: number;
     try {
-      data = await readFile(this.path(hash));
+      fd = await new Promise<number>((resolve, reject) =>
+        openFd(path, 'r', (e, fd) => (e ? reject(e) : resolve(fd))),
+      );
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new RswError('RSW_ERR_CHUNK_NOT_FOUND', `chunk ${hash} is not in the store`);
       }
       throw e;
     }
-    if (this.verifyOnRead && hashHex(data) !== hash) {
-      await rm(this.path(hash), { force: true });
-      throw new RswError(
-        'RSW_ERR_CHUNK_CORRUPT',
-        `chunk ${hash} on disk does not match its hash; removed it`,
-      );
+    let buf: Buffer | undefined;
+    let before: BigIntStats;
+    let complete = true;
+    try {
+      before = fstatSync(fd, { bigint: true });
+      const size = Number(before.size);
+      if (size > MAX_CHUNK_BYTES && this.verifyOnRead)
+        return await this.#corrupt(hash, `chunk ${hash} on disk is larger than any chunk; removed it`);
+      buf = alloc(size);
+      for (let done = 0; done < size; ) {
+        const n = await new Promise<number>((resolve, reject) =>
+          readFd(fd, buf as Buffer, done, size - done, done, (e, n) => (e ? reject(e) : resolve(n))),
+        );
+        if (n === 0) {
+          complete = false; // shrank while read
+          break;
+        }
+        done += n;
+      }
+      if (!this.verifyOnRead) {
+        if (!complete) throw new Error(`chunk ${hash} shrank while it was read`);
+        return buf;
+      }
+      const identity = fileIdentity(before);
+      const unchanged = complete && fileIdentity(fstatSync(fd, { bigint: true })) === identity;
+      if (unchanged && this.#verified.get(hash) === identity) {
+        this.#verified.delete(hash); // most recently read last
+        this.#verified.set(hash, identity);
+        return buf;
+      }
+      if (!complete || hashHex(buf) !== hash) {
+        this.#verified.delete(hash);
+        return await this.#corrupt(hash, `chunk ${hash} on disk does not match its hash; removed it`);
+      }
+      if (unchanged && BigInt(Math.floor(this.#now())) * 1_000_000n - maxNs(before) >= RACY_NS) {
+        this.#verified.delete(hash);
+        this.#verified.set(hash, identity);
+        if (this.#verified.size > VERIFIED_MAX)
+          this.#verified.delete(this.#verified.keys().next().value as string);
+      } else this.#verified.delete(hash);
+      return buf;
+    } catch (e) {
+      if (buf) release?.(buf);
+      throw e;
+    } finally {
+      closeSync(fd);
     }
-    return data;
+  }
+
+  /** Chunk files remembered as verified (read()). */
+  get verifiedCount(): number {
+    return this.#verified.size;
+  }
+
+  async #corrupt(hash: string, message: string): Promise<never> {
+    await rm(this.path(hash), { force: true });
+    throw new RswError('RSW_ERR_CHUNK_CORRUPT', message);
   }
 
   /**
@@ -193,6 +303,7 @@ export class ChunkStore {
 
   /** Removes a chunk, and its prefix directory if that is left empty; resolves true if it was there. */
   async delete(hash: string): Promise<boolean> {
+    this.#verified.delete(hash);
     try {
       await unlink(this.path(hash));
     } catch (e) {
@@ -248,15 +359,33 @@ export class ChunkStore {
   }
 }
 
-/** Writes `data` to a new file (never an existing one), optionally fsyncing it. */
+/**
+ * Writes `data` to a new file (never an existing one), optionally fsyncing it. Through libuv's pool: open, the write
+ * (one, unless the kernel takes less) and the fsync; the close runs inline (no I/O after the fsync, or for a page
+ * cache write).
+ */
 export async function writeNew(path: string, data: Uint8Array, sync: boolean): Promise<void> {
-  const fh = await open(path, 'wx', 0o644);
+  const fd = await new Promise<number>((resolve, reject) =>
+    openFd(path, 'wx', 0o644, (e, fd) => (e ? reject(e) : resolve(fd))),
+  );
   try {
-    await fh.writeFile(data);
-    if (sync) await fh.sync();
+    for (let done = 0; done < data.byteLength; ) {
+      done += await new Promise<number>((resolve, reject) =>
+        writeFd(fd, data, done, data.byteLength - done, null, (e, n) => (e ? reject(e) : resolve(n))),
+      );
+    }
+    if (sync) await new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
+}
+
+function fileIdentity(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+function maxNs(st: BigIntStats): bigint {
+  return st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
 }
 
 function checkHash(hash: string): void {

@@ -169,6 +169,8 @@ export class ChunkCache {
       if (list) list.push(i);
       else byHash.set(c.hash, [i]);
     });
+    // One listing per prefix directory, not a failed open per chunk of a cache that lacks it (a fresh cache: all).
+    const held = await this.store.held(byHash.keys());
     const used: CacheUse = { chunks: 0, bytes: 0 };
     let batch: number[] = [];
     const flush = async () => {
@@ -178,6 +180,7 @@ export class ChunkCache {
       batch = [];
     };
     for (const [hash, all] of byHash) {
+      if (!opts.inPlace && !held.has(hash)) continue;
       let indices = all;
       if (opts.inPlace) {
         indices = [];
@@ -189,7 +192,7 @@ export class ChunkCache {
             used.bytes += c.length;
           } else indices.push(i);
         }
-        if (indices.length === 0) {
+        if (indices.length === 0 || !held.has(hash)) {
           if (batch.length >= PREFILL_SYNC_CHUNKS) await flush();
           continue;
         }
@@ -217,7 +220,12 @@ export class ChunkCache {
   /**
    * Takes a complete, verified image into the cache: its signed manifest and its `output` as the seed of its chunks
    * (nothing copied, unless the cache keeps copies); without an output (a preheat's temporary file), its chunks, read
-   * back and re-hashed. Then evicts beyond `keepVersions` per image.
+   * back. Then evicts beyond `keepVersions` per image.
+   *
+   * `reader` must hold the image as the fetch verified it, chunk by chunk, as it wrote it. The copies are not hashed
+   * again (that was ~0.2 CPU s per GiB, and the copy is CPU the node's own downloads and uploads compete with): every
+   * read of this cache's store hashes what it reads (verifyOnRead), so a copy that is wrong — the output changed
+   * behind the fetch's back in between — is dropped when it is first read and costs a download, never a wrong byte.
    */
   async absorb(
     ref: { name: string; version: number; id: string; envelope: Uint8Array; manifest: Manifest },
@@ -234,8 +242,8 @@ export class ChunkCache {
     const copy = candidates.filter((c) => !held.has(c.hash));
     // Two chunks at once, each read into its worker's one buffer. One after another into a fresh buffer each, the
     // copy of 1 GiB took 8-18 s of wall after the summary and ~7 CPU s, mostly GC of those buffers, and the 4 GiB
-    // fetch peaked at 167 MiB RSS; now ~1.2 s and ~2-4 CPU s per GiB, 147 MiB (bench/fetch.ts, loaded machine; 4
-    // at once: the same time, 148 MiB).
+    // fetch peaked at 167 MiB RSS; with them ~1.2 s and ~2-4 CPU s per GiB, 147 MiB (bench/fetch.ts, loaded
+    // machine; 4 at once: the same time, 148 MiB).
     let next = 0;
     const longest = copy.reduce((m, c) => Math.max(m, c.length), 0);
     const worker = async (): Promise<void> => {
@@ -247,7 +255,6 @@ export class ChunkCache {
           data = buf.subarray(0, c.length);
           await reader.readInto(data, c.offset);
         } else data = await reader.read(c.offset, c.length);
-        if (hashHex(data) !== c.hash) continue; // changed under us: not cached, fetched again if needed
         await this.#putLoose(c.hash, data, true);
       }
     };

@@ -165,19 +165,34 @@ export class Fetcher {
     return this.#exchange.rackOf(peerId);
   }
 
-  /** Serves verified chunks onward (to a chunk server): re-read from the target and re-hashed before sending. */
+  /**
+   * Serves verified chunks onward (to a chunk server): re-read from the target and re-hashed before sending; `read`
+   * into the server's pooled buffers (on bulk connections) instead of a fresh one per chunk.
+   */
   chunkSource() {
-    return {
-      has: async (hash: string) => (this.#index.get(hash) ?? []).some((i) => this.#verified.has(i)),
-      get: async (hash: string) => {
-        const i = (this.#index.get(hash) ?? []).find((j) => this.#verified.has(j));
-        if (i === undefined) throw new RswError('RSW_ERR_CHUNK_NOT_FOUND', `chunk ${hash} is not here yet`);
-        const c = this.#init.manifest.chunks[i];
-        const data = await this.#c.writer.read(c.offset, c.length);
+    const read = async (
+      hash: string,
+      alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+      release?: (buf: Buffer) => void,
+    ): Promise<Buffer> => {
+      const i = (this.#index.get(hash) ?? []).find((j) => this.#verified.has(j));
+      if (i === undefined) throw new RswError('RSW_ERR_CHUNK_NOT_FOUND', `chunk ${hash} is not here yet`);
+      const c = this.#init.manifest.chunks[i];
+      const data = alloc(c.length);
+      try {
+        await this.#c.writer.readInto(data, c.offset);
         if (hashHex(data) !== hash)
           throw new RswError('RSW_ERR_CHUNK_CORRUPT', `chunk ${hash} changed on disk`);
-        return data;
-      },
+      } catch (e) {
+        release?.(data);
+        throw e;
+      }
+      return data;
+    };
+    return {
+      has: async (hash: string) => (this.#index.get(hash) ?? []).some((i) => this.#verified.has(i)),
+      get: (hash: string) => read(hash),
+      read,
     };
   }
 

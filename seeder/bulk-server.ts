@@ -337,16 +337,26 @@ class SocketTransport implements ServeTransport {
     }
   }
 
-  /** Resolves once the kernel has all of `data` (the write callback): the buffer is free again (sendReleases). */
-  async send(data: Uint8Array): Promise<void> {
+  /**
+   * Resolves once the kernel has all of `data` (the write callback): the buffer is free again (sendReleases).
+   * Pieces go out corked, as one writev.
+   */
+  async send(data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (this.#closed) throw this.#failure ?? new Error('bulk connection closed');
     let written = false;
     let error: Error | null | undefined;
-    this.#socket.write(data, (e) => {
+    const done = (e?: Error | null): void => {
       written = true;
       error = e;
       this.#wakeup.wake();
-    });
+    };
+    if (data instanceof Uint8Array) this.#socket.write(data, done);
+    else {
+      this.#socket.cork();
+      for (let i = 0; i < data.length; i++)
+        this.#socket.write(data[i], i === data.length - 1 ? done : undefined);
+      this.#socket.uncork();
+    }
     const deadline = Date.now() + this.#timeoutMs;
     while (!written) {
       if (this.#closed) throw this.#failure ?? new Error('bulk connection closed while sending');

@@ -1,10 +1,7 @@
-import { type FileHandle, open } from 'node:fs/promises';
 import type { Connection, Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
 import { pEvent } from 'p-event';
 import { BufferPool } from '../core/buffer-pool.ts';
 import { isRswError } from '../core/errors.ts';
-import { hashHex } from '../core/hash.ts';
-import { MAX_CHUNK_BYTES } from '../core/manifest.ts';
 import type { ChunkStore } from '../core/store.ts';
 import { Wakeup } from '../core/wakeup.ts';
 import {
@@ -34,8 +31,8 @@ export interface ServingPolicy {
 }
 
 export interface ChunkServerComponents {
-  /** With `path` (a ChunkStore), a transport that says so gets chunks read into pooled buffers instead of fresh ones. */
-  store: Pick<ChunkStore, 'get' | 'has'> & Partial<Pick<ChunkStore, 'path' | 'verifyOnRead'>>;
+  /** With `read` (a ChunkStore), a transport that says so gets chunks read into pooled buffers instead of fresh ones. */
+  store: Pick<ChunkStore, 'get' | 'has'> & Partial<Pick<ChunkStore, 'read'>>;
   /** Monotonic clock (ms) for the rate limiters. @default performance.now */
   now?: () => number;
   /**
@@ -93,8 +90,11 @@ export interface ServeTransport {
    * violation. `betweenBatches`: no batch is open, so the wait may be a persistent connection's idle time.
    */
   next(betweenBatches?: boolean): Promise<string[] | null>;
-  /** Hands `data` over; resolves once more may be sent (backpressure), rejects when the peer is gone or stalls. */
-  send(data: Uint8Array): Promise<void>;
+  /**
+   * Hands `data` over (several pieces: in this order, as one write where the transport can); resolves once more may
+   * be sent (backpressure), rejects when the peer is gone or stalls.
+   */
+  send(data: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /** Largest body piece per send() without a rate limit. */
   readonly maxSlice: number;
   /** send() resolves only once nothing reads `data` any more, so its buffer may be reused at once. */
@@ -123,8 +123,9 @@ type ChunkNode = Pick<
 
 /**
  * Serves chunks from the store over /rackswarm/chunk/1.0.0 (wire format: core/wire.ts). Every chunk is read through
- * the store, which re-hashes it: one that fails verification is answered `not-found`, never sent. Each admitted
- * stream is served in order, reading the next chunk from disk while the previous one is being sent.
+ * the store, which hashes it (once per process and file identity: ChunkStore.read): one that fails verification is
+ * answered `not-found`, never sent. Each admitted stream is served in order, reading the next chunk from disk while
+ * the previous one is being sent.
  */
 export class ChunkServer {
   readonly #store: ChunkServerComponents['store'];
@@ -353,12 +354,21 @@ export class ChunkServer {
     }
   }
 
-  /** Never rejects: a missing or corrupt chunk is `{}`, any other failure `{ error }`. */
+  /**
+   * Never rejects: a missing or corrupt chunk is `{}`, any other failure `{ error }`. `pooled`: into a pooled buffer
+   * (readFile allocating a fresh buffer per chunk cost the head ~0.7-2 s of GC per GiB served: bench/fetch.ts).
+   */
   async #read(hash: string, pooled = false): Promise<{ data?: Buffer; error?: string }> {
     try {
-      if (pooled && this.#store.path) {
-        const data = await this.#readPooled(hash, this.#store.path(hash));
-        if (data) return { data };
+      if (pooled && this.#store.read) {
+        const pool = this.#pool;
+        return {
+          data: await this.#store.read(
+            hash,
+            (n) => pool.acquire(n),
+            (b) => pool.release(b),
+          ),
+        };
       }
       return { data: await this.#store.get(hash) };
     } catch (e) {
@@ -367,44 +377,17 @@ export class ChunkServer {
     }
   }
 
-  /**
-   * A store chunk file read into a pooled buffer and verified like the store's get() does (readFile allocating a
-   * fresh buffer per chunk cost the head ~0.7-2 s of GC per GiB served: bench/fetch.ts). undefined: let get() handle
-   * it (a missing or corrupt file: get() reports it and removes a corrupt one).
-   */
-  async #readPooled(hash: string, path: string): Promise<Buffer | undefined> {
-    let fh: FileHandle;
-    try {
-      fh = await open(path, 'r');
-    } catch {
-      return undefined;
-    }
-    let buf: Buffer | undefined;
-    try {
-      const { size } = await fh.stat();
-      if (size < 1 || size > MAX_CHUNK_BYTES) return undefined;
-      buf = this.#pool.acquire(size);
-      for (let done = 0; done < size; ) {
-        const { bytesRead } = await fh.read(buf, done, size - done, done);
-        if (bytesRead === 0) throw new Error('chunk file shrank while read');
-        done += bytesRead;
-      }
-    } catch {
-      this.#pool.release(buf);
-      return undefined;
-    } finally {
-      await fh.close();
-    }
-    if (this.#store.verifyOnRead !== false && hashHex(buf) !== hash) {
-      this.#pool.release(buf);
-      return undefined;
-    }
-    return buf;
-  }
-
   async #sendChunk(t: ServeTransport, peer: PeerState, data: Buffer): Promise<void> {
-    await t.send(encodeChunkResponseHeader({ status: 'ok', length: data.byteLength }));
+    const header = encodeChunkResponseHeader({ status: 'ok', length: data.byteLength });
     const slice = sliceFor(t.maxSlice, peer.bucket, this.#total);
+    if (slice >= data.byteLength && peer.bucket.unlimited && this.#total.unlimited) {
+      // Header and body in one write: on a bulk socket one syscall, and the receiver is woken once for both.
+      await t.send([header, data]);
+      peer.bytesServed += data.byteLength;
+      this.#bytesServed += data.byteLength;
+      return;
+    }
+    await t.send(header);
     for (let off = 0; off < data.byteLength; off += slice) {
       const piece = data.subarray(off, off + slice);
       const now = this.#now();
@@ -454,9 +437,10 @@ class StreamTransport implements ServeTransport {
   }
 
   /** send() with backpressure: returns once the stream has handed everything to the muxer. */
-  async send(data: Uint8Array): Promise<void> {
+  async send(data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const stream = this.#stream;
-    stream.send(data);
+    if (data instanceof Uint8Array) stream.send(data);
+    else for (const piece of data) stream.send(piece);
     // 'drain' may come while bytes are still queued (yamux signals every window update): loop until 'idle'.
     // onDrain() is no use: after its first drain it resolves at once forever (LIBP2P-NOTES.md).
     while (stream.writableNeedsDrain || stream.writeBufferLength > 0) {

@@ -15,16 +15,16 @@ export interface RunningHead {
 
 /** Starts a real `rackswarm head` on 127.0.0.1 with OS-chosen ports and waits for its "head ready" line. */
 /** `global` options (e.g. --config FILE) go before the subcommand. */
-/** `where`: another address (e.g. a bridge in a network namespace the head runs in). */
+/** `where`: another address (e.g. a bridge in a network namespace the head runs in); `root`: another checkout's CLI. */
 export function startHead(
   dataDir: string,
   extra: string[] = [],
   global: string[] = [],
-  where: { netns?: string; host?: string } = {},
+  where: { netns?: string; host?: string; root?: string } = {},
 ): Promise<RunningHead> {
   const host = where.host ?? '127.0.0.1';
   const args = [
-    join(projectRoot, 'bin/rackswarm.js'),
+    join(where.root ?? projectRoot, 'bin/rackswarm.js'),
     ...global,
     'head',
     '--data',

@@ -61,13 +61,19 @@ async function seeder(
     limits?: Partial<ChunkServerInit>;
     now?: () => number;
     verifyOnRead?: boolean;
+    /** The store's clock (ChunkStore: how old its files look). */
+    storeNow?: () => number;
     /** The bulk server's idle close (BulkServerInit.idleMs). */
     idleMs?: number;
   } = {},
 ) {
   const t = tempDir('rsw-bulk-');
   cleanups.push(t.cleanup);
-  const store = await ChunkStore.open({ dataDir: join(t.dir, 'data'), verifyOnRead: opts.verifyOnRead });
+  const store = await ChunkStore.open({
+    dataDir: join(t.dir, 'data'),
+    verifyOnRead: opts.verifyOnRead,
+    now: opts.storeNow,
+  });
   for (const c of chunks) await store.put(hashHex(c), c);
   const n = await node(t.dir, 'server');
   const limits = { ...LIMITS, ...opts.limits };
@@ -169,6 +175,29 @@ describe('bulk data plane (token over libp2p, chunks over plain TCP)', () => {
     expect(again.map((g) => g.status)).toEqual(['ok', 'ok']);
     expect(again[1].data?.equals(chunks[1])).toBe(true);
     expect(broken.server.stats().bytesServed).toBe(chunks[0].length + chunks[1].length); // over libp2p
+  });
+
+  it('serves a chunk it hashed before without hashing it again, and never one whose file changed since: not-found', async () => {
+    const chunks = [1, 2].map((i) => pseudoRandomBytes(MiB + i, 170 + i));
+    // files written now look 10 s old, so the store remembers what it hashed
+    const s = await seeder(chunks, { storeNow: () => Date.now() + 10_000 });
+    const c = await client();
+    const fetch = chunkFetch({ dataPlane: 'bulk-tcp' });
+    const first = await Array.fromAsync(fetch(c, s.addr, chunks.map(hashHex)));
+    expect(first.map((r) => r.data?.equals(chunks[first.indexOf(r)]))).toEqual([true, true]);
+    expect(s.store.verifiedCount).toBe(2);
+    await new Promise((r) => setTimeout(r, 50)); // past the file's timestamp tick
+    const rotten = Buffer.from(chunks[0]);
+    rotten[4242] ^= 1;
+    await writeFile(s.store.path(hashHex(chunks[0])), rotten); // same size, in place
+    const again = await Array.fromAsync(fetch(c, s.addr, chunks.map(hashHex)));
+    expect(again.map((r) => r.status)).toEqual(['not-found', 'ok']);
+    expect(again[1].data?.equals(chunks[1])).toBe(true);
+    expect(await s.store.has(hashHex(chunks[0]))).toBe(false);
+    expect(s.server.stats()).toMatchObject({
+      bytesServed: chunks[0].length + 2 * chunks[1].length,
+      notFound: 1,
+    });
   });
 
   it('a body that does not hash to what was asked for fails the batch as RSW_ERR_CHUNK_CORRUPT, naming the peer', async () => {

@@ -101,6 +101,43 @@ describe('ChunkCache', () => {
     await writer.close();
   });
 
+  it('copies (peer.cacheCopies) are bit-correct; one that went wrong is dropped when read, never written out', async () => {
+    const cache = await ChunkCache.open(join(t.dir, 'c4'), { keepVersions: 2, copies: true });
+    const v1 = version(1);
+    const chunks = v1.opened.manifest.chunks;
+    const bad = chunks[2];
+    // The output changed behind the fetch's back between its verification and the copy: one chunk reads wrong.
+    const reader = {
+      read: async (offset: number, length: number) => {
+        const bytes = Buffer.from(await v1.reader.read(offset, length));
+        if (offset === bad.offset) bytes[0] ^= 1;
+        return bytes;
+      },
+    };
+    await cache.absorb(v1.ref, reader, join(t.dir, 'gone.img')); // an output that will not be there
+    for (const c of chunks) expect(await cache.store.has(c.hash)).toBe(true);
+    for (const c of chunks.filter((c) => c !== bad)) {
+      expect((await cache.store.get(c.hash)).equals(v1.bytes.subarray(c.offset, c.offset + c.length))).toBe(
+        true,
+      );
+    }
+    // A rollback from the cache alone: every good copy is written, the wrong one is dropped and left to fetch.
+    const out = join(t.dir, 'from-copies.img');
+    const writer = await ImageWriter.open(out, v1.bytes.length);
+    const resume = await ResumeState.open(join(t.dir, 'from-copies.resume'), v1.opened.id, chunks.length);
+    const used = await cache.prefill(v1.opened.manifest, writer, resume);
+    const badCount = chunks.filter((c) => c.hash === bad.hash).length;
+    expect(used.chunks).toBe(chunks.length - badCount);
+    expect(resume.has(chunks.indexOf(bad))).toBe(false);
+    expect(await cache.store.has(bad.hash)).toBe(false);
+    for (const c of chunks.filter((c) => c.hash !== bad.hash)) {
+      expect(
+        (await writer.read(c.offset, c.length)).equals(v1.bytes.subarray(c.offset, c.offset + c.length)),
+      ).toBe(true);
+    }
+    await writer.close();
+  });
+
   it('an output that held a version is a seed until something else is written there', async () => {
     const cache = await ChunkCache.open(join(t.dir, 'c2'), { keepVersions: 2 });
     const v1 = version(1);

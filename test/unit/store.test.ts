@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ChunkBatch } from '../../core/chunk-batch.ts';
@@ -74,6 +74,77 @@ describe('chunk store', () => {
     expect(await store.has(h)).toBe(false);
     expect(await store.put(h, data)).toBe(true);
     expect((await store.get(h)).equals(data)).toBe(true);
+  });
+
+  it('hashes a chunk once while its file stays the same, and again once it changed: in place, mtime put back, or replaced', async () => {
+    // A clock 10 s ahead: files written now count as old enough to be remembered as verified.
+    const store = await ChunkStore.open({ dataDir: t.dir, now: () => Date.now() + 10_000 });
+    const data = pseudoRandomBytes(64 * 1024, 6);
+    const h = hashHex(data);
+    await store.put(h, data);
+    expect((await store.get(h)).equals(data)).toBe(true);
+    expect(store.verifiedCount).toBe(1);
+    expect((await store.read(h)).equals(data)).toBe(true); // not hashed: same file, same identity
+
+    // rewritten in place, same size, mtime set back to what it was (ctime moves; userspace cannot set it). The
+    // pause: timestamps tick every few ms, and the clock above says the file is old, so nothing else would tell.
+    await new Promise((r) => setTimeout(r, 50));
+    const times = join(t.dir, 'times');
+    writeFileSync(times, '');
+    execFileSync('touch', ['-r', store.path(h), times]); // to the ns (utimes from JS rounds to ~0.2 µs)
+    const rotten = Buffer.from(data);
+    rotten[7] ^= 1;
+    writeFileSync(store.path(h), rotten);
+    execFileSync('touch', ['-r', times, store.path(h)]);
+    expect(statSync(store.path(h), { bigint: true }).mtimeNs).toBe(statSync(times, { bigint: true }).mtimeNs);
+    await expect(store.get(h)).rejects.toMatchObject({ code: 'RSW_ERR_CHUNK_CORRUPT' });
+    expect(await store.has(h)).toBe(false);
+    expect(store.verifiedCount).toBe(0);
+
+    // replaced by another file (a new inode)
+    await store.put(h, data);
+    await store.get(h);
+    expect(store.verifiedCount).toBe(1);
+    const other = join(t.dir, 'other');
+    writeFileSync(other, rotten);
+    renameSync(other, store.path(h));
+    await expect(store.get(h)).rejects.toMatchObject({ code: 'RSW_ERR_CHUNK_CORRUPT' });
+  });
+
+  it('does not remember a file changed just before it was hashed (its timestamps may not move on the next write)', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const data = pseudoRandomBytes(4096, 7);
+    const h = hashHex(data);
+    await store.put(h, data);
+    expect((await store.get(h)).equals(data)).toBe(true);
+    expect(store.verifiedCount).toBe(0);
+    const rotten = Buffer.from(data);
+    rotten[0] ^= 1;
+    writeFileSync(store.path(h), rotten);
+    await expect(store.get(h)).rejects.toMatchObject({ code: 'RSW_ERR_CHUNK_CORRUPT' });
+  });
+
+  it('reads into a buffer the caller provides, and gives it back when the chunk is corrupt', async () => {
+    const store = await ChunkStore.open({ dataDir: t.dir });
+    const data = pseudoRandomBytes(5000, 8);
+    const h = hashHex(data);
+    await store.put(h, data);
+    const given: Buffer[] = [];
+    const back: Buffer[] = [];
+    const alloc = (n: number) => {
+      const b = Buffer.alloc(n);
+      given.push(b);
+      return b;
+    };
+    const got = await store.read(h, alloc, (b) => back.push(b));
+    expect(got).toBe(given[0]);
+    expect(got.equals(data)).toBe(true);
+    writeFileSync(store.path(h), Buffer.alloc(5000));
+    await expect(store.read(h, alloc, (b) => back.push(b))).rejects.toMatchObject({
+      code: 'RSW_ERR_CHUNK_CORRUPT',
+    });
+    expect(back).toEqual([given[1]]);
+    await expect(store.read(h, alloc)).rejects.toMatchObject({ code: 'RSW_ERR_CHUNK_NOT_FOUND' });
   });
 
   it('skips the re-hash on read when verifyOnRead is off', async () => {
