@@ -329,6 +329,8 @@ export async function fetchImage(
       const busy = () => preheat.reports().some((r) => r.state === 'fetching');
       await fetcher.seed(linger, { untilSwarmDone, busy });
     }
+    // Leaving: the tracker stops handing this node out, the head stops reserving for it what it sent here first.
+    await fetcher.leave();
     // The image is complete, verified and reported; recording it for the next version's delta is housekeeping, off
     // the time to a verified image (the output itself is the seed: no copy). After the linger — when the swarm is
     // done, the linger is over, or SIGINT/SIGTERM stopped it — so that its reads, writes and an fsync per chunk do not

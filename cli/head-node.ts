@@ -131,6 +131,7 @@ export async function startHead(
       swarm,
       registry,
       onAnnounce: () => announces++,
+      onDepart: (peerId) => superSeeding?.left(peerId),
       onAnnounceExtra: (peerId, body) => preheat.onAnnounce(peerId, body),
       revoked,
       imageKey: async (keyId, peerId) => {

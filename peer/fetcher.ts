@@ -31,7 +31,7 @@ import type { ResumeState } from './resume-state.ts';
 import { Scheduler } from './scheduler.ts';
 import { announce } from './tracker-client.ts';
 
-export type FetchStage = 'announced' | 'fetching' | 'verifying' | 'done' | 'seeding' | 'failed';
+export type FetchStage = 'announced' | 'fetching' | 'verifying' | 'done' | 'seeding' | 'failed' | 'stopped';
 
 export interface FetchProgress {
   stage: FetchStage;
@@ -286,6 +286,18 @@ export class Fetcher {
     return 'signal';
   }
 
+  /**
+   * Tells the tracker this node is leaving (stage `stopped`, once, within `timeoutMs`; best effort): it is no longer
+   * handed out to nodes that start after it, and the head's super-seeding frees the chunks it sent here first. Without
+   * it a node that exited stayed in the handouts until the tracker's TTL, and a fetch started right after it waited
+   * out the head's reserve for the chunks only it had been sent (docs/BENCHMARKS.md, "Fetch").
+   */
+  async leave(timeoutMs = 2000): Promise<void> {
+    if (this.#stage === 'stopped') return;
+    this.#stage = 'stopped';
+    await this.#announceOnce(undefined, timeoutMs).catch(() => {});
+  }
+
   async stop(): Promise<void> {
     this.#halt.abort();
     await this.#exchange.stop();
@@ -345,7 +357,7 @@ export class Fetcher {
     }
   }
 
-  async #announceOnce(error?: string): Promise<AnnounceResponse> {
+  async #announceOnce(error?: string, timeoutMs?: number): Promise<AnnounceResponse> {
     const p = this.progress();
     const now = this.#now();
     const down = p.bytesFromPeers + p.bytesFromSeeder;
@@ -354,22 +366,27 @@ export class Fetcher {
     const secs = (now - (last.at || this.#started || now)) / 1000;
     this.#lastAnnounce = { at: now, down, up };
     const working = this.#stage === 'announced' || this.#stage === 'fetching' || this.#stage === 'verifying';
-    const r = await announce(this.#c.node, this.#c.head.addr, {
-      imageId: this.#init.imageId,
-      addrs: this.#c.node.getMultiaddrs().map((a) => a.toString()),
-      rack: this.#init.rack,
-      host: this.#init.host,
-      progress: p.size ? p.bytesDone / p.size : 0,
-      bytesDone: p.bytesDone,
-      downRate: secs > 0 ? Math.round((down - last.down) / secs) : 0,
-      upRate: secs > 0 ? Math.round((up - last.up) / secs) : 0,
-      bytesFromPeers: p.bytesFromPeers,
-      bytesFromSeeder: p.bytesFromSeeder,
-      stage: this.#stage,
-      error,
-      ...this.#init.announceExtra?.(),
-      have: working ? encodeAnnounceHave(p.chunks, (i) => this.#verified.has(i)) : undefined,
-    });
+    const r = await announce(
+      this.#c.node,
+      this.#c.head.addr,
+      {
+        imageId: this.#init.imageId,
+        addrs: this.#c.node.getMultiaddrs().map((a) => a.toString()),
+        rack: this.#init.rack,
+        host: this.#init.host,
+        progress: p.size ? p.bytesDone / p.size : 0,
+        bytesDone: p.bytesDone,
+        downRate: secs > 0 ? Math.round((down - last.down) / secs) : 0,
+        upRate: secs > 0 ? Math.round((up - last.up) / secs) : 0,
+        bytesFromPeers: p.bytesFromPeers,
+        bytesFromSeeder: p.bytesFromSeeder,
+        stage: this.#stage,
+        error,
+        ...this.#init.announceExtra?.(),
+        have: working ? encodeAnnounceHave(p.chunks, (i) => this.#verified.has(i)) : undefined,
+      },
+      timeoutMs === undefined ? {} : { timeoutMs },
+    );
     this.#init.onAnnounceResponse?.(r);
     this.#intervalMs = r.intervalSeconds * 1000;
     for (const peer of r.peers) {

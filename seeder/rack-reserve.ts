@@ -45,6 +45,6 @@ export class RackReserve {
       sent = new SuperSeeding({ reserveAfterMs: this.#init.reserveAfterMs });
       this.#racks.set(rack, sent);
     }
-    return sent.take(chunk, now);
+    return sent.take(chunk, now, peerId);
   }
 }

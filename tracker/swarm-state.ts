@@ -278,6 +278,20 @@ export class SwarmState {
     return this.#swarms.get(imageId)?.byPeer.get(peerId)?.value;
   }
 
+  /**
+   * The peer said it is leaving (its announce with stage `stopped`): it is no longer handed out; its record stays, as
+   * it was, until the TTL (the dashboard still shows it done). A later announce of it files it again. Returns whether
+   * the pair was known.
+   */
+  depart(peerId: string, imageId: string): boolean {
+    this.#sweep(this.#tick());
+    const swarm = this.#swarms.get(imageId);
+    const entry = swarm?.byPeer.get(peerId);
+    if (!swarm || !entry) return false;
+    swarm.pool.delete(entry);
+    return true;
+  }
+
   /** Forgets a peer for one image, or for every image when `imageId` is omitted. */
   leave(peerId: string, imageId?: string): void {
     if (imageId !== undefined) {

@@ -20,6 +20,8 @@ export interface TrackerServiceComponents {
   registry: Pick<Registry, 'get' | 'latest' | 'envelope'>;
   /** Called once per accepted announce (metrics). */
   onAnnounce?: () => void;
+  /** A peer said it is leaving (announce stage `stopped`): the head's super-seeding frees what it sent it first. */
+  onDepart?: (peerId: string) => void;
   /** Uniform in [0, 1): the handout's tie breaker. @default Math.random */
   random?: () => number;
   /** Sees every accepted announce (raw body, authenticated peer id); may add fields to the response (preheat). */
@@ -126,6 +128,11 @@ export class TrackerService {
   };
 
   #announce(peerId: string, body: AnnounceBody) {
+    if (body?.stage === 'stopped') {
+      if (typeof body.imageId === 'string') this.#c.swarm.depart(peerId, body.imageId);
+      this.#c.onDepart?.(peerId);
+      return { ok: true, peers: [], intervalSeconds: this.#init.announceIntervalSeconds };
+    }
     const a = {
       ...pick(body),
       peerId,

@@ -13,6 +13,25 @@ describe('super-seeding (the head sends each chunk once, again only after the de
     expect(p.take('b', 1_010)).toBe(true);
   });
 
+  it('frees the chunks first sent to a peer that leaves: the next asker gets them and becomes their first receiver', () => {
+    const p = new SuperSeeding({ reserveAfterMs: 10_000 });
+    expect(p.take('a', 0, 'p1')).toBe(true);
+    expect(p.take('b', 0, 'p1')).toBe(true);
+    expect(p.take('c', 0, 'p2')).toBe(true);
+    expect(p.take('a', 100, 'p3')).toBe(false);
+    p.left('p2'); // not a's first receiver: a stays reserved
+    expect(p.take('a', 200, 'p3')).toBe(false);
+    expect(p.take('c', 200, 'p3')).toBe(true); // p2 left with c
+    p.left('p1');
+    expect(p.take('a', 300, 'p3')).toBe(true);
+    expect(p.take('b', 300, 'p4')).toBe(true);
+    expect(p.take('a', 400, 'p4')).toBe(false); // reserved for p3 now, from its send at 300
+    expect(p.take('a', 10_300, 'p4')).toBe(true);
+    p.left('p1'); // again, or a peer never sent anything: nothing changes
+    p.left('nobody');
+    expect(p.take('b', 500, 'p5')).toBe(false);
+  });
+
   it('with a delay of 0 sends every request', () => {
     const p = new SuperSeeding({ reserveAfterMs: 0 });
     expect([p.take('a', 0), p.take('a', 0), p.take('a', 1)]).toEqual([true, true, true]);

@@ -46,6 +46,22 @@ describe('SwarmState', () => {
     expect(state.peers('c'.repeat(64))).toEqual([]);
   });
 
+  it('stops handing out a peer that departs (announce stage stopped), keeps its record until the TTL', () => {
+    const { t, state } = setup({ ttlMs: 10_000 });
+    state.announce(announce('p1', { stage: 'done', progress: 1 }));
+    state.announce(announce('p2'));
+    expect(state.depart('p1', IMG)).toBe(true);
+    expect(state.depart('p1', IMG2)).toBe(false);
+    expect(state.depart('nobody', IMG)).toBe(false);
+    expect(ids([...state.candidates(IMG).values()])).toEqual(['p2']);
+    expect(state.peer('p1', IMG)).toMatchObject({ stage: 'done', progress: 1 }); // the dashboard still shows it
+    t.ms += 10_001;
+    state.announce(announce('p2'));
+    expect(ids(state.peers(IMG))).toEqual(['p2']); // then gone with the TTL
+    state.announce(announce('p1', { stage: 'seeding', progress: 1 })); // back: handed out again
+    expect(ids([...state.candidates(IMG).values()])).toEqual(['p1', 'p2']);
+  });
+
   it('forgets a peer that leaves one image, or all of them; an emptied swarm disappears', () => {
     const { state } = setup();
     state.announce(announce('p1'));
