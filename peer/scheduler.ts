@@ -30,6 +30,8 @@
  *    maxInFlightChunks requests (the last chunk may overshoot the byte budget: a peer always gets at least one).
  *    The rate is measured from received() timings (initialRateBps until the first arrival), so a fast peer keeps
  *    a deep queue and a slow one a short queue: slow peers hold few requests, and the rest go to faster ones.
+ *    Nor for a peer without requests in flight while `maxSources` peers have some: a node fetches from a few
+ *    sources at a time, so each chunk arrives at a large share of its downlink.
  * 2. Until `randomFirst` chunks are verified here, picks are uniformly random among the chunks the peer holds: the
  *    rarest chunks are by definition held by few neighbours, so newcomers starting on them would all converge on
  *    the same one or two holders; a few random chunks spread the first requests and give a node something to trade.
@@ -91,6 +93,14 @@ export interface SchedulerTunables {
   maxInFlightBytes: number;
   /** Requests in flight to one peer: one request frame (MAX_HASHES_PER_REQUEST in core/wire.ts). @default 64 */
   maxInFlightChunks: number;
+  /**
+   * Peers with requests in flight at once, the seeder and endgame copies included (rule 1): a node downloading a
+   * few chunks at a time, each at a large share of its downlink, verifies them — and can serve them on — sooner
+   * than one taking a chunk from every neighbour at once at a small share each (bench/sim, 1,000 nodes: every
+   * missing chunk in flight at ~40 neighbours, each at 1/40 of the downlink, while the node served nothing new).
+   * Matches the nodes' serving streams (core/config.ts peer.maxServeStreams). @default 4
+   */
+  maxSources: number;
   /** A peer's rate (bytes/s) assumed before its first arrival: a 2 MiB budget at 200 ms. @default 10485760 */
   initialRateBps: number;
   /** Back-off after a `busy` or `error`, doubled for each consecutive one. @default 250 */
@@ -131,6 +141,7 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   minInFlightBytes: 1 << 20,
   maxInFlightBytes: 64 << 20,
   maxInFlightChunks: 64,
+  maxSources: 4,
   initialRateBps: 10 << 20,
   busyBackoffMs: 250,
   maxBackoffMs: 500,
@@ -256,6 +267,8 @@ export class Scheduler {
   /** Requests in flight to peers in other racks (rule 6). */
   #remoteRequests = 0;
   #neighboursIdleSince = Number.NaN;
+  /** Peers with requests in flight. */
+  #sources = 0;
   /** Per chunk: failed requests (error, timeout) at neighbours since it last arrived; those past stuckAfter (rule 4). */
   readonly #fails: Uint8Array;
   /**
@@ -517,11 +530,16 @@ export class Scheduler {
   /** next(p) does more than return nothing at once (its first checks). */
   #offerable(p: PeerState, now: number): boolean {
     if (p.banned || now < p.backoffUntil) return false;
+    if (p.reqs.size === 0 && this.#sources >= this.#o.maxSources) return false;
     return p.wanted > 0 || (p.reqs.size === 0 && this.#pickable === 0);
   }
 
   #room(p: PeerState, budget: number): boolean {
-    return p.inFlightBytes < budget && p.reqs.size < this.#o.maxInFlightChunks;
+    return (
+      p.inFlightBytes < budget &&
+      p.reqs.size < this.#o.maxInFlightChunks &&
+      (p.reqs.size > 0 || this.#sources < this.#o.maxSources)
+    );
   }
 
   #take(p: PeerState, i: number, now: number, out: number[]): void {
@@ -719,6 +737,7 @@ export class Scheduler {
   #request(p: PeerState, i: number, now: number): void {
     const r: Request = { peer: p, index: i, at: now };
     (this.#flight.get(i) as Request[]).push(r);
+    if (p.reqs.size === 0) this.#sources++;
     p.reqs.set(i, r);
     p.inFlightBytes += this.#len[i];
     if (!p.seeder) this.#neighbourRequests++;
@@ -741,6 +760,7 @@ export class Scheduler {
   #offBooks(r: Request, now: number): void {
     const p = r.peer;
     p.reqs.delete(r.index);
+    if (p.reqs.size === 0) this.#sources--;
     p.inFlightBytes -= this.#len[r.index];
     if (p.remote) this.#remoteRequests--;
     if (!p.seeder && --this.#neighbourRequests === 0) this.#neighboursIdleSince = now;
@@ -861,6 +881,7 @@ function checkTunables(o: SchedulerTunables): SchedulerTunables {
     'endgameCopies',
     'maxRemoteRequests',
     'stuckAfter',
+    'maxSources',
   ] as const) {
     if (!Number.isInteger(o[k]) || o[k] < (k === 'randomFirst' ? 0 : 1))
       bad(k, k === 'randomFirst' ? 'an integer ≥ 0' : 'an integer ≥ 1');
