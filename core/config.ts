@@ -291,13 +291,8 @@ export const ConfigSchema = Type.Object(
          * fetching — but at most this many seconds (a head that is gone cannot say so). @default 600
          */
         lingerSeconds: Type.Integer({ minimum: 0, maximum: 86_400, default: 600 }),
-        /**
-         * Chunk streams a fetching node serves at once: it is downloading too, from as many sources at most
-         * (peer/scheduler.ts maxSources). Few streams each at a large share of the uplink pass a chunk on sooner than
-         * many at a small one: bench/sim, 1,000 nodes, 4 with 4 sources 1.66 × T_min, 8 with 8 sources 2.3 ×
-         * (docs/BENCHMARKS.md). @default 4
-         */
-        maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 4 }),
+        /** Chunk streams a fetching node serves at once: it is downloading too. @default 8 */
+        maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 8 }),
         /**
          * A node with `--rack` sends a chunk into another rack once per this many ms (seeder/rack-reserve.ts): a repeat
          * request from that rack is answered `busy`, and the rack spreads its first copy inside. 0: off. @default 2000

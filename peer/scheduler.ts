@@ -30,8 +30,7 @@
  *    maxInFlightChunks requests (the last chunk may overshoot the byte budget: a peer always gets at least one).
  *    The rate is measured from received() timings (initialRateBps until the first arrival), so a fast peer keeps
  *    a deep queue and a slow one a short queue: slow peers hold few requests, and the rest go to faster ones.
- *    Nor for a peer without requests in flight while `maxSources` peers have some: a node fetches from a few
- *    sources at a time, so each chunk arrives at a large share of its downlink.
+ *    Nor for a peer without requests in flight while `maxSources` peers have some (off by default).
  * 2. Until `randomFirst` chunks are verified here, picks are uniformly random among the chunks the peer holds: the
  *    rarest chunks are by definition held by few neighbours, so newcomers starting on them would all converge on
  *    the same one or two holders; a few random chunks spread the first requests and give a node something to trade.
@@ -94,11 +93,11 @@ export interface SchedulerTunables {
   /** Requests in flight to one peer: one request frame (MAX_HASHES_PER_REQUEST in core/wire.ts). @default 64 */
   maxInFlightChunks: number;
   /**
-   * Peers with requests in flight at once, the seeder and endgame copies included (rule 1): a node downloading a
-   * few chunks at a time, each at a large share of its downlink, verifies them — and can serve them on — sooner
-   * than one taking a chunk from every neighbour at once at a small share each (bench/sim, 1,000 nodes: every
-   * missing chunk in flight at ~40 neighbours, each at 1/40 of the downlink, while the node served nothing new).
-   * Matches the nodes' serving streams (core/config.ts peer.maxServeStreams). @default 4
+   * Peers with requests in flight at once, the seeder and endgame copies included (rule 1). With the simulator's
+   * 64 MiB chunks a cap of 4 (and nodes serving 4 streams) passes chunks on sooner — a node took every missing chunk
+   * from ~40 neighbours at once, each at 1/40 of its downlink, and could pass none on while they trickled in: 1,000
+   * nodes 2.35 → 1.70 × T_min — but the CPU-bound testbed (16 nodes, 0.57 MiB chunks) was 20–35 % slower with it,
+   * so it is off (docs/BENCHMARKS.md, follow-up D). @default Infinity
    */
   maxSources: number;
   /** A peer's rate (bytes/s) assumed before its first arrival: a 2 MiB budget at 200 ms. @default 10485760 */
@@ -141,7 +140,7 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   minInFlightBytes: 1 << 20,
   maxInFlightBytes: 64 << 20,
   maxInFlightChunks: 64,
-  maxSources: 4,
+  maxSources: Number.POSITIVE_INFINITY,
   initialRateBps: 10 << 20,
   busyBackoffMs: 250,
   maxBackoffMs: 500,
@@ -881,7 +880,6 @@ function checkTunables(o: SchedulerTunables): SchedulerTunables {
     'endgameCopies',
     'maxRemoteRequests',
     'stuckAfter',
-    'maxSources',
   ] as const) {
     if (!Number.isInteger(o[k]) || o[k] < (k === 'randomFirst' ? 0 : 1))
       bad(k, k === 'randomFirst' ? 'an integer ≥ 0' : 'an integer ≥ 1');
@@ -901,6 +899,8 @@ function checkTunables(o: SchedulerTunables): SchedulerTunables {
   }
   if (!(o.maxInFlightBytes >= o.minInFlightBytes && Number.isFinite(o.maxInFlightBytes)))
     bad('maxInFlightBytes', `finite and ≥ minInFlightBytes (${o.minInFlightBytes})`);
+  if (!(o.maxSources === Number.POSITIVE_INFINITY || (Number.isInteger(o.maxSources) && o.maxSources >= 1)))
+    bad('maxSources', 'an integer ≥ 1 or Infinity');
   if (!(o.maxBackoffMs >= o.busyBackoffMs && Number.isFinite(o.maxBackoffMs)))
     bad('maxBackoffMs', `finite and ≥ busyBackoffMs (${o.busyBackoffMs})`);
   return o;

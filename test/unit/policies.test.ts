@@ -95,7 +95,7 @@ describe('config schema', () => {
       peer: {
         listen: ['/ip4/0.0.0.0/tcp/0'],
         lingerSeconds: 600,
-        maxServeStreams: 4,
+        maxServeStreams: 8,
         rackReserveMs: 2000,
         cacheVersions: 2,
         cacheCopies: true,

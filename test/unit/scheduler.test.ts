@@ -408,6 +408,9 @@ describe('Scheduler', () => {
       /maxInFlightBytes/,
     );
     expect(() => new Scheduler({ ...init, chunkLengths: [-1] })).toThrow(/chunk length/);
+    expect(() => new Scheduler({ ...init, maxSources: 0 })).toThrow(/maxSources/);
+    expect(() => new Scheduler({ ...init, maxSources: 2.5 })).toThrow(/maxSources/);
+    expect(SCHEDULER_DEFAULTS.maxSources).toBe(Number.POSITIVE_INFINITY); // off (follow-up D)
   });
 
   it('keeps its books straight through random traffic, and finishes', () => {
