@@ -96,7 +96,7 @@ export interface SchedulerTunables {
    * Peers with requests in flight at once, the seeder and endgame copies included (rule 1). With the simulator's
    * 64 MiB chunks a cap of 4 (and nodes serving 4 streams) passes chunks on sooner — a node took every missing chunk
    * from ~40 neighbours at once, each at 1/40 of its downlink, and could pass none on while they trickled in: 1,000
-   * nodes 2.35 → 1.70 × T_min — but the CPU-bound testbed (16 nodes, 0.57 MiB chunks) was 20–35 % slower with it,
+   * nodes 2.35 → 1.70 × T_min — but the CPU-bound testbed (16 nodes, 0.57 MiB chunks) was 19–26 % slower with it,
    * so it is off (docs/BENCHMARKS.md, follow-up D). @default Infinity
    */
   maxSources: number;
