@@ -93,11 +93,11 @@ export interface SchedulerTunables {
   /** Requests in flight to one peer: one request frame (MAX_HASHES_PER_REQUEST in core/wire.ts). @default 64 */
   maxInFlightChunks: number;
   /**
-   * Peers with requests in flight at once, the seeder and endgame copies included (rule 1). With the simulator's
-   * 64 MiB chunks a cap of 4 (and nodes serving 4 streams) passes chunks on sooner — a node took every missing chunk
-   * from ~40 neighbours at once, each at 1/40 of its downlink, and could pass none on while they trickled in: 1,000
-   * nodes 2.35 → 1.70 × T_min — but the CPU-bound testbed (16 nodes, 0.57 MiB chunks) was 19–26 % slower with it,
-   * so it is off (docs/BENCHMARKS.md, follow-up D). @default Infinity
+   * Peers with requests in flight at once, the seeder and endgame copies included (rule 1). In bench/sim a cap of
+   * 4 (with nodes serving 4 streams) passes chunks on sooner — without it a node took every missing chunk from ~40
+   * neighbours at once, each at 1/40 of its downlink, and could pass none on while they trickled in: 1,000 nodes
+   * 2.35 → 1.70 × T_min with 64 MiB chunks, 1.68 → 1.26 × with 8 MiB ones — but the CPU-bound testbed (16 nodes,
+   * 0.57 MiB chunks) was 19–26 % slower with it, so it is off (docs/BENCHMARKS.md, follow-up D). @default Infinity
    */
   maxSources: number;
   /** A peer's rate (bytes/s) assumed before its first arrival: a 2 MiB budget at 200 ms. @default 10485760 */
