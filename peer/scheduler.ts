@@ -97,7 +97,8 @@ export interface SchedulerTunables {
    * 4 (with nodes serving 4 streams) passes chunks on sooner — without it a node took every missing chunk from ~40
    * neighbours at once, each at 1/40 of its downlink, and could pass none on while they trickled in: 1,000 nodes
    * 2.35 → 1.70 × T_min with 64 MiB chunks, 1.68 → 1.26 × with 8 MiB ones — but the CPU-bound testbed (16 nodes,
-   * 0.57 MiB chunks) was 19–26 % slower with it, so it is off (docs/BENCHMARKS.md, follow-up D). @default Infinity
+   * 0.57 MiB chunks) was slower with it in 7 of 10 pairs of runs, so it is off (docs/BENCHMARKS.md, follow-up D).
+   * @default Infinity
    */
   maxSources: number;
   /** A peer's rate (bytes/s) assumed before its first arrival: a 2 MiB budget at 200 ms. @default 10485760 */
