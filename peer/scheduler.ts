@@ -30,6 +30,7 @@
  *    maxInFlightChunks requests (the last chunk may overshoot the byte budget: a peer always gets at least one).
  *    The rate is measured from received() timings (initialRateBps until the first arrival), so a fast peer keeps
  *    a deep queue and a slow one a short queue: slow peers hold few requests, and the rest go to faster ones.
+ *    Nor for a peer without requests in flight while `maxSources` peers have some (off by default).
  * 2. Until `randomFirst` chunks are verified here, picks are uniformly random among the chunks the peer holds: the
  *    rarest chunks are by definition held by few neighbours, so newcomers starting on them would all converge on
  *    the same one or two holders; a few random chunks spread the first requests and give a node something to trade.
@@ -91,6 +92,15 @@ export interface SchedulerTunables {
   maxInFlightBytes: number;
   /** Requests in flight to one peer: one request frame (MAX_HASHES_PER_REQUEST in core/wire.ts). @default 64 */
   maxInFlightChunks: number;
+  /**
+   * Peers with requests in flight at once, the seeder and endgame copies included (rule 1). In bench/sim a cap of
+   * 4 (with nodes serving 4 streams) passes chunks on sooner — without it a node took every missing chunk from ~40
+   * neighbours at once, each at 1/40 of its downlink, and could pass none on while they trickled in: 1,000 nodes
+   * 2.35 → 1.70 × T_min with 64 MiB chunks, 1.68 → 1.26 × with 8 MiB ones — but the CPU-bound testbed (16 nodes,
+   * 0.57 MiB chunks) was slower with it in 7 of 10 pairs of runs, so it is off (docs/BENCHMARKS.md, follow-up D).
+   * @default Infinity
+   */
+  maxSources: number;
   /** A peer's rate (bytes/s) assumed before its first arrival: a 2 MiB budget at 200 ms. @default 10485760 */
   initialRateBps: number;
   /** Back-off after a `busy` or `error`, doubled for each consecutive one. @default 250 */
@@ -131,6 +141,7 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   minInFlightBytes: 1 << 20,
   maxInFlightBytes: 64 << 20,
   maxInFlightChunks: 64,
+  maxSources: Number.POSITIVE_INFINITY,
   initialRateBps: 10 << 20,
   busyBackoffMs: 250,
   maxBackoffMs: 500,
@@ -256,6 +267,8 @@ export class Scheduler {
   /** Requests in flight to peers in other racks (rule 6). */
   #remoteRequests = 0;
   #neighboursIdleSince = Number.NaN;
+  /** Peers with requests in flight. */
+  #sources = 0;
   /** Per chunk: failed requests (error, timeout) at neighbours since it last arrived; those past stuckAfter (rule 4). */
   readonly #fails: Uint8Array;
   /**
@@ -517,11 +530,16 @@ export class Scheduler {
   /** next(p) does more than return nothing at once (its first checks). */
   #offerable(p: PeerState, now: number): boolean {
     if (p.banned || now < p.backoffUntil) return false;
+    if (p.reqs.size === 0 && this.#sources >= this.#o.maxSources) return false;
     return p.wanted > 0 || (p.reqs.size === 0 && this.#pickable === 0);
   }
 
   #room(p: PeerState, budget: number): boolean {
-    return p.inFlightBytes < budget && p.reqs.size < this.#o.maxInFlightChunks;
+    return (
+      p.inFlightBytes < budget &&
+      p.reqs.size < this.#o.maxInFlightChunks &&
+      (p.reqs.size > 0 || this.#sources < this.#o.maxSources)
+    );
   }
 
   #take(p: PeerState, i: number, now: number, out: number[]): void {
@@ -719,6 +737,7 @@ export class Scheduler {
   #request(p: PeerState, i: number, now: number): void {
     const r: Request = { peer: p, index: i, at: now };
     (this.#flight.get(i) as Request[]).push(r);
+    if (p.reqs.size === 0) this.#sources++;
     p.reqs.set(i, r);
     p.inFlightBytes += this.#len[i];
     if (!p.seeder) this.#neighbourRequests++;
@@ -741,6 +760,7 @@ export class Scheduler {
   #offBooks(r: Request, now: number): void {
     const p = r.peer;
     p.reqs.delete(r.index);
+    if (p.reqs.size === 0) this.#sources--;
     p.inFlightBytes -= this.#len[r.index];
     if (p.remote) this.#remoteRequests--;
     if (!p.seeder && --this.#neighbourRequests === 0) this.#neighboursIdleSince = now;
@@ -880,6 +900,8 @@ function checkTunables(o: SchedulerTunables): SchedulerTunables {
   }
   if (!(o.maxInFlightBytes >= o.minInFlightBytes && Number.isFinite(o.maxInFlightBytes)))
     bad('maxInFlightBytes', `finite and ≥ minInFlightBytes (${o.minInFlightBytes})`);
+  if (!(o.maxSources === Number.POSITIVE_INFINITY || (Number.isInteger(o.maxSources) && o.maxSources >= 1)))
+    bad('maxSources', 'an integer ≥ 1 or Infinity');
   if (!(o.maxBackoffMs >= o.busyBackoffMs && Number.isFinite(o.maxBackoffMs)))
     bad('maxBackoffMs', `finite and ≥ busyBackoffMs (${o.busyBackoffMs})`);
   return o;

@@ -143,6 +143,29 @@ describe('Scheduler', () => {
     expect(peerStats(s, 'mid')?.rateBps).toBeCloseTo(MiB / 0.03, 0);
   });
 
+  it('fetches from at most maxSources peers at once, the seeder included', () => {
+    const s = setup(
+      '......',
+      { seeder: '', a: 'XX....', b: '..XX..', c: '....X.' },
+      { ...one, maxSources: 2, seederGraceMs: 0 },
+    );
+    const [x] = s.next('a', 0);
+    const [y] = s.next('b', 0);
+    expect(s.next('c', 0)).toEqual([]); // two sources busy
+    expect(s.next('seeder', 0)).toEqual([]); // chunk 5 is the seeder's alone, but it would be a third source
+    expect([...s.askable(0)]).not.toContain('c');
+    s.received('a', x, 10);
+    expect(s.next('c', 10)).toEqual([4]); // a is done: a source is free
+    expect(s.next('a', 10)).toEqual([]); // and taken
+    s.received('c', 4, 20);
+    expect(s.next('seeder', 20)).toHaveLength(1);
+    s.received('b', y, 30);
+    const rest = s.next('a', 30);
+    expect(rest).toHaveLength(1);
+    expect(s.stats().perPeer.filter((p) => p.inFlight > 0)).toHaveLength(2);
+    expect(s.next('b', 30)).toEqual([]); // its other chunk waits for a free source
+  });
+
   it('backs a busy peer off, doubling, once per batch; an arrival forgives it', () => {
     const s = setup('....', { a: 'XXXX' });
     for (const i of s.next('a', 0)) s.failed('a', i, 'busy', 0); // both chunks of the batch: one back-off
@@ -385,6 +408,9 @@ describe('Scheduler', () => {
       /maxInFlightBytes/,
     );
     expect(() => new Scheduler({ ...init, chunkLengths: [-1] })).toThrow(/chunk length/);
+    expect(() => new Scheduler({ ...init, maxSources: 0 })).toThrow(/maxSources/);
+    expect(() => new Scheduler({ ...init, maxSources: 2.5 })).toThrow(/maxSources/);
+    expect(SCHEDULER_DEFAULTS.maxSources).toBe(Number.POSITIVE_INFINITY); // off (follow-up D)
   });
 
   it('keeps its books straight through random traffic, and finishes', () => {
@@ -410,7 +436,11 @@ function fuzz(seed: number): void {
   const random = seeded(seed * 1000);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
   const ids = ['seeder', 'a', 'b', 'c', 'd'];
-  const s = setup('.'.repeat(n), {}, { seed, maxInFlightChunks: 3, randomFirst: 2, banAfter: 2 });
+  const s = setup(
+    '.'.repeat(n),
+    {},
+    { seed, maxInFlightChunks: 3, randomFirst: 2, banAfter: 2, maxSources: 3 },
+  );
   const outstanding = new Map<string, Set<number>>();
   const holds = new Map<string, Set<number>>();
   const here = new Set<number>();
@@ -472,6 +502,7 @@ function fuzz(seed: number): void {
     const stats = s.stats();
     expect(stats.inFlight).toBe(inFlight.size);
     expect(stats.have).toBe(here.size);
+    expect(stats.perPeer.filter((p) => p.inFlight > 0).length).toBeLessThanOrEqual(3);
     for (const p of stats.perPeer) {
       const h = holds.get(p.peerId) as Set<number>;
       const wanted = [...h].filter((i) => !here.has(i) && !inFlight.has(i)).length;
