@@ -279,6 +279,7 @@ export async function fetchImage(
         host: opts.host ?? hostname(),
         onProgress,
         verifyWritten: config.peer.verifyWritten,
+        maxSources: config.peer.maxSources,
         announceExtra: () => ({ preheat: preheat.reports() }),
         onAnnounceResponse: (r) => preheat.handle(r.instructions),
       },

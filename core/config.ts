@@ -294,6 +294,12 @@ export const ConfigSchema = Type.Object(
         /** Chunk streams a fetching node serves at once: it is downloading too. @default 8 */
         maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 8 }),
         /**
+         * Peers a fetching node has requests at at once, the head included (peer/scheduler.ts `maxSources`); 0: no
+         * limit. With `maxServeStreams` 4, 4 sources ran the simulator's 10,000 nodes in 1.88 × T_min instead of 2.34 ×
+         * (docs/BENCHMARKS.md, "Issue 5 follow-up D"). @default 0
+         */
+        maxSources: Type.Integer({ minimum: 0, maximum: 1024, default: 0 }),
+        /**
          * A node with `--rack` sends a chunk into another rack once per this many ms (seeder/rack-reserve.ts): a repeat
          * request from that rack is answered `busy`, and the rack spreads its first copy inside. 0: off. @default 2000
          */

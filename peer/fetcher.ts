@@ -79,6 +79,8 @@ export interface FetcherInit {
    * record of done chunks is only updated after an fdatasync of those writes. Config `peer.verifyWritten`.
    */
   verifyWritten?: boolean;
+  /** Peers with requests in flight at once, the head included (Scheduler `maxSources`). @default no limit */
+  maxSources?: number;
 }
 
 const SYNC_EVERY_MS = 1000;
@@ -132,6 +134,7 @@ export class Fetcher {
         chunkLengths: m.chunks.map((c) => c.length),
         random: components.random ?? Math.random,
         seederId: components.head.peerId,
+        ...(init.maxSources ? { maxSources: init.maxSources } : {}),
       },
       have,
     );
