@@ -418,51 +418,67 @@ export async function benchFetch(opts: {
     return [
       '## Fetch (rackswarm fetch through a real head on loopback)',
       '',
-      `(a) One peer fetching a ${oneSize / MiB} MiB image from the seeder (manifest, download, writes and fdatasync;`,
-      'every chunk BLAKE3-checked on receipt), against raw Node TCP moving the same bytes between two processes and',
-      `against the disk's own durable write (${oneSize / MiB} MiB + fdatasync from Node), run by run; median of ${runs}.`,
-      `Load average ${loadA.map((x) => fmt(x, 1)).join(' → ')}. MB/s uses the summary's \`seconds\` (from the start of the`,
-      "fetch command to the verified image: not module loading before it, nor `peer.cacheCopies`' copy into the cache",
-      'after it); the two spawn columns (medians) add process start, then also the copy and exit. Goal: ≥ 70 % of raw TCP.',
-      '',
-      'CPU columns: seconds of CPU (user + system, every thread) per GiB, median — the fetch process from its own',
-      'resource usage (process start and cache copy included), the head from /proc.',
-      '',
-      '| case | MB/s | of its bound | runs (s) | spawn to summary (s) | spawn to exit (s) | fetch CPU s/GiB | head CPU s/GiB |',
-      '|---|---|---|---|---|---|---|---|',
-      ...singleRows,
-      `| raw Node TCP, same bytes | ${fmt(oneSize / rawMed / 1e6, 0)} | 100 % | ${raw.map((x) => fmt(x, 2)).join(', ')} | | | | |`,
-      `| durable write to the disk (${tmpdir()}), same size | ${fmt(oneSize / diskMed / 1e6, 0)} | 100 % | ${disk.map((x) => fmt(x, 2)).join(', ')} | | | | |`,
-      '',
-      `(d) One node serving onward (${oneSize / MiB} MiB, out + cache on tmpfs, \`peer.cacheCopies: false\`): node A fetches and`,
-      'stays, then node B fetches it from A; the CPU A spends while B fetches, per GiB served, median.',
-      '',
-      '| build | B: seconds (runs) | A serving: CPU s/GiB (runs) |',
-      '|---|---|---|',
-      ...builds.map((b) => {
-        const d = relay.get(b.id) ?? { seconds: [], serving: [] };
-        return `| ${b.label.replace(/^ — /, '') || 'this checkout'} | ${d.seconds.map((x) => fmt(x, 2)).join(', ')} | ${fmt(median(d.serving) / GiBs, 2)} (${d.serving.map((x) => fmt(x, 2)).join(', ')}) |`;
-      }),
-      '',
-      `(b) N fetch processes of a ${swarmSize / MiB} MiB image started together on this 2-core machine (every process`,
-      'competes for the same 2 cores, so these times measure CPU contention more than the protocol; the network testbed',
-      "with shaped links is the real measure), in one rack and alternating between two. Head egress is the seeder's own",
-      'byte count; "used from the seeder" sums the fetches\' bytesFromSeeder (chunks new to their receiver). Load: the',
-      'load average when the swarm started.',
-      '',
-      '| peers | racks | data plane | time to last node | median node | head egress / image | used from the seeder / image | bytes from peers | failed | wall | load |',
-      '|---|---|---|---|---|---|---|---|---|---|---|',
-      ...swarmRows,
-      '',
-      `(c) Peak RSS of a fetch process downloading a ${bigSize / MiB} MiB image from the seeder (goal ≤ 150 MB):`,
-      '',
-      '| data plane | peak RSS | fetch CPU s/GiB | result |',
-      '|---|---|---|---|',
-      ...[allVariants[0], allVariants[3]].map((v) => {
-        const r = rssRuns.get(v.id);
-        return `| ${v.id === 'tls' ? 'libp2p TCP + TLS 1.3 + Yamux' : 'bulk TCP (default)'}, out + cache on the disk | ${fmt((r?.maxRssKiB ?? Number.NaN) / 1024, 0)} MiB (${fmt(((r?.maxRssKiB ?? Number.NaN) * 1024) / 1e6, 0)} MB) | ${fmt((r?.cpuMs ?? Number.NaN) / 1000 / (bigSize / (1024 * MiB)), 2)} | ${r?.code === 0 ? 'completed' : 'FAILED'} in ${fmt(r?.summary?.seconds ?? Number.NaN, 1)} s |`;
-      }),
-      '',
+      ...(parts.has('a')
+        ? [
+            `(a) One peer fetching a ${oneSize / MiB} MiB image from the seeder (manifest, download, writes and fdatasync;`,
+            'every chunk BLAKE3-checked on receipt), against raw Node TCP moving the same bytes between two processes and',
+            `against the disk's own durable write (${oneSize / MiB} MiB + fdatasync from Node), run by run; median of ${runs}.`,
+            `Load average ${loadA.map((x) => fmt(x, 1)).join(' → ')}. MB/s uses the summary's \`seconds\` (from the start of the`,
+            "fetch command to the verified image: not module loading before it, nor `peer.cacheCopies`' copy into the cache",
+            'after it); the two spawn columns (medians) add process start, then also the copy and exit. Goal: ≥ 70 % of raw TCP.',
+            '',
+            'CPU columns: seconds of CPU (user + system, every thread) per GiB, median — the fetch process from its own',
+            'resource usage (process start and cache copy included), the head from /proc.',
+            '',
+            '| case | MB/s | of its bound | runs (s) | spawn to summary (s) | spawn to exit (s) | fetch CPU s/GiB | head CPU s/GiB |',
+            '|---|---|---|---|---|---|---|---|',
+            ...singleRows,
+            `| raw Node TCP, same bytes | ${fmt(oneSize / rawMed / 1e6, 0)} | 100 % | ${raw.map((x) => fmt(x, 2)).join(', ')} | | | | |`,
+            `| durable write to the disk (${tmpdir()}), same size | ${fmt(oneSize / diskMed / 1e6, 0)} | 100 % | ${disk.map((x) => fmt(x, 2)).join(', ')} | | | | |`,
+            '',
+          ]
+        : []),
+      ...(parts.has('d')
+        ? [
+            `(d) One node serving onward (${oneSize / MiB} MiB, out + cache on tmpfs, \`peer.cacheCopies: false\`): node A fetches and`,
+            'stays, then node B fetches it from A; the CPU A spends while B fetches, per GiB served, median.',
+            '',
+            '| build | B: seconds (runs) | A serving: CPU s/GiB (runs) |',
+            '|---|---|---|',
+            ...builds.map((b) => {
+              const d = relay.get(b.id) ?? { seconds: [], serving: [] };
+              return `| ${b.label.replace(/^ — /, '') || 'this checkout'} | ${d.seconds.map((x) => fmt(x, 2)).join(', ')} | ${fmt(median(d.serving) / GiBs, 2)} (${d.serving.map((x) => fmt(x, 2)).join(', ')}) |`;
+            }),
+            '',
+          ]
+        : []),
+      ...(parts.has('b')
+        ? [
+            `(b) N fetch processes of a ${swarmSize / MiB} MiB image started together on this 2-core machine (every process`,
+            'competes for the same 2 cores, so these times measure CPU contention more than the protocol; the network testbed',
+            "with shaped links is the real measure), in one rack and alternating between two. Head egress is the seeder's own",
+            'byte count; "used from the seeder" sums the fetches\' bytesFromSeeder (chunks new to their receiver). Load: the',
+            'load average when the swarm started.',
+            '',
+            '| peers | racks | data plane | time to last node | median node | head egress / image | used from the seeder / image | bytes from peers | failed | wall | load |',
+            '|---|---|---|---|---|---|---|---|---|---|---|',
+            ...swarmRows,
+            '',
+          ]
+        : []),
+      ...(parts.has('c')
+        ? [
+            `(c) Peak RSS of a fetch process downloading a ${bigSize / MiB} MiB image from the seeder (goal ≤ 150 MB):`,
+            '',
+            '| data plane | peak RSS | fetch CPU s/GiB | result |',
+            '|---|---|---|---|',
+            ...[allVariants[0], allVariants[3]].map((v) => {
+              const r = rssRuns.get(v.id);
+              return `| ${v.id === 'tls' ? 'libp2p TCP + TLS 1.3 + Yamux' : 'bulk TCP (default)'}, out + cache on the disk | ${fmt((r?.maxRssKiB ?? Number.NaN) / 1024, 0)} MiB (${fmt(((r?.maxRssKiB ?? Number.NaN) * 1024) / 1e6, 0)} MB) | ${fmt((r?.cpuMs ?? Number.NaN) / 1000 / (bigSize / (1024 * MiB)), 2)} | ${r?.code === 0 ? 'completed' : 'FAILED'} in ${fmt(r?.summary?.seconds ?? Number.NaN, 1)} s |`;
+            }),
+            '',
+          ]
+        : []),
       'Reproduce: `node bench/fetch.ts` (`--quick` for a shorter run, `--parts a,c` to leave out the swarm; for (a) and (d): `--variants bulk-tmpfs,bulk-tmpfs-nocopy`, `--runs N`, `--against DIR` (another checkout, its CLI bundle built: alternated run by run); `--parts d`: one node serving onward; for (b): `--peers 8,16`, `--racks 1,2`, `--swarm-runs N`).',
     ].join('\n');
   } finally {
