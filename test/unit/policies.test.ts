@@ -96,6 +96,7 @@ describe('config schema', () => {
         listen: ['/ip4/0.0.0.0/tcp/0'],
         lingerSeconds: 600,
         maxServeStreams: 8,
+        maxSources: 0,
         rackReserveMs: 2000,
         cacheVersions: 2,
         cacheCopies: true,
