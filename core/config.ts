@@ -291,14 +291,19 @@ export const ConfigSchema = Type.Object(
          * fetching — but at most this many seconds (a head that is gone cannot say so). @default 600
          */
         lingerSeconds: Type.Integer({ minimum: 0, maximum: 86_400, default: 600 }),
-        /** Chunk streams a fetching node serves at once: it is downloading too. @default 8 */
-        maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 8 }),
+        /**
+         * Chunk streams a fetching node serves at once: it is downloading too, from as many sources at most
+         * (`maxSources`). Few streams, each at a large share of the uplink, pass a chunk on sooner than many at a small
+         * one (BitTorrent unchokes 4 too). @default 4
+         */
+        maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 4 }),
         /**
          * Peers a fetching node has requests at at once, the head included (peer/scheduler.ts `maxSources`); 0: no
-         * limit. With `maxServeStreams` 4, 4 sources ran the simulator's 10,000 nodes in 1.88 × T_min instead of 2.34 ×
-         * (docs/BENCHMARKS.md, "Issue 5 follow-up D"). @default 0
+         * limit. With `maxServeStreams` 4: the simulator's 10,000 nodes 1.88 × T_min instead of 2.34 × (8 streams, no
+         * limit), 1,000 nodes 1.66 × instead of 2.30 ×; the testbed's 16 nodes the same within its noise (idle, 5 pairs
+         * of runs), 8 nodes −20 % CPU per node (docs/BENCHMARKS.md, "Issue 5 follow-up D"). @default 4
          */
-        maxSources: Type.Integer({ minimum: 0, maximum: 1024, default: 0 }),
+        maxSources: Type.Integer({ minimum: 0, maximum: 1024, default: 4 }),
         /**
          * A node with `--rack` sends a chunk into another rack once per this many ms (seeder/rack-reserve.ts): a repeat
          * request from that rack is answered `busy`, and the rack spreads its first copy inside. 0: off. @default 2000

@@ -30,7 +30,7 @@
  *    maxInFlightChunks requests (the last chunk may overshoot the byte budget: a peer always gets at least one).
  *    The rate is measured from received() timings (initialRateBps until the first arrival), so a fast peer keeps
  *    a deep queue and a slow one a short queue: slow peers hold few requests, and the rest go to faster ones.
- *    Nor for a peer without requests in flight while `maxSources` peers have some (off by default).
+ *    Nor for a peer without requests in flight while `maxSources` peers have some (config `peer.maxSources`: 4).
  * 2. Until `randomFirst` chunks are verified here, picks are uniformly random among the chunks the peer holds: the
  *    rarest chunks are by definition held by few neighbours, so newcomers starting on them would all converge on
  *    the same one or two holders; a few random chunks spread the first requests and give a node something to trade.
@@ -96,9 +96,9 @@ export interface SchedulerTunables {
    * Peers with requests in flight at once, the seeder and endgame copies included (rule 1). In bench/sim a cap of
    * 4 (with nodes serving 4 streams) passes chunks on sooner — without it a node took every missing chunk from ~40
    * neighbours at once, each at 1/40 of its downlink, and could pass none on while they trickled in: 1,000 nodes
-   * 2.35 → 1.70 × T_min with 64 MiB chunks, 1.68 → 1.26 × with 8 MiB ones — but the CPU-bound testbed (16 nodes,
-   * 0.57 MiB chunks) was slower with it in 7 of 10 pairs of runs, so it is off (docs/BENCHMARKS.md, follow-up D).
-   * @default Infinity
+   * 2.35 → 1.70 × T_min with 64 MiB chunks, 1.68 → 1.26 × with 8 MiB ones; the testbed (16 nodes, 0.57 MiB chunks)
+   * the same within its noise on the idle machine (slower in 7 of 10 pairs on a loaded one: docs/BENCHMARKS.md,
+   * follow-up D). Real nodes and the simulator take config `peer.maxSources` (4). @default Infinity (this class)
    */
   maxSources: number;
   /** A peer's rate (bytes/s) assumed before its first arrival: a 2 MiB budget at 200 ms. @default 10485760 */

@@ -95,8 +95,8 @@ describe('config schema', () => {
       peer: {
         listen: ['/ip4/0.0.0.0/tcp/0'],
         lingerSeconds: 600,
-        maxServeStreams: 8,
-        maxSources: 0,
+        maxServeStreams: 4,
+        maxSources: 4,
         rackReserveMs: 2000,
         cacheVersions: 2,
         cacheCopies: true,
