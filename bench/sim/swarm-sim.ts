@@ -264,7 +264,12 @@ export function simulate(o: SimOptions): SimResult {
   for (let off = 0; off < o.imageBytes; off += o.chunkBytes)
     chunkLengths.push(Math.min(o.chunkBytes, o.imageBytes - off));
   const nChunks = chunkLengths.length;
-  const tunables = { ...SCHEDULER_DEFAULTS, ...o.scheduler };
+  // The real node's defaults: the scheduler's own, with the config's cap on sources (cli/fetch-image.ts), then --sched.
+  const tunables = {
+    ...SCHEDULER_DEFAULTS,
+    ...(config.peer.maxSources ? { maxSources: config.peer.maxSources } : {}),
+    ...o.scheduler,
+  };
 
   // --- time and events
   let now = 0;
@@ -327,7 +332,6 @@ export function simulate(o: SimOptions): SimResult {
         chunkLengths,
         random,
         seederId: head.id,
-        ...(config.peer.maxSources ? { maxSources: config.peer.maxSources } : {}),
         ...tunables,
       }),
       peers: new Set(),
