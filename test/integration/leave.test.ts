@@ -1,18 +1,19 @@
 // A node that is done and exits says so (announce stage `stopped`): the tracker stops handing it out, and the head's
 // super-seeding no longer holds back, for it to pass on, the chunks it sent it first. Before, a fetch started right
 // after another one had exited got `busy` from the head for every chunk until the reserve ran out (10 s by default).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashHex } from '../../core/hash.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
-import { type RunningHead, startHead } from '../helpers/head.ts';
-import { pseudoRandomBytes } from '../helpers/random.ts';
+import type { RunningHead } from '../helpers/head.ts';
+import { headWithImage } from '../helpers/head-with-image.ts';
 
 const MiB = 1024 * 1024;
 let t: ReturnType<typeof tempDir>;
 let head: RunningHead;
 let imageHash: string;
+let fetchConfig: string;
 
 async function seederBusy(): Promise<number> {
   const text = await (await fetch(`${head.url}/metrics`)).text();
@@ -22,51 +23,43 @@ async function seederBusy(): Promise<number> {
 }
 
 function fetchAndExit(n: string) {
+  const out = ['--out', join(t.dir, `out-${n}`), '--cache', join(t.dir, `cache-${n}`)];
+  const trust = ['--trust', join(t.dir, 'keys/publisher.pub')];
   return runCli(
     [
+      '--config',
+      fetchConfig,
       'fetch',
-      'img',
+      'compute',
       '--head',
       head.url,
-      '--trust',
-      join(t.dir, 'keys/publisher.pub'),
-      '--out',
-      join(t.dir, `out-${n}`),
-      '--cache',
-      join(t.dir, `cache-${n}`),
+      ...trust,
+      ...out,
       '--linger',
       '0',
       '--json',
     ],
-    { timeoutMs: 90_000 },
+    {
+      timeoutMs: 90_000,
+    },
   );
 }
 
 beforeAll(async () => {
   t = tempDir('rsw-leave-');
   await runCli(['keys', 'generate', '--out', join(t.dir, 'keys')]);
-  const data = pseudoRandomBytes(8 * MiB, 23);
-  writeFileSync(join(t.dir, 'img'), data);
-  imageHash = hashHex(data);
   // A reserve far longer than the test: were it still held for the node that left, the second fetch would be
   // refused every chunk for a minute.
-  const config = join(t.dir, 'head.json');
-  writeFileSync(
-    config,
-    JSON.stringify({ tracker: { announceIntervalSeconds: 1 }, seeder: { reserveAfterMs: 60_000 } }),
-  );
-  const p = await runCli([
-    'publish',
-    join(t.dir, 'img'),
-    '--name',
-    'img',
-    '--key',
-    join(t.dir, 'keys/publisher.key'),
-    '--data',
-    join(t.dir, 'head'),
-  ]);
-  expect(p.code, p.stderr).toBe(0);
-  head = await startHead(join(t.dir, 'head'), [], ['--config', config]);
+  const h = await headWithImage({
+    dir: t.dir,
+    keysDir: join(t.dir, 'keys'),
+    size: 8 * MiB,
+    seed: 23,
+    headConfig: { tracker: { announceIntervalSeconds: 1 }, seeder: { reserveAfterMs: 60_000 } },
+  });
+  head = h.head;
+  fetchConfig = h.fetchConfig;
+  imageHash = hashHex(h.image);
 }, 120_000);
 afterAll(async () => {
   await head?.stop('SIGKILL');
