@@ -1,13 +1,7 @@
-import { close, fsync, open, write } from 'node:fs';
-import { promisify } from 'node:util';
 import { asDataError, RswError } from './errors.ts';
+import { closeFd, fsyncFd, openFd, writeFd } from './fd.ts';
 import { hashHex } from './hash.ts';
 import type { ChunkStore } from './store.ts';
-
-const openFd = promisify(open);
-const writeFd = promisify(write);
-const fsyncFd = promisify(fsync);
-const closeFd = promisify(close);
 
 /**
  * Many chunks made durable and visible together (group commit), for publishing a whole image. put() writes a temp

@@ -1,16 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import {
-  type BigIntStats,
-  closeSync,
-  fstatSync,
-  fsync,
-  open as openFd,
-  read as readFd,
-  write as writeFd,
-} from 'node:fs';
+import { type BigIntStats, closeSync, fstatSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, rmdir, stat, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asDataError, RswError } from './errors.ts';
+import { fsyncFd, openFd, readFd, writeFd } from './fd.ts';
 import { ensureWritableDir, fsyncDir } from './fs-atomic.ts';
 import { hashHex, isHashHex } from './hash.ts';
 import { MAX_CHUNK_BYTES } from './manifest.ts';
@@ -166,9 +159,7 @@ export class ChunkStore {
     const path = this.path(hash);
     let fd: number;
     try {
-      fd = await new Promise<number>((resolve, reject) =>
-        openFd(path, 'r', (e, fd) => (e ? reject(e) : resolve(fd))),
-      );
+      fd = await openFd(path, 'r');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new RswError('RSW_ERR_CHUNK_NOT_FOUND', `chunk ${hash} is not in the store`);
@@ -185,9 +176,7 @@ export class ChunkStore {
         return await this.#corrupt(hash, `chunk ${hash} on disk is larger than any chunk; removed it`);
       buf = alloc(size);
       for (let done = 0; done < size; ) {
-        const n = await new Promise<number>((resolve, reject) =>
-          readFd(fd, buf as Buffer, done, size - done, done, (e, n) => (e ? reject(e) : resolve(n))),
-        );
+        const { bytesRead: n } = await readFd(fd, buf, done, size - done, done);
         if (n === 0) {
           complete = false; // shrank while read
           break;
@@ -365,16 +354,11 @@ export class ChunkStore {
  * cache write).
  */
 export async function writeNew(path: string, data: Uint8Array, sync: boolean): Promise<void> {
-  const fd = await new Promise<number>((resolve, reject) =>
-    openFd(path, 'wx', 0o644, (e, fd) => (e ? reject(e) : resolve(fd))),
-  );
+  const fd = await openFd(path, 'wx', 0o644);
   try {
-    for (let done = 0; done < data.byteLength; ) {
-      done += await new Promise<number>((resolve, reject) =>
-        writeFd(fd, data, done, data.byteLength - done, null, (e, n) => (e ? reject(e) : resolve(n))),
-      );
-    }
-    if (sync) await new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
+    for (let done = 0; done < data.byteLength; )
+      done += (await writeFd(fd, data, done, data.byteLength - done)).bytesWritten;
+    if (sync) await fsyncFd(fd);
   } finally {
     closeSync(fd);
   }
