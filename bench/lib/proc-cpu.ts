@@ -1,9 +1,21 @@
 import { readdirSync, readFileSync } from 'node:fs';
 
+/**
+ * A /proc stat file (a process's or a thread's): its name, and the fields after it (fields[0] is the state, [7]
+ * minor faults, [11] and [12] user and system ticks). Split after the last ') ': the name may hold one.
+ */
+function procStat(path: string): { name: string; fields: string[] } {
+  const s = readFileSync(path, 'utf8');
+  return {
+    name: s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')),
+    fields: s.slice(s.lastIndexOf(') ') + 2).split(' '),
+  };
+}
+
 /** CPU seconds (user + system, every thread) a live process has used so far, from /proc/PID/stat; NaN once gone. */
 export function processCpuSeconds(pid: number | undefined): number {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const { fields } = procStat(`/proc/${pid}/stat`);
     return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return Number.NaN;
@@ -29,7 +41,7 @@ export interface CpuBreakdown {
 
 export function processCpuBreakdown(pid: number | undefined): CpuBreakdown | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const stat = procStat(`/proc/${pid}/stat`).fields;
     const io = readFileSync(`/proc/${pid}/io`, 'utf8');
     const ioField = (name: string) =>
       Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
@@ -37,9 +49,7 @@ export function processCpuBreakdown(pid: number | undefined): CpuBreakdown | und
     let wakeups = 0;
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
-        const s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        const name = s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
-        const f = s.slice(s.lastIndexOf(') ') + 2).split(' ');
+        const { name, fields: f } = procStat(`/proc/${pid}/task/${tid}/stat`);
         threads[name] = (threads[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100;
         const st = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
         wakeups += Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(st)?.[1] ?? 0);
