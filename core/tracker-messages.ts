@@ -5,11 +5,11 @@
  *   announce:  → {type: "announce", announce: {imageId, addrs, rack?, host?, progress, bytesDone, downRate, upRate,
  *                 bytesFromPeers, bytesFromSeeder, stage, error?, have?}}
  *              ← {ok: true, peers: [{peerId, addrs, rack?, progress}], intervalSeconds, working?}
+ *                 working: peers of that image still fetching (announced, fetching, verifying); sent to peers that
+ *                 announce done or seeding, which stop seeding once it is 0 (the swarm no longer needs them)
  *              stage "stopped": the peer is leaving (its last announce; the other fields as before): it is no longer
  *                 handed out (its record stays, for the dashboard, until the TTL) and the answer's `peers` is empty.
  *                 A tracker that predates it refuses the announce (an unknown stage); the peer leaves anyway.
- *                 working: peers of that image still fetching (announced, fetching, verifying); sent to peers that
- *                 announce done or seeding, which stop seeding once it is 0 (the swarm no longer needs them)
  *              Optional, ignored by peers and trackers that do not know them: the announce may carry
  *              `preheat: [{job, state, error?}]` (this node's progress on preheat jobs) and the response
  *              `instructions: [{kind: "preheat", job, name, version, imageId}]` (tracker/preheat.ts).
