@@ -388,7 +388,7 @@ export class Fetcher {
         ...this.#init.announceExtra?.(),
         have: working ? encodeAnnounceHave(p.chunks, (i) => this.#verified.has(i)) : undefined,
       },
-      timeoutMs === undefined ? {} : { timeoutMs },
+      { timeoutMs },
     );
     this.#init.onAnnounceResponse?.(r);
     this.#intervalMs = r.intervalSeconds * 1000;

@@ -328,12 +328,7 @@ export function simulate(o: SimOptions): SimResult {
       serving: 0,
       maxServing: o.nodeStreams ?? config.peer.maxServeStreams,
       sending: new Set(),
-      scheduler: new Scheduler({
-        chunkLengths,
-        random,
-        seederId: head.id,
-        ...tunables,
-      }),
+      scheduler: new Scheduler({ chunkLengths, random, seederId: head.id, ...tunables }),
       peers: new Set(),
       workers: new Set(),
       exchange: new Set(),
