@@ -101,6 +101,16 @@ function report(summary: FetchSummary, opts: FetchOptions): void {
 }
 
 /**
+ * Starts `p` now and returns its awaiter: a rejection is held for the caller that awaits it (not an unhandled one if
+ * an earlier step fails first and nobody does).
+ */
+function settled<T>(p: Promise<T> | T): () => Promise<T> {
+  const held = Promise.resolve(p);
+  held.catch(() => {});
+  return () => held;
+}
+
+/**
  * The head's libp2p address to dial: its bootstrap list names every interface it listens on (127.0.0.1 first when it
  * listens on 0.0.0.0), so prefer the one on the host the operator gave in --head; failing that, the same port on that
  * host (a head behind NAT or port forwarding, e.g. QEMU's 10.0.2.2); a head named by DNS: its first non-loopback one.
@@ -137,17 +147,21 @@ export async function fetchImage(
   await ensureWritableDir(cache);
 
   const client = new HeadClient(opts.head);
-  const revoked = await nodeRevocations(client, cache, trusted);
-  const chunkCache =
+  // The head's answers are awaited where they are first needed, not one after another: the revocations before
+  // anything is verified against the pinned keys (a channel pointer, the manifest) — so before any chunk is asked
+  // for or served; the bootstrap before the head is dialled.
+  const revocations = settled(nodeRevocations(client, cache, trusted));
+  const bootstrap = settled(channelRef ? undefined : client.bootstrap());
+  const opening = settled(
     opts.cache !== undefined && config.peer.cacheVersions > 0
-      ? await ChunkCache.open(cache, {
-          keepVersions: config.peer.cacheVersions,
-          copies: config.peer.cacheCopies,
-        })
-      : undefined;
+      ? ChunkCache.open(cache, { keepVersions: config.peer.cacheVersions, copies: config.peer.cacheCopies })
+      : undefined,
+  );
+  const chunkCache = await opening();
   // A channel names a version through the publisher's signed, short-lived pointer (core/channel.ts).
   const pointer =
-    channelRef && (await resolveChannel(client, cache, name, channelRef.channel, trusted, revoked));
+    channelRef &&
+    (await resolveChannel(client, cache, name, channelRef.channel, trusted, await revocations()));
   if (pointer) version = pointer.pointer.version;
   if (pointer?.offline) {
     // The head is unreachable, the pointer we hold is still valid: the version may be wholly in the cache (rollback).
@@ -158,7 +172,7 @@ export async function fetchImage(
       resolve(opts.out),
       trusted,
       config,
-      revoked,
+      await revocations(),
       opts.imageKey,
     );
     report(
@@ -175,7 +189,7 @@ export async function fetchImage(
       'RSW_ERR_USAGE',
       "a closed mesh needs the head's peer id pinned: --head-peer-id ID or config mesh.headPeerId",
     );
-  const boot = await client.bootstrap();
+  const boot = (await bootstrap()) ?? (await client.bootstrap());
   const headPeerId = pin === undefined ? boot.peerId : parsePeerId(pin);
   const headAddr = multiaddr(
     `${pickHeadAddr(boot.addrs, opts.head).replace(/\/p2p\/[^/]+$/, '')}/p2p/${headPeerId}`,
@@ -204,6 +218,7 @@ export async function fetchImage(
       maxBytes: config.manifest.maxBytes,
       signal: interrupt.signal,
     });
+    const revoked = await revocations();
     const opened = openSignedManifest(got.envelope, trusted, {
       maxBytes: config.manifest.maxBytes,
       revoked,
