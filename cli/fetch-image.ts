@@ -80,6 +80,8 @@ export interface FetchSummary {
   version: number;
   size: number;
   seconds: number;
+  /** Of `seconds`, the data phase: from the first chunk request to the last chunk verified (absent: none asked). */
+  dataSeconds?: number;
   bytesFromPeers: number;
   bytesFromSeeder: number;
   bytesReused: number;
@@ -98,6 +100,10 @@ function report(summary: FetchSummary, opts: FetchOptions): void {
         `${formatBytes(summary.bytesReused)} already here${summary.offline ? ' (head unreachable: from the cache)' : ''}`,
     );
   }
+}
+
+function dataSeconds(s: number | undefined): { dataSeconds?: number } {
+  return s === undefined ? {} : { dataSeconds: Number(s.toFixed(3)) };
 }
 
 /**
@@ -322,6 +328,7 @@ export async function fetchImage(
       version: m.version,
       size: m.size,
       seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
+      ...dataSeconds(fetcher.dataSeconds()),
       bytesFromPeers: result.bytesFromPeers,
       bytesFromSeeder: result.bytesFromSeeder,
       bytesReused: result.bytesReused,

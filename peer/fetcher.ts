@@ -109,6 +109,9 @@ export class Fetcher {
   #fromSeeder = 0;
   #reused = 0;
   #started = 0;
+  /** performance.now() at the first chunk request, and when the last missing chunk was verified and written. */
+  #dataFrom: number | undefined;
+  #dataTo: number | undefined;
   readonly #wakeup = new Wakeup();
   #failure: unknown;
   #reportedAt = Number.NEGATIVE_INFINITY;
@@ -199,6 +202,15 @@ export class Fetcher {
     };
   }
 
+  /**
+   * Seconds from the first chunk request to the last chunk verified and written (before the final fdatasync): the
+   * data phase, without the start before it. Undefined when nothing was requested.
+   */
+  dataSeconds(): number | undefined {
+    if (this.#dataFrom === undefined || this.#dataTo === undefined) return undefined;
+    return (this.#dataTo - this.#dataFrom) / 1000;
+  }
+
   progress(): FetchProgress {
     const m = this.#init.manifest;
     let bytesDone = 0;
@@ -243,6 +255,7 @@ export class Fetcher {
         this.#report();
         await this.#wakeup.wait();
       }
+      this.#dataTo = performance.now();
       this.#halt.abort();
       await announcer;
       await this.#syncAll();
@@ -410,6 +423,7 @@ export class Fetcher {
     const importing =
       this.#scheduler.isRemote(peerId) || (!!this.#init.rack && peerId === this.#c.head.peerId);
     if (importing) this.#exchange.importing(indices, true);
+    this.#dataFrom ??= performance.now();
     void this.#fetchFrom(peerId, indices).finally(() => {
       this.#workers.delete(peerId);
       if (importing)
