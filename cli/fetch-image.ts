@@ -152,6 +152,18 @@ export async function fetchImage(
   );
   await ensureWritableDir(cache);
 
+  // The HTTP bootstrap is unauthenticated: with a pinned head id, the head is dialled as that id whatever it says,
+  // so a fake head at this address fails the handshake.
+  const pin = opts.headPeerId ?? (config.mesh.headPeerId || undefined);
+  const needPin = () => {
+    if (config.mesh.closed && pin === undefined)
+      throw new RswError(
+        'RSW_ERR_USAGE',
+        "a closed mesh needs the head's peer id pinned: --head-peer-id ID or config mesh.headPeerId",
+      );
+  };
+  // Before anything is asked of the head (a channel's offline rollback from the cache needs no pin: checked below).
+  if (!channelRef) needPin();
   const client = new HeadClient(opts.head);
   // The head's answers are awaited where they are first needed, not one after another: the revocations before
   // anything is verified against the pinned keys (a channel pointer, the manifest) — so before any chunk is asked
@@ -169,6 +181,7 @@ export async function fetchImage(
     channelRef &&
     (await resolveChannel(client, cache, name, channelRef.channel, trusted, await revocations()));
   if (pointer) version = pointer.pointer.version;
+  if (!pointer?.offline) needPin();
   if (pointer?.offline) {
     // The head is unreachable, the pointer we hold is still valid: the version may be wholly in the cache (rollback).
     if (!chunkCache) throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `cannot reach the head at ${opts.head}`);
@@ -187,14 +200,6 @@ export async function fetchImage(
     );
     return;
   }
-  // The HTTP bootstrap is unauthenticated: with a pinned head id, the head is dialled as that id whatever it says,
-  // so a fake head at this address fails the handshake.
-  const pin = opts.headPeerId ?? (config.mesh.headPeerId || undefined);
-  if (config.mesh.closed && pin === undefined)
-    throw new RswError(
-      'RSW_ERR_USAGE',
-      "a closed mesh needs the head's peer id pinned: --head-peer-id ID or config mesh.headPeerId",
-    );
   const boot = (await bootstrap()) ?? (await client.bootstrap());
   const headPeerId = pin === undefined ? boot.peerId : parsePeerId(pin);
   const headAddr = multiaddr(
@@ -219,11 +224,18 @@ export async function fetchImage(
   let fetcher: Fetcher | undefined;
   let preheater: Preheater | undefined;
   try {
-    await connectHead(node, headAddr, headPeerId, config.mesh.closed, interrupt.signal);
-    const got = await fetchManifest(node, headAddr, name, version, {
-      maxBytes: config.manifest.maxBytes,
-      signal: interrupt.signal,
+    // The manifest is asked for as soon as the connection is up, while the head answers whether this node is
+    // enrolled (two round trips at once); what connectHead finds wrong is what the caller hears.
+    let manifest: (() => Promise<Awaited<ReturnType<typeof fetchManifest>>>) | undefined;
+    await connectHead(node, headAddr, headPeerId, config.mesh.closed, interrupt.signal, () => {
+      manifest = settled(
+        fetchManifest(node, headAddr, name, version, {
+          maxBytes: config.manifest.maxBytes,
+          signal: interrupt.signal,
+        }),
+      );
     });
+    const got = await (manifest as NonNullable<typeof manifest>)();
     const revoked = await revocations();
     const opened = openSignedManifest(got.envelope, trusted, {
       maxBytes: config.manifest.maxBytes,
@@ -245,11 +257,14 @@ export async function fetchImage(
     // A signed channel pointer may name an older version (a rollback the publisher decided); its own sequence
     // number is what protects it from replay.
     if (!pointer) checkNotRollback(m, seen[name]);
-    if ((seen[name] ?? 0) < m.version) {
-      await writeFileAtomic(seenFile, JSON.stringify({ ...seen, [name]: m.version })).catch((e) => {
-        throw asDataError(e, `cannot write ${seenFile}`);
-      });
-    }
+    // Recorded (an fsync or two on a disk) while the output is opened; before any chunk is asked for.
+    const seenWritten = settled(
+      (seen[name] ?? 0) < m.version
+        ? writeFileAtomic(seenFile, JSON.stringify({ ...seen, [name]: m.version })).catch((e) => {
+            throw asDataError(e, `cannot write ${seenFile}`);
+          })
+        : undefined,
+    );
 
     const out = resolve(opts.out);
     // With --cache, chunks of earlier versions (and the outputs they were written to) fill in what did not change.
@@ -320,6 +335,7 @@ export async function fetchImage(
     );
     await server.start(node);
     bulk = await startBulkServer(server, node, config, config.peer.listen);
+    await seenWritten();
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
     await resume.remove();
     const summary: FetchSummary = {
@@ -404,6 +420,7 @@ async function openOutput(out: string, m: Manifest, key: () => Promise<Buffer>):
  * Opens the connection to the head first, so what goes wrong there gets its own code: a node at the head's address
  * that cannot prove the pinned id (TLS/Noise: UnexpectedPeerError) is RSW_ERR_HEAD_IDENTITY; in a closed mesh, a head
  * that completes the handshake and then drops the connection is refusing this node's peer id: RSW_ERR_NOT_ENROLLED.
+ * `onDialled` runs once the connection is up, before that round trip (the caller's first request goes alongside).
  */
 async function connectHead(
   node: Awaited<ReturnType<typeof createP2PNode>>,
@@ -411,9 +428,11 @@ async function connectHead(
   headPeerId: string,
   closed: boolean,
   signal: AbortSignal,
+  onDialled: () => void = () => {},
 ): Promise<void> {
   try {
     await node.dial(headAddr, { signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)]) });
+    onDialled();
     // The dialler's side of the upgrade may finish before the head's gater has decided: a round trip proves we are
     // in (and on a closed mesh the head, asked about our own id, must say enrolled). An open node makes it too, so a
     // head that runs a closed mesh refusing it is named as such rather than as a stream that ended early.
