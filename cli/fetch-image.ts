@@ -337,7 +337,6 @@ export async function fetchImage(
     bulk = await startBulkServer(server, node, config, config.peer.listen);
     await seenWritten();
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
-    await resume.remove();
     const summary: FetchSummary = {
       id: opened.id,
       name,
@@ -353,6 +352,9 @@ export async function fetchImage(
       ...(pointer ? { channel: ref } : {}),
     };
     report(summary, opts);
+    // The record of verified chunks has served its purpose (the image is complete and durable): housekeeping, after
+    // the summary. Lost in a crash right here, the next fetch checks it against the output and finds nothing to do.
+    await resume.remove();
     await hooks.onComplete?.(summary);
     if (lingerSeconds > 0) {
       // --linger S: serve S seconds. Default: until the tracker says no peer still fetches, at most lingerSeconds.
