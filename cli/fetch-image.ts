@@ -80,6 +80,8 @@ export interface FetchSummary {
   version: number;
   size: number;
   seconds: number;
+  /** Of `seconds`, the data phase: from the first chunk request to the last chunk verified (absent: none asked). */
+  dataSeconds?: number;
   bytesFromPeers: number;
   bytesFromSeeder: number;
   bytesReused: number;
@@ -98,6 +100,20 @@ function report(summary: FetchSummary, opts: FetchOptions): void {
         `${formatBytes(summary.bytesReused)} already here${summary.offline ? ' (head unreachable: from the cache)' : ''}`,
     );
   }
+}
+
+function dataSeconds(s: number | undefined): { dataSeconds?: number } {
+  return s === undefined ? {} : { dataSeconds: Number(s.toFixed(3)) };
+}
+
+/**
+ * Starts `p` now and returns its awaiter: a rejection is held for the caller that awaits it (not an unhandled one if
+ * an earlier step fails first and nobody does).
+ */
+function settled<T>(p: Promise<T> | T): () => Promise<T> {
+  const held = Promise.resolve(p);
+  held.catch(() => {});
+  return () => held;
 }
 
 /**
@@ -136,19 +152,36 @@ export async function fetchImage(
   );
   await ensureWritableDir(cache);
 
+  // The HTTP bootstrap is unauthenticated: with a pinned head id, the head is dialled as that id whatever it says,
+  // so a fake head at this address fails the handshake.
+  const pin = opts.headPeerId ?? (config.mesh.headPeerId || undefined);
+  const needPin = () => {
+    if (config.mesh.closed && pin === undefined)
+      throw new RswError(
+        'RSW_ERR_USAGE',
+        "a closed mesh needs the head's peer id pinned: --head-peer-id ID or config mesh.headPeerId",
+      );
+  };
+  // Before anything is asked of the head (a channel's offline rollback from the cache needs no pin: checked below).
+  if (!channelRef) needPin();
   const client = new HeadClient(opts.head);
-  const revoked = await nodeRevocations(client, cache, trusted);
-  const chunkCache =
+  // The head's answers are awaited where they are first needed, not one after another: the revocations before
+  // anything is verified against the pinned keys (a channel pointer, the manifest) — so before any chunk is asked
+  // for or served; the bootstrap before the head is dialled.
+  const revocations = settled(nodeRevocations(client, cache, trusted));
+  const bootstrap = settled(channelRef ? undefined : client.bootstrap());
+  const opening = settled(
     opts.cache !== undefined && config.peer.cacheVersions > 0
-      ? await ChunkCache.open(cache, {
-          keepVersions: config.peer.cacheVersions,
-          copies: config.peer.cacheCopies,
-        })
-      : undefined;
+      ? ChunkCache.open(cache, { keepVersions: config.peer.cacheVersions, copies: config.peer.cacheCopies })
+      : undefined,
+  );
+  const chunkCache = await opening();
   // A channel names a version through the publisher's signed, short-lived pointer (core/channel.ts).
   const pointer =
-    channelRef && (await resolveChannel(client, cache, name, channelRef.channel, trusted, revoked));
+    channelRef &&
+    (await resolveChannel(client, cache, name, channelRef.channel, trusted, await revocations()));
   if (pointer) version = pointer.pointer.version;
+  if (!pointer?.offline) needPin();
   if (pointer?.offline) {
     // The head is unreachable, the pointer we hold is still valid: the version may be wholly in the cache (rollback).
     if (!chunkCache) throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `cannot reach the head at ${opts.head}`);
@@ -158,7 +191,7 @@ export async function fetchImage(
       resolve(opts.out),
       trusted,
       config,
-      revoked,
+      await revocations(),
       opts.imageKey,
     );
     report(
@@ -167,15 +200,7 @@ export async function fetchImage(
     );
     return;
   }
-  // The HTTP bootstrap is unauthenticated: with a pinned head id, the head is dialled as that id whatever it says,
-  // so a fake head at this address fails the handshake.
-  const pin = opts.headPeerId ?? (config.mesh.headPeerId || undefined);
-  if (config.mesh.closed && pin === undefined)
-    throw new RswError(
-      'RSW_ERR_USAGE',
-      "a closed mesh needs the head's peer id pinned: --head-peer-id ID or config mesh.headPeerId",
-    );
-  const boot = await client.bootstrap();
+  const boot = (await bootstrap()) ?? (await client.bootstrap());
   const headPeerId = pin === undefined ? boot.peerId : parsePeerId(pin);
   const headAddr = multiaddr(
     `${pickHeadAddr(boot.addrs, opts.head).replace(/\/p2p\/[^/]+$/, '')}/p2p/${headPeerId}`,
@@ -199,11 +224,19 @@ export async function fetchImage(
   let fetcher: Fetcher | undefined;
   let preheater: Preheater | undefined;
   try {
-    await connectHead(node, headAddr, headPeerId, config.mesh.closed, interrupt.signal);
-    const got = await fetchManifest(node, headAddr, name, version, {
-      maxBytes: config.manifest.maxBytes,
-      signal: interrupt.signal,
+    // The manifest is asked for as soon as the connection is up, while the head answers whether this node is
+    // enrolled (two round trips at once); what connectHead finds wrong is what the caller hears.
+    let manifest: (() => Promise<Awaited<ReturnType<typeof fetchManifest>>>) | undefined;
+    await connectHead(node, headAddr, headPeerId, config.mesh.closed, interrupt.signal, () => {
+      manifest = settled(
+        fetchManifest(node, headAddr, name, version, {
+          maxBytes: config.manifest.maxBytes,
+          signal: interrupt.signal,
+        }),
+      );
     });
+    const got = await (manifest as NonNullable<typeof manifest>)();
+    const revoked = await revocations();
     const opened = openSignedManifest(got.envelope, trusted, {
       maxBytes: config.manifest.maxBytes,
       revoked,
@@ -224,11 +257,14 @@ export async function fetchImage(
     // A signed channel pointer may name an older version (a rollback the publisher decided); its own sequence
     // number is what protects it from replay.
     if (!pointer) checkNotRollback(m, seen[name]);
-    if ((seen[name] ?? 0) < m.version) {
-      await writeFileAtomic(seenFile, JSON.stringify({ ...seen, [name]: m.version })).catch((e) => {
-        throw asDataError(e, `cannot write ${seenFile}`);
-      });
-    }
+    // Recorded (an fsync or two on a disk) while the output is opened; before any chunk is asked for.
+    const seenWritten = settled(
+      (seen[name] ?? 0) < m.version
+        ? writeFileAtomic(seenFile, JSON.stringify({ ...seen, [name]: m.version })).catch((e) => {
+            throw asDataError(e, `cannot write ${seenFile}`);
+          })
+        : undefined,
+    );
 
     const out = resolve(opts.out);
     // With --cache, chunks of earlier versions (and the outputs they were written to) fill in what did not change.
@@ -299,14 +335,15 @@ export async function fetchImage(
     );
     await server.start(node);
     bulk = await startBulkServer(server, node, config, config.peer.listen);
+    await seenWritten();
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
-    await resume.remove();
     const summary: FetchSummary = {
       id: opened.id,
       name,
       version: m.version,
       size: m.size,
       seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
+      ...dataSeconds(fetcher.dataSeconds()),
       bytesFromPeers: result.bytesFromPeers,
       bytesFromSeeder: result.bytesFromSeeder,
       bytesReused: result.bytesReused,
@@ -315,6 +352,9 @@ export async function fetchImage(
       ...(pointer ? { channel: ref } : {}),
     };
     report(summary, opts);
+    // The record of verified chunks has served its purpose (the image is complete and durable): housekeeping, after
+    // the summary. Lost in a crash right here, the next fetch checks it against the output and finds nothing to do.
+    await resume.remove();
     await hooks.onComplete?.(summary);
     if (lingerSeconds > 0) {
       // --linger S: serve S seconds. Default: until the tracker says no peer still fetches, at most lingerSeconds.
@@ -382,6 +422,7 @@ async function openOutput(out: string, m: Manifest, key: () => Promise<Buffer>):
  * Opens the connection to the head first, so what goes wrong there gets its own code: a node at the head's address
  * that cannot prove the pinned id (TLS/Noise: UnexpectedPeerError) is RSW_ERR_HEAD_IDENTITY; in a closed mesh, a head
  * that completes the handshake and then drops the connection is refusing this node's peer id: RSW_ERR_NOT_ENROLLED.
+ * `onDialled` runs once the connection is up, before that round trip (the caller's first request goes alongside).
  */
 async function connectHead(
   node: Awaited<ReturnType<typeof createP2PNode>>,
@@ -389,9 +430,11 @@ async function connectHead(
   headPeerId: string,
   closed: boolean,
   signal: AbortSignal,
+  onDialled: () => void = () => {},
 ): Promise<void> {
   try {
     await node.dial(headAddr, { signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)]) });
+    onDialled();
     // The dialler's side of the upgrade may finish before the head's gater has decided: a round trip proves we are
     // in (and on a closed mesh the head, asked about our own id, must say enrolled). An open node makes it too, so a
     // head that runs a closed mesh refusing it is named as such rather than as a stream that ended early.

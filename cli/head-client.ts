@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import type { ChannelPointer } from '../core/channel.ts';
 import { ERRORS, type ErrorCode, RswError } from '../core/errors.ts';
 import { decodeRevocationList } from '../core/revocation.ts';
@@ -66,7 +67,7 @@ export class HeadClient {
 
   /** The head's libp2p peer id and addresses (tracker and seeder). */
   async bootstrap(): Promise<{ peerId: string; addrs: string[] }> {
-    const b = (await this.#json('GET', '/api/bootstrap')) as { peerId: string; addrs: string[] };
+    const b = (await this.#getJson('/api/bootstrap')) as { peerId: string; addrs: string[] };
     if (!b.addrs?.length)
       throw new RswError('RSW_ERR_HEAD_UNREACHABLE', `the head at ${this.base} lists no libp2p address`);
     return b;
@@ -117,9 +118,9 @@ export class HeadClient {
 
   /** Every key revocation statement the head holds (envelopes; the caller verifies them). */
   async revocations(): Promise<Buffer[]> {
-    const r = await this.#fetch('GET', '/api/keys/revocations');
-    if (!r.ok) throw await this.#error(r);
-    return decodeRevocationList(await r.text());
+    const r = await this.#get('/api/keys/revocations');
+    if (r.status !== 200) throw this.#errorOf(r.status, r.body.toString());
+    return decodeRevocationList(r.body.toString());
   }
 
   /** Gives the head an encrypted image's key (admin token); resolves with its id. */
@@ -320,13 +321,61 @@ export class HeadClient {
   }
 
   async #error(r: Response): Promise<RswError> {
-    const text = await r.text().catch(() => '');
+    return this.#errorOf(r.status, await r.text().catch(() => ''));
+  }
+
+  #errorOf(status: number, text: string): RswError {
     try {
       const { code, message } = JSON.parse(text) as { code?: string; message?: string };
       if (code && Object.hasOwn(ERRORS, code))
-        return new RswError(code as ErrorCode, message ?? `HTTP ${r.status}`);
+        return new RswError(code as ErrorCode, message ?? `HTTP ${status}`);
     } catch {}
-    return new RswError('RSW_ERR_HEAD_UNREACHABLE', `the head at ${this.base} answered HTTP ${r.status}`);
+    return new RswError('RSW_ERR_HEAD_UNREACHABLE', `the head at ${this.base} answered HTTP ${status}`);
+  }
+
+  async #getJson(path: string): Promise<unknown> {
+    const r = await this.#get(path);
+    if (r.status !== 200) throw this.#errorOf(r.status, r.body.toString());
+    try {
+      return JSON.parse(r.body.toString());
+    } catch {
+      throw new RswError(
+        'RSW_ERR_HEAD_UNREACHABLE',
+        `the head at ${this.base} answered GET ${path} with no JSON`,
+      );
+    }
+  }
+
+  /**
+   * A GET over node:http(s) instead of fetch(): what a fetch asks the head before its first chunk (bootstrap,
+   * revocations). The first fetch() in a process loads undici, ~60 ms of CPU there against ~15 for node:http
+   * (docs/BENCHMARKS.md, "(a) One peer"), and nothing else in a fetch needs it.
+   */
+  async #get(path: string): Promise<{ status: number; body: Buffer }> {
+    const url = `${this.base}${path}`;
+    // getBuiltinModule, not import(): an ES import of node:http runs every lazy getter of its exports, undici's too.
+    const { get } = url.startsWith('https:')
+      ? process.getBuiltinModule('node:https')
+      : process.getBuiltinModule('node:http');
+    const headers: Record<string, string> = {};
+    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    try {
+      return await new Promise((resolve, reject) => {
+        const req = get(url, { headers, signal: AbortSignal.timeout(120_000) }, (res: IncomingMessage) => {
+          const parts: Buffer[] = [];
+          res.on('data', (d: Buffer) => parts.push(d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+      });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new RswError(
+        'RSW_ERR_HEAD_UNREACHABLE',
+        `cannot reach the head at ${this.base}: ${err.code ?? err.message}`,
+      );
+    }
   }
 }
 

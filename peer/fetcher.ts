@@ -109,6 +109,9 @@ export class Fetcher {
   #fromSeeder = 0;
   #reused = 0;
   #started = 0;
+  /** performance.now() at the first chunk request, and when the last missing chunk was verified and written. */
+  #dataFrom: number | undefined;
+  #dataTo: number | undefined;
   readonly #wakeup = new Wakeup();
   #failure: unknown;
   #reportedAt = Number.NEGATIVE_INFINITY;
@@ -116,6 +119,8 @@ export class Fetcher {
   /** Time and byte totals at the previous announce: announces carry the rates since then, not since the start. */
   #lastAnnounce = { at: 0, down: 0, up: 0 };
   readonly #halt = new AbortController();
+  /** The 'done' announce run() sent without waiting for it. */
+  #doneAnnounce: Promise<void> | undefined;
 
   constructor(components: FetcherComponents, init: FetcherInit) {
     this.#c = components;
@@ -199,6 +204,15 @@ export class Fetcher {
     };
   }
 
+  /**
+   * Seconds from the first chunk request to the last chunk verified and written (before the final fdatasync): the
+   * data phase, without the start before it. Undefined when nothing was requested.
+   */
+  dataSeconds(): number | undefined {
+    if (this.#dataFrom === undefined || this.#dataTo === undefined) return undefined;
+    return (this.#dataTo - this.#dataFrom) / 1000;
+  }
+
   progress(): FetchProgress {
     const m = this.#init.manifest;
     let bytesDone = 0;
@@ -243,6 +257,7 @@ export class Fetcher {
         this.#report();
         await this.#wakeup.wait();
       }
+      this.#dataTo = performance.now();
       this.#halt.abort();
       await announcer;
       await this.#syncAll();
@@ -252,7 +267,12 @@ export class Fetcher {
         await this.#verifyAll();
       }
       this.#stage = 'done';
-      await this.#announceOnce().catch(() => {});
+      // Not awaited: the image is complete and durable whatever the tracker answers; seed(), leave() and stop() wait
+      // for it, so the tracker hears 'done' before anything later (a round trip off every fetch's time).
+      this.#doneAnnounce = this.#announceOnce().then(
+        () => {},
+        () => {},
+      );
       this.#report(true);
       return this.progress();
     } catch (e) {
@@ -278,6 +298,7 @@ export class Fetcher {
     signal: AbortSignal,
     opts: { untilSwarmDone?: boolean; busy?: () => boolean } = {},
   ): Promise<'swarm-done' | 'signal'> {
+    await this.#doneAnnounce;
     this.#stage = 'seeding';
     let idleAnswers = 0;
     while (!signal.aborted) {
@@ -296,12 +317,14 @@ export class Fetcher {
    * out the head's reserve for the chunks only it had been sent (docs/BENCHMARKS.md, "Fetch").
    */
   async leave(timeoutMs = 2000): Promise<void> {
+    await this.#doneAnnounce;
     if (this.#stage === 'stopped') return;
     this.#stage = 'stopped';
     await this.#announceOnce(undefined, timeoutMs).catch(() => {});
   }
 
   async stop(): Promise<void> {
+    await this.#doneAnnounce;
     this.#halt.abort();
     await this.#exchange.stop();
   }
@@ -410,6 +433,7 @@ export class Fetcher {
     const importing =
       this.#scheduler.isRemote(peerId) || (!!this.#init.rack && peerId === this.#c.head.peerId);
     if (importing) this.#exchange.importing(indices, true);
+    this.#dataFrom ??= performance.now();
     void this.#fetchFrom(peerId, indices).finally(() => {
       this.#workers.delete(peerId);
       if (importing)

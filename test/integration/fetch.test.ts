@@ -71,6 +71,9 @@ describe('rackswarm fetch', () => {
       const s = summaries[i];
       expect(s.size).toBe(SIZE);
       expect(s.bytesFromPeers + s.bytesFromSeeder + s.bytesReused).toBeGreaterThanOrEqual(SIZE - 8 * MiB);
+      // The data phase (first chunk request to last chunk verified) is part of the whole, which also holds the start.
+      expect(s.dataSeconds).toBeGreaterThan(0);
+      expect(s.dataSeconds).toBeLessThan(s.seconds);
     }
     const fromPeers = summaries.reduce((a, s) => a + s.bytesFromPeers, 0);
     expect(fromPeers).toBeGreaterThan(0); // the swarm served itself, not only the head
