@@ -30,7 +30,7 @@ import { formatBytes } from './format.ts';
 import { HeadClient } from './head-client.ts';
 import { NodeMesh, Refusals } from './mesh.ts';
 import { nodeRevocations } from './node-revocations.ts';
-import { createP2PNode, handledStreamCounts } from './p2p-node.ts';
+import { createP2PNode, handledStreamCounts, stopP2PNode } from './p2p-node.ts';
 import { Preheater } from './preheater.ts';
 import { byteProgress } from './progress.ts';
 import { onInterrupt } from './signals.ts';
@@ -398,7 +398,7 @@ export async function fetchImage(
     await fetcher?.stop().catch(() => {});
     await bulk?.stop().catch(() => {});
     await server?.stop().catch(() => {});
-    await node.stop();
+    await stopP2PNode(node);
   }
 }
 

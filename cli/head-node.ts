@@ -29,7 +29,7 @@ import { SwarmState } from '../tracker/swarm-state.ts';
 import { TrackerService } from '../tracker/tracker-service.ts';
 import { startBulkServer } from './bulk-plane.ts';
 import { headGater, Refusals } from './mesh.ts';
-import { createP2PNode, streamsHandled } from './p2p-node.ts';
+import { createP2PNode, stopP2PNode, streamsHandled } from './p2p-node.ts';
 
 export interface HeadOptions {
   data: string;
@@ -257,7 +257,7 @@ export async function startHead(
       await enrollmentService.stop();
       await bulk?.stop();
       await seeder.stop();
-      await node.stop();
+      await stopP2PNode(node);
       await registry.close();
     },
   };

@@ -13,7 +13,7 @@ import { ResumeState } from '../peer/resume-state.ts';
 import { fetchManifest } from '../peer/tracker-client.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { PREHEAT_HOST_SUFFIX } from '../tracker/preheat.ts';
-import { createP2PNode } from './p2p-node.ts';
+import { createP2PNode, stopP2PNode } from './p2p-node.ts';
 
 export interface PreheaterInit {
   /** Where preheated versions go; without one every instruction is reported failed. */
@@ -140,7 +140,7 @@ export class Preheater {
     } finally {
       await fetcher?.stop().catch(() => {});
       await server?.stop().catch(() => {});
-      await node.stop();
+      await stopP2PNode(node);
     }
   }
 }
