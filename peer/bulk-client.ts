@@ -247,17 +247,22 @@ async function* fetchOverConnection(
     ended = true;
     socket.write(BULK_BATCH_END);
   };
+  // A frame and, after the last one, the batch end go out in one write (one segment, one wakeup of the server).
   const sendFrame = (): void => {
     if (ended || framesSent === frames.length) return;
     const frame = frames[framesSent++];
     reader.expect(frame.length);
+    socket.cork();
     socket.write(encodeChunkRequest(frame));
     if (framesSent === frames.length) endBatch();
+    socket.uncork();
   };
   let inStep = false;
   reader.begin(timeoutMs, opts.signal, opts.pool);
   try {
+    socket.cork();
     while (framesSent < Math.min(PIPELINE_FRAMES, frames.length)) sendFrame();
+    socket.uncork();
     let yielded = 0;
     let busy = false;
     for (let f = 0; f < frames.length && !busy; f++) {

@@ -48,6 +48,17 @@ export interface HaveExchangeInit {
   maxNeighbours?: number;
 }
 
+/** A neighbour that has not taken a frame within this long is dropped (its stream is stuck). */
+const WRITE_TIMEOUT_MS = 10_000;
+
+/**
+ * The deadline of the writes of one frame (or one flush) to every neighbour: one timer for all of them, not one per
+ * neighbour and frame (AbortSignal.timeout's timer runs to its end unless the signal is collected first).
+ */
+function writeDeadline(): AbortSignal {
+  return AbortSignal.timeout(WRITE_TIMEOUT_MS);
+}
+
 /** Dials of one exchange, in all, before a neighbour is given up (connect()). */
 const CONNECT_ATTEMPTS = 3;
 /** Wait before the second dial; the third waits twice this. */
@@ -166,13 +177,14 @@ export class HaveExchange {
     const rack = this.#init.rack;
     if (rack === undefined || indices.length === 0) return;
     const holds = this.#init.holds;
+    const signal = writeDeadline();
     for (let k = 0; k < indices.length; k += MAX_HAVE_INDICES) {
       const part = indices.slice(k, k + MAX_HAVE_INDICES);
       const frame = encodeImporting(part, on);
       for (const [id, n] of this.#neighbours) {
         if (!n.intents || n.rack !== rack) continue;
         if (holds && part.every((i) => holds(id, i))) continue;
-        n.lp.write(frame, { signal: AbortSignal.timeout(10_000) }).catch((e) => this.#drop(id, n, e));
+        n.lp.write(frame, { signal }).catch((e) => this.#drop(id, n, e));
       }
     }
   }
@@ -182,14 +194,13 @@ export class HaveExchange {
       const batch = this.#pending.splice(0, MAX_HAVE_INDICES);
       const holds = this.#init.holds;
       const all = encodeHave(batch);
+      const signal = writeDeadline();
       await Promise.all(
         [...this.#neighbours.entries()].map(([id, n]) => {
           const news = holds ? batch.filter((i) => !holds(id, i)) : batch;
           if (news.length === 0) return undefined;
           const frame = news.length === batch.length ? all : encodeHave(news);
-          return n.lp
-            .write(frame, { signal: AbortSignal.timeout(10_000) })
-            .catch((e) => this.#drop(id, n, e));
+          return n.lp.write(frame, { signal }).catch((e) => this.#drop(id, n, e));
         }),
       );
     }
@@ -237,7 +248,7 @@ export class HaveExchange {
     const { imageId, chunkCount } = this.#init;
     try {
       await n.lp.write(encodeBitfield(imageId, chunkCount, this.#init.has, this.#init.rack), {
-        signal: AbortSignal.timeout(10_000),
+        signal: writeDeadline(),
       });
       for (;;) {
         const msg = decodeHaveMessage((await n.lp.read()).subarray(), chunkCount);

@@ -200,6 +200,7 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       );
       return procs.start(n.ns, process.execPath, [
         ...profile,
+        ...(process.env.RSW_TESTBED_NODE_V8_FLAGS ?? '').split(/\s+/).filter(Boolean),
         '--import',
         gate,
         bin,
