@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launch } from '../../bin/launch.js';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import {
   type CpuBreakdown,
@@ -26,8 +27,11 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'bin/rackswarm.js');
 const gate = join(root, 'bench/testbed/gate.ts');
 // The peers start behind a --import gate; bin/rackswarm.js re-executing itself (execve, for its memory flags) would
-// load the gate a second time after the release and wait there forever. The testbed measures time, not RSS.
+// load the gate a second time after the release and wait there forever. So the testbed starts the head and every
+// peer with the V8 flags and environment bin/rackswarm.js would give them (bin/launch.js), and no re-execution:
+// what it measures is what ships (without them a node's CPU was ~15 % under a shipped one's, session 8).
 process.env.RSW_NO_REEXEC = '1';
+for (const [k, v] of Object.entries(launch(['head']).env)) process.env[k] ??= v;
 const MiB = 1024 * 1024;
 const HTTP_PORT = 7480;
 const P2P_PORT = 7481;
@@ -172,6 +176,7 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     fabric.up();
     const headUrl = `http://${fabric.head.ip}:${HTTP_PORT}`;
     const head = procs.start(fabric.head.ns, process.execPath, [
+      ...launch(['head']).v8Flags,
       bin,
       'head',
       '--data',
@@ -198,9 +203,14 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
         config,
         JSON.stringify({ ...nodeConfig, peer: { listen: [`/ip4/${n.ip}/tcp/${P2P_PORT}`] } }),
       );
+      // RSW_TESTBED_NODE_V8_FLAGS='...': these V8 flags for every peer instead of the shipped ones ('' for none).
+      const v8Flags =
+        process.env.RSW_TESTBED_NODE_V8_FLAGS === undefined
+          ? launch(['--config', config, 'fetch']).v8Flags
+          : process.env.RSW_TESTBED_NODE_V8_FLAGS.split(/\s+/).filter(Boolean);
       return procs.start(n.ns, process.execPath, [
         ...profile,
-        ...(process.env.RSW_TESTBED_NODE_V8_FLAGS ?? '').split(/\s+/).filter(Boolean),
+        ...v8Flags,
         '--import',
         gate,
         bin,
