@@ -655,50 +655,58 @@ export function simulate(o: SimOptions): SimResult {
     if (indices.length === 0) return;
     n.workers.add(id);
     const server = byId.get(id) as Host;
-    // From outside the rack (another rack, or the head): the rack-mates hear of it (as peer/fetcher.ts tells them
-    // over the have exchange), and of what was refused; what arrives they hear as haves.
-    // (the rack-mates as they are now: the first `mates` of the list, which only grows)
     const mates = server === head || server.rack !== n.rack ? n.rackMates.length : 0;
-    const tellImporting = (is: number[], on: boolean): void => {
-      if (mates > 0 && is.length > 0)
-        afterLatency(now, () => {
-          for (let j = 0; j < mates; j++) {
-            const m = n.rackMates[j];
-            // a rack-mate holding all of them is not told (peer/have-exchange.ts): it could not want them
-            const base = m.index * nChunks;
-            let k = 0;
-            while (k < is.length && held[base + is[k]] === 1) k++;
-            if (k < is.length) m.scheduler.rackMateImporting(n.id, is, on);
-          }
-        });
-    };
-    tellImporting(indices, true);
+    if (mates > 0) tellImporting(n, mates, indices, true);
     afterLatency(now, () => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
-      const full =
-        server.serving >= server.maxServing || ((g) => g !== undefined && !g.admits())(turnsOf(server));
+      const turns = turnsOf(server);
+      const full = server.serving >= server.maxServing || (turns !== undefined && !turns.admits());
       // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
-      let served = full ? [] : indices;
+      let served = full ? 0 : indices.length;
       const policy = server === head ? superSeeding : rackReserveOf(server);
       if (!full && policy) {
-        const first = indices.findIndex((i) => !policy.take(String(i), ms(), n.id));
-        if (first >= 0) served = indices.slice(0, first);
+        const t = ms();
+        for (let j = 0; j < indices.length; j++) {
+          if (policy.take(String(indices[j]), t, n.id)) continue;
+          served = j;
+          break;
+        }
       }
-      if (served.length < indices.length) {
+      if (served < indices.length) {
         afterLatency(now, () => {
-          for (const i of indices) if (!served.includes(i)) n.scheduler.failed(id, i, 'busy', ms());
-          tellImporting(
-            indices.filter((i) => !served.includes(i) && !n.have[i]),
-            false,
-          );
+          // (indices has no repeats: the refused ones are those from `served` on)
+          for (let j = served; j < indices.length; j++) n.scheduler.failed(id, indices[j], 'busy', ms());
+          if (mates > 0) {
+            const off: number[] = [];
+            for (let j = served; j < indices.length; j++) if (!n.have[indices[j]]) off.push(indices[j]);
+            tellImporting(n, mates, off, false);
+          }
           busyCount++;
-          if (served.length === 0) n.workers.delete(id);
+          if (served === 0) n.workers.delete(id);
           poke(n);
         });
       }
-      if (served.length === 0) return;
+      if (served === 0) return;
       server.serving++;
-      startBatch(server, n, served);
+      startBatch(server, n, served === indices.length ? indices : indices.slice(0, served));
+    });
+  };
+  /**
+   * From outside the rack (another rack, or the head): n's first `mates` rack-mates (the list only grows) hear of
+   * the chunks it asks for (as peer/fetcher.ts tells them over the have exchange), and of what was refused; what
+   * arrives they hear as haves.
+   */
+  const tellImporting = (n: SimNode, mates: number, is: number[], on: boolean): void => {
+    if (is.length === 0) return;
+    afterLatency(now, () => {
+      for (let j = 0; j < mates; j++) {
+        const m = n.rackMates[j];
+        // a rack-mate holding all of them is not told (peer/have-exchange.ts): it could not want them
+        const base = m.index * nChunks;
+        let k = 0;
+        while (k < is.length && held[base + is[k]] === 1) k++;
+        if (k < is.length) m.scheduler.rackMateImporting(n.id, is, on);
+      }
     });
   };
   const tick = (n: SimNode): void => {
