@@ -265,8 +265,8 @@ export class Scheduler {
   /** Requests in flight to peers in other racks (rule 6). */
   #remoteRequests = 0;
   #neighboursIdleSince = Number.NaN;
-  /** Peers with requests in flight. */
-  #sources = 0;
+  /** Peers with requests in flight (rule 1; askable()). */
+  readonly #sources: PeerState[] = [];
   /** Per chunk: failed requests (error, timeout) at neighbours since it last arrived; those past stuckAfter (rule 4). */
   readonly #fails: Uint8Array;
   /**
@@ -512,7 +512,19 @@ export class Scheduler {
     // the rest of the list, one by one.
     const list = this.#list;
     let k = 0;
-    if (this.#pickable > 0) {
+    if (this.#pickable > 0 && this.#sources.length >= this.#o.maxSources) {
+      // Rule 1: with maxSources peers in flight, only they can be offered anything, and no other can join them
+      // while this runs (next() only adds requests): those few, in list order, instead of a walk of the list.
+      for (const p of [...this.#sources].sort((a, b) => a.slot - b.slot)) {
+        if (p.wanted === 0 || !this.#offerable(p, now)) continue;
+        yield p.id;
+        if (this.#pickable === 0) {
+          k = p.slot + 1;
+          break;
+        }
+      }
+      if (this.#pickable > 0) return;
+    } else if (this.#pickable > 0) {
       for (; k < list.length; k++) {
         const p = list[k];
         if (p.wanted === 0 || !this.#offerable(p, now)) continue;
@@ -533,7 +545,7 @@ export class Scheduler {
   /** next(p) does more than return nothing at once (its first checks). */
   #offerable(p: PeerState, now: number): boolean {
     if (p.banned || now < p.backoffUntil) return false;
-    if (p.reqs.size === 0 && this.#sources >= this.#o.maxSources) return false;
+    if (p.reqs.size === 0 && this.#sources.length >= this.#o.maxSources) return false;
     return p.wanted > 0 || (p.reqs.size === 0 && this.#pickable === 0);
   }
 
@@ -541,7 +553,7 @@ export class Scheduler {
     return (
       p.inFlightBytes < budget &&
       p.reqs.size < this.#o.maxInFlightChunks &&
-      (p.reqs.size > 0 || this.#sources < this.#o.maxSources)
+      (p.reqs.size > 0 || this.#sources.length < this.#o.maxSources)
     );
   }
 
@@ -740,7 +752,7 @@ export class Scheduler {
   #request(p: PeerState, i: number, now: number): void {
     const r: Request = { peer: p, index: i, at: now };
     (this.#flight.get(i) as Request[]).push(r);
-    if (p.reqs.size === 0) this.#sources++;
+    if (p.reqs.size === 0) this.#sources.push(p);
     p.reqs.set(i, r);
     p.inFlightBytes += this.#len[i];
     if (!p.seeder) this.#neighbourRequests++;
@@ -763,7 +775,7 @@ export class Scheduler {
   #offBooks(r: Request, now: number): void {
     const p = r.peer;
     p.reqs.delete(r.index);
-    if (p.reqs.size === 0) this.#sources--;
+    if (p.reqs.size === 0) this.#sources.splice(this.#sources.indexOf(p), 1);
     p.inFlightBytes -= this.#len[r.index];
     if (p.remote) this.#remoteRequests--;
     if (!p.seeder && --this.#neighbourRequests === 0) this.#neighboursIdleSince = now;

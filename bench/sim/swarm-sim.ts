@@ -663,7 +663,9 @@ export function simulate(o: SimOptions): SimResult {
       const full = server.serving >= server.maxServing || (turns !== undefined && !turns.admits());
       // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
       let served = full ? 0 : indices.length;
-      const policy = server === head ? superSeeding : rackReserveOf(server);
+      // (a node's rack reserve serves its own rack without a check: RackReserve.take is true and records nothing)
+      const policy =
+        server === head ? superSeeding : server.rack !== n.rack ? rackReserveOf(server) : undefined;
       if (!full && policy) {
         const t = ms();
         for (let j = 0; j < indices.length; j++) {
@@ -799,10 +801,10 @@ export function simulate(o: SimOptions): SimResult {
 
   const limit = o.maxSimSeconds ?? Number.POSITIVE_INFINITY;
   while (queue.length > 0 && finished < o.nodes && now <= limit) {
-    const e = queue.pop();
-    now = e.t;
+    const run = queue.pop();
+    now = queue.t;
     events++;
-    e.run();
+    run();
     if (o.onProgress && (events & 0x3ffff) === 0)
       o.onProgress({
         now,
@@ -852,6 +854,14 @@ function before(a: Event, b: Event): boolean {
   return a.t < b.t || (a.t === b.t && a.seq < b.seq);
 }
 
+/** A lane's events as parallel arrays (no object per event: most of a run's events go through the lanes). */
+interface Lane {
+  ts: number[];
+  seqs: number[];
+  runs: Array<() => void>;
+  head: number;
+}
+
 /**
  * Events in (time, insertion) order: a binary heap, and lanes — FIFOs for events a fixed delay after the current
  * time, pushed in time order, so each is in order by itself. pop() takes the earliest of the heap's top and the
@@ -860,9 +870,11 @@ function before(a: Event, b: Event): boolean {
  */
 class EventQueue {
   readonly #heap: Event[] = [];
-  readonly #lanes: Array<{ events: Event[]; head: number }> = [];
+  readonly #lanes: Lane[] = [];
   #seq = 0;
   #size = 0;
+  /** The time of the event pop() returned last. */
+  t = 0;
 
   get length(): number {
     return this.#size;
@@ -875,45 +887,57 @@ class EventQueue {
 
   /** A lane for events `delay` after a time that never decreases: the returned function queues one. */
   lane(delay: number): (now: number, run: () => void) => void {
-    const lane = { events: [] as Event[], head: 0 };
+    const lane: Lane = { ts: [], seqs: [], runs: [], head: 0 };
     this.#lanes.push(lane);
     return (now, run) => {
       const t = now + delay;
-      const last = lane.events.length > lane.head ? lane.events[lane.events.length - 1].t : t;
-      if (t < last)
+      const n = lane.ts.length;
+      if (n > lane.head && t < lane.ts[n - 1])
         this.push(t, run); // out of order (never in a run: `now` only grows): the heap keeps it right
       else {
-        lane.events.push({ t, seq: this.#seq++, run });
+        lane.ts.push(t);
+        lane.seqs.push(this.#seq++);
+        lane.runs.push(run);
         this.#size++;
       }
     };
   }
 
-  pop(): Event {
-    let best: Event | undefined = this.#heap[0];
-    let from = -1;
+  /** The earliest event's action; its time in `t`. */
+  pop(): () => void {
+    const top: Event | undefined = this.#heap[0];
+    let t = top === undefined ? Number.POSITIVE_INFINITY : top.t;
+    let seq = top === undefined ? Number.POSITIVE_INFINITY : top.seq;
+    let from: Lane | undefined;
     for (let k = 0; k < this.#lanes.length; k++) {
       const lane = this.#lanes[k];
-      if (lane.head >= lane.events.length) continue;
-      const e = lane.events[lane.head];
-      if (best === undefined || before(e, best)) {
-        best = e;
-        from = k;
+      const h = lane.head;
+      if (h >= lane.ts.length) continue;
+      const lt = lane.ts[h];
+      if (lt < t || (lt === t && lane.seqs[h] < seq)) {
+        t = lt;
+        seq = lane.seqs[h];
+        from = lane;
       }
     }
-    if (best === undefined) throw new Error('pop() of an empty queue');
+    if (from === undefined && top === undefined) throw new Error('pop() of an empty queue');
     this.#size--;
-    if (from < 0) return heapPop(this.#heap);
-    const lane = this.#lanes[from];
-    lane.head++;
-    if (lane.head === lane.events.length) {
-      lane.events.length = 0;
-      lane.head = 0;
-    } else if (lane.head > 4096 && lane.head * 2 > lane.events.length) {
-      lane.events.splice(0, lane.head);
-      lane.head = 0;
+    this.t = t;
+    if (from === undefined) return heapPop(this.#heap).run;
+    const run = from.runs[from.head];
+    from.head++;
+    if (from.head === from.ts.length) {
+      from.ts.length = 0;
+      from.seqs.length = 0;
+      from.runs.length = 0;
+      from.head = 0;
+    } else if (from.head > 4096 && from.head * 2 > from.ts.length) {
+      from.ts.splice(0, from.head);
+      from.seqs.splice(0, from.head);
+      from.runs.splice(0, from.head);
+      from.head = 0;
     }
-    return best;
+    return run;
   }
 }
 
