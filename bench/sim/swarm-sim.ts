@@ -165,6 +165,8 @@ interface SimNode extends Host {
   workers: Set<string>;
   /** Neighbours in the have exchange (not the head). */
   exchange: Set<SimNode>;
+  /** The same, as a list in the same order (the exchange only grows). */
+  exchangeList: SimNode[];
   /** Those of them in its rack, in the same order (the exchange only grows, so a prefix of it never changes). */
   rackMates: SimNode[];
   have: Uint8Array;
@@ -332,6 +334,7 @@ export function simulate(o: SimOptions): SimResult {
       peers: new Set(),
       workers: new Set(),
       exchange: new Set(),
+      exchangeList: [],
       rackMates: [],
       have: new Uint8Array(nChunks),
       haveCount: 0,
@@ -408,7 +411,7 @@ export function simulate(o: SimOptions): SimResult {
       for (const l of dirty) for (const f of l.flows) retime(f as Batch);
       // (link by link, each flow at the first link of its path: its place in that link's flows, which are in the
       // order they were attached, as its place among that link's firsts)
-      for (const first of firsts) for (const b of first) retime(b);
+      for (const first of firsts) if (first.size > 0) for (const b of first) retime(b);
       dirty.clear();
       allocMs += performance.now() - a0;
       return;
@@ -603,7 +606,7 @@ export function simulate(o: SimOptions): SimResult {
     // in no fixed order. In the order they met (a Set's), the first neighbours won every fresh chunk: at 1,000
     // nodes the 32 nodes the head served first passed chunks among themselves while ~950 held nothing for 0.5 s
     // (2.57 × T_min; shuffled 2.43 ×, cross-rack 2.73 → 1.45 × racks × F).
-    const exchange = [...n.exchange];
+    const exchange = n.exchangeList.slice();
     shuffle(exchange, random);
     if (revealFirst > 0) {
       const pending = exchange.filter((peer) => !peer.have[i]);
@@ -646,6 +649,7 @@ export function simulate(o: SimOptions): SimResult {
   /** Adds p to n's have exchange (and to its rack-mates, if it is one). */
   const exchangeWith = (n: SimNode, p: SimNode): void => {
     n.exchange.add(p);
+    n.exchangeList.push(p);
     if (p.rack === n.rack) n.rackMates.push(p);
   };
   /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
