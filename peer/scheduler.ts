@@ -265,6 +265,8 @@ export class Scheduler {
    * walk over the peers' own fields was a tenth of a 10,000-node simulation's CPU: most of them are backed off).
    */
   readonly #askAt: number[] = [];
+  /** The same for endgame copies: the end of its back-off if it has no requests in flight (and is not banned). */
+  readonly #idleAt: number[] = [];
   readonly #banned = new Set<string>();
   /** Requests in flight to neighbours (not the seeder), and since when there have been none (rule 4). */
   #neighbourRequests = 0;
@@ -354,6 +356,8 @@ export class Scheduler {
     this.#peers.set(peerId, p);
     this.#list.push(p);
     this.#askAt.push(Number.POSITIVE_INFINITY);
+    this.#idleAt.push(Number.POSITIVE_INFINITY);
+    this.#setAskAt(p);
     if (Number.isNaN(this.#neighboursIdleSince)) this.#neighboursIdleSince = now;
     if (seeder && !p.banned) this.#gainAll(p);
   }
@@ -418,9 +422,11 @@ export class Scheduler {
     this.#peers.delete(peerId);
     const last = this.#list.pop() as PeerState;
     const lastAt = this.#askAt.pop() as number;
+    const lastIdle = this.#idleAt.pop() as number;
     if (last !== p) {
       this.#list[p.slot] = last;
       this.#askAt[p.slot] = lastAt;
+      this.#idleAt[p.slot] = lastIdle;
       last.slot = p.slot;
     }
   }
@@ -552,7 +558,11 @@ export class Scheduler {
       }
       if (this.#pickable > 0) return;
     }
-    for (; k < list.length; k++) {
+    // Nothing pickable: every `wanted` is 0, so only a peer without requests may get endgame copies, and none
+    // while maxSources peers have some (next() only adds sources: once full, nothing more here).
+    const idleAt = this.#idleAt;
+    for (; k < list.length && this.#sources.length < this.#o.maxSources; k++) {
+      if (now < idleAt[k]) continue; // requests in flight, banned, or backed off
       const p = list[k];
       if (this.#offerable(p, now)) yield p.id;
     }
@@ -663,6 +673,7 @@ export class Scheduler {
           p.banned = true;
           this.#banned.add(p.id);
           this.#forget(p, now);
+          this.#setAskAt(p);
         }
         break;
       case 'timeout':
@@ -772,6 +783,7 @@ export class Scheduler {
     (this.#flight.get(i) as Request[]).push(r);
     if (p.reqs.size === 0) this.#sources.push(p);
     p.reqs.set(i, r);
+    if (p.reqs.size === 1) this.#setAskAt(p);
     p.inFlightBytes += this.#len[i];
     if (!p.seeder) this.#neighbourRequests++;
     if (p.remote) this.#remoteRequests++;
@@ -793,7 +805,10 @@ export class Scheduler {
   #offBooks(r: Request, now: number): void {
     const p = r.peer;
     p.reqs.delete(r.index);
-    if (p.reqs.size === 0) this.#sources.splice(this.#sources.indexOf(p), 1);
+    if (p.reqs.size === 0) {
+      this.#sources.splice(this.#sources.indexOf(p), 1);
+      this.#setAskAt(p);
+    }
     p.inFlightBytes -= this.#len[r.index];
     if (p.remote) this.#remoteRequests--;
     if (!p.seeder && --this.#neighbourRequests === 0) this.#neighboursIdleSince = now;
@@ -860,8 +875,10 @@ export class Scheduler {
     if (was === 0 || p.wanted === 0) this.#setAskAt(p);
   }
 
+  /** Brings #askAt and #idleAt up to date for `p` (its wanted, back-off, requests or ban changed). */
   #setAskAt(p: PeerState): void {
     this.#askAt[p.slot] = p.wanted > 0 ? p.backoffUntil : Number.POSITIVE_INFINITY;
+    this.#idleAt[p.slot] = p.reqs.size === 0 && !p.banned ? p.backoffUntil : Number.POSITIVE_INFINITY;
   }
 
   /** Puts pickable chunk `i` at a uniformly random place in its bucket (which keeps each bucket a random order). */
