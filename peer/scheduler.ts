@@ -531,22 +531,11 @@ export class Scheduler {
     // Once nothing is pickable (endgame, maybe reached by a pick made here), any idle peer may get endgame copies:
     // the rest of the list, one by one.
     const list = this.#list;
+    const maxSources = this.#o.maxSources;
     let k = 0;
-    if (this.#pickable > 0 && this.#sources.length >= this.#o.maxSources) {
-      // Rule 1: with maxSources peers in flight, only they can be offered anything, and no other can join them
-      // while this runs (next() only adds requests): those few, in list order, instead of a walk of the list.
-      for (const p of [...this.#sources].sort((a, b) => a.slot - b.slot)) {
-        if (p.wanted === 0 || !this.#offerable(p, now)) continue;
-        yield p.id;
-        if (this.#pickable === 0) {
-          k = p.slot + 1;
-          break;
-        }
-      }
-      if (this.#pickable > 0) return;
-    } else if (this.#pickable > 0) {
+    if (this.#pickable > 0) {
       const askAt = this.#askAt;
-      for (; k < list.length; k++) {
+      for (; k < list.length && this.#sources.length < maxSources; k++) {
         if (now < askAt[k]) continue; // holds nothing pickable, or backed off
         const p = list[k];
         if (!this.#offerable(p, now)) continue;
@@ -556,12 +545,25 @@ export class Scheduler {
           break;
         }
       }
+      if (this.#pickable > 0 && k < list.length) {
+        // Rule 1: with maxSources peers in flight, only they can be offered anything, and no other can join them
+        // while this runs (next() only adds requests): those from k on, in list order, instead of the rest of the
+        // walk. Then nothing is left for endgame copies either (the walk below stops at once).
+        const from = k;
+        const sources = this.#sources.filter((p) => p.slot >= from).sort((a, b) => a.slot - b.slot);
+        for (const p of sources) {
+          if (p.wanted === 0 || !this.#offerable(p, now)) continue;
+          yield p.id;
+          if (this.#pickable === 0) break;
+        }
+        return;
+      }
       if (this.#pickable > 0) return;
     }
     // Nothing pickable: every `wanted` is 0, so only a peer without requests may get endgame copies, and none
     // while maxSources peers have some (next() only adds sources: once full, nothing more here).
     const idleAt = this.#idleAt;
-    for (; k < list.length && this.#sources.length < this.#o.maxSources; k++) {
+    for (; k < list.length && this.#sources.length < maxSources; k++) {
       if (now < idleAt[k]) continue; // requests in flight, banned, or backed off
       const p = list[k];
       if (this.#offerable(p, now)) yield p.id;
