@@ -165,6 +165,8 @@ interface SimNode extends Host {
   workers: Set<string>;
   /** Neighbours in the have exchange (not the head). */
   exchange: Set<SimNode>;
+  /** The same, as a list in the same order (the exchange only grows). */
+  exchangeList: SimNode[];
   /** Those of them in its rack, in the same order (the exchange only grows, so a prefix of it never changes). */
   rackMates: SimNode[];
   have: Uint8Array;
@@ -332,6 +334,7 @@ export function simulate(o: SimOptions): SimResult {
       peers: new Set(),
       workers: new Set(),
       exchange: new Set(),
+      exchangeList: [],
       rackMates: [],
       have: new Uint8Array(nChunks),
       haveCount: 0,
@@ -408,7 +411,7 @@ export function simulate(o: SimOptions): SimResult {
       for (const l of dirty) for (const f of l.flows) retime(f as Batch);
       // (link by link, each flow at the first link of its path: its place in that link's flows, which are in the
       // order they were attached, as its place among that link's firsts)
-      for (const first of firsts) for (const b of first) retime(b);
+      for (const first of firsts) if (first.size > 0) for (const b of first) retime(b);
       dirty.clear();
       allocMs += performance.now() - a0;
       return;
@@ -603,7 +606,7 @@ export function simulate(o: SimOptions): SimResult {
     // in no fixed order. In the order they met (a Set's), the first neighbours won every fresh chunk: at 1,000
     // nodes the 32 nodes the head served first passed chunks among themselves while ~950 held nothing for 0.5 s
     // (2.57 × T_min; shuffled 2.43 ×, cross-rack 2.73 → 1.45 × racks × F).
-    const exchange = [...n.exchange];
+    const exchange = n.exchangeList.slice();
     shuffle(exchange, random);
     if (revealFirst > 0) {
       const pending = exchange.filter((peer) => !peer.have[i]);
@@ -646,6 +649,7 @@ export function simulate(o: SimOptions): SimResult {
   /** Adds p to n's have exchange (and to its rack-mates, if it is one). */
   const exchangeWith = (n: SimNode, p: SimNode): void => {
     n.exchange.add(p);
+    n.exchangeList.push(p);
     if (p.rack === n.rack) n.rackMates.push(p);
   };
   /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
@@ -655,50 +659,60 @@ export function simulate(o: SimOptions): SimResult {
     if (indices.length === 0) return;
     n.workers.add(id);
     const server = byId.get(id) as Host;
-    // From outside the rack (another rack, or the head): the rack-mates hear of it (as peer/fetcher.ts tells them
-    // over the have exchange), and of what was refused; what arrives they hear as haves.
-    // (the rack-mates as they are now: the first `mates` of the list, which only grows)
     const mates = server === head || server.rack !== n.rack ? n.rackMates.length : 0;
-    const tellImporting = (is: number[], on: boolean): void => {
-      if (mates > 0 && is.length > 0)
-        afterLatency(now, () => {
-          for (let j = 0; j < mates; j++) {
-            const m = n.rackMates[j];
-            // a rack-mate holding all of them is not told (peer/have-exchange.ts): it could not want them
-            const base = m.index * nChunks;
-            let k = 0;
-            while (k < is.length && held[base + is[k]] === 1) k++;
-            if (k < is.length) m.scheduler.rackMateImporting(n.id, is, on);
-          }
-        });
-    };
-    tellImporting(indices, true);
+    if (mates > 0) tellImporting(n, mates, indices, true);
     afterLatency(now, () => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
-      const full =
-        server.serving >= server.maxServing || ((g) => g !== undefined && !g.admits())(turnsOf(server));
+      const turns = turnsOf(server);
+      const full = server.serving >= server.maxServing || (turns !== undefined && !turns.admits());
       // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
-      let served = full ? [] : indices;
-      const policy = server === head ? superSeeding : rackReserveOf(server);
+      let served = full ? 0 : indices.length;
+      // (a node's rack reserve serves its own rack without a check: RackReserve.take is true and records nothing)
+      const policy =
+        server === head ? superSeeding : server.rack !== n.rack ? rackReserveOf(server) : undefined;
       if (!full && policy) {
-        const first = indices.findIndex((i) => !policy.take(String(i), ms(), n.id));
-        if (first >= 0) served = indices.slice(0, first);
+        const t = ms();
+        for (let j = 0; j < indices.length; j++) {
+          if (policy.take(String(indices[j]), t, n.id)) continue;
+          served = j;
+          break;
+        }
       }
-      if (served.length < indices.length) {
+      if (served < indices.length) {
         afterLatency(now, () => {
-          for (const i of indices) if (!served.includes(i)) n.scheduler.failed(id, i, 'busy', ms());
-          tellImporting(
-            indices.filter((i) => !served.includes(i) && !n.have[i]),
-            false,
-          );
+          // (indices has no repeats: the refused ones are those from `served` on)
+          for (let j = served; j < indices.length; j++) n.scheduler.failed(id, indices[j], 'busy', ms());
+          if (mates > 0) {
+            const off: number[] = [];
+            for (let j = served; j < indices.length; j++) if (!n.have[indices[j]]) off.push(indices[j]);
+            tellImporting(n, mates, off, false);
+          }
           busyCount++;
-          if (served.length === 0) n.workers.delete(id);
+          if (served === 0) n.workers.delete(id);
           poke(n);
         });
       }
-      if (served.length === 0) return;
+      if (served === 0) return;
       server.serving++;
-      startBatch(server, n, served);
+      startBatch(server, n, served === indices.length ? indices : indices.slice(0, served));
+    });
+  };
+  /**
+   * From outside the rack (another rack, or the head): n's first `mates` rack-mates (the list only grows) hear of
+   * the chunks it asks for (as peer/fetcher.ts tells them over the have exchange), and of what was refused; what
+   * arrives they hear as haves.
+   */
+  const tellImporting = (n: SimNode, mates: number, is: number[], on: boolean): void => {
+    if (is.length === 0) return;
+    afterLatency(now, () => {
+      for (let j = 0; j < mates; j++) {
+        const m = n.rackMates[j];
+        // a rack-mate holding all of them is not told (peer/have-exchange.ts): it could not want them
+        const base = m.index * nChunks;
+        let k = 0;
+        while (k < is.length && held[base + is[k]] === 1) k++;
+        if (k < is.length) m.scheduler.rackMateImporting(n.id, is, on);
+      }
     });
   };
   const tick = (n: SimNode): void => {
@@ -791,10 +805,10 @@ export function simulate(o: SimOptions): SimResult {
 
   const limit = o.maxSimSeconds ?? Number.POSITIVE_INFINITY;
   while (queue.length > 0 && finished < o.nodes && now <= limit) {
-    const e = queue.pop();
-    now = e.t;
+    const run = queue.pop();
+    now = queue.t;
     events++;
-    e.run();
+    run();
     if (o.onProgress && (events & 0x3ffff) === 0)
       o.onProgress({
         now,
@@ -844,6 +858,14 @@ function before(a: Event, b: Event): boolean {
   return a.t < b.t || (a.t === b.t && a.seq < b.seq);
 }
 
+/** A lane's events as parallel arrays (no object per event: most of a run's events go through the lanes). */
+interface Lane {
+  ts: number[];
+  seqs: number[];
+  runs: Array<() => void>;
+  head: number;
+}
+
 /**
  * Events in (time, insertion) order: a binary heap, and lanes — FIFOs for events a fixed delay after the current
  * time, pushed in time order, so each is in order by itself. pop() takes the earliest of the heap's top and the
@@ -852,9 +874,11 @@ function before(a: Event, b: Event): boolean {
  */
 class EventQueue {
   readonly #heap: Event[] = [];
-  readonly #lanes: Array<{ events: Event[]; head: number }> = [];
+  readonly #lanes: Lane[] = [];
   #seq = 0;
   #size = 0;
+  /** The time of the event pop() returned last. */
+  t = 0;
 
   get length(): number {
     return this.#size;
@@ -867,45 +891,57 @@ class EventQueue {
 
   /** A lane for events `delay` after a time that never decreases: the returned function queues one. */
   lane(delay: number): (now: number, run: () => void) => void {
-    const lane = { events: [] as Event[], head: 0 };
+    const lane: Lane = { ts: [], seqs: [], runs: [], head: 0 };
     this.#lanes.push(lane);
     return (now, run) => {
       const t = now + delay;
-      const last = lane.events.length > lane.head ? lane.events[lane.events.length - 1].t : t;
-      if (t < last)
+      const n = lane.ts.length;
+      if (n > lane.head && t < lane.ts[n - 1])
         this.push(t, run); // out of order (never in a run: `now` only grows): the heap keeps it right
       else {
-        lane.events.push({ t, seq: this.#seq++, run });
+        lane.ts.push(t);
+        lane.seqs.push(this.#seq++);
+        lane.runs.push(run);
         this.#size++;
       }
     };
   }
 
-  pop(): Event {
-    let best: Event | undefined = this.#heap[0];
-    let from = -1;
+  /** The earliest event's action; its time in `t`. */
+  pop(): () => void {
+    const top: Event | undefined = this.#heap[0];
+    let t = top === undefined ? Number.POSITIVE_INFINITY : top.t;
+    let seq = top === undefined ? Number.POSITIVE_INFINITY : top.seq;
+    let from: Lane | undefined;
     for (let k = 0; k < this.#lanes.length; k++) {
       const lane = this.#lanes[k];
-      if (lane.head >= lane.events.length) continue;
-      const e = lane.events[lane.head];
-      if (best === undefined || before(e, best)) {
-        best = e;
-        from = k;
+      const h = lane.head;
+      if (h >= lane.ts.length) continue;
+      const lt = lane.ts[h];
+      if (lt < t || (lt === t && lane.seqs[h] < seq)) {
+        t = lt;
+        seq = lane.seqs[h];
+        from = lane;
       }
     }
-    if (best === undefined) throw new Error('pop() of an empty queue');
+    if (from === undefined && top === undefined) throw new Error('pop() of an empty queue');
     this.#size--;
-    if (from < 0) return heapPop(this.#heap);
-    const lane = this.#lanes[from];
-    lane.head++;
-    if (lane.head === lane.events.length) {
-      lane.events.length = 0;
-      lane.head = 0;
-    } else if (lane.head > 4096 && lane.head * 2 > lane.events.length) {
-      lane.events.splice(0, lane.head);
-      lane.head = 0;
+    this.t = t;
+    if (from === undefined) return heapPop(this.#heap).run;
+    const run = from.runs[from.head];
+    from.head++;
+    if (from.head === from.ts.length) {
+      from.ts.length = 0;
+      from.seqs.length = 0;
+      from.runs.length = 0;
+      from.head = 0;
+    } else if (from.head > 4096 && from.head * 2 > from.ts.length) {
+      from.ts.splice(0, from.head);
+      from.seqs.splice(0, from.head);
+      from.runs.splice(0, from.head);
+      from.head = 0;
     }
-    return best;
+    return run;
   }
 }
 

@@ -421,6 +421,13 @@ describe('Scheduler', () => {
     for (let seed = 1; seed <= 6; seed++) twins(seed);
   });
 
+  it('askable() gives the same answers with a cap on sources, through endgame and bans', () => {
+    // Its walks with maxSources peers in flight (those few only; in endgame, nothing) and its arrays of when each
+    // peer may next be offered something must agree with next() for every peer, corrupt answers (bans) included.
+    for (let seed = 1; seed <= 6; seed++) twins(seed, { maxSources: 2 }, true);
+    for (let seed = 7; seed <= 9; seed++) twins(seed, { maxSources: 3 }, false);
+  });
+
   it('keeps its default requests in flight to one request frame', () => {
     expect(SCHEDULER_DEFAULTS.maxInFlightChunks).toBe(MAX_HASHES_PER_REQUEST);
   });
@@ -517,11 +524,11 @@ function fuzz(seed: number): void {
  * (in the list order stats() shows), the other only for the peers askable() yields. Their answers must be the
  * same at every step (the random generator included: both are seeded alike and must draw alike).
  */
-function twins(seed: number): void {
+function twins(seed: number, extra: Options = {}, corrupt = false): void {
   const n = 24;
   const random = seeded(seed * 7919);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
-  const opts: Options = { seed, maxInFlightChunks: 2, randomFirst: 2, maxRemoteRequests: 1 };
+  const opts: Options = { seed, maxInFlightChunks: 2, randomFirst: 2, maxRemoteRequests: 1, ...extra };
   const every = setup('.'.repeat(n), {}, opts);
   const some = setup('.'.repeat(n), {}, opts);
   const both = (f: (s: Scheduler) => void): void => {
@@ -567,7 +574,11 @@ function twins(seed: number): void {
         both((s) => s.received(id, i, t));
         for (const o of outstanding.values()) o.delete(i);
       } else {
-        const reason = pick(['busy', 'timeout', 'error', 'not-found'] as const);
+        const reason = pick(
+          corrupt
+            ? (['busy', 'timeout', 'error', 'not-found', 'corrupt'] as const)
+            : (['busy', 'timeout', 'error', 'not-found'] as const),
+        );
         both((s) => s.failed(id, i, reason, t));
       }
     } else if (roll < 0.97) {
