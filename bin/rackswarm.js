@@ -15,10 +15,9 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as nodeModule from 'node:module'; // not { enableCompileCache }: Node < 22.1 has none, and must get to the re-run below
 import { fileURLToPath } from 'node:url';
-import { launch } from './launch.js';
+import { ENV, V8_FLAGS } from './launch.js';
 
 const args = process.argv.slice(2);
-const { v8Flags: V8_FLAGS, env: ENV } = launch(args);
 const self = fileURLToPath(import.meta.url);
 const env = { ...ENV, ...process.env };
 

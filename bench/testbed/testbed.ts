@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch } from '../../bin/launch.js';
+import { ENV, V8_FLAGS } from '../../bin/launch.js';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import {
   type CpuBreakdown,
@@ -31,7 +31,7 @@ const gate = join(root, 'bench/testbed/gate.ts');
 // peer with the V8 flags and environment bin/rackswarm.js would give them (bin/launch.js), and no re-execution:
 // what it measures is what ships (without them a node's CPU was ~15 % under a shipped one's, session 8).
 process.env.RSW_NO_REEXEC = '1';
-for (const [k, v] of Object.entries(launch(['head']).env)) process.env[k] ??= v;
+for (const [k, v] of Object.entries(ENV)) process.env[k] ??= v;
 const MiB = 1024 * 1024;
 const HTTP_PORT = 7480;
 const P2P_PORT = 7481;
@@ -176,7 +176,7 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     fabric.up();
     const headUrl = `http://${fabric.head.ip}:${HTTP_PORT}`;
     const head = procs.start(fabric.head.ns, process.execPath, [
-      ...launch(['head']).v8Flags,
+      ...V8_FLAGS,
       bin,
       'head',
       '--data',
@@ -206,7 +206,7 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       // RSW_TESTBED_NODE_V8_FLAGS='...': these V8 flags for every peer instead of the shipped ones ('' for none).
       const v8Flags =
         process.env.RSW_TESTBED_NODE_V8_FLAGS === undefined
-          ? launch(['--config', config, 'fetch']).v8Flags
+          ? V8_FLAGS
           : process.env.RSW_TESTBED_NODE_V8_FLAGS.split(/\s+/).filter(Boolean);
       return procs.start(n.ns, process.execPath, [
         ...profile,
