@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { link, open, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
@@ -10,7 +11,6 @@ import { type Config, loadConfig } from '../core/config.ts';
 import { RswError } from '../core/errors.ts';
 import { ensureWritableDir, fsyncDir } from '../core/fs-atomic.ts';
 import { tlsReusingCertificate } from './libp2p-tls.ts';
-import { lazyWindowYamux } from './yamux-window.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -58,7 +58,7 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
     addresses: { listen: init.listen },
     transports: [tcp()],
     connectionEncrypters: limits.encryption.map((e) => (e === 'tls' ? tlsReusingCertificate() : noise())),
-    streamMuxers: [lazyWindowYamux({ streamOptions: YAMUX_STREAM_OPTIONS })],
+    streamMuxers: [yamux({ streamOptions: YAMUX_STREAM_OPTIONS })],
     connectionGater: init.connectionGater,
     connectionManager: {
       maxConnections: limits.maxConnections,
