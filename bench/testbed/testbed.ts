@@ -29,7 +29,8 @@ const gate = join(root, 'bench/testbed/gate.ts');
 // The peers start behind a --import gate; bin/rackswarm.js re-executing itself (execve, for its memory flags) would
 // load the gate a second time after the release and wait there forever. So the testbed starts the head and every
 // peer with the V8 flags and environment bin/rackswarm.js would give them (bin/launch.js), and no re-execution:
-// what it measures is what ships (without them a node's CPU was ~15 % under a shipped one's, session 8).
+// what it measures is what ships (session 8: it ran them without, and then `--optimize-for-size`'s ~15 % of a node's
+// CPU went unseen).
 process.env.RSW_NO_REEXEC = '1';
 for (const [k, v] of Object.entries(ENV)) process.env[k] ??= v;
 const MiB = 1024 * 1024;
