@@ -29,6 +29,7 @@ import { HaveExchange } from './have-exchange.ts';
 import type { ImageWriter } from './image-writer.ts';
 import type { ResumeState } from './resume-state.ts';
 import { Scheduler } from './scheduler.ts';
+import { rotated } from './source-order.ts';
 import { announce } from './tracker-client.ts';
 
 export type FetchStage = 'announced' | 'fetching' | 'verifying' | 'done' | 'seeding' | 'failed' | 'stopped';
@@ -166,8 +167,11 @@ export class Fetcher {
   #flowAt = Number.NaN;
   #idleKind: 'idleBackoffMs' | 'idleNothingMs' | 'idleOtherMs' | undefined;
 
+  readonly #random: () => number;
+
   constructor(components: FetcherComponents, init: FetcherInit) {
     this.#c = components;
+    this.#random = components.random ?? Math.random;
     this.#init = init;
     const m = init.manifest;
     m.chunks.forEach((c, i) => {
@@ -181,7 +185,7 @@ export class Fetcher {
     this.#scheduler = new Scheduler(
       {
         chunkLengths: m.chunks.map((c) => c.length),
-        random: components.random ?? Math.random,
+        random: this.#random,
         seederId: components.head.peerId,
         ...(init.maxSources ? { maxSources: init.maxSources } : {}),
       },
@@ -333,7 +337,9 @@ export class Fetcher {
         for (const { peerId, index } of this.#scheduler.overdue(this.#now())) {
           this.#scheduler.failed(peerId, index, 'timeout', this.#now());
         }
-        for (const peerId of this.#peers.keys()) this.#startWorker(peerId);
+        // From a random place in the list, not its start: else everyone's few sources were the nodes that
+        // announced first (peer/source-order.ts).
+        for (const peerId of rotated([...this.#peers.keys()], this.#random)) this.#startWorker(peerId);
         this.#account();
         this.#report();
         await this.#wakeup.wait();
