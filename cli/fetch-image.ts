@@ -283,9 +283,20 @@ export async function fetchImage(
     let lastLine = 0;
     const onProgress = (p: FetchProgress) => {
       progress.update(p.bytesDone);
-      if (opts.json && performance.now() - lastLine > 1000) {
+      // (and the last one, with the whole fetch's counters)
+      if (opts.json && (performance.now() - lastLine > 1000 || p.stage === 'done')) {
         lastLine = performance.now();
-        console.log(JSON.stringify({ progress: p }));
+        // What fetch's flow and its chunk server did so far (cumulative): the testbed's per-node time series
+        // (bench/testbed: --dump) reads who refused whom and why a node had nothing in flight.
+        const served = server?.stats();
+        const serve = served && {
+          bytes: served.bytesServed,
+          requests: served.requests,
+          busy: served.busy,
+          refusedBatches: served.refusedBatches,
+          active: served.activeStreams,
+        };
+        console.log(JSON.stringify({ progress: p, flow: fetcher?.flow(), serve }));
       }
     };
     // A running node takes preheat instructions from its announce responses (tracker/preheat.ts).

@@ -29,6 +29,7 @@ import { HaveExchange } from './have-exchange.ts';
 import type { ImageWriter } from './image-writer.ts';
 import type { ResumeState } from './resume-state.ts';
 import { Scheduler } from './scheduler.ts';
+import { rotated } from './source-order.ts';
 import { announce } from './tracker-client.ts';
 
 export type FetchStage = 'announced' | 'fetching' | 'verifying' | 'done' | 'seeding' | 'failed' | 'stopped';
@@ -47,6 +48,33 @@ export interface FetchProgress {
   peers: number;
   /** Peers banned for sending chunks that failed verification. */
   banned: number;
+}
+
+/**
+ * Where a fetch's time went (cumulative since run(); cheap counters for the testbed's per-node time series, fetch
+ * --json's progress lines): who refused it, how many sources it had, and why it had none.
+ */
+export interface FetchFlow {
+  /** Batches asked of neighbours and of the seeder. */
+  batchesPeers: number;
+  batchesSeeder: number;
+  /** Of those, batches answered `busy` (from their first chunk or a later one). */
+  busyPeers: number;
+  busySeeder: number;
+  /** Integral over time of the neighbours with a batch in flight (ms × sources), and ms with one at the seeder. */
+  peerSourceMs: number;
+  seederMs: number;
+  /**
+   * Ms with nothing in flight while fetching: every neighbour holding a chunk it may ask for was backed off after a
+   * `busy` or `error`; none held one (nothing to ask but the seeder, which rule 4 spares); some could be asked.
+   */
+  idleBackoffMs: number;
+  idleNothingMs: number;
+  idleOtherMs: number;
+  /** Now: neighbours with a batch in flight, and neighbours holding a chunk it may ask for (of them backed off). */
+  sources: number;
+  holding: number;
+  backedOff: number;
 }
 
 export interface FetcherComponents {
@@ -121,9 +149,29 @@ export class Fetcher {
   readonly #halt = new AbortController();
   /** The 'done' announce run() sent without waiting for it. */
   #doneAnnounce: Promise<void> | undefined;
+  readonly #flow: FetchFlow = {
+    batchesPeers: 0,
+    batchesSeeder: 0,
+    busyPeers: 0,
+    busySeeder: 0,
+    peerSourceMs: 0,
+    seederMs: 0,
+    idleBackoffMs: 0,
+    idleNothingMs: 0,
+    idleOtherMs: 0,
+    sources: 0,
+    holding: 0,
+    backedOff: 0,
+  };
+  /** When #flow was last brought up to date (performance.now()), and what was idle then. */
+  #flowAt = Number.NaN;
+  #idleKind: 'idleBackoffMs' | 'idleNothingMs' | 'idleOtherMs' | undefined;
+
+  readonly #random: () => number;
 
   constructor(components: FetcherComponents, init: FetcherInit) {
     this.#c = components;
+    this.#random = components.random ?? Math.random;
     this.#init = init;
     const m = init.manifest;
     m.chunks.forEach((c, i) => {
@@ -137,7 +185,7 @@ export class Fetcher {
     this.#scheduler = new Scheduler(
       {
         chunkLengths: m.chunks.map((c) => c.length),
-        random: components.random ?? Math.random,
+        random: this.#random,
         seederId: components.head.peerId,
         ...(init.maxSources ? { maxSources: init.maxSources } : {}),
       },
@@ -213,6 +261,42 @@ export class Fetcher {
     return (this.#dataTo - this.#dataFrom) / 1000;
   }
 
+  /** Where the fetch's time went so far (FetchFlow). */
+  flow(): FetchFlow {
+    if (this.#stage === 'fetching') this.#account();
+    return { ...this.#flow };
+  }
+
+  /**
+   * Brings #flow up to date: the time since the last call goes to the sources in flight then and, with none, to the
+   * idle reason found then; then takes the state now. Called on each turn of run()'s loop (every arrival, have and
+   * 200 ms tick) and by flow().
+   */
+  #account(): void {
+    const now = performance.now();
+    const f = this.#flow;
+    if (!Number.isNaN(this.#flowAt)) {
+      const dt = now - this.#flowAt;
+      f.peerSourceMs += f.sources * dt;
+      if (this.#workers.has(this.#c.head.peerId)) f.seederMs += dt;
+      if (this.#idleKind) f[this.#idleKind] += dt;
+    }
+    this.#flowAt = now;
+    const seeder = this.#workers.has(this.#c.head.peerId) ? 1 : 0;
+    f.sources = this.#workers.size - seeder;
+    const h = this.#scheduler.holders(this.#now());
+    f.holding = h.holding;
+    f.backedOff = h.backedOff;
+    this.#idleKind =
+      this.#workers.size > 0 || this.#scheduler.done
+        ? undefined
+        : h.holding === 0
+          ? 'idleNothingMs'
+          : h.backedOff === h.holding
+            ? 'idleBackoffMs'
+            : 'idleOtherMs';
+  }
+
   progress(): FetchProgress {
     const m = this.#init.manifest;
     let bytesDone = 0;
@@ -253,10 +337,14 @@ export class Fetcher {
         for (const { peerId, index } of this.#scheduler.overdue(this.#now())) {
           this.#scheduler.failed(peerId, index, 'timeout', this.#now());
         }
-        for (const peerId of this.#peers.keys()) this.#startWorker(peerId);
+        // From a random place in the list, not its start: else everyone's few sources were the nodes that
+        // announced first (peer/source-order.ts).
+        for (const peerId of rotated([...this.#peers.keys()], this.#random)) this.#startWorker(peerId);
+        this.#account();
         this.#report();
         await this.#wakeup.wait();
       }
+      this.#account();
       this.#dataTo = performance.now();
       this.#halt.abort();
       await announcer;
@@ -451,6 +539,9 @@ export class Fetcher {
     const pending = new Set(indices);
     const hashes = indices.map((i) => m.chunks[i].hash);
     const isSeeder = peerId === this.#c.head.peerId;
+    if (isSeeder) this.#flow.batchesSeeder++;
+    else this.#flow.batchesPeers++;
+    let refused = false;
     try {
       let k = 0;
       const opts = { timeoutMs: 30_000, pool: this.#pool };
@@ -458,6 +549,11 @@ export class Fetcher {
       for await (const got of fetchBatch(this.#c.node, addr, hashes, opts)) {
         const i = indices[k++];
         pending.delete(i);
+        if (got.status === 'busy' && !refused) {
+          refused = true;
+          if (isSeeder) this.#flow.busySeeder++;
+          else this.#flow.busyPeers++;
+        }
         try {
           await this.#take(peerId, i, got, isSeeder);
         } finally {

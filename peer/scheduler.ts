@@ -727,6 +727,22 @@ export class Scheduler {
     };
   }
 
+  /**
+   * Neighbours (not the seeder, not banned) holding a chunk this node may ask for now (`wanted` > 0), and how many of
+   * those are backed off after a `busy` or `error`: why a node with nothing in flight is idle (the fetcher's flow
+   * counters, for the testbed's per-node time series). O(peers).
+   */
+  holders(now: number): { holding: number; backedOff: number } {
+    let holding = 0;
+    let backedOff = 0;
+    for (const p of this.#list) {
+      if (p.seeder || p.banned || p.wanted === 0) continue;
+      holding++;
+      if (now < p.backoffUntil) backedOff++;
+    }
+    return { holding, backedOff };
+  }
+
   #rate(p: PeerState): number {
     if (!p.measured) return this.#o.initialRateBps;
     return Math.max(1, (p.rateBytes / Math.max(p.rateMs, 1)) * 1000);

@@ -71,6 +71,8 @@ export interface ChunkServerStats {
   requests: number;
   notFound: number;
   busy: number;
+  /** Batches answered `busy` throughout because they were over the limits when they came (not admitted). */
+  refusedBatches: number;
   /** Streams reset for a protocol violation, a timeout or a transport failure, plus `error` answers. */
   errors: number;
   activeStreams: number;
@@ -144,6 +146,7 @@ export class ChunkServer {
   #requests = 0;
   #notFound = 0;
   #busy = 0;
+  #refusedBatches = 0;
   #errors = 0;
 
   constructor(components: ChunkServerComponents, init: ChunkServerInit) {
@@ -188,6 +191,7 @@ export class ChunkServer {
       requests: this.#requests,
       notFound: this.#notFound,
       busy: this.#busy,
+      refusedBatches: this.#refusedBatches,
       errors: this.#errors,
       activeStreams: this.#active,
       perPeer: [...this.#peers.values()].map((p) => ({
@@ -250,7 +254,7 @@ export class ChunkServer {
           peer.active++;
           this.#active++;
           holding = true;
-        }
+        } else this.#refusedBatches++;
         // a super-seeding refusal ends what the batch gets (#serveFrame)
         const refusals = { any: false };
         for (; frame && frame.length > 0; frame = await t.next()) {

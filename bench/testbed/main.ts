@@ -1,5 +1,5 @@
 // `npm run bench:swarm -- --nodes N --rate MBIT --size MIB [--racks R] [--head-rate MBIT] [--spine-rate MBIT]
-//  [--runs K] [--no-nginx] [--json]`: the network testbed (needs root: network namespaces and tc).
+//  [--runs K] [--no-nginx] [--json] [--dump FILE]`: the network testbed (needs root: network namespaces and tc).
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fmt, median } from '../lib/stats.ts';
@@ -74,9 +74,29 @@ export function describe(r: TestbedResult): string {
   return lines.join('\n');
 }
 
+const USAGE = `usage: npm run bench:swarm -- [options]   (root: network namespaces and tc)
+  --nodes N          fetching nodes (default 8)
+  --rate MBIT        every host link, both ways (default 50)
+  --size MIB         image size (default 64)
+  --racks R          racks, one bridge each, shaped uplinks to a spine (default 1)
+  --head-rate MBIT   the head's link (default --rate)
+  --spine-rate MBIT  each rack's uplink (default --rate)
+  --runs K           runs one after the other (default 1)
+  --no-nginx         skip the nginx + curl baseline
+  --json             one JSON result per run instead of text
+  --dump FILE        each node's time series to FILE (FILE.2, FILE.3… for later runs): its fetch --json progress
+                     lines, about one a second — bytes from peers and the seeder, bytes uploaded, batches asked and
+                     refused (busy) by neighbours and the head, refusals its chunk server gave, sources in flight,
+                     idle time with nothing in flight and why (all holders backed off / none holds what it lacks).
+                     Read it with: node bench/testbed/dump.ts FILE [--series]
+Environment: RSW_TESTBED_CPU_PROF=DIR (V8 profiles), RSW_TESTBED_NODE_CONFIG=JSON (more node config),
+  RSW_TESTBED_NODE_V8_FLAGS, RSW_TESTBED_MIN_TSO_SEGS.`;
+
 if (import.meta.main) {
   const { values } = parseArgs({
     options: {
+      help: { type: 'boolean', default: false },
+      dump: { type: 'string' },
       nodes: { type: 'string', default: '8' },
       rate: { type: 'string', default: '50' },
       size: { type: 'string', default: '64' },
@@ -88,6 +108,10 @@ if (import.meta.main) {
       json: { type: 'boolean', default: false },
     },
   });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   for (let i = 0; i < Number(values.runs); i++) {
     const r = await runTestbed({
@@ -98,6 +122,7 @@ if (import.meta.main) {
       headRateMbit: num(values['head-rate']),
       spineRateMbit: num(values['spine-rate']),
       nginx: !values['no-nginx'],
+      dump: values.dump && (i === 0 ? values.dump : `${values.dump}.${i + 1}`),
       log: (l) => process.stderr.write(`${l}\n`),
     });
     console.log(values.json ? JSON.stringify(r) : `${describe(r)}\n`);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENV, V8_FLAGS } from '../../bin/launch.js';
+import type { FetchFlow, FetchProgress } from '../../peer/fetcher.ts';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import {
   type CpuBreakdown,
@@ -55,6 +56,12 @@ export interface TestbedOptions {
   timeoutSeconds?: number;
   /** Progress lines on stderr. */
   log?: (line: string) => void;
+  /**
+   * Write each node's time series here (JSON, bench/testbed/dump.ts: `--dump FILE`): its `fetch --json` progress
+   * lines (about one a second: bytes from peers and the seeder, uploads, refusals received and given, sources in
+   * flight, idle time and why), timed from the release, with its completion time and rack.
+   */
+  dump?: string;
 }
 
 export interface PhaseResult {
@@ -72,7 +79,7 @@ export interface PhaseResult {
 }
 
 export interface TestbedResult {
-  options: Required<Omit<TestbedOptions, 'log'>>;
+  options: Required<Omit<TestbedOptions, 'log' | 'dump'>>;
   imageBytes: number;
   chunks: number;
   tMin: number;
@@ -102,6 +109,23 @@ export interface TestbedResult {
     tcpOpens: { active: number; passive: number };
   };
   nginx?: PhaseResult;
+}
+
+/** One node's time series in a --dump file. */
+export interface NodeSeries {
+  node: number;
+  rack: string;
+  /** Seconds from the release to its verified image. */
+  done: number;
+  summary: Summary;
+  /** Its `fetch --json` progress lines (`{progress, flow, serve}`), `t` seconds from the release. */
+  lines: Array<{
+    t: number;
+    progress: FetchProgress;
+    flow?: FetchFlow;
+    /** Its chunk server's counters (cli/fetch-image.ts). */
+    serve?: { bytes: number; requests: number; busy: number; refusedBatches: number; active: number };
+  }>;
 }
 
 export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
@@ -262,6 +286,19 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       (p) => ((p.stdout.find((l) => l.line.startsWith('{"progress"'))?.at ?? Number.NaN) - rs.release) / 1000,
     );
     const summaries = rs.value.map((d) => d.summary);
+    if (o.dump) {
+      const series: NodeSeries[] = peers.map((p, i) => ({
+        node: i,
+        rack: `r${fabric.nodes[i].rack}`,
+        done: rs.value[i].at,
+        summary: rs.value[i].summary,
+        lines: p.stdout
+          .filter((l) => l.line.startsWith('{"progress"'))
+          .map((l) => ({ t: (l.at - rs.release) / 1000, ...JSON.parse(l.line) })),
+      }));
+      writeFileSync(o.dump, JSON.stringify({ options: opts, tMin, imageBytes, nodes: series }));
+      log(`per-node time series written to ${o.dump} (node bench/testbed/dump.ts ${o.dump})`);
+    }
     const rackswarm = {
       ...rs.result(rs.value.map((d) => d.at)),
       identical: fabric.nodes.every((_, i) =>
@@ -327,7 +364,7 @@ function medianBreakdown(all: Array<CpuBreakdown | undefined>): CpuBreakdown | u
   };
 }
 
-interface Summary {
+export interface Summary {
   seconds: number;
   bytesFromPeers: number;
   bytesFromSeeder: number;

@@ -2,13 +2,35 @@
 // a real head and real fetch processes, then nginx + curl. Checks what must hold whatever the timings: every
 // output is the image bit for bit, the counters saw the traffic, and nothing of the testbed is left behind.
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runTestbed } from '../../bench/testbed/testbed.ts';
+import { summary } from '../../bench/testbed/dump.ts';
+import { type NodeSeries, runTestbed } from '../../bench/testbed/testbed.ts';
 
 describe('swarm testbed', () => {
   it('gives 4 nodes in 2 racks a bit-identical image through rackswarm and through nginx, then cleans up', async () => {
-    const r = await runTestbed({ nodes: 4, racks: 2, rateMbit: 200, sizeMiB: 4 });
+    const dir = mkdtempSync(join(tmpdir(), 'rsw-testbed-dump-'));
+    const dump = join(dir, 'dump.json');
+    const r = await runTestbed({ nodes: 4, racks: 2, rateMbit: 200, sizeMiB: 4, dump });
     const F = r.imageBytes;
+    // --dump: each node's progress lines, the last one (stage done) with the whole fetch's flow counters
+    const d = JSON.parse(readFileSync(dump, 'utf8')) as { nodes: NodeSeries[] };
+    rmSync(dir, { recursive: true, force: true });
+    expect(d.nodes).toHaveLength(4);
+    for (const n of d.nodes) {
+      const last = n.lines.at(-1);
+      expect(last?.progress.bytesDone).toBe(F);
+      expect(last?.progress.stage).toBe('done');
+      const flow = last?.flow;
+      expect(flow).toBeDefined();
+      expect((flow?.batchesPeers ?? 0) + (flow?.batchesSeeder ?? 0)).toBeGreaterThan(0);
+      expect((flow?.peerSourceMs ?? 0) + (flow?.seederMs ?? 0)).toBeGreaterThan(0);
+      expect(last?.serve?.requests).toBeGreaterThanOrEqual(0);
+      expect(summary(n)).toContain(`done ${n.done.toFixed(2)} s`);
+    }
+    expect(d.nodes.reduce((a, n) => a + n.summary.bytesFromPeers, 0)).toBe(r.rackswarm.fromPeers);
     expect(r.rackswarm.identical).toBe(true);
     expect(r.nginx?.identical).toBe(true);
     expect(r.rackswarm.perNode).toHaveLength(4);

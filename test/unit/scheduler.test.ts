@@ -166,6 +166,14 @@ describe('Scheduler', () => {
     expect(s.next('b', 30)).toEqual([]); // its other chunk waits for a free source
   });
 
+  it('counts the neighbours holding something to ask for, and those backed off (holders)', () => {
+    const s = setup('XX..', { seeder: '', a: 'XXX.', b: 'XX..', c: '...X' });
+    expect(s.holders(0)).toEqual({ holding: 2, backedOff: 0 }); // a and c; b holds nothing missing, the head is no neighbour
+    for (const i of s.next('a', 0)) s.failed('a', i, 'busy', 0);
+    expect(s.holders(100)).toEqual({ holding: 2, backedOff: 1 });
+    expect(s.holders(300)).toEqual({ holding: 2, backedOff: 0 }); // the first back-off is 250 ms
+  });
+
   it('backs a busy peer off, doubling, once per batch; an arrival forgives it', () => {
     const s = setup('....', { a: 'XXXX' });
     for (const i of s.next('a', 0)) s.failed('a', i, 'busy', 0); // both chunks of the batch: one back-off

@@ -1,0 +1,102 @@
+// `node bench/testbed/dump.ts FILE [--series]`: reads a testbed --dump (bench/testbed/testbed.ts NodeSeries) and
+// prints per node, in finishing order, where its time went: from the seeder, peak upload, mean download, batches
+// refused by neighbours, idle time with nothing in flight and why, mean sources; with --series, the per-second rows of
+// the first, median and last node.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { FetchFlow } from '../../peer/fetcher.ts';
+import type { NodeSeries } from './testbed.ts';
+
+const MB = 1e6;
+const MiB = 1024 * 1024;
+
+type Line = NodeSeries['lines'][number];
+
+function f(x: number, d = 2): string {
+  return Number.isFinite(x) ? x.toFixed(d) : '–';
+}
+
+/** Per-second rows of a node: rates from the differences of its cumulative counters. */
+export function rows(n: NodeSeries): string[] {
+  const out = [
+    '    t s | down MB/s (seeder) | up MB/s | srcs | holding/backed-off | batches / busy (peers) | busy seeder | idle backoff/nothing/other ms | served busy batches | serve active',
+  ];
+  let prev: Line | undefined;
+  for (const l of n.lines) {
+    if (prev && l.flow && prev.flow && l.serve && prev.serve) {
+      const dt = l.t - prev.t;
+      const down = l.progress.bytesFromPeers + l.progress.bytesFromSeeder;
+      const pdown = prev.progress.bytesFromPeers + prev.progress.bytesFromSeeder;
+      const d = (k: keyof FetchFlow) => (l.flow?.[k] ?? 0) - (prev?.flow?.[k] ?? 0);
+      out.push(
+        `  ${f(l.t, 1).padStart(5)} | ${f((down - pdown) / dt / MB)} (${f((l.progress.bytesFromSeeder - prev.progress.bytesFromSeeder) / dt / MB)}) | ` +
+          `${f((l.serve.bytes - prev.serve.bytes) / dt / MB)} | ${f(d('peerSourceMs') / (dt * 1000), 1)} | ` +
+          `${l.flow.holding}/${l.flow.backedOff} | ${d('batchesPeers')} / ${d('busyPeers')} | ${d('busySeeder')}/${d('batchesSeeder')} | ` +
+          `${f(d('idleBackoffMs'), 0)}/${f(d('idleNothingMs'), 0)}/${f(d('idleOtherMs'), 0)} | ` +
+          `${l.serve.refusedBatches - prev.serve.refusedBatches} | ${l.serve.active}`,
+      );
+    }
+    prev = l;
+  }
+  return out;
+}
+
+/** One line per node: what its whole fetch looked like (its last progress line before completion). */
+export function summary(n: NodeSeries): string {
+  const last = n.lines.filter((l) => l.t <= n.done && l.flow).at(-1) ?? n.lines.at(-1);
+  const fl = last?.flow;
+  if (!fl) return `node ${n.node} done ${f(n.done)} s (no flow counters)`;
+  let peakUp = 0;
+  let minDown = Number.POSITIVE_INFINITY;
+  for (let k = 1; k < n.lines.length; k++) {
+    const a = n.lines[k - 1];
+    const b = n.lines[k];
+    const dt = b.t - a.t;
+    if (b.serve && a.serve) peakUp = Math.max(peakUp, (b.serve.bytes - a.serve.bytes) / dt);
+    if (b.t <= n.done && k > 1)
+      minDown = Math.min(
+        minDown,
+        (b.progress.bytesFromPeers +
+          b.progress.bytesFromSeeder -
+          a.progress.bytesFromPeers -
+          a.progress.bytesFromSeeder) /
+          dt,
+      );
+  }
+  const secs = (fl.peerSourceMs ?? 0) > 0 && last ? last.t - (n.lines[0]?.t ?? 0) : Number.NaN;
+  const got = n.summary.bytesFromPeers + n.summary.bytesFromSeeder;
+  const upBytes = n.lines.filter((l) => l.t <= n.done).at(-1)?.serve?.bytes ?? 0;
+  return (
+    `node ${String(n.node).padStart(2)} ${n.rack} done ${f(n.done)} s | seeder ${f(n.summary.bytesFromSeeder / MiB, 1)} MiB | ` +
+    `up by then ${f(upBytes / MiB, 1)} MiB (peak ${f(peakUp / MB)} MB/s) | down ${f(got / MB / n.done)} MB/s (min ${f(minDown / MB)}) | ` +
+    `batches ${fl.batchesPeers} busy ${fl.busyPeers} (${f((100 * fl.busyPeers) / Math.max(1, fl.batchesPeers), 0)} %), seeder ${fl.batchesSeeder} busy ${fl.busySeeder} | ` +
+    `idle backoff/nothing/other ${f(fl.idleBackoffMs / 1000)}/${f(fl.idleNothingMs / 1000)}/${f(fl.idleOtherMs / 1000)} s | ` +
+    `mean sources ${f(fl.peerSourceMs / 1000 / secs)} (${f(got / MB / (fl.peerSourceMs / 1000))} MB/s per source-second) | ` +
+    `refused given ${last?.serve?.refusedBatches ?? 0} batches`
+  );
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { series: { type: 'boolean', default: false } },
+  });
+  if (positionals.length !== 1) {
+    console.error('usage: node bench/testbed/dump.ts FILE [--series]');
+    process.exit(2);
+  }
+  const d = JSON.parse(readFileSync(positionals[0], 'utf8')) as { tMin: number; nodes: NodeSeries[] };
+  const byDone = [...d.nodes].sort((a, b) => a.done - b.done);
+  console.log(`T_min ${f(d.tMin)} s; nodes in finishing order:`);
+  for (const n of byDone) console.log(summary(n));
+  if (values.series) {
+    for (const [who, n] of [
+      ['first', byDone[0]],
+      ['median', byDone[Math.floor((byDone.length - 1) / 2)]],
+      ['last', byDone.at(-1) as NodeSeries],
+    ] as const) {
+      console.log(`\n${who} node ${n.node} (done ${f(n.done)} s):`);
+      for (const r of rows(n)) console.log(r);
+    }
+  }
+}
