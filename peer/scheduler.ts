@@ -446,6 +446,19 @@ export class Scheduler {
     for (const i of indices) if (Number.isInteger(i) && i >= 0 && i < n) this.#gain(p, i);
   }
 
+  /**
+   * peerHave() of one chunk (a have increment), then whether next(peerId, now) may offer that peer anything (false:
+   * it would return nothing before any work). One call where a caller told of a neighbour's fresh chunk would call
+   * peerHave(), isBanned() and next(): bench/sim's hottest loop (~60 neighbours told per verified chunk, most of
+   * them with their sources full, so next() returned nothing).
+   */
+  peerHaveOne(peerId: string, index: number, now: number): boolean {
+    const p = this.#peers.get(peerId);
+    if (!p || p.banned || p.seeder) return false;
+    if (Number.isInteger(index) && index >= 0 && index < this.#len.length) this.#gain(p, index);
+    return !this.done && this.#offerable(p, now);
+  }
+
   /** Whether `peerId` holds chunk `index`, as far as this node knows (its haves; minus not-found and corrupt answers). */
   holds(peerId: string, index: number): boolean {
     return this.#peers.get(peerId)?.has[index] === 1;

@@ -572,13 +572,14 @@ export function simulate(o: SimOptions): SimResult {
   const revealTo = (n: SimNode, i: number, peers: SimNode[]): void => {
     if (peers.length === 0) return;
     afterLatency(now, () => {
-      const one = [i];
+      const t = ms();
       for (const peer of peers) {
         // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
         // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
         if (held[peer.index * nChunks + i] === 1) continue;
-        peer.scheduler.peerHave(n.id, one);
-        if (peer.started && !peer.workers.has(n.id)) ask(peer, n.id);
+        // (peerHaveOne: the increment, and whether next() may give anything — ask() would run next() for nothing)
+        if (peer.scheduler.peerHaveOne(n.id, i, t) && peer.started && !peer.workers.has(n.id))
+          ask(peer, n.id);
       }
     });
   };
