@@ -235,7 +235,12 @@ interface PeerState {
   banned: boolean;
   /** Chunks this rack-mate said it is fetching from another rack and does not hold yet (rule 6): 1 each. */
   importing?: Uint8Array;
+  /** Removed (removePeer): its handle (peerHandle) is stale. */
+  gone: boolean;
 }
+
+/** A neighbour's entry in one Scheduler (peerHandle), opaque to the caller. */
+export type PeerHandle = { readonly __peerHandle: true };
 
 export class Scheduler {
   readonly #o: SchedulerTunables;
@@ -352,6 +357,7 @@ export class Scheduler {
       received: 0,
       bad: 0,
       banned: this.#banned.has(peerId),
+      gone: false,
     };
     this.#peers.set(peerId, p);
     this.#list.push(p);
@@ -419,6 +425,7 @@ export class Scheduler {
     const p = this.#peers.get(peerId);
     if (!p) return;
     this.#forget(p, now);
+    p.gone = true;
     this.#peers.delete(peerId);
     const last = this.#list.pop() as PeerState;
     const lastAt = this.#askAt.pop() as number;
@@ -454,7 +461,25 @@ export class Scheduler {
    */
   peerHaveOne(peerId: string, index: number, now: number): boolean {
     const p = this.#peers.get(peerId);
-    if (!p || p.banned || p.seeder) return false;
+    return p !== undefined && this.#haveOne(p, index, now);
+  }
+
+  /**
+   * A neighbour's entry, for peerHaveAt(): the lookup by id done once (it was a tenth of bench/sim's CPU at fine
+   * chunks, a first touch of another node's peer map per have increment). Valid until removePeer() of that peer
+   * (then ignored); undefined for a peer not added.
+   */
+  peerHandle(peerId: string): PeerHandle | undefined {
+    return this.#peers.get(peerId) as unknown as PeerHandle | undefined;
+  }
+
+  /** peerHaveOne() by the handle peerHandle() gave (of this scheduler). */
+  peerHaveAt(handle: PeerHandle, index: number, now: number): boolean {
+    return this.#haveOne(handle as unknown as PeerState, index, now);
+  }
+
+  #haveOne(p: PeerState, index: number, now: number): boolean {
+    if (p.gone || p.banned || p.seeder) return false;
     if (Number.isInteger(index) && index >= 0 && index < this.#len.length) this.#gain(p, index);
     return !this.done && this.#offerable(p, now);
   }

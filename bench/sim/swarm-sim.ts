@@ -14,7 +14,12 @@
  * exactly. Everything is in seconds here; the scheduler's clock is given ms.
  */
 import { loadConfig } from '../../core/config.ts';
-import { SCHEDULER_DEFAULTS, Scheduler, type SchedulerTunables } from '../../peer/scheduler.ts';
+import {
+  type PeerHandle,
+  SCHEDULER_DEFAULTS,
+  Scheduler,
+  type SchedulerTunables,
+} from '../../peer/scheduler.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
@@ -167,6 +172,8 @@ interface SimNode extends Host {
   exchange: Set<SimNode>;
   /** The same, as a list in the same order (the exchange only grows). */
   exchangeList: SimNode[];
+  /** Per place in exchangeList: this node's entry in that neighbour's scheduler, once it has one (tellHave). */
+  exchangeHandles: Array<PeerHandle | undefined>;
   /** Those of them in its rack, in the same order (the exchange only grows, so a prefix of it never changes). */
   rackMates: SimNode[];
   have: Uint8Array;
@@ -335,6 +342,7 @@ export function simulate(o: SimOptions): SimResult {
       workers: new Set(),
       exchange: new Set(),
       exchangeList: [],
+      exchangeHandles: [],
       rackMates: [],
       have: new Uint8Array(nChunks),
       haveCount: 0,
@@ -583,6 +591,31 @@ export function simulate(o: SimOptions): SimResult {
       }
     });
   };
+  /** n's have of chunk i, one latency on, to the neighbours at these places of its exchangeList, in this order. */
+  const tellHave = (n: SimNode, i: number, order: number[]): void => {
+    if (order.length === 0) return;
+    afterLatency(now, () => {
+      const t = ms();
+      const list = n.exchangeList;
+      const handles = n.exchangeHandles;
+      for (let k = 0; k < order.length; k++) {
+        const at = order[k];
+        const peer = list[at];
+        // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
+        // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
+        if (held[peer.index * nChunks + i] === 1) continue;
+        let h = handles[at];
+        if (h === undefined) {
+          // (not known to it yet: peerHave and next() would do nothing)
+          h = peer.scheduler.peerHandle(n.id);
+          if (h === undefined) continue;
+          handles[at] = h;
+        }
+        // (peerHaveAt: the increment, and whether next() may give anything — ask() would run next() for nothing)
+        if (peer.scheduler.peerHaveAt(h, i, t) && peer.started && !peer.workers.has(n.id)) ask(peer, n.id);
+      }
+    });
+  };
   const revealMore = (n: SimNode, i: number, k: number): void => {
     const key = n.index * nChunks + i;
     const pending = reveals.get(key);
@@ -607,9 +640,15 @@ export function simulate(o: SimOptions): SimResult {
     // in no fixed order. In the order they met (a Set's), the first neighbours won every fresh chunk: at 1,000
     // nodes the 32 nodes the head served first passed chunks among themselves while ~950 held nothing for 0.5 s
     // (2.57 × T_min; shuffled 2.43 ×, cross-rack 2.73 → 1.45 × racks × F).
-    const exchange = n.exchangeList.slice();
-    shuffle(exchange, random);
-    if (revealFirst > 0) {
+    if (revealFirst === 0) {
+      // (the neighbours' places in exchangeList, shuffled: the same draws and order as shuffling the list itself)
+      const order: number[] = new Array(n.exchangeList.length);
+      for (let k = 0; k < order.length; k++) order[k] = k;
+      shuffle(order, random);
+      tellHave(n, i, order);
+    } else {
+      const exchange = n.exchangeList.slice();
+      shuffle(exchange, random);
       const pending = exchange.filter((peer) => !peer.have[i]);
       const key = n.index * nChunks + i;
       reveals.set(key, pending);
@@ -620,7 +659,7 @@ export function simulate(o: SimOptions): SimResult {
         reveals.delete(key);
         revealTo(n, i, rest);
       });
-    } else revealTo(n, i, exchange);
+    }
     if (n.haveCount === nChunks) {
       n.doneAt = now;
       finished++;
@@ -651,6 +690,7 @@ export function simulate(o: SimOptions): SimResult {
   const exchangeWith = (n: SimNode, p: SimNode): void => {
     n.exchange.add(p);
     n.exchangeList.push(p);
+    n.exchangeHandles.push(undefined);
     if (p.rack === n.rack) n.rackMates.push(p);
   };
   /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */

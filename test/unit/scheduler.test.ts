@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_HASHES_PER_REQUEST } from '../../core/wire.ts';
-import { SCHEDULER_DEFAULTS, Scheduler, type SchedulerInit } from '../../peer/scheduler.ts';
+import { type PeerHandle, SCHEDULER_DEFAULTS, Scheduler, type SchedulerInit } from '../../peer/scheduler.ts';
 import { prng } from '../fixtures/tree.ts';
 
 const MiB = 1 << 20;
@@ -428,6 +428,20 @@ describe('Scheduler', () => {
     for (let seed = 7; seed <= 9; seed++) twins(seed, { maxSources: 3 }, false);
   });
 
+  it('ignores a have increment by the handle of a peer since removed', () => {
+    const s = setup('....', { a: '....' });
+    const stale = s.peerHandle('a') as PeerHandle;
+    s.removePeer('a', 0);
+    s.addPeer('a', 0);
+    expect(s.peerHaveAt(stale, 1, 0)).toBe(false);
+    expect(s.holds('a', 1)).toBe(false);
+    const fresh = s.peerHandle('a') as PeerHandle;
+    expect(s.peerHaveAt(fresh, 1, 0)).toBe(true);
+    expect(s.holds('a', 1)).toBe(true);
+    expect(s.next('a', 0)).toEqual([1]);
+    expect(s.peerHandle('nobody')).toBeUndefined();
+  });
+
   it('keeps its default requests in flight to one request frame', () => {
     expect(SCHEDULER_DEFAULTS.maxInFlightChunks).toBe(MAX_HASHES_PER_REQUEST);
   });
@@ -537,6 +551,8 @@ function twins(seed: number, extra: Options = {}, corrupt = false): void {
   };
   const ids = ['seeder', 'a', 'b', 'c', 'd', 'e', 'f'];
   const outstanding = new Map<string, Set<number>>();
+  /** `some`'s handles (peerHaveAt), taken anew when a peer joins again. */
+  const handles = new Map<string, PeerHandle | undefined>();
   const join = (id: string, t: number): void => {
     const remote = id === 'e' || id === 'f';
     const h = id === 'seeder' ? [] : Array.from({ length: n }, (_, i) => i).filter(() => random() < 0.3);
@@ -544,6 +560,7 @@ function twins(seed: number, extra: Options = {}, corrupt = false): void {
       s.addPeer(id, t, remote);
       if (id !== 'seeder') s.peerHave(id, h);
     });
+    handles.set(id, some.peerHandle(id));
     outstanding.set(id, new Set());
   };
   for (const id of ids) join(id, 0);
@@ -589,7 +606,9 @@ function twins(seed: number, extra: Options = {}, corrupt = false): void {
       const i = Math.floor(random() * n);
       every.peerHave(id, [i]);
       const a = every.isBanned(id) ? [] : every.next(id, t);
-      const may = some.peerHaveOne(id, i, t);
+      const handle = handles.get(id);
+      const may =
+        random() < 0.5 || handle === undefined ? some.peerHaveOne(id, i, t) : some.peerHaveAt(handle, i, t);
       const b = may ? some.next(id, t) : [];
       expect(b).toEqual(a);
       if (!may) skipped++;
