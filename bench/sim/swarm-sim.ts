@@ -176,6 +176,8 @@ interface SimNode extends Host {
   exchangeHandles: Array<PeerHandle | undefined>;
   /** Those of them in its rack, in the same order (the exchange only grows, so a prefix of it never changes). */
   rackMates: SimNode[];
+  /** Per place in rackMates: this node's entry in that rack-mate's scheduler, once it has one (tellImporting). */
+  rackMateHandles: Array<PeerHandle | undefined>;
   have: Uint8Array;
   haveCount: number;
   started: boolean;
@@ -344,6 +346,7 @@ export function simulate(o: SimOptions): SimResult {
       exchangeList: [],
       exchangeHandles: [],
       rackMates: [],
+      rackMateHandles: [],
       have: new Uint8Array(nChunks),
       haveCount: 0,
       started: false,
@@ -691,7 +694,10 @@ export function simulate(o: SimOptions): SimResult {
     n.exchange.add(p);
     n.exchangeList.push(p);
     n.exchangeHandles.push(undefined);
-    if (p.rack === n.rack) n.rackMates.push(p);
+    if (p.rack === n.rack) {
+      n.rackMates.push(p);
+      n.rackMateHandles.push(undefined);
+    }
   };
   /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
   const ask = (n: SimNode, id: string): void => {
@@ -752,7 +758,14 @@ export function simulate(o: SimOptions): SimResult {
         const base = m.index * nChunks;
         let k = 0;
         while (k < is.length && held[base + is[k]] === 1) k++;
-        if (k < is.length) m.scheduler.rackMateImporting(n.id, is, on);
+        if (k === is.length) continue;
+        let h = n.rackMateHandles[j];
+        if (h === undefined) {
+          h = m.scheduler.peerHandle(n.id);
+          if (h === undefined) continue; // (not known to it yet: rackMateImporting would do nothing)
+          n.rackMateHandles[j] = h;
+        }
+        m.scheduler.rackMateImportingAt(h, is, on);
       }
     });
   };
