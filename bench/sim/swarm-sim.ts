@@ -174,6 +174,8 @@ interface SimNode extends Host {
   exchangeList: SimNode[];
   /** Per place in exchangeList: this node's entry in that neighbour's scheduler, once it has one (tellHave). */
   exchangeHandles: Array<PeerHandle | undefined>;
+  /** Per place in exchangeList: that neighbour's index (its row in `held`, read without touching the neighbour). */
+  exchangeRows: number[];
   /** Those of them in its rack, in the same order (the exchange only grows, so a prefix of it never changes). */
   rackMates: SimNode[];
   /** Per place in rackMates: this node's entry in that rack-mate's scheduler, once it has one (tellImporting). */
@@ -345,6 +347,7 @@ export function simulate(o: SimOptions): SimResult {
       exchange: new Set(),
       exchangeList: [],
       exchangeHandles: [],
+      exchangeRows: [],
       rackMates: [],
       rackMateHandles: [],
       have: new Uint8Array(nChunks),
@@ -601,12 +604,13 @@ export function simulate(o: SimOptions): SimResult {
       const t = ms();
       const list = n.exchangeList;
       const handles = n.exchangeHandles;
+      const rows = n.exchangeRows;
       for (let k = 0; k < order.length; k++) {
         const at = order[k];
-        const peer = list[at];
         // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
         // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
-        if (held[peer.index * nChunks + i] === 1) continue;
+        if (held[rows[at] + i] === 1) continue;
+        const peer = list[at];
         let h = handles[at];
         if (h === undefined) {
           // (not known to it yet: peerHave and next() would do nothing)
@@ -694,6 +698,7 @@ export function simulate(o: SimOptions): SimResult {
     n.exchange.add(p);
     n.exchangeList.push(p);
     n.exchangeHandles.push(undefined);
+    n.exchangeRows.push(p.index * nChunks);
     if (p.rack === n.rack) {
       n.rackMates.push(p);
       n.rackMateHandles.push(undefined);
