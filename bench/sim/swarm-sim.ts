@@ -176,10 +176,14 @@ interface SimNode extends Host {
   exchangeHandles: Array<PeerHandle | undefined>;
   /** Per place in exchangeList: that neighbour's index (its row in `held`, read without touching the neighbour). */
   exchangeRows: number[];
+  /** Per place in exchangeList: that neighbour's scheduler (the same: not through the neighbour). */
+  exchangeSchedulers: Scheduler[];
   /** Those of them in its rack, in the same order (the exchange only grows, so a prefix of it never changes). */
   rackMates: SimNode[];
   /** Per place in rackMates: this node's entry in that rack-mate's scheduler, once it has one (tellImporting). */
   rackMateHandles: Array<PeerHandle | undefined>;
+  /** Per place in rackMates: that rack-mate's row in `held`. */
+  rackMateRows: number[];
   have: Uint8Array;
   haveCount: number;
   started: boolean;
@@ -348,8 +352,10 @@ export function simulate(o: SimOptions): SimResult {
       exchangeList: [],
       exchangeHandles: [],
       exchangeRows: [],
+      exchangeSchedulers: [],
       rackMates: [],
       rackMateHandles: [],
+      rackMateRows: [],
       have: new Uint8Array(nChunks),
       haveCount: 0,
       started: false,
@@ -605,21 +611,25 @@ export function simulate(o: SimOptions): SimResult {
       const list = n.exchangeList;
       const handles = n.exchangeHandles;
       const rows = n.exchangeRows;
+      const schedulers = n.exchangeSchedulers;
       for (let k = 0; k < order.length; k++) {
         const at = order[k];
         // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
         // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
         if (held[rows[at] + i] === 1) continue;
-        const peer = list[at];
+        const scheduler = schedulers[at];
         let h = handles[at];
         if (h === undefined) {
           // (not known to it yet: peerHave and next() would do nothing)
-          h = peer.scheduler.peerHandle(n.id);
+          h = scheduler.peerHandle(n.id);
           if (h === undefined) continue;
           handles[at] = h;
         }
         // (peerHaveAt: the increment, and whether next() may give anything — ask() would run next() for nothing)
-        if (peer.scheduler.peerHaveAt(h, i, t) && peer.started && !peer.workers.has(n.id)) ask(peer, n.id);
+        if (scheduler.peerHaveAt(h, i, t)) {
+          const peer = list[at];
+          if (peer.started && !peer.workers.has(n.id)) ask(peer, n.id);
+        }
       }
     });
   };
@@ -699,9 +709,11 @@ export function simulate(o: SimOptions): SimResult {
     n.exchangeList.push(p);
     n.exchangeHandles.push(undefined);
     n.exchangeRows.push(p.index * nChunks);
+    n.exchangeSchedulers.push(p.scheduler);
     if (p.rack === n.rack) {
       n.rackMates.push(p);
       n.rackMateHandles.push(undefined);
+      n.rackMateRows.push(p.index * nChunks);
     }
   };
   /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
@@ -758,12 +770,12 @@ export function simulate(o: SimOptions): SimResult {
     if (is.length === 0) return;
     afterLatency(now, () => {
       for (let j = 0; j < mates; j++) {
-        const m = n.rackMates[j];
         // a rack-mate holding all of them is not told (peer/have-exchange.ts): it could not want them
-        const base = m.index * nChunks;
+        const base = n.rackMateRows[j];
         let k = 0;
         while (k < is.length && held[base + is[k]] === 1) k++;
         if (k === is.length) continue;
+        const m = n.rackMates[j];
         let h = n.rackMateHandles[j];
         if (h === undefined) {
           h = m.scheduler.peerHandle(n.id);
