@@ -202,6 +202,8 @@ const IN_FLIGHT = 1;
 const HAVE = 2;
 /** Weight of the past in a peer's rate, per arrival: about the last five arrivals count. */
 const RATE_MEMORY = 0.8;
+/** Peers' byte arrays per buffer (Scheduler #bytes). */
+const SLAB_PEERS = 16;
 /** Random draws per random-first pick before falling back to the bucket walk (the peer holds few pickable chunks). */
 const RANDOM_TRIES = 32;
 
@@ -235,7 +237,12 @@ interface PeerState {
   banned: boolean;
   /** Chunks this rack-mate said it is fetching from another rack and does not hold yet (rule 6): 1 each. */
   importing?: Uint8Array;
+  /** Removed (removePeer): its handle (peerHandle) is stale. */
+  gone: boolean;
 }
+
+/** A neighbour's entry in one Scheduler (peerHandle), opaque to the caller. */
+export type PeerHandle = { readonly __peerHandle: true };
 
 export class Scheduler {
   readonly #o: SchedulerTunables;
@@ -285,6 +292,9 @@ export class Scheduler {
   readonly #stuck = new Set<number>();
   /** Per chunk: when the seeder last refused it (rule 4). */
   readonly #refusedAt: Float64Array;
+  /** The buffer the peers' byte arrays (has, importing) are cut from (#bytes), and the next free byte in it. */
+  #slab: ArrayBuffer | undefined;
+  #slabAt = 0;
 
   constructor(init: SchedulerInit, have: Iterable<number> = []) {
     this.#o = checkTunables({ ...SCHEDULER_DEFAULTS, ...definedOnly(init) });
@@ -339,7 +349,7 @@ export class Scheduler {
       seeder,
       remote: remote && !seeder,
       slot: this.#list.length,
-      has: new Uint8Array(this.#len.length),
+      has: this.#bytes(),
       wanted: 0,
       reqs: new Map(),
       inFlightBytes: 0,
@@ -352,6 +362,7 @@ export class Scheduler {
       received: 0,
       bad: 0,
       banned: this.#banned.has(peerId),
+      gone: false,
     };
     this.#peers.set(peerId, p);
     this.#list.push(p);
@@ -387,12 +398,21 @@ export class Scheduler {
    */
   rackMateImporting(peerId: string, indices: Iterable<number>, on: boolean): void {
     const p = this.#peers.get(peerId);
-    if (!p || p.seeder || p.remote || p.banned) return;
+    if (p !== undefined) this.#importing(p, indices, on);
+  }
+
+  /** rackMateImporting() by the handle peerHandle() gave (of this scheduler). */
+  rackMateImportingAt(handle: PeerHandle, indices: Iterable<number>, on: boolean): void {
+    this.#importing(handle as unknown as PeerState, indices, on);
+  }
+
+  #importing(p: PeerState, indices: Iterable<number>, on: boolean): void {
+    if (p.gone || p.seeder || p.remote || p.banned) return;
     const n = this.#len.length;
     for (const i of indices) {
       if (!Number.isInteger(i) || i < 0 || i >= n) continue;
       if (on && p.has[i] === 0 && p.importing?.[i] !== 1) {
-        p.importing ??= new Uint8Array(n);
+        p.importing ??= this.#bytes();
         p.importing[i] = 1;
         this.#localPending[i]++;
       } else if (!on && p.importing?.[i] === 1) {
@@ -419,6 +439,7 @@ export class Scheduler {
     const p = this.#peers.get(peerId);
     if (!p) return;
     this.#forget(p, now);
+    p.gone = true;
     this.#peers.delete(peerId);
     const last = this.#list.pop() as PeerState;
     const lastAt = this.#askAt.pop() as number;
@@ -444,6 +465,37 @@ export class Scheduler {
     }
     const n = this.#len.length;
     for (const i of indices) if (Number.isInteger(i) && i >= 0 && i < n) this.#gain(p, i);
+  }
+
+  /**
+   * peerHave() of one chunk (a have increment), then whether next(peerId, now) may offer that peer anything (false:
+   * it would return nothing before any work). One call where a caller told of a neighbour's fresh chunk would call
+   * peerHave(), isBanned() and next(): bench/sim's hottest loop (~60 neighbours told per verified chunk, most of
+   * them with their sources full, so next() returned nothing).
+   */
+  peerHaveOne(peerId: string, index: number, now: number): boolean {
+    const p = this.#peers.get(peerId);
+    return p !== undefined && this.#haveOne(p, index, now);
+  }
+
+  /**
+   * A neighbour's entry, for peerHaveAt(): the lookup by id done once (it was a tenth of bench/sim's CPU at fine
+   * chunks, a first touch of another node's peer map per have increment). Valid until removePeer() of that peer
+   * (then ignored); undefined for a peer not added.
+   */
+  peerHandle(peerId: string): PeerHandle | undefined {
+    return this.#peers.get(peerId) as unknown as PeerHandle | undefined;
+  }
+
+  /** peerHaveOne() by the handle peerHandle() gave (of this scheduler). */
+  peerHaveAt(handle: PeerHandle, index: number, now: number): boolean {
+    return this.#haveOne(handle as unknown as PeerState, index, now);
+  }
+
+  #haveOne(p: PeerState, index: number, now: number): boolean {
+    if (p.gone || p.banned || p.seeder) return false;
+    if (Number.isInteger(index) && index >= 0 && index < this.#len.length) this.#gain(p, index);
+    return !this.done && this.#offerable(p, now);
   }
 
   /** Whether `peerId` holds chunk `index`, as far as this node knows (its haves; minus not-found and corrupt answers). */
@@ -926,6 +978,22 @@ export class Scheduler {
       this.#pos[last] = at;
     }
     this.#pickable--;
+  }
+
+  /**
+   * A zeroed byte per chunk, for a peer's `has` or `importing`: views of one buffer for many peers, not a buffer of
+   * its own each (10,000 schedulers in bench/sim hold ~700,000 of them; their own buffers were a sixth of the CPU
+   * in its start, allocation and garbage collection). A removed peer's bytes are not reused.
+   */
+  #bytes(): Uint8Array {
+    const n = this.#len.length;
+    if (this.#slab === undefined || this.#slabAt + n > this.#slab.byteLength) {
+      this.#slab = new ArrayBuffer(Math.max(n, 1) * SLAB_PEERS);
+      this.#slabAt = 0;
+    }
+    const bytes = new Uint8Array(this.#slab, this.#slabAt, n);
+    this.#slabAt += n;
+    return bytes;
   }
 
   #check(i: number): void {

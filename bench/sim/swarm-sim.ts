@@ -14,7 +14,12 @@
  * exactly. Everything is in seconds here; the scheduler's clock is given ms.
  */
 import { loadConfig } from '../../core/config.ts';
-import { SCHEDULER_DEFAULTS, Scheduler, type SchedulerTunables } from '../../peer/scheduler.ts';
+import {
+  type PeerHandle,
+  SCHEDULER_DEFAULTS,
+  Scheduler,
+  type SchedulerTunables,
+} from '../../peer/scheduler.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
@@ -167,8 +172,18 @@ interface SimNode extends Host {
   exchange: Set<SimNode>;
   /** The same, as a list in the same order (the exchange only grows). */
   exchangeList: SimNode[];
+  /** Per place in exchangeList: this node's entry in that neighbour's scheduler, once it has one (tellHave). */
+  exchangeHandles: Array<PeerHandle | undefined>;
+  /** Per place in exchangeList: that neighbour's index (its row in `held`, read without touching the neighbour). */
+  exchangeRows: number[];
+  /** Per place in exchangeList: that neighbour's scheduler (the same: not through the neighbour). */
+  exchangeSchedulers: Scheduler[];
   /** Those of them in its rack, in the same order (the exchange only grows, so a prefix of it never changes). */
   rackMates: SimNode[];
+  /** Per place in rackMates: this node's entry in that rack-mate's scheduler, once it has one (tellImporting). */
+  rackMateHandles: Array<PeerHandle | undefined>;
+  /** Per place in rackMates: that rack-mate's row in `held`. */
+  rackMateRows: number[];
   have: Uint8Array;
   haveCount: number;
   started: boolean;
@@ -335,7 +350,12 @@ export function simulate(o: SimOptions): SimResult {
       workers: new Set(),
       exchange: new Set(),
       exchangeList: [],
+      exchangeHandles: [],
+      exchangeRows: [],
+      exchangeSchedulers: [],
       rackMates: [],
+      rackMateHandles: [],
+      rackMateRows: [],
       have: new Uint8Array(nChunks),
       haveCount: 0,
       started: false,
@@ -572,13 +592,44 @@ export function simulate(o: SimOptions): SimResult {
   const revealTo = (n: SimNode, i: number, peers: SimNode[]): void => {
     if (peers.length === 0) return;
     afterLatency(now, () => {
-      const one = [i];
+      const t = ms();
       for (const peer of peers) {
         // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
         // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
         if (held[peer.index * nChunks + i] === 1) continue;
-        peer.scheduler.peerHave(n.id, one);
-        if (peer.started && !peer.workers.has(n.id)) ask(peer, n.id);
+        // (peerHaveOne: the increment, and whether next() may give anything — ask() would run next() for nothing)
+        if (peer.scheduler.peerHaveOne(n.id, i, t) && peer.started && !peer.workers.has(n.id))
+          ask(peer, n.id);
+      }
+    });
+  };
+  /** n's have of chunk i, one latency on, to the neighbours at these places of its exchangeList, in this order. */
+  const tellHave = (n: SimNode, i: number, order: number[]): void => {
+    if (order.length === 0) return;
+    afterLatency(now, () => {
+      const t = ms();
+      const list = n.exchangeList;
+      const handles = n.exchangeHandles;
+      const rows = n.exchangeRows;
+      const schedulers = n.exchangeSchedulers;
+      for (let k = 0; k < order.length; k++) {
+        const at = order[k];
+        // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
+        // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
+        if (held[rows[at] + i] === 1) continue;
+        const scheduler = schedulers[at];
+        let h = handles[at];
+        if (h === undefined) {
+          // (not known to it yet: peerHave and next() would do nothing)
+          h = scheduler.peerHandle(n.id);
+          if (h === undefined) continue;
+          handles[at] = h;
+        }
+        // (peerHaveAt: the increment, and whether next() may give anything — ask() would run next() for nothing)
+        if (scheduler.peerHaveAt(h, i, t)) {
+          const peer = list[at];
+          if (peer.started && !peer.workers.has(n.id)) ask(peer, n.id);
+        }
       }
     });
   };
@@ -606,9 +657,15 @@ export function simulate(o: SimOptions): SimResult {
     // in no fixed order. In the order they met (a Set's), the first neighbours won every fresh chunk: at 1,000
     // nodes the 32 nodes the head served first passed chunks among themselves while ~950 held nothing for 0.5 s
     // (2.57 × T_min; shuffled 2.43 ×, cross-rack 2.73 → 1.45 × racks × F).
-    const exchange = n.exchangeList.slice();
-    shuffle(exchange, random);
-    if (revealFirst > 0) {
+    if (revealFirst === 0) {
+      // (the neighbours' places in exchangeList, shuffled: the same draws and order as shuffling the list itself)
+      const order: number[] = new Array(n.exchangeList.length);
+      for (let k = 0; k < order.length; k++) order[k] = k;
+      shuffle(order, random);
+      tellHave(n, i, order);
+    } else {
+      const exchange = n.exchangeList.slice();
+      shuffle(exchange, random);
       const pending = exchange.filter((peer) => !peer.have[i]);
       const key = n.index * nChunks + i;
       reveals.set(key, pending);
@@ -619,7 +676,7 @@ export function simulate(o: SimOptions): SimResult {
         reveals.delete(key);
         revealTo(n, i, rest);
       });
-    } else revealTo(n, i, exchange);
+    }
     if (n.haveCount === nChunks) {
       n.doneAt = now;
       finished++;
@@ -650,7 +707,14 @@ export function simulate(o: SimOptions): SimResult {
   const exchangeWith = (n: SimNode, p: SimNode): void => {
     n.exchange.add(p);
     n.exchangeList.push(p);
-    if (p.rack === n.rack) n.rackMates.push(p);
+    n.exchangeHandles.push(undefined);
+    n.exchangeRows.push(p.index * nChunks);
+    n.exchangeSchedulers.push(p.scheduler);
+    if (p.rack === n.rack) {
+      n.rackMates.push(p);
+      n.rackMateHandles.push(undefined);
+      n.rackMateRows.push(p.index * nChunks);
+    }
   };
   /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
   const ask = (n: SimNode, id: string): void => {
@@ -706,12 +770,19 @@ export function simulate(o: SimOptions): SimResult {
     if (is.length === 0) return;
     afterLatency(now, () => {
       for (let j = 0; j < mates; j++) {
-        const m = n.rackMates[j];
         // a rack-mate holding all of them is not told (peer/have-exchange.ts): it could not want them
-        const base = m.index * nChunks;
+        const base = n.rackMateRows[j];
         let k = 0;
         while (k < is.length && held[base + is[k]] === 1) k++;
-        if (k < is.length) m.scheduler.rackMateImporting(n.id, is, on);
+        if (k === is.length) continue;
+        const m = n.rackMates[j];
+        let h = n.rackMateHandles[j];
+        if (h === undefined) {
+          h = m.scheduler.peerHandle(n.id);
+          if (h === undefined) continue; // (not known to it yet: rackMateImporting would do nothing)
+          n.rackMateHandles[j] = h;
+        }
+        m.scheduler.rackMateImportingAt(h, is, on);
       }
     });
   };
