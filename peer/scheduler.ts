@@ -323,6 +323,11 @@ export class Scheduler {
     for (let i = 0; i < n; i++) if (this.#state[i] === MISSING) this.#insert(i);
   }
 
+  /** Peers known (the seeder included): askable()'s `start` is a slot below this. */
+  get peerCount(): number {
+    return this.#list.length;
+  }
+
   get done(): boolean {
     return this.#have === this.#len.length;
   }
@@ -569,13 +574,14 @@ export class Scheduler {
   }
 
   /**
-   * The peers next() may offer something now, in list order (the order they were added, as stats() shows it), each
+   * The peers next() may offer something now, in list order (as stats() shows it) from slot `start` round to the
+   * one before it (the fetcher starts each turn at a random place: peer/source-order.ts), each
    * checked when the iteration reaches it (a pick for one changes what the next may get): calling next() for these
    * alone gives the same answers as calling it for every peer, without the calls that return nothing before any
    * work — a fetch loop over 60 neighbours after every refusal made 15 million such calls at 1,000 nodes in
    * bench/sim, 70 per pick. Between its steps the caller calls next() only (nothing that adds to what a peer holds).
    */
-  *askable(now: number): Generator<string, void, undefined> {
+  *askable(now: number, start = 0): Generator<string, void, undefined> {
     if (this.done) return;
     // While chunks are pickable, only peers holding one (`wanted` > 0) may be offered anything, and next() only
     // lowers `wanted` and adds sources: those peers, in list order, each checked as the walk reaches it (a filtered
@@ -583,26 +589,33 @@ export class Scheduler {
     // Once nothing is pickable (endgame, maybe reached by a pick made here), any idle peer may get endgame copies:
     // the rest of the list, one by one.
     const list = this.#list;
+    const n = list.length;
+    if (n === 0) return;
     const maxSources = this.#o.maxSources;
-    let k = 0;
+    const first = Number.isInteger(start) && start > 0 ? start % n : 0;
+    // step s of the walk is slot (first + s) mod n
+    const slotAt = (s: number): number => (first + s < n ? first + s : first + s - n);
+    let s = 0;
     if (this.#pickable > 0) {
       const askAt = this.#askAt;
-      for (; k < list.length && this.#sources.length < maxSources; k++) {
+      for (; s < n && this.#sources.length < maxSources; s++) {
+        const k = slotAt(s);
         if (now < askAt[k]) continue; // holds nothing pickable, or backed off
         const p = list[k];
         if (!this.#offerable(p, now)) continue;
         yield p.id;
         if (this.#pickable === 0) {
-          k++;
+          s++;
           break;
         }
       }
-      if (this.#pickable > 0 && k < list.length) {
+      if (this.#pickable > 0 && s < n) {
         // Rule 1: with maxSources peers in flight, only they can be offered anything, and no other can join them
-        // while this runs (next() only adds requests): those from k on, in list order, instead of the rest of the
-        // walk. Then nothing is left for endgame copies either (the walk below stops at once).
-        const from = k;
-        const sources = this.#sources.filter((p) => p.slot >= from).sort((a, b) => a.slot - b.slot);
+        // while this runs (next() only adds requests): those at step s or later, in walk order, instead of the
+        // rest of the walk. Then nothing is left for endgame copies either (the walk below stops at once).
+        const step = (p: PeerState): number => (p.slot >= first ? p.slot - first : p.slot - first + n);
+        const from = s;
+        const sources = this.#sources.filter((p) => step(p) >= from).sort((a, b) => step(a) - step(b));
         for (const p of sources) {
           if (p.wanted === 0 || !this.#offerable(p, now)) continue;
           yield p.id;
@@ -615,7 +628,8 @@ export class Scheduler {
     // Nothing pickable: every `wanted` is 0, so only a peer without requests may get endgame copies, and none
     // while maxSources peers have some (next() only adds sources: once full, nothing more here).
     const idleAt = this.#idleAt;
-    for (; k < list.length && this.#sources.length < maxSources; k++) {
+    for (; s < n && this.#sources.length < maxSources; s++) {
+      const k = slotAt(s);
       if (now < idleAt[k]) continue; // requests in flight, banned, or backed off
       const p = list[k];
       if (this.#offerable(p, now)) yield p.id;

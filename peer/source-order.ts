@@ -15,6 +15,14 @@
 export function* rotated<T>(items: readonly T[], random: () => number): Generator<T, void, undefined> {
   const n = items.length;
   if (n === 0) return;
-  const start = Math.min(Math.floor(random() * n), n - 1);
+  const start = rotationStart(n, random);
   for (let k = 0; k < n; k++) yield items[(start + k) % n];
+}
+
+/**
+ * Where such a turn starts in a list of `n` (0 for an empty one): one draw of `random`. bench/sim walks its nodes'
+ * neighbours from here (Scheduler.askable's `start`), as the fetcher does with rotated().
+ */
+export function rotationStart(n: number, random: () => number): number {
+  return n === 0 ? 0 : Math.min(Math.floor(random() * n), n - 1);
 }

@@ -20,6 +20,7 @@ import {
   Scheduler,
   type SchedulerTunables,
 } from '../../peer/scheduler.ts';
+import { rotationStart } from '../../peer/source-order.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
@@ -700,8 +701,10 @@ export function simulate(o: SimOptions): SimResult {
   const pump = (n: SimNode): void => {
     if (n.haveCount === nChunks) return;
     // Only the neighbours the scheduler may offer something (Scheduler.askable: the others' next() would return
-    // nothing before any work), in the order they were added, which is n.peers' order here.
-    for (const id of n.scheduler.askable(ms())) if (!n.workers.has(id)) ask(n, id);
+    // nothing before any work), from a random place in the order they were added, as the fetcher's loop walks them
+    // (peer/source-order.ts): walked from the start, every node's few sources were the nodes it met first.
+    const start = rotationStart(n.scheduler.peerCount, random);
+    for (const id of n.scheduler.askable(ms(), start)) if (!n.workers.has(id)) ask(n, id);
   };
   /** Adds p to n's have exchange (and to its rack-mates, if it is one). */
   const exchangeWith = (n: SimNode, p: SimNode): void => {
