@@ -140,6 +140,8 @@ export interface NodeSeries {
   /** Seconds from the release to its verified image. */
   done: number;
   summary: Summary;
+  /** Its start's steps (cli/start-steps.ts), `t` seconds from the release. */
+  steps: Array<{ t: number; step: string; ms: number; cpuMs: number; monoUs?: number }>;
   /** Its `fetch --json` progress lines (`{progress, flow, serve}`), `t` seconds from the release. */
   lines: Array<{
     t: number;
@@ -342,6 +344,10 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
         rack: `r${fabric.nodes[i].rack}`,
         done: rs.value[i].at,
         summary: rs.value[i].summary,
+        steps: p.stderrLines.flatMap((l) => {
+          const st = parseStepLine(l.line);
+          return st ? [{ t: (l.at - rs.release) / 1000, ...st }] : [];
+        }),
         lines: p.stdout
           .filter((l) => l.line.startsWith('{"progress"'))
           .map((l) => ({ t: (l.at - rs.release) / 1000, ...JSON.parse(l.line) })),
