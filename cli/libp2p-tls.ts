@@ -15,8 +15,8 @@ import {
   type Upgrader,
 } from '@libp2p/interface';
 import { PROTOCOL } from '@libp2p/tls';
-import { generateCertificate, toMessageStream, toNodeDuplex } from '@libp2p/tls/utils';
-import { verifyLibp2pCertificate } from './libp2p-tls-verify.ts';
+import { toMessageStream, toNodeDuplex } from '@libp2p/tls/utils';
+import { makeLibp2pCertificate, verifyLibp2pCertificate } from './libp2p-tls-verify.ts';
 
 /**
  * libp2p's TLS 1.3 handshake (https://github.com/libp2p/specs/blob/master/tls/tls.md), as @libp2p/tls does it, with
@@ -33,7 +33,8 @@ import { verifyLibp2pCertificate } from './libp2p-tls-verify.ts';
  * the next connection with the same certificate — our peers reuse theirs too — skips the x509 parse and the two
  * signature checks (4.4 % of a testbed node's CPU at N = 16, docs/BENCHMARKS.md). Nothing unverified is trusted: the
  * TLS handshake itself proves the peer holds the certificate's key, and only byte-identical certificates hit. A
- * third: the full verification is @libp2p/tls's checks done by Node's X.509 (cli/libp2p-tls-verify.ts), ~6 × less CPU.
+ * third: the certificate is made, and a peer's verified in full, by Node's crypto and X.509 (cli/libp2p-tls-verify.ts)
+ * — the same certificate and the same checks as @libp2p/tls, at a fraction of @peculiar/x509's CPU.
  *
  * Everything else — the peer's certificate verified against the expected peer id, early muxer negotiation by ALPN,
  * TLS 1.3 only — is @libp2p/tls 3.1's code (dist/src/tls.js), kept in step with it.
@@ -121,7 +122,7 @@ class ReusingTls implements ConnectionEncrypter {
   #secureContext(options?: AbortOptions): Promise<SecureContext> {
     if (!this.#context) {
       // Not aborted with this handshake: the certificate outlives it.
-      const context = generateCertificate(this.#components.privateKey).then(({ cert, key }) => {
+      const context = makeLibp2pCertificate(this.#components.privateKey).then(({ cert, key }) => {
         made++;
         return createSecureContext({ cert, key, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
       });

@@ -2,7 +2,7 @@
 // real certificates from @libp2p/tls's generateCertificate, and ones made by openssl with a libp2p extension that is
 // right, signed over another key, missing, or not the first extension.
 import { execFileSync } from 'node:child_process';
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair, publicKeyToProtobuf } from '@libp2p/crypto/keys';
@@ -10,7 +10,11 @@ import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { generateCertificate, verifyPeerCertificate } from '@libp2p/tls/utils';
 import { afterAll, describe, expect, it } from 'vitest';
-import { firstExtension, verifyLibp2pCertificate } from '../../cli/libp2p-tls-verify.ts';
+import {
+  firstExtension,
+  makeLibp2pCertificate,
+  verifyLibp2pCertificate,
+} from '../../cli/libp2p-tls-verify.ts';
 import { tempDir } from '../helpers/cli.ts';
 
 const t = tempDir('rsw-tlsv-');
@@ -125,5 +129,25 @@ describe('libp2p TLS certificates verified by Node X.509', () => {
     expect(v.ours).toMatch(/^error /);
     expect(v.theirs).toMatch(/^error /);
     await expect(verifyLibp2pCertificate(Buffer.from('not a certificate'))).rejects.toThrow(/certificate/);
+  }, 30_000);
+});
+
+describe('libp2p TLS certificates made by Node crypto', () => {
+  it('are accepted by @libp2p/tls, by the native verifier and by openssl, as the peer that made them', async () => {
+    for (let i = 0; i < 3; i++) {
+      const k = await generateKeyPair('Ed25519');
+      const { cert, key } = await makeLibp2pCertificate(k);
+      const x = new X509Certificate(cert);
+      expect(x.checkPrivateKey(createPrivateKey(key))).toBe(true);
+      expect(Date.parse(x.validTo) - Date.now()).toBeGreaterThan(99 * 365 * 86_400_000);
+      expect(Date.parse(x.validFrom)).toBeLessThan(Date.now());
+      const id = peerIdFromPrivateKey(k);
+      expect(await verdicts(x.raw, id)).toEqual({ ours: id.toString(), theirs: id.toString() });
+      const file = join(t.dir, `made${i}.pem`);
+      writeFileSync(file, cert);
+      expect(execFileSync('openssl', ['x509', '-in', file, '-noout', '-text']).toString()).toMatch(
+        /1\.3\.6\.1\.4\.1\.53594\.1\.1: critical/,
+      );
+    }
   }, 30_000);
 });
