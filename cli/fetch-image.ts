@@ -34,6 +34,7 @@ import { createP2PNode, handledStreamCounts, stopP2PNode } from './p2p-node.ts';
 import { Preheater } from './preheater.ts';
 import { byteProgress } from './progress.ts';
 import { onInterrupt } from './signals.ts';
+import { startSteps } from './start-steps.ts';
 
 export interface FetchOptions {
   head: string;
@@ -138,6 +139,9 @@ export async function fetchImage(
   hooks: FetchHooks = {},
 ): Promise<void> {
   const started = performance.now();
+  // RSW_FETCH_STEPS=1: each step of the start on stderr, with the CPU spent so far (bench/testbed reads them).
+  const step = startSteps(process.env, started);
+  step('begin');
   const channelRef = ref.includes(':') ? parseChannelRef(ref) : undefined;
   const { name, version: asked } = channelRef
     ? { name: channelRef.name, version: 'latest' as const }
@@ -168,8 +172,20 @@ export async function fetchImage(
   // The head's answers are awaited where they are first needed, not one after another: the revocations before
   // anything is verified against the pinned keys (a channel pointer, the manifest) — so before any chunk is asked
   // for or served; the bootstrap before the head is dialled.
-  const revocations = settled(nodeRevocations(client, cache, trusted));
-  const bootstrap = settled(channelRef ? undefined : client.bootstrap());
+  const revocations = settled(
+    nodeRevocations(client, cache, trusted).then((r) => {
+      step('revocations');
+      return r;
+    }),
+  );
+  const bootstrap = settled(
+    channelRef
+      ? undefined
+      : client.bootstrap().then((b) => {
+          step('bootstrap');
+          return b;
+        }),
+  );
   const opening = settled(
     opts.cache !== undefined && config.peer.cacheVersions > 0
       ? ChunkCache.open(cache, { keepVersions: config.peer.cacheVersions, copies: config.peer.cacheCopies })
@@ -218,6 +234,7 @@ export async function fetchImage(
     connectionGater: mesh?.gater,
   });
   mesh?.attach(node);
+  step('libp2p');
   const interrupt = onInterrupt();
   let server: ChunkServer | undefined;
   let bulk: BulkServer | undefined;
@@ -228,6 +245,7 @@ export async function fetchImage(
     // enrolled (two round trips at once); what connectHead finds wrong is what the caller hears.
     let manifest: (() => Promise<Awaited<ReturnType<typeof fetchManifest>>>) | undefined;
     await connectHead(node, headAddr, headPeerId, config.mesh.closed, interrupt.signal, () => {
+      step('dialled');
       manifest = settled(
         fetchManifest(node, headAddr, name, version, {
           maxBytes: config.manifest.maxBytes,
@@ -235,13 +253,16 @@ export async function fetchImage(
         }),
       );
     });
+    step('enrolled');
     const got = await (manifest as NonNullable<typeof manifest>)();
+    step('manifest');
     const revoked = await revocations();
     const opened = openSignedManifest(got.envelope, trusted, {
       maxBytes: config.manifest.maxBytes,
       revoked,
     });
     const m = opened.manifest;
+    step('verified');
     if (
       m.name !== name ||
       (version !== 'latest' && m.version !== version) ||
@@ -279,6 +300,7 @@ export async function fetchImage(
     // The output may have changed behind the record (another image written there, a lost write): re-check.
     if (resume.count > 0) await resume.verifyRecorded(writer, m);
     await chunkCache?.prefill(m, writer, resume, { inPlace });
+    step('output');
     const progress = byteProgress(`fetching ${name} v${m.version}`, m.size, !opts.json);
     let lastLine = 0;
     const onProgress = (p: FetchProgress) => {
@@ -329,6 +351,7 @@ export async function fetchImage(
         maxSources: config.peer.maxSources,
         announceExtra: () => ({ preheat: preheat.reports() }),
         onAnnounceResponse: (r) => preheat.handle(r.instructions),
+        onStep: step,
       },
     );
     const f = fetcher;
@@ -347,6 +370,7 @@ export async function fetchImage(
     await server.start(node);
     bulk = await startBulkServer(server, node, config, config.peer.listen);
     await seenWritten();
+    step('servers');
     const result = await fetcher.run(interrupt.signal).finally(() => progress.stop());
     const summary: FetchSummary = {
       id: opened.id,

@@ -15,7 +15,8 @@ import {
   type Upgrader,
 } from '@libp2p/interface';
 import { PROTOCOL } from '@libp2p/tls';
-import { generateCertificate, toMessageStream, toNodeDuplex, verifyPeerCertificate } from '@libp2p/tls/utils';
+import { toMessageStream, toNodeDuplex } from '@libp2p/tls/utils';
+import { makeLibp2pCertificate, verifyLibp2pCertificate } from './libp2p-tls-verify.ts';
 
 /**
  * libp2p's TLS 1.3 handshake (https://github.com/libp2p/specs/blob/master/tls/tls.md), as @libp2p/tls does it, with
@@ -31,7 +32,9 @@ import { generateCertificate, toMessageStream, toNodeDuplex, verifyPeerCertifica
  * And a second: a peer's certificate, once verified, is remembered by its exact DER bytes (VerifiedCertificates), so
  * the next connection with the same certificate — our peers reuse theirs too — skips the x509 parse and the two
  * signature checks (4.4 % of a testbed node's CPU at N = 16, docs/BENCHMARKS.md). Nothing unverified is trusted: the
- * TLS handshake itself proves the peer holds the certificate's key, and only byte-identical certificates hit.
+ * TLS handshake itself proves the peer holds the certificate's key, and only byte-identical certificates hit. A
+ * third: the certificate is made, and a peer's verified in full, by Node's crypto and X.509 (cli/libp2p-tls-verify.ts)
+ * — the same certificate and the same checks as @libp2p/tls, at a fraction of @peculiar/x509's CPU.
  *
  * Everything else — the peer's certificate verified against the expected peer id, early muxer negotiation by ALPN,
  * TLS 1.3 only — is @libp2p/tls 3.1's code (dist/src/tls.js), kept in step with it.
@@ -55,15 +58,11 @@ export function tlsCertificatesVerified(): number {
 /** Verified certificates a node remembers (the oldest are forgotten first): more than a swarm's neighbours. */
 const VERIFIED_CERTIFICATES = 1024;
 
-/** Peer certificates verified in full (verifyPeerCertificate), by their exact DER bytes. */
+/** Peer certificates verified in full (verifyLibp2pCertificate), by their exact DER bytes. */
 class VerifiedCertificates {
   readonly #byDer = new Map<string, { peer: PeerId; notBefore: number; notAfter: number }>();
 
-  async verify(
-    cert: PeerCertificate,
-    expected: PeerId | undefined,
-    log: Parameters<typeof verifyPeerCertificate>[2],
-  ): Promise<PeerId> {
+  async verify(cert: PeerCertificate, expected: PeerId | undefined): Promise<PeerId> {
     const der = cert.raw.toString('base64');
     const now = Date.now();
     const hit = this.#byDer.get(der);
@@ -71,7 +70,7 @@ class VerifiedCertificates {
       if (expected?.equals(hit.peer) === false) throw new UnexpectedPeerError();
       return hit.peer;
     }
-    const peer = await verifyPeerCertificate(new Uint8Array(cert.raw), expected, log);
+    const peer = await verifyLibp2pCertificate(cert.raw, expected);
     verified++;
     const notBefore = Date.parse(cert.valid_from);
     const notAfter = Date.parse(cert.valid_to);
@@ -123,7 +122,7 @@ class ReusingTls implements ConnectionEncrypter {
   #secureContext(options?: AbortOptions): Promise<SecureContext> {
     if (!this.#context) {
       // Not aborted with this handshake: the certificate outlives it.
-      const context = generateCertificate(this.#components.privateKey).then(({ cert, key }) => {
+      const context = makeLibp2pCertificate(this.#components.privateKey).then(({ cert, key }) => {
         made++;
         return createSecureContext({ cert, key, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
       });
@@ -186,7 +185,7 @@ class ReusingTls implements ConnectionEncrypter {
       return await new Promise<SecuredConnection>((resolve, reject) => {
         const verifyRemote = () => {
           this.#verified
-            .verify(socket.getPeerCertificate(), options?.remotePeer, log)
+            .verify(socket.getPeerCertificate(), options?.remotePeer)
             .then((remotePeer: PeerId) => {
               // 'libp2p' is special: the remote does not support early muxer negotiation
               if (

@@ -98,6 +98,8 @@ export interface FetcherInit {
   rack?: string;
   host?: string;
   onProgress?: (p: FetchProgress) => void;
+  /** Named points of the start (first announce answer, first have, first request, first chunk): cli/start-steps.ts. */
+  onStep?: (name: string) => void;
   /** Extension fields for each announce (preheat reports), and a look at each response (its instructions). */
   announceExtra?: () => Omit<AnnounceBodyExt, keyof AnnounceBody>;
   onAnnounceResponse?: (r: AnnounceResponse) => void;
@@ -200,6 +202,7 @@ export class Fetcher {
       onRack: (peerId, rack) =>
         this.#scheduler.setRemote(peerId, init.rack !== undefined && rack !== init.rack),
       onHave: (peerId, indices) => {
+        init.onStep?.('firstHave');
         this.#scheduler.peerHave(peerId, indices);
         this.#poke();
       },
@@ -324,6 +327,7 @@ export class Fetcher {
    */
   async run(signal?: AbortSignal): Promise<FetchProgress> {
     this.#started = this.#now();
+    this.#init.onStep?.('run');
     await this.#exchange.start();
     const announcer = this.#announceLoop(signal);
     this.#stage = 'fetching';
@@ -502,6 +506,7 @@ export class Fetcher {
       { timeoutMs },
     );
     this.#init.onAnnounceResponse?.(r);
+    this.#init.onStep?.(r.peers.length > 0 ? 'trackerPeers' : 'trackerEmpty');
     this.#intervalMs = r.intervalSeconds * 1000;
     for (const peer of r.peers) {
       const addr = peer.addrs[0];
@@ -522,6 +527,7 @@ export class Fetcher {
       this.#scheduler.isRemote(peerId) || (!!this.#init.rack && peerId === this.#c.head.peerId);
     if (importing) this.#exchange.importing(indices, true);
     this.#dataFrom ??= performance.now();
+    this.#init.onStep?.(peerId === this.#c.head.peerId ? 'firstRequestHead' : 'firstRequestPeer');
     void this.#fetchFrom(peerId, indices).finally(() => {
       this.#workers.delete(peerId);
       if (importing)
@@ -593,6 +599,7 @@ export class Fetcher {
       }
       this.#markVerified(j);
     }
+    this.#init.onStep?.('firstChunk');
     if (isSeeder) this.#fromSeeder += got.data.length;
     else this.#fromPeers += got.data.length;
     this.#maybeSync();

@@ -43,6 +43,17 @@ export function describe(r: TestbedResult): string {
       `${fmt(CORES * s.tLast, 1)} s, ${fmt(s.cpu.meanBusy * CORES * s.tLast, 1)} s of it busy, ` +
       `${fmt(s.cpu.irqShare * CORES * s.tLast, 1)} s of that in interrupts (the kernel's packet work)`,
   ];
+  if (s.startSteps.length > 0) {
+    lines.push(
+      `  start (s from the release, first / median / last node; median node's CPU s by then): ` +
+        s.startSteps
+          .map((x) => `${x.step} ${fmt(x.min)} / ${fmt(x.median)} / ${fmt(x.max)} (${fmt(x.cpuMedian)})`)
+          .join('; '),
+      `  head during the start (release → last node's first chunk, ${fmt(s.headStart.seconds)} s): ` +
+        `${fmt(s.headStart.cpuSeconds)} CPU s, ${fmt((s.headStart.cpuSeconds / o.nodes) * 1000, 0)} ms per node, ` +
+        `${fmt((s.headStart.cpuSeconds / s.headStart.seconds) * 100, 0)} % of one core`,
+    );
+  }
   for (const [who, d] of [
     ['median node', s.cpuDetail.node],
     ['head', s.cpuDetail.head],

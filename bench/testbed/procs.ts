@@ -7,6 +7,8 @@ export interface Proc {
   /** Complete lines so far, with the ms (performance.now) each arrived. */
   stdout: Array<{ at: number; line: string }>;
   stderr: string;
+  /** Complete stderr lines so far, with the ms each arrived. */
+  stderrLines: Array<{ at: number; line: string }>;
   exited: Promise<number | null>;
   /** Resolves with the first stdout/stderr line matching `re`, rejects if the process exits first or after `ms`. */
   waitFor(re: RegExp, ms: number, stream?: 'stdout' | 'stderr'): Promise<{ at: number; line: string }>;
@@ -15,9 +17,21 @@ export interface Proc {
 export class Procs {
   readonly #all = new Set<ChildProcess>();
 
-  /** Runs `cmd args…` in namespace `ns`, stdin a pipe (the gate), stdout/stderr collected line by line. */
-  start(ns: string, cmd: string, args: string[], onLine?: (line: string, at: number) => void): Proc {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  /**
+   * Runs `cmd args…` in namespace `ns`, stdin a pipe (the gate), stdout/stderr collected line by line; `env` added to
+   * the testbed's environment.
+   */
+  start(
+    ns: string,
+    cmd: string,
+    args: string[],
+    onLine?: (line: string, at: number) => void,
+    env?: Record<string, string>,
+  ): Proc {
+    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(env ? { env: { ...process.env, ...env } } : {}),
+    });
     this.#all.add(child);
     child.on('exit', () => this.#all.delete(child));
     const stdout: Proc['stdout'] = [];
@@ -28,6 +42,7 @@ export class Procs {
       child,
       stdout,
       stderr: '',
+      stderrLines: errLines,
       exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
       waitFor: (re, ms, stream = 'stdout') => {
         const seen = (stream === 'stdout' ? stdout : errLines).find((l) => re.test(l.line));

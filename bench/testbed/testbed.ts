@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENV, V8_FLAGS } from '../../bin/launch.js';
+import { parseStepLine } from '../../cli/start-steps.ts';
 import type { FetchFlow, FetchProgress } from '../../peer/fetcher.ts';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import {
@@ -107,8 +108,29 @@ export interface TestbedResult {
      * namespace's counters (libp2p connections and bulk connections alike; none before the release).
      */
     tcpOpens: { active: number; passive: number };
+    /**
+     * The start, step by step (cli/start-steps.ts, in the order of their median time): per step, the nodes that
+     * reached it, seconds from the release to it (min / median / max over those nodes) and the CPU seconds a node had
+     * spent by then since the release (median).
+     */
+    startSteps: StartStep[];
+    /**
+     * The head's CPU seconds from the release to the last node's first chunk (sampled every 50 ms), and that span:
+     * the head's per-node work of the start and how busy it kept its one event loop.
+     */
+    headStart: { seconds: number; cpuSeconds: number };
   };
   nginx?: PhaseResult;
+}
+
+/** One step of the nodes' start (TestbedResult.rackswarm.startSteps). */
+export interface StartStep {
+  step: string;
+  nodes: number;
+  min: number;
+  median: number;
+  max: number;
+  cpuMedian: number;
 }
 
 /** One node's time series in a --dump file. */
@@ -118,6 +140,8 @@ export interface NodeSeries {
   /** Seconds from the release to its verified image. */
   done: number;
   summary: Summary;
+  /** Its start's steps (cli/start-steps.ts), `t` seconds from the release. */
+  steps: Array<{ t: number; step: string; ms: number; cpuMs: number; monoUs?: number }>;
   /** Its `fetch --json` progress lines (`{progress, flow, serve}`), `t` seconds from the release. */
   lines: Array<{
     t: number;
@@ -233,30 +257,36 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
         process.env.RSW_TESTBED_NODE_V8_FLAGS === undefined
           ? V8_FLAGS
           : process.env.RSW_TESTBED_NODE_V8_FLAGS.split(/\s+/).filter(Boolean);
-      return procs.start(n.ns, process.execPath, [
-        ...profile,
-        ...v8Flags,
-        '--import',
-        gate,
-        bin,
-        '--config',
-        config,
-        'fetch',
-        'img',
-        '--head',
-        headUrl,
-        '--trust',
-        pub,
-        '--out',
-        join(dir, 'image.out'),
-        '--cache',
-        join(dir, 'cache'),
-        '--rack',
-        `r${n.rack}`,
-        '--linger',
-        '3600',
-        '--json',
-      ]);
+      return procs.start(
+        n.ns,
+        process.execPath,
+        [
+          ...profile,
+          ...v8Flags,
+          '--import',
+          gate,
+          bin,
+          '--config',
+          config,
+          'fetch',
+          'img',
+          '--head',
+          headUrl,
+          '--trust',
+          pub,
+          '--out',
+          join(dir, 'image.out'),
+          '--cache',
+          join(dir, 'cache'),
+          '--rack',
+          `r${n.rack}`,
+          '--linger',
+          '3600',
+          '--json',
+        ],
+        undefined,
+        { RSW_FETCH_STEPS: '1' },
+      );
     });
     await Promise.all(peers.map((p) => p.waitFor(/testbed-gate ready/, 120_000, 'stderr')));
     const prestart = (performance.now() - t0) / 1000;
@@ -269,16 +299,30 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       headDetail: processCpuBreakdown(head.child.pid),
     });
     let cpu0 = cpuAt();
+    // The head's CPU through the start (until every node has its first chunk), sampled.
+    const headSamples: Array<{ at: number; cpu: number }> = [];
     const rs = await phase(fabric, opts.timeoutSeconds, async (release) => {
       cpu0 = cpuAt();
       for (const p of peers) p.child.stdin?.write('go\n');
-      const done = await Promise.all(
-        peers.map(async (p) => {
-          const l = await p.waitFor(/"seconds":/, opts.timeoutSeconds * 1000);
-          return { at: (l.at - release) / 1000, summary: JSON.parse(l.line) as Summary };
-        }),
-      );
-      return done;
+      headSamples.push({ at: release, cpu: cpu0.head });
+      const sampler = setInterval(() => {
+        headSamples.push({ at: performance.now(), cpu: processCpuSeconds(head.child.pid) });
+      }, 50);
+      void Promise.all(
+        peers.map((p) => p.waitFor(/"step":"firstChunk"/, opts.timeoutSeconds * 1000, 'stderr')),
+      )
+        .catch(() => {})
+        .finally(() => clearInterval(sampler));
+      try {
+        return await Promise.all(
+          peers.map(async (p) => {
+            const l = await p.waitFor(/"seconds":/, opts.timeoutSeconds * 1000);
+            return { at: (l.at - release) / 1000, summary: JSON.parse(l.line) as Summary };
+          }),
+        );
+      } finally {
+        clearInterval(sampler);
+      }
     });
     const cpu1 = cpuAt();
     const opens = peers.map((p) => netnsTcpOpens(p.child.pid));
@@ -286,12 +330,24 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       (p) => ((p.stdout.find((l) => l.line.startsWith('{"progress"'))?.at ?? Number.NaN) - rs.release) / 1000,
     );
     const summaries = rs.value.map((d) => d.summary);
+    const startSteps = collectSteps(peers, rs.release, cpu0.nodes);
+    const lastFirstChunk =
+      rs.release + 1000 * (startSteps.find((s) => s.step === 'firstChunk')?.max ?? Number.NaN);
+    const headAt = headSamples.find((x) => x.at >= lastFirstChunk) ?? headSamples.at(-1);
+    const headStart = {
+      seconds: ((headAt?.at ?? Number.NaN) - rs.release) / 1000,
+      cpuSeconds: (headAt?.cpu ?? Number.NaN) - cpu0.head,
+    };
     if (o.dump) {
       const series: NodeSeries[] = peers.map((p, i) => ({
         node: i,
         rack: `r${fabric.nodes[i].rack}`,
         done: rs.value[i].at,
         summary: rs.value[i].summary,
+        steps: p.stderrLines.flatMap((l) => {
+          const st = parseStepLine(l.line);
+          return st ? [{ t: (l.at - rs.release) / 1000, ...st }] : [];
+        }),
         lines: p.stdout
           .filter((l) => l.line.startsWith('{"progress"'))
           .map((l) => ({ t: (l.at - rs.release) / 1000, ...JSON.parse(l.line) })),
@@ -320,6 +376,8 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
         active: median(opens.map((o) => o?.active ?? Number.NaN)),
         passive: median(opens.map((o) => o?.passive ?? Number.NaN)),
       },
+      startSteps,
+      headStart,
     };
     log(`rackswarm: last node ${rackswarm.tLast.toFixed(2)} s (T_min ${tMin.toFixed(2)} s)`);
     if (profDir) {
@@ -344,6 +402,36 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     process.off('SIGTERM', onSignal);
     await cleanup();
   }
+}
+
+/**
+ * Each start step's times from the release (the arrival of its stderr line) and the node's CPU by then (its own
+ * count, less its CPU at the release as /proc read it), over the nodes that reached it; sorted by median time.
+ */
+function collectSteps(peers: Proc[], release: number, cpuAtRelease: number[]): StartStep[] {
+  const by = new Map<string, Array<{ t: number; cpu: number }>>();
+  peers.forEach((p, i) => {
+    for (const l of p.stderrLines) {
+      const st = parseStepLine(l.line);
+      if (!st) continue;
+      const xs = by.get(st.step) ?? [];
+      xs.push({ t: (l.at - release) / 1000, cpu: st.cpuMs / 1000 - cpuAtRelease[i] });
+      by.set(st.step, xs);
+    }
+  });
+  return [...by]
+    .map(([step, xs]) => {
+      const ts = xs.map((x) => x.t).sort((a, b) => a - b);
+      return {
+        step,
+        nodes: xs.length,
+        min: ts[0],
+        median: median(ts),
+        max: ts[ts.length - 1],
+        cpuMedian: median(xs.map((x) => x.cpu)),
+      };
+    })
+    .sort((a, b) => a.median - b.median);
 }
 
 /** Field by field, the median of the processes' breakdowns (threads by name; undefined ones left out). */

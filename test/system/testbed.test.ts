@@ -44,6 +44,17 @@ describe('swarm testbed', () => {
     expect((node?.user ?? 0) + (node?.sys ?? 0)).toBeGreaterThan(0);
     expect(r.rackswarm.cpuDetail.head?.writes).toBeGreaterThan(0);
     expect(r.rackswarm.tcpOpens.active).toBeGreaterThan(0); // its dials, to the head at least
+    // The start, step by step: every node reached each step, in order, with the CPU it spent growing.
+    const steps = r.rackswarm.startSteps.map((x) => x.step);
+    for (const name of ['begin', 'libp2p', 'dialled', 'manifest', 'run', 'firstChunk'])
+      expect(r.rackswarm.startSteps.find((x) => x.step === name)?.nodes).toBe(4);
+    expect(steps.indexOf('begin')).toBeLessThan(steps.indexOf('manifest'));
+    expect(steps.indexOf('manifest')).toBeLessThan(steps.indexOf('firstChunk'));
+    const cpuOf = (name: string) =>
+      r.rackswarm.startSteps.find((x) => x.step === name)?.cpuMedian ?? Number.NaN;
+    expect(cpuOf('firstChunk')).toBeGreaterThan(cpuOf('begin'));
+    expect(r.rackswarm.headStart.cpuSeconds).toBeGreaterThan(0);
+    for (const n of d.nodes) expect(n.steps.map((x) => x.step)).toContain('firstChunk');
     // nginx sends every node its own copy
     expect(r.nginx?.headEgressBytes).toBeGreaterThanOrEqual(4 * F);
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
