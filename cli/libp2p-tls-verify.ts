@@ -35,8 +35,11 @@ export async function verifyLibp2pCertificate(raw: Uint8Array, expected?: PeerId
     throw new InvalidCertificateError(`The certificate could not be parsed: ${(e as Error).message}`);
   }
   const now = Date.now();
-  if (Date.parse(cert.validFrom) > now) throw new InvalidCertificateError('The certificate is not valid yet');
-  if (Date.parse(cert.validTo) < now) throw new InvalidCertificateError('The certificate has expired');
+  // A date this process cannot read counts as outside the validity (NaN compares false both ways).
+  const notBefore = Date.parse(cert.validFrom);
+  const notAfter = Date.parse(cert.validTo);
+  if (!(notBefore <= now)) throw new InvalidCertificateError('The certificate is not valid yet');
+  if (!(notAfter >= now)) throw new InvalidCertificateError('The certificate has expired');
   if (!cert.verify(cert.publicKey))
     throw new InvalidCryptoExchangeError('Invalid certificate self signature');
   if (cert.issuer !== cert.subject) throw new InvalidCryptoExchangeError('Certificate must be self signed');
