@@ -103,8 +103,18 @@ export interface SchedulerTunables {
   maxSources: number;
   /** A peer's rate (bytes/s) assumed before its first arrival: a 2 MiB budget at 200 ms. @default 10485760 */
   initialRateBps: number;
-  /** Back-off after a `busy` or `error`, doubled for each consecutive one. @default 250 */
+  /**
+   * Back-off after a `busy` or `error` until a first chunk has arrived here, doubled for each consecutive one.
+   * @default 250
+   */
   busyBackoffMs: number;
+  /**
+   * Once chunks have arrived: the back-off, in chunk-times here (the time a chunk took to arrive from its peer, a
+   * moving average over every arrival), doubled for each consecutive one; 0 keeps busyBackoffMs. A busy neighbour
+   * frees a stream within a chunk-time at its share of its uplink, so a fixed 250 ms was ~0.7 chunk-times at 50
+   * Mbit/s (0.57 MiB chunks, 4 streams) but ~1.2 at 10 Gbit/s (64 MiB) and more with finer chunks. @default 0.5
+   */
+  busyBackoffChunks: number;
   /**
    * Cap of that doubling. A busy neighbour is one serving its limit of streams, free again within a chunk's time:
    * an 8 s cap left the last of 16 nodes 9 s behind the median in bench/sim (at 500 ms: 2 s). @default 500
@@ -144,6 +154,7 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   maxSources: Number.POSITIVE_INFINITY,
   initialRateBps: 10 << 20,
   busyBackoffMs: 250,
+  busyBackoffChunks: 0.5,
   maxBackoffMs: 500,
   banAfter: 3,
   overdueFactor: 3,
@@ -270,6 +281,8 @@ export class Scheduler {
   readonly #banned = new Set<string>();
   /** Requests in flight to neighbours (not the seeder), and since when there have been none (rule 4). */
   #neighbourRequests = 0;
+  /** Moving average of the ms a chunk took to arrive from its peer (NaN before the first): one chunk-time here. */
+  #chunkMs = Number.NaN;
   /** Requests in flight to peers in other racks (rule 6). */
   #remoteRequests = 0;
   #neighboursIdleSince = Number.NaN;
@@ -606,6 +619,7 @@ export class Scheduler {
       const ms = Math.max(0, now - Math.max(req.at, p.lastArrival));
       p.rateBytes = p.rateBytes * RATE_MEMORY + bytes;
       p.rateMs = p.rateMs * RATE_MEMORY + ms;
+      this.#chunkMs = Number.isNaN(this.#chunkMs) ? ms : this.#chunkMs * RATE_MEMORY + ms * (1 - RATE_MEMORY);
       p.measured = true;
       p.lastArrival = now;
       p.backoffs = 0;
@@ -657,11 +671,11 @@ export class Scheduler {
         // held chunks no node had yet (bench/sim, 16 nodes: the last node 9 s behind the median).
         if (p.seeder && reason === 'busy') {
           this.#refusedAt[index] = now;
-          p.backoffUntil = now + this.#o.busyBackoffMs;
+          p.backoffUntil = now + this.#backoffMs();
           this.#setAskAt(p);
           break;
         }
-        p.backoffUntil = now + Math.min(this.#o.busyBackoffMs * 2 ** p.backoffs, this.#o.maxBackoffMs);
+        p.backoffUntil = now + Math.min(this.#backoffMs() * 2 ** p.backoffs, this.#o.maxBackoffMs);
         p.backoffs++;
         this.#setAskAt(p);
         break;
@@ -735,6 +749,13 @@ export class Scheduler {
   #budget(p: PeerState): number {
     const { targetQueueMs, minInFlightBytes, maxInFlightBytes } = this.#o;
     return Math.min(maxInFlightBytes, Math.max(minInFlightBytes, (this.#rate(p) * targetQueueMs) / 1000));
+  }
+
+  /** The first back-off after a `busy` or `error`: busyBackoffChunks chunk-times once measured, else busyBackoffMs. */
+  #backoffMs(): number {
+    const { busyBackoffMs, busyBackoffChunks, maxBackoffMs } = this.#o;
+    if (busyBackoffChunks === 0 || Number.isNaN(this.#chunkMs)) return busyBackoffMs;
+    return Math.min(maxBackoffMs, busyBackoffChunks * this.#chunkMs);
   }
 
   #starved(now: number): boolean {
@@ -947,6 +968,7 @@ function checkTunables(o: SchedulerTunables): SchedulerTunables {
     'targetQueueMs',
     'minInFlightBytes',
     'busyBackoffMs',
+    'busyBackoffChunks',
     'overdueSlackMs',
     'seederGraceMs',
     'seederRefusalMs',

@@ -181,6 +181,29 @@ describe('Scheduler', () => {
     expect(s.next('a', 1_010)).not.toEqual([]); // back to 250 ms
   });
 
+  it('once chunks arrive, backs off in chunk-times here instead of fixed ms', () => {
+    const s = setup(
+      '........',
+      { a: 'XXXXXXXX', b: 'XXXXXXXX' },
+      { maxInFlightBytes: MiB, minInFlightBytes: MiB },
+    );
+    // b delivers a chunk every 40 ms: one chunk-time here is 40 ms
+    for (let t = 0; t < 120; t += 40) for (const i of s.next('b', t)) s.received('b', i, t + 40);
+    for (const i of s.next('a', 120)) s.failed('a', i, 'busy', 120);
+    expect(s.next('a', 139)).toEqual([]); // 0.5 chunk-times: 20 ms, not 250
+    const again = s.next('a', 140);
+    expect(again).toHaveLength(1);
+    s.failed('a', again[0], 'busy', 140);
+    expect(s.next('a', 179)).toEqual([]); // doubled: 40 ms
+    expect(s.next('a', 180)).toHaveLength(1);
+    // busyBackoffChunks 0: the fixed busyBackoffMs
+    const fixed = setup('....', { a: 'XXXX', b: 'XXXX' }, { busyBackoffChunks: 0, maxInFlightBytes: MiB });
+    for (const i of fixed.next('b', 0)) fixed.received('b', i, 40);
+    for (const i of fixed.next('a', 40)) fixed.failed('a', i, 'busy', 40);
+    expect(fixed.next('a', 289)).toEqual([]);
+    expect(fixed.next('a', 290)).toHaveLength(1);
+  });
+
   it('offers a peer in another rack only chunks no neighbour in this rack holds', () => {
     const s = setup('........', { local: 'XXXX....' }, wide);
     s.addPeer('far', 0, true);
