@@ -167,7 +167,7 @@ describe('Scheduler', () => {
   });
 
   it('backs a busy peer off, doubling, once per batch; an arrival forgives it', () => {
-    const s = setup('....', { a: 'XXXX' });
+    const s = setup('....', { a: 'XXXX' }, { busyBackoffMs: 250, busyBackoffChunks: 0.5 });
     for (const i of s.next('a', 0)) s.failed('a', i, 'busy', 0); // both chunks of the batch: one back-off
     expect(s.next('a', 249)).toEqual([]);
     const again = s.next('a', 250);
@@ -178,15 +178,12 @@ describe('Scheduler', () => {
     const third = s.next('a', 750);
     s.failed('a', third[0], 'error', 760);
     expect(s.next('a', 1_009)).toEqual([]);
-    expect(s.next('a', 1_010)).not.toEqual([]); // back to 250 ms
+    expect(s.next('a', 1_010)).not.toEqual([]); // back to 250 ms: half the 500 ms that chunk took
   });
 
   it('once chunks arrive, backs off in chunk-times here instead of fixed ms', () => {
-    const s = setup(
-      '........',
-      { a: 'XXXXXXXX', b: 'XXXXXXXX' },
-      { maxInFlightBytes: MiB, minInFlightBytes: MiB },
-    );
+    const oneMiB = { maxInFlightBytes: MiB, minInFlightBytes: MiB, busyBackoffChunks: 0.5 };
+    const s = setup('........', { a: 'XXXXXXXX', b: 'XXXXXXXX' }, oneMiB);
     // b delivers a chunk every 40 ms: one chunk-time here is 40 ms
     for (let t = 0; t < 120; t += 40) for (const i of s.next('b', t)) s.received('b', i, t + 40);
     for (const i of s.next('a', 120)) s.failed('a', i, 'busy', 120);
@@ -195,9 +192,18 @@ describe('Scheduler', () => {
     expect(again).toHaveLength(1);
     s.failed('a', again[0], 'busy', 140);
     expect(s.next('a', 179)).toEqual([]); // doubled: 40 ms
-    expect(s.next('a', 180)).toHaveLength(1);
+    const third = s.next('a', 180);
+    expect(third).toHaveLength(1);
+    s.failed('a', third[0], 'busy', 180);
+    s.failed('a', s.next('a', 260)[0], 'busy', 260); // 80 ms
+    expect(s.next('a', 339)).toEqual([]); // 80 ms again: at most 4 × the first
+    expect(s.next('a', 340)).toHaveLength(1);
     // busyBackoffChunks 0: the fixed busyBackoffMs
-    const fixed = setup('....', { a: 'XXXX', b: 'XXXX' }, { busyBackoffChunks: 0, maxInFlightBytes: MiB });
+    const fixed = setup(
+      '....',
+      { a: 'XXXX', b: 'XXXX' },
+      { ...oneMiB, busyBackoffChunks: 0, busyBackoffMs: 250 },
+    );
     for (const i of fixed.next('b', 0)) fixed.received('b', i, 40);
     for (const i of fixed.next('a', 40)) fixed.failed('a', i, 'busy', 40);
     expect(fixed.next('a', 289)).toEqual([]);
@@ -283,7 +289,7 @@ describe('Scheduler', () => {
   });
 
   it('backs the seeder off without doubling when it refuses a chunk it already sent (super-seeding)', () => {
-    const s = setup('....', { seeder: '' });
+    const s = setup('....', { seeder: '' }, { busyBackoffMs: 250 });
     for (let t = 0; t < 1_000; t += 250) {
       const batch = s.next('seeder', t);
       expect(batch).not.toEqual([]);
