@@ -25,8 +25,9 @@
  *   (failed(…, 'timeout')) so a faster peer gets the chunk.
  *
  * The rules of next(p, now), in order:
- * 1. Nothing for a banned peer, an unknown one, one backed off after `busy`/`error`, or one whose in-flight budget is
- *    full: bytes in flight below clamp(rate × targetQueueMs, minInFlightBytes, maxInFlightBytes) and fewer than
+ * 1. Nothing for a banned peer, an unknown one, one backed off after `busy`/`error` (for busyBackoffChunks of the
+ *    time a chunk takes to arrive here, busyBackoffMs before one has; doubled twice at most: the same policy at
+ *    50 Mbit/s and 10 Gbit/s), or one whose in-flight budget is full: bytes in flight below clamp(rate × targetQueueMs, minInFlightBytes, maxInFlightBytes) and fewer than
  *    maxInFlightChunks requests (the last chunk may overshoot the byte budget: a peer always gets at least one).
  *    The rate is measured from received() timings (initialRateBps until the first arrival), so a fast peer keeps
  *    a deep queue and a slow one a short queue: slow peers hold few requests, and the rest go to faster ones.
@@ -104,20 +105,24 @@ export interface SchedulerTunables {
   /** A peer's rate (bytes/s) assumed before its first arrival: a 2 MiB budget at 200 ms. @default 10485760 */
   initialRateBps: number;
   /**
-   * Back-off after a `busy` or `error` until a first chunk has arrived here, doubled for each consecutive one.
-   * @default 250
+   * Back-off after a `busy` or `error` until a first chunk has arrived here (no chunk-time measured yet), doubled
+   * for each consecutive one, at most twice. Short, because the nodes refused while a swarm ramps up are the ones
+   * holding nothing, and their first chunks are what grows the swarm's upload capacity. @default 50
    */
   busyBackoffMs: number;
   /**
    * Once chunks have arrived: the back-off, in chunk-times here (the time a chunk took to arrive from its peer, a
-   * moving average over every arrival), doubled for each consecutive one; 0 keeps busyBackoffMs. A busy neighbour
-   * frees a stream within a chunk-time at its share of its uplink, so a fixed 250 ms was ~0.7 chunk-times at 50
-   * Mbit/s (0.57 MiB chunks, 4 streams) but ~1.2 at 10 Gbit/s (64 MiB) and more with finer chunks. @default 0.5
+   * moving average over every arrival), doubled for each consecutive one, at most twice; 0 keeps busyBackoffMs. A
+   * busy neighbour frees one of its streams within about a chunk-time ÷ its streams, whatever the link's speed: the
+   * fixed 250 / 500 ms tuned at 50 Mbit/s (~0.7 chunk-times there, 0.57 MiB chunks at a quarter of a link) were
+   * 1.2–2.3 chunk-times at 10 Gbit/s with 64 MiB chunks, and more with finer ones. bench/sim, 1,000 nodes in 4
+   * racks at 10 Gbit/s: see docs/BENCHMARKS.md "Goals (issue 5)"; 8 and 16 nodes at 50 Mbit/s unchanged. @default 0.25
    */
   busyBackoffChunks: number;
   /**
-   * Cap of that doubling. A busy neighbour is one serving its limit of streams, free again within a chunk's time:
-   * an 8 s cap left the last of 16 nodes 9 s behind the median in bench/sim (at 500 ms: 2 s). @default 500
+   * Cap of that doubling in ms, whatever the chunk-time. A busy neighbour is one serving its limit of streams, free
+   * again within a chunk's time: an 8 s cap left the last of 16 nodes 9 s behind the median in bench/sim.
+   * @default 500
    */
   maxBackoffMs: number;
   /** Corrupt chunks after which a peer is banned. @default 3 */
