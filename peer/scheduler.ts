@@ -125,6 +125,11 @@ export interface SchedulerTunables {
    * @default 500
    */
   maxBackoffMs: number;
+  /**
+   * Back-off after the seeder's `busy` (a chunk it sent already, or its streams full), not doubled and not in
+   * chunk-times: a thousand nodes re-asking the head every few ms would load it with refusals. @default 250
+   */
+  seederBackoffMs: number;
   /** Corrupt chunks after which a peer is banned. @default 3 */
   banAfter: number;
   /**
@@ -161,6 +166,7 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   busyBackoffMs: 50,
   busyBackoffChunks: 0.25,
   maxBackoffMs: 500,
+  seederBackoffMs: 250,
   banAfter: 3,
   overdueFactor: 3,
   overdueSlackMs: 2000,
@@ -681,7 +687,7 @@ export class Scheduler {
         // held chunks no node had yet (bench/sim, 16 nodes: the last node 9 s behind the median).
         if (p.seeder && reason === 'busy') {
           this.#refusedAt[index] = now;
-          p.backoffUntil = now + this.#backoffMs();
+          p.backoffUntil = now + this.#o.seederBackoffMs;
           this.#setAskAt(p);
           break;
         }
@@ -981,6 +987,7 @@ function checkTunables(o: SchedulerTunables): SchedulerTunables {
     'minInFlightBytes',
     'busyBackoffMs',
     'busyBackoffChunks',
+    'seederBackoffMs',
     'overdueSlackMs',
     'seederGraceMs',
     'seederRefusalMs',

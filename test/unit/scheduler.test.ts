@@ -289,7 +289,7 @@ describe('Scheduler', () => {
   });
 
   it('backs the seeder off without doubling when it refuses a chunk it already sent (super-seeding)', () => {
-    const s = setup('....', { seeder: '' }, { busyBackoffMs: 250 });
+    const s = setup('....', { seeder: '' });
     for (let t = 0; t < 1_000; t += 250) {
       const batch = s.next('seeder', t);
       expect(batch).not.toEqual([]);
