@@ -25,9 +25,8 @@
  *   (failed(…, 'timeout')) so a faster peer gets the chunk.
  *
  * The rules of next(p, now), in order:
- * 1. Nothing for a banned peer, an unknown one, one backed off after `busy`/`error` (for busyBackoffChunks of the
- *    time a chunk takes to arrive here, busyBackoffMs before one has; doubled twice at most: the same policy at
- *    50 Mbit/s and 10 Gbit/s), or one whose in-flight budget is full: bytes in flight below clamp(rate × targetQueueMs, minInFlightBytes, maxInFlightBytes) and fewer than
+ * 1. Nothing for a banned peer, an unknown one, one backed off after `busy`/`error` (busyBackoffMs, doubled twice at
+ *    most; or, with busyBackoffChunks, in chunk-times measured here), or one whose in-flight budget is full: bytes in flight below clamp(rate × targetQueueMs, minInFlightBytes, maxInFlightBytes) and fewer than
  *    maxInFlightChunks requests (the last chunk may overshoot the byte budget: a peer always gets at least one).
  *    The rate is measured from received() timings (initialRateBps until the first arrival), so a fast peer keeps
  *    a deep queue and a slow one a short queue: slow peers hold few requests, and the rest go to faster ones.
@@ -105,18 +104,20 @@ export interface SchedulerTunables {
   /** A peer's rate (bytes/s) assumed before its first arrival: a 2 MiB budget at 200 ms. @default 10485760 */
   initialRateBps: number;
   /**
-   * Back-off after a `busy` or `error` until a first chunk has arrived here (no chunk-time measured yet), doubled
-   * for each consecutive one, at most twice. Short, because the nodes refused while a swarm ramps up are the ones
-   * holding nothing, and their first chunks are what grows the swarm's upload capacity. @default 50
+   * Back-off after a neighbour's `busy` or `error`, doubled for each consecutive one (at most twice); with
+   * busyBackoffChunks, only until a first chunk has arrived here (no chunk-time measured yet). @default 250
    */
   busyBackoffMs: number;
   /**
-   * Once chunks have arrived: the back-off, in chunk-times here (the time a chunk took to arrive from its peer, a
-   * moving average over every arrival), doubled for each consecutive one, at most twice; 0 keeps busyBackoffMs. A
-   * busy neighbour frees one of its streams within about a chunk-time ÷ its streams, whatever the link's speed: the
-   * fixed 250 / 500 ms tuned at 50 Mbit/s (~0.7 chunk-times there, 0.57 MiB chunks at a quarter of a link) were
-   * 1.2–2.3 chunk-times at 10 Gbit/s with 64 MiB chunks, and more with finer ones. bench/sim, 1,000 nodes in 4
-   * racks at 10 Gbit/s: see docs/BENCHMARKS.md "Goals (issue 5)"; 8 and 16 nodes at 50 Mbit/s unchanged. @default 0.25
+   * Once chunks have arrived: the back-off in chunk-times here (the time a chunk took to arrive from its peer, a
+   * moving average over every arrival) instead of busyBackoffMs; 0 (the default) keeps busyBackoffMs. A busy
+   * neighbour frees one of its streams within about a chunk-time ÷ its streams whatever the link's speed, and
+   * 250 ms is ~0.7 chunk-times at 50 Mbit/s (0.57 MiB chunks at a quarter of a link) but 1.2–4.6 at 10 Gbit/s with
+   * 64 MiB chunks. Off because it did not pay: bench/sim, 1,000 nodes at 10 Gbit/s, 0.25 chunk-times after a
+   * first arrival and 50 ms before it, 1.61 / 1.63 / 1.60 × T_min against 1.70 / 1.64 / 1.66 × (seeds 1–3; the gain
+   * was the 50 ms before a first arrival, during the ramp-up: 0.1 chunk-times after it alone gave 1.70 × on seed 1),
+   * 8 and 16 nodes at 50 Mbit/s unchanged, but the testbed (16 nodes, CPU-bound by other work) slower in 7 of 7
+   * alternating pairs (docs/BENCHMARKS.md, "Where the upload capacity goes"). @default 0
    */
   busyBackoffChunks: number;
   /**
@@ -163,8 +164,8 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   maxInFlightChunks: 64,
   maxSources: Number.POSITIVE_INFINITY,
   initialRateBps: 10 << 20,
-  busyBackoffMs: 50,
-  busyBackoffChunks: 0.25,
+  busyBackoffMs: 250,
+  busyBackoffChunks: 0,
   maxBackoffMs: 500,
   seederBackoffMs: 250,
   banAfter: 3,
@@ -225,8 +226,9 @@ const HAVE = 2;
 /** Weight of the past in a peer's rate, per arrival: about the last five arrivals count. */
 const RATE_MEMORY = 0.8;
 /**
- * Doublings of a back-off at most (4 × the first): a busy neighbour frees a stream within a chunk-time, so longer waits
- * only leave the node's downlink idle while others take the freed streams (bench/sim, 1,000 nodes at 10 Gbit/s).
+ * Doublings of a back-off at most (4 × the first; with the defaults maxBackoffMs caps it first: 250, 500, 500 ms): a
+ * busy neighbour frees a stream within a chunk-time, so longer waits only leave the node's downlink idle while others
+ * take the freed streams (a chunk-time back-off of 0.25 chunks would otherwise grow to 0.5 s, 9 chunk-times at 10 Gbit/s).
  */
 const BACKOFF_DOUBLINGS = 2;
 /** Random draws per random-first pick before falling back to the bucket walk (the peer holds few pickable chunks). */
