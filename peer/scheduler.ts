@@ -26,7 +26,8 @@
  *
  * The rules of next(p, now), in order:
  * 1. Nothing for a banned peer, an unknown one, one backed off after `busy`/`error` (busyBackoffMs, doubled twice at
- *    most; or, with busyBackoffChunks, in chunk-times measured here), or one whose in-flight budget is full: bytes in flight below clamp(rate × targetQueueMs, minInFlightBytes, maxInFlightBytes) and fewer than
+ *    most; or, with busyBackoffChunks, in chunk-times measured here), or one whose in-flight budget is full: bytes
+ *    in flight below clamp(rate × targetQueueMs, minInFlightBytes, maxInFlightBytes) and fewer than
  *    maxInFlightChunks requests (the last chunk may overshoot the byte budget: a peer always gets at least one).
  *    The rate is measured from received() timings (initialRateBps until the first arrival), so a fast peer keeps
  *    a deep queue and a slow one a short queue: slow peers hold few requests, and the rest go to faster ones.
