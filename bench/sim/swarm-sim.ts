@@ -857,8 +857,30 @@ export function simulate(o: SimOptions): SimResult {
         down += d / n.down.cap;
         if (u === 0) idleUp++;
       }
+      // SIM_SAMPLE_TAIL=1: the unfinished nodes' downlink use, sources in flight, neighbours holding something they
+      // lack (and of those, backed off), and finished neighbours (are the tail's sources the finished nodes?)
+      let tail = '';
+      if (process.env.SIM_SAMPLE_TAIL) {
+        let k = 0;
+        let td = 0;
+        let src = 0;
+        let wanting = 0;
+        let doneNb = 0;
+        for (const n of nodes) {
+          if (!n.started || n.haveCount === nChunks) continue;
+          k++;
+          for (const f of n.down.flows) td += f.rate / n.down.cap;
+          for (const q of n.scheduler.stats().perPeer) {
+            if (q.inFlight > 0) src++;
+            if (q.wanted > 0) wanting++;
+          }
+          for (const q of n.exchangeList) if (q.haveCount === nChunks) doneNb++;
+        }
+        if (k > 0)
+          tail = ` | unfinished ${k}: down ${((td / k) * 100).toFixed(0)}% sources ${(src / k).toFixed(1)} holding-wanted ${(wanting / k).toFixed(1)} finished-nbrs ${(doneNb / k).toFixed(1)}`;
+      }
       console.error(
-        `t=${now.toFixed(1)} up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} holders ${holders} held ${held} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has('head')).length} serving ${head.serving}`,
+        `t=${now.toFixed(1)} up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} holders ${holders} held ${held} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has('head')).length} serving ${head.serving}${tail}`,
       );
       if (finished < o.nodes)
         at(now + Number(process.env.SIM_SAMPLE === '1' ? 0.5 : process.env.SIM_SAMPLE), sample);
