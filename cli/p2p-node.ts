@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
-import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface';
+import type { ConnectionGater, Libp2p, Peer, PrivateKey } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
 import { createLibp2p } from 'libp2p';
 import { type Config, loadConfig } from '../core/config.ts';
@@ -77,7 +77,53 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
     },
   });
   countHandledStreams(node);
+  skipRepeatedProtocolMerges(node);
   return node;
+}
+
+const mergesSkipped = new WeakMap<Libp2p, { n: number }>();
+
+/**
+ * libp2p records the protocol of every stream it opens or accepts into its peer store (connection.js: a
+ * `peerStore.merge(peer, { protocols: [p] })` under the peer's write lock — the peer's record read, decoded from
+ * protobuf, merged, compared and, if new, encoded and written — before the stream reaches its handler). A node of a
+ * swarm opens streams by the dozen per neighbour as it starts (have exchange, bulk tokens, chunk batches), so the
+ * repeats, which change nothing, were ~3 % of a testbed node's CPU from its start to its first chunk
+ * (docs/BENCHMARKS.md, "Session 9: the start"). Here a merge that only records protocols this node already recorded
+ * for that peer (through this wrapper, since the peer last connected) is skipped and answers the record of the last
+ * merge; the first of each protocol is merged as before, as is every other merge (addresses, metadata, tags), and a
+ * disconnect forgets the peer, so a reconnect records again. rackswarm reads no protocols from the peer store; libp2p
+ * reads them for topologies and identify, which only care that a protocol is there, not how often it was added.
+ */
+function skipRepeatedProtocolMerges(node: Libp2p): void {
+  const store = node.peerStore;
+  const merge = store.merge.bind(store);
+  const recorded = new Map<string, { protocols: Set<string>; peer: Peer }>();
+  const skipped = { n: 0 };
+  mergesSkipped.set(node, skipped);
+  store.merge = async (id, data, options) => {
+    const key = id.toString();
+    const protocols = data.protocols;
+    const onlyProtocols = protocols !== undefined && Object.keys(data).length === 1;
+    const known = recorded.get(key);
+    if (onlyProtocols && known && protocols.every((p) => known.protocols.has(p))) {
+      skipped.n++;
+      return known.peer;
+    }
+    const peer = await merge(id, data, options);
+    if (node.getConnections(id).length === 0) return peer; // not connected: nothing to forget it at
+    const entry = recorded.get(key) ?? { protocols: new Set<string>(), peer };
+    entry.peer = peer;
+    for (const p of peer.protocols) entry.protocols.add(p);
+    recorded.set(key, entry);
+    return peer;
+  };
+  node.addEventListener('peer:disconnect', (evt) => recorded.delete(evt.detail.toString()));
+}
+
+/** Protocol-only peer-store merges this node skipped as repeats (see skipRepeatedProtocolMerges). */
+export function peerStoreMergesSkipped(node: Libp2p): number {
+  return mergesSkipped.get(node)?.n ?? 0;
 }
 
 const handled = new WeakMap<Libp2p, Map<string, number>>();
