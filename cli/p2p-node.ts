@@ -87,9 +87,10 @@ const mergesSkipped = new WeakMap<Libp2p, { n: number }>();
  * libp2p records the protocol of every stream it opens or accepts into its peer store (connection.js: a
  * `peerStore.merge(peer, { protocols: [p] })` under the peer's write lock — the peer's record read, decoded from
  * protobuf, merged, compared and, if new, encoded and written — before the stream reaches its handler). A node of a
- * swarm opens streams by the dozen per neighbour as it starts (have exchange, bulk tokens, chunk batches), so the
- * repeats, which change nothing, were ~3 % of a testbed node's CPU from its start to its first chunk
- * (docs/BENCHMARKS.md, "Session 9: the start"). Here a merge that only records protocols this node already recorded
+ * swarm, and the head above all, opens streams to the same peers again and again (announces, bulk tokens, chunk
+ * batches); the repeats change nothing. Skipping them took the peer store's merges from 1.2 % to 0.8 % of a testbed
+ * node's busy samples over a run (the merges of a node's start are firsts, which are kept: docs/BENCHMARKS.md,
+ * "Session 9: the start", part 2). Here a merge that only records protocols this node already recorded
  * for that peer (through this wrapper, since the peer last connected) is skipped and answers the record of the last
  * merge; the first of each protocol is merged as before, as is every other merge (addresses, metadata, tags), and a
  * disconnect forgets the peer, so a reconnect records again. rackswarm reads no protocols from the peer store; libp2p
