@@ -1,5 +1,8 @@
-// `node bench/testbed/profile-summary.ts DIR [--top K]`: where the testbed's peers spent their main threads, from the
-// V8 CPU profiles `RSW_TESTBED_CPU_PROF=DIR npm run bench:swarm …` wrote (one .cpuprofile per peer, pooled).
+// `node bench/testbed/profile-summary.ts DIR [--top K] [--dump FILE --from STEP --to STEP]`: where the testbed's peers
+// spent their main threads, from the V8 CPU profiles `RSW_TESTBED_CPU_PROF=DIR npm run bench:swarm …` wrote (one
+// .cpuprofile per peer, pooled). With the same run's `--dump FILE`, each node's profile is first cut to its own
+// window between two of its start steps (cli/start-steps.ts: `--from run --to firstChunk`; `release` is the testbed's
+// release), matched to its node by process id.
 //
 // Each sample is put in the first bucket one of its frames matches, in BUCKETS order (a file read under a
 // libp2p handler is file I/O); idle samples are left out, so shares are of the busy main thread. The profiler samples
@@ -9,6 +12,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { NodeSeries } from './testbed.ts';
 
 interface CallFrame {
   functionName: string;
@@ -19,6 +23,50 @@ interface CallFrame {
 export interface CpuProfile {
   nodes: Array<{ id: number; callFrame: CallFrame; children?: number[] }>;
   samples: number[];
+  /** µs on the monotonic clock that the start steps' `monoUs` counts in (cli/start-steps.ts). */
+  startTime?: number;
+  /** µs from the previous sample (the first: from startTime), one per sample. */
+  timeDeltas?: number[];
+}
+
+/** The profile with only the samples taken from `fromUs` to `toUs` (monotonic µs, as `startTime`). */
+export function cutToWindow(p: CpuProfile, fromUs: number, toUs: number): CpuProfile {
+  if (p.startTime === undefined || p.timeDeltas?.length !== p.samples.length) {
+    throw new Error('the profile has no sample times (startTime, timeDeltas)');
+  }
+  const samples: number[] = [];
+  let t = p.startTime;
+  for (let i = 0; i < p.samples.length; i++) {
+    t += p.timeDeltas[i];
+    if (t >= fromUs && t <= toUs) samples.push(p.samples[i]);
+  }
+  return { nodes: p.nodes, samples };
+}
+
+/** The process id in a V8 profile's file name (`CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile`). */
+export function profilePid(file: string): number | undefined {
+  const m = /^CPU\.\d+\.\d+\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(file);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * A node's window from step `from` to step `to` (cli/start-steps.ts names; `release`: the testbed's release, the
+ * first step's time less its `t`), in monotonic µs; undefined if the node has no such step.
+ */
+export function stepWindow(
+  steps: Array<{ t: number; step: string; monoUs?: number }>,
+  from: string,
+  to: string,
+): [number, number] | undefined {
+  const at = (name: string) => {
+    if (name === 'release') {
+      const first = steps[0];
+      return first?.monoUs === undefined ? undefined : first.monoUs - first.t * 1e6;
+    }
+    return steps.find((s) => s.step === name)?.monoUs;
+  };
+  const [a, b] = [at(from), at(to)];
+  return a === undefined || b === undefined ? undefined : [a, b];
 }
 
 type Test = (f: CallFrame) => boolean;
@@ -166,19 +214,36 @@ export function bundleModuleOf(): ModuleOf {
 if (import.meta.main) {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { top: { type: 'string', default: '30' } },
+    options: {
+      top: { type: 'string', default: '30' },
+      dump: { type: 'string' },
+      from: { type: 'string', default: 'release' },
+      to: { type: 'string' },
+    },
   });
   const dir = positionals[0];
-  if (!dir) throw new Error('usage: node bench/testbed/profile-summary.ts DIR [--top K]');
+  if (!dir || (values.dump && !values.to)) {
+    throw new Error(
+      'usage: node bench/testbed/profile-summary.ts DIR [--top K] [--dump FILE --from STEP --to STEP]',
+    );
+  }
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
   if (files.length === 0) throw new Error(`no .cpuprofile files in ${dir}`);
-  const s = summarise(
-    files.map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as CpuProfile),
-    Number(values.top),
-    bundleModuleOf(),
-  );
+  let profiles = files.map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as CpuProfile);
+  if (values.dump && values.to) {
+    // Each node's profile cut to its own window between two of its start steps (the testbed's --dump of that run).
+    const nodes = (JSON.parse(readFileSync(values.dump, 'utf8')) as { nodes: NodeSeries[] }).nodes;
+    const [from, to] = [values.from, values.to];
+    profiles = files.flatMap((f, i) => {
+      const node = nodes.find((n) => n.pid !== undefined && n.pid === profilePid(f));
+      const window = node && stepWindow(node.steps, from, to);
+      return window ? [cutToWindow(profiles[i], ...window)] : [];
+    });
+    console.log(`${profiles.length} of ${files.length} profiles cut to their node's ${from} → ${to}`);
+  }
+  const s = summarise(profiles, Number(values.top), bundleModuleOf());
   const pct = (x: number) => `${(x * 100).toFixed(1).padStart(5)} %`;
-  console.log(`${files.length} profiles, ${s.busy} busy samples; by bucket (share of busy samples):`);
+  console.log(`${profiles.length} profiles, ${s.busy} busy samples; by bucket (share of busy samples):`);
   for (const b of s.buckets) console.log(`${pct(b.share)}  ${b.name}`);
   console.log('by module of the leaf frame (self time):');
   for (const m of s.modules) console.log(`${pct(m.share)}  ${m.name}`);

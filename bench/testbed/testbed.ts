@@ -136,6 +136,8 @@ export interface StartStep {
 /** One node's time series in a --dump file. */
 export interface NodeSeries {
   node: number;
+  /** Its process id: names its `RSW_TESTBED_CPU_PROF` profile (profile-summary.ts --dump). */
+  pid?: number;
   rack: string;
   /** Seconds from the release to its verified image. */
   done: number;
@@ -341,6 +343,7 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     if (o.dump) {
       const series: NodeSeries[] = peers.map((p, i) => ({
         node: i,
+        pid: p.child.pid,
         rack: `r${fabric.nodes[i].rack}`,
         done: rs.value[i].at,
         summary: rs.value[i].summary,

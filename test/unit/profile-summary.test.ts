@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { bundleModuleOf, type CpuProfile, summarise } from '../../bench/testbed/profile-summary.ts';
+import {
+  bundleModuleOf,
+  type CpuProfile,
+  cutToWindow,
+  profilePid,
+  stepWindow,
+  summarise,
+} from '../../bench/testbed/profile-summary.ts';
 
 const frame = (functionName: string, url = '', lineNumber = 0) => ({ functionName, url, lineNumber });
 
@@ -54,5 +61,23 @@ describe('summarise', () => {
     expect(moduleOf(frame('writeBuffer'))).toBe('(native) writeBuffer');
     expect(moduleOf(frame('x', 'node:net', 3))).toBe('node:net');
     rmSync(dir, { recursive: true });
+  });
+
+  it("cuts a node's profile to the window between two of its start steps", () => {
+    // samples at 1000 + 10, 20, ... 80 µs
+    const timed: CpuProfile = { ...profile, startTime: 1000, timeDeltas: [10, 10, 10, 10, 10, 10, 10, 10] };
+    const steps = [
+      { t: 0.5, step: 'begin', monoUs: 500_035 },
+      { t: 0.5, step: 'run', monoUs: 1030 },
+      { t: 0.6, step: 'firstChunk', monoUs: 1070 },
+    ];
+    const window = stepWindow(steps, 'run', 'firstChunk');
+    expect(window).toEqual([1030, 1070]);
+    expect(cutToWindow(timed, ...(window as [number, number])).samples).toEqual([2, 2, 4, 7, 7]); // the 3rd to 7th, at 1030-1070
+    expect(stepWindow(steps, 'release', 'begin')).toEqual([35, 500_035]);
+    expect(stepWindow(steps, 'run', 'verified')).toBeUndefined();
+    expect(() => cutToWindow(profile, 0, 1)).toThrow(/no sample times/);
+    expect(profilePid('CPU.20261122.215243.10443.0.001.cpuprofile')).toBe(10443);
+    expect(profilePid('other.json')).toBeUndefined();
   });
 });
