@@ -224,6 +224,16 @@ export class Fetcher {
     return this.#exchange.rackOf(peerId);
   }
 
+  /** How many chunks a neighbour holds as far as this node knows (for this node's serving admission), if known. */
+  peerHeld(peerId: string): number | undefined {
+    return this.#scheduler.peerHeld(peerId);
+  }
+
+  /** The image's chunk count. */
+  get chunkCount(): number {
+    return this.#init.manifest.chunks.length;
+  }
+
   /**
    * Serves verified chunks onward (to a chunk server): re-read from the target and re-hashed before sending; `read`
    * into the server's pooled buffers (on bulk connections) instead of a fresh one per chunk.

@@ -221,6 +221,8 @@ interface PeerState {
   /** Its place in #list. */
   slot: number;
   has: Uint8Array;
+  /** How many chunks it holds (has[i] set). */
+  held: number;
   wanted: number;
   /** In issue order (overdue() relies on it). */
   reqs: Map<number, Request>;
@@ -355,6 +357,7 @@ export class Scheduler {
       remote: remote && !seeder,
       slot: this.#list.length,
       has: this.#bytes(),
+      held: 0,
       wanted: 0,
       reqs: new Map(),
       inFlightBytes: 0,
@@ -506,6 +509,14 @@ export class Scheduler {
   /** Whether `peerId` holds chunk `index`, as far as this node knows (its haves; minus not-found and corrupt answers). */
   holds(peerId: string, index: number): boolean {
     return this.#peers.get(peerId)?.has[index] === 1;
+  }
+
+  /**
+   * How many chunks a neighbour holds, as far as this node knows (its haves; minus not-found and corrupt answers);
+   * undefined for a peer not added, or removed. Read-only: for this node's serving admission (seeder/serve-admission.ts).
+   */
+  peerHeld(peerId: string): number | undefined {
+    return this.#peers.get(peerId)?.held;
   }
 
   /** Chunk indices to request from `peerId` now (possibly none), by the rules above; they are now in flight to it. */
@@ -914,6 +925,7 @@ export class Scheduler {
   #gain(p: PeerState, i: number): void {
     if (p.has[i] === 1) return;
     p.has[i] = 1;
+    p.held++;
     if (p.importing?.[i] === 1) {
       p.importing[i] = 0;
       this.#localPending[i]--;
@@ -931,6 +943,7 @@ export class Scheduler {
   #lose(p: PeerState, i: number): void {
     if (p.has[i] === 0) return;
     p.has[i] = 0;
+    p.held--;
     const holders = this.#holders[i];
     const at = holders.indexOf(p);
     holders[at] = holders[holders.length - 1];

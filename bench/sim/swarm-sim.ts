@@ -23,6 +23,7 @@ import {
 import { rotationStart } from '../../peer/source-order.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
+import { admitsServe, type ServeAdmissionInit } from '../../seeder/serve-admission.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
@@ -85,6 +86,10 @@ export interface SimOptions {
   nodeMaxWaiting?: number;
   /** Streams a node serves at once. @default config peer.maxServeStreams */
   nodeStreams?: number;
+  /** A node's serving slots kept for hungry askers (seeder/serve-admission.ts). @default 0 */
+  serveReserved?: number;
+  /** Below this share of the image an asker is hungry (seeder/serve-admission.ts). @default 0.25 */
+  serveHungryShare?: number;
   /** Gateways per rack (tracker/handout-policy.ts rule 5). @default HANDOUT_DEFAULTS.gateways */
   gateways?: number;
   /** Peers per handout. @default config tracker.handoutSize */
@@ -241,6 +246,10 @@ export function simulate(o: SimOptions): SimResult {
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
   // Each node's serving policy into other racks (seeder/rack-reserve.ts), as a node started with --rack has.
   const rackReserveMs = o.rackReserveMs ?? config.peer.rackReserveMs;
+  const admission: ServeAdmissionInit = {
+    reserved: o.serveReserved ?? 0,
+    hungryShare: o.serveHungryShare ?? 0.25,
+  };
   const rackReserves = new Map<Host, RackReserve>();
   const rackReserveOf = (h: Host): RackReserve | undefined => {
     if (o.racks < 2 || rackReserveMs <= 0 || h === head) return undefined;
@@ -731,7 +740,18 @@ export function simulate(o: SimOptions): SimResult {
     afterLatency(now, () => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
       const turns = turnsOf(server);
-      const full = server.serving >= server.maxServing || (turns !== undefined && !turns.admits());
+      // a node's serving slots: the last ones for askers holding little, as the server knows them (its haves)
+      const full =
+        (server === head
+          ? server.serving >= server.maxServing
+          : !admitsServe(
+              admission,
+              server.serving,
+              server.maxServing,
+              (server as SimNode).scheduler.peerHeld(n.id),
+              nChunks,
+            )) ||
+        (turns !== undefined && !turns.admits());
       // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
       let served = full ? 0 : indices.length;
       // (a node's rack reserve serves its own rack without a check: RackReserve.take is true and records nothing)
