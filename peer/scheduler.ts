@@ -263,6 +263,9 @@ export class Scheduler {
   readonly #buckets: number[][] = [[]];
   #pickable = 0;
   #have = 0;
+  /** Chunks the neighbours (not the seeder) hold, summed, and how many neighbours there are (meanPeerHeld). */
+  #heldSum = 0;
+  #neighbours = 0;
   /** Chunks in flight → their requests; in order of first issue, so endgame can take the oldest. */
   readonly #flight = new Map<number, Request[]>();
   readonly #peers = new Map<string, PeerState>();
@@ -373,6 +376,7 @@ export class Scheduler {
       gone: false,
     };
     this.#peers.set(peerId, p);
+    if (!seeder) this.#neighbours++;
     this.#list.push(p);
     this.#askAt.push(Number.POSITIVE_INFINITY);
     this.#idleAt.push(Number.POSITIVE_INFINITY);
@@ -449,6 +453,7 @@ export class Scheduler {
     this.#forget(p, now);
     p.gone = true;
     this.#peers.delete(peerId);
+    if (!p.seeder) this.#neighbours--;
     const last = this.#list.pop() as PeerState;
     const lastAt = this.#askAt.pop() as number;
     const lastIdle = this.#idleAt.pop() as number;
@@ -517,6 +522,11 @@ export class Scheduler {
    */
   peerHeld(peerId: string): number | undefined {
     return this.#peers.get(peerId)?.held;
+  }
+
+  /** How many chunks a neighbour (not the seeder) holds on average, as far as this node knows; 0 without any. */
+  meanPeerHeld(): number {
+    return this.#neighbours > 0 ? this.#heldSum / this.#neighbours : 0;
   }
 
   /** Chunk indices to request from `peerId` now (possibly none), by the rules above; they are now in flight to it. */
@@ -926,6 +936,7 @@ export class Scheduler {
     if (p.has[i] === 1) return;
     p.has[i] = 1;
     p.held++;
+    if (!p.seeder) this.#heldSum++;
     if (p.importing?.[i] === 1) {
       p.importing[i] = 0;
       this.#localPending[i]--;
@@ -944,6 +955,7 @@ export class Scheduler {
     if (p.has[i] === 0) return;
     p.has[i] = 0;
     p.held--;
+    if (!p.seeder) this.#heldSum--;
     const holders = this.#holders[i];
     const at = holders.indexOf(p);
     holders[at] = holders[holders.length - 1];

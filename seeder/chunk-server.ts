@@ -40,6 +40,12 @@ export interface ChunkServerComponents {
    * is answered `busy`. @default none (serve every request)
    */
   superSeeding?: ServingPolicy;
+  /**
+   * Whether a new batch from `peerId` may take one of the `maxActive` slots (maxConcurrentTotal) when `active` are
+   * taken (asked only while active < maxActive): a node's admission (seeder/serve-admission.ts, composed in
+   * cli/fetch-image.ts with what it knows of the asker). @default first come, first served
+   */
+  admission?: (peerId: string, active: number, maxActive: number) => boolean;
   /** The head's send order (one chunk after another): streams take turns. @default none (all send at once) */
   headServing?: Pick<HeadServing<() => void>, 'admits' | 'ask' | 'done'>;
 }
@@ -136,6 +142,7 @@ export class ChunkServer {
   readonly #now: () => number;
   readonly #superSeeding: ServingPolicy | undefined;
   readonly #headServing: ChunkServerComponents['headServing'];
+  readonly #admission: ChunkServerComponents['admission'];
   readonly #init: ChunkServerInit;
   readonly #peers = new Map<string, PeerState>();
   readonly #streams = new Set<ServeTransport>();
@@ -162,6 +169,7 @@ export class ChunkServer {
     this.#now = components.now ?? (() => performance.now());
     this.#superSeeding = components.superSeeding;
     this.#headServing = components.headServing;
+    this.#admission = components.admission;
     this.#init = { ...init };
     this.#total = newBucket(init.totalBytesPerSecond, this.#now());
   }
@@ -249,6 +257,7 @@ export class ChunkServer {
         const admitted =
           peer.active < this.#init.maxStreamsPerPeer &&
           this.#active < this.#init.maxConcurrentTotal &&
+          (this.#admission?.(peer.peerId, this.#active, this.#init.maxConcurrentTotal) ?? true) &&
           (this.#headServing?.admits() ?? true);
         if (admitted) {
           peer.active++;

@@ -23,7 +23,7 @@ import {
 import { rotationStart } from '../../peer/source-order.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
-import { admitsServe, type ServeAdmissionInit } from '../../seeder/serve-admission.ts';
+import { ServeAdmission, type ServeAdmissionInit } from '../../seeder/serve-admission.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
@@ -88,8 +88,10 @@ export interface SimOptions {
   nodeStreams?: number;
   /** A node's serving slots kept for hungry askers (seeder/serve-admission.ts). @default 0 */
   serveReserved?: number;
-  /** Below this share of the image an asker is hungry (seeder/serve-admission.ts). @default 0.25 */
+  /** Below this share of what the server's neighbours hold on average an asker is hungry (seeder/serve-admission.ts). @default 0.5 */
   serveHungryShare?: number;
+  /** How long a hungry asker's refusal keeps the reserved slots (seeder/serve-admission.ts), ms. @default 500 */
+  serveHoldMs?: number;
   /** Gateways per rack (tracker/handout-policy.ts rule 5). @default HANDOUT_DEFAULTS.gateways */
   gateways?: number;
   /** Peers per handout. @default config tracker.handoutSize */
@@ -248,7 +250,18 @@ export function simulate(o: SimOptions): SimResult {
   const rackReserveMs = o.rackReserveMs ?? config.peer.rackReserveMs;
   const admission: ServeAdmissionInit = {
     reserved: o.serveReserved ?? 0,
-    hungryShare: o.serveHungryShare ?? 0.25,
+    hungryShare: o.serveHungryShare ?? 0.5,
+    holdMs: o.serveHoldMs ?? 500,
+  };
+  /** Each node's serving admission (seeder/serve-admission.ts), made on its first ask. */
+  const admissions: Array<ServeAdmission | undefined> = [];
+  const admissionOf = (h: Host): ServeAdmission => {
+    let a = admissions[h.index];
+    if (!a) {
+      a = new ServeAdmission(admission);
+      admissions[h.index] = a;
+    }
+    return a;
   };
   const rackReserves = new Map<Host, RackReserve>();
   const rackReserveOf = (h: Host): RackReserve | undefined => {
@@ -744,12 +757,12 @@ export function simulate(o: SimOptions): SimResult {
       const full =
         (server === head
           ? server.serving >= server.maxServing
-          : !admitsServe(
-              admission,
+          : !admissionOf(server).admits(
+              ms(),
               server.serving,
               server.maxServing,
               (server as SimNode).scheduler.peerHeld(n.id),
-              nChunks,
+              (server as SimNode).scheduler.meanPeerHeld(),
             )) ||
         (turns !== undefined && !turns.admits());
       // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)

@@ -234,6 +234,29 @@ describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => 
     expect(statuses(await first)).toEqual(['ok']);
   });
 
+  it('asks its admission hook for a free slot: a batch it refuses is answered busy, one it admits is served', async () => {
+    const chunks = [1, 2].map((i) => pseudoRandomBytes(MiB, i));
+    const [c1, c2, c3] = [await client(), await client(), await client()];
+    const asked: Array<[string, number, number]> = [];
+    // the last of 2 slots only for c3 (seeder/serve-admission.ts decides so for askers holding little)
+    const admission = (peerId: string, active: number, max: number): boolean => {
+      asked.push([peerId, active, max]);
+      return active < max - 1 || peerId === c3.peerId.toString();
+    };
+    const s = await seeder(chunks, { maxConcurrentTotal: 2, perPeerBytesPerSecond: 2 * MiB }, { admission });
+    await Promise.all([c1.dial(s.addr), c2.dial(s.addr), c3.dial(s.addr)]);
+    const first = fetchAll(c1, s.addr, [hashHex(chunks[0])]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(statuses(await fetchAll(c2, s.addr, chunks.map(hashHex)))).toEqual(['busy', 'busy']);
+    expect(statuses(await fetchAll(c3, s.addr, [hashHex(chunks[1])]))).toEqual(['ok']);
+    expect(statuses(await first)).toEqual(['ok']);
+    expect(asked).toEqual([
+      [c1.peerId.toString(), 0, 2],
+      [c2.peerId.toString(), 1, 2],
+      [c3.peerId.toString(), 1, 2],
+    ]);
+  });
+
   it.each([
     ['per peer', { perPeerBytesPerSecond: MiB }],
     ['in total', { totalBytesPerSecond: MiB }],

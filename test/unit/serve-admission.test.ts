@@ -1,38 +1,40 @@
 import { describe, expect, it } from 'vitest';
 import { Scheduler } from '../../peer/scheduler.ts';
-import { admitsServe } from '../../seeder/serve-admission.ts';
+import { ServeAdmission } from '../../seeder/serve-admission.ts';
 
-describe('serve admission (a node’s last serving slots to the askers holding least)', () => {
-  const hungry = { reserved: 1, hungryShare: 0.25 };
+describe('serve admission (a node’s last serving slots to the askers holding least, once they are refused)', () => {
+  const init = { reserved: 1, hungryShare: 0.25, holdMs: 500 };
 
-  it('admits anyone while the unreserved slots are free, only the hungry into the reserved ones, nobody when full', () => {
-    // 4 slots, 1 reserved; 64 chunks: hungry below 16
-    expect([0, 1, 2].map((s) => admitsServe(hungry, s, 4, 60, 64))).toEqual([true, true, true]);
-    expect(admitsServe(hungry, 3, 4, 16, 64)).toBe(false); // a quarter is not hungry
-    expect(admitsServe(hungry, 3, 4, 15, 64)).toBe(true);
-    expect(admitsServe(hungry, 3, 4, 0, 64)).toBe(true);
-    expect(admitsServe(hungry, 4, 4, 0, 64)).toBe(false);
-    // an asker whose haves are not known yet (a node that just arrived) counts as hungry
-    expect(admitsServe(hungry, 3, 4, undefined, 64)).toBe(true);
+  it('is first come, first served until a hungry asker is refused; then keeps the last slot for the hungry a while', () => {
+    const a = new ServeAdmission(init); // 4 slots, neighbours holding 64 on average: hungry below 16
+    expect([0, 1, 2, 3].map((s) => a.admits(0, s, 4, 60, 64))).toEqual([true, true, true, true]);
+    expect(a.admits(0, 4, 4, 60, 64)).toBe(false); // full: a sated asker's refusal reserves nothing
+    expect(a.admits(1, 3, 4, 60, 64)).toBe(true);
+    expect(a.admits(10, 4, 4, 15, 64)).toBe(false); // full, and a hungry asker refused: the last slot is kept
+    expect(a.admits(20, 2, 4, 60, 64)).toBe(true); // the unreserved slots are anyone's
+    expect(a.admits(20, 3, 4, 16, 64)).toBe(false); // a quarter of the typical is not hungry
+    expect(a.admits(20, 3, 4, 0, 0)).toBe(true); // nothing is hungry, even when nobody holds more
+    expect(a.admits(20, 3, 4, 15, 64)).toBe(true);
+    expect(a.admits(20, 3, 4, undefined, 64)).toBe(true); // haves not known yet: a node that just arrived
+    expect(a.admits(509, 3, 4, 60, 64)).toBe(false);
+    expect(a.admits(510, 3, 4, 60, 64)).toBe(true); // holdMs after the refusal, anyone's again
+    expect(a.admits(510, 4, 4, 0, 64)).toBe(false);
   });
 
-  it('keeps one slot open to anyone however many are reserved, and with none reserved is first come, first served', () => {
-    const all = { reserved: 9, hungryShare: 0.5 };
-    expect(admitsServe(all, 0, 4, 64, 64)).toBe(true);
-    expect(admitsServe(all, 1, 4, 64, 64)).toBe(false);
-    expect(admitsServe(all, 3, 4, 1, 64)).toBe(true);
-    const none = { reserved: 0, hungryShare: 0.5 };
-    expect([0, 1, 2, 3, 4].map((s) => admitsServe(none, s, 4, 64, 64))).toEqual([
-      true,
-      true,
-      true,
-      true,
-      false,
-    ]);
+  it('keeps one slot anyone’s however many are reserved; none reserved is first come, first served', () => {
+    const all = new ServeAdmission({ reserved: 9, hungryShare: 0.5, holdMs: 100 });
+    expect(all.admits(0, 4, 4, 0, 64)).toBe(false);
+    expect(all.admits(1, 0, 4, 64, 64)).toBe(true);
+    expect(all.admits(1, 1, 4, 64, 64)).toBe(false);
+    expect(all.admits(1, 3, 4, 1, 64)).toBe(true);
+    const none = new ServeAdmission({ reserved: 0, hungryShare: 0.5, holdMs: 100 });
+    expect(none.admits(0, 4, 4, 0, 64)).toBe(false);
+    expect([0, 1, 2, 3, 4].map((s) => none.admits(1, s, 4, 64, 64))).toEqual([true, true, true, true, false]);
+    expect(() => new ServeAdmission({ reserved: -1, hungryShare: 0.5, holdMs: 1 })).toThrow(/reserved/);
   });
 
-  it('reads what the asker holds from the scheduler’s haves (peerHeld), minus chunks it turned out not to hold', () => {
-    const s = new Scheduler({ chunkLengths: new Array(8).fill(1024), random: Math.random, seederId: 'head' });
+  it('reads what the asker holds from the scheduler’s haves (peerHeld, meanPeerHeld), minus chunks it turned out not to hold', () => {
+    const s = new Scheduler({ chunkLengths: new Array(8).fill(1024), random: () => 0.5, seederId: 'head' });
     expect(s.peerHeld('a')).toBeUndefined();
     s.addPeer('a', 0);
     expect(s.peerHeld('a')).toBe(0);
@@ -42,11 +44,17 @@ describe('serve admission (a node’s last serving slots to the askers holding l
     const [i] = s.next('a', 0);
     s.failed('a', i, 'not-found', 1);
     expect(s.peerHeld('a')).toBe(3);
-    expect(admitsServe({ reserved: 1, hungryShare: 0.5 }, 3, 4, s.peerHeld('a'), 8)).toBe(true);
     s.peerHave('a', 'all');
     expect(s.peerHeld('a')).toBe(8);
-    expect(admitsServe({ reserved: 1, hungryShare: 0.5 }, 3, 4, s.peerHeld('a'), 8)).toBe(false);
+    // the typical neighbour: the seeder (holding everything) not counted
+    s.addPeer('head', 0);
+    s.addPeer('b', 0);
+    s.peerHave('b', [3, 4]);
+    expect(s.meanPeerHeld()).toBe(5);
     s.removePeer('a', 2);
     expect(s.peerHeld('a')).toBeUndefined();
+    expect(s.meanPeerHeld()).toBe(2);
+    s.removePeer('b', 2);
+    expect(s.meanPeerHeld()).toBe(0);
   });
 });
