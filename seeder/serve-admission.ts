@@ -1,7 +1,7 @@
 /**
- * A serving node's admission when its slots are contested (the swarm's ramp-up): once an asker holding less than
- * `hungryShare` of the image was refused for want of a slot, the last `reserved` of the node's serving slots go only
- * to such askers for `holdMs` — so a node holding nothing is not refused `busy` by every holder while nodes that
+ * A serving node's admission when its slots are contested (the swarm's ramp-up): once an asker holding little (below
+ * `hungryShare` of what the node's neighbours hold on average) was refused for want of a slot, the last `reserved`
+ * of the node's serving slots go only to such askers, until one of them takes one or `holdMs` has passed — so a node holding nothing is not refused `busy` by every holder while nodes that
  * already have sources fill their slots (bench/sim, 1,000 nodes: 0.9 sources in flight per unfinished node at 0.6 s
  * while 14 neighbours held something it lacked). Without such a refusal every slot is anyone's: a slot kept for
  * askers who are not there is upload capacity lost (kept always, 1,000 nodes: t_last 1.64 → 2.07 × T_min, the late
@@ -50,7 +50,12 @@ export class ServeAdmission {
       return false;
     }
     const reserved = Math.min(this.#o.reserved, maxServing - 1);
-    if (hungry || serving < maxServing - reserved) return true;
+    if (serving < maxServing - reserved) return true;
+    if (hungry) {
+      // the reserved slot went to a hungry asker: kept again only after the next hungry refusal
+      this.#hungryRefusedAt = Number.NEGATIVE_INFINITY;
+      return true;
+    }
     return now - this.#hungryRefusedAt >= this.#o.holdMs;
   }
 }

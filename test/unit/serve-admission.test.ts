@@ -5,7 +5,7 @@ import { ServeAdmission } from '../../seeder/serve-admission.ts';
 describe('serve admission (a node’s last serving slots to the askers holding least, once they are refused)', () => {
   const init = { reserved: 1, hungryShare: 0.25, holdMs: 500 };
 
-  it('is first come, first served until a hungry asker is refused; then keeps the last slot for the hungry a while', () => {
+  it('is first come, first served until a hungry asker is refused; then keeps the last slot for the next hungry one', () => {
     const a = new ServeAdmission(init); // 4 slots, neighbours holding 64 on average: hungry below 16
     expect([0, 1, 2, 3].map((s) => a.admits(0, s, 4, 60, 64))).toEqual([true, true, true, true]);
     expect(a.admits(0, 4, 4, 60, 64)).toBe(false); // full: a sated asker's refusal reserves nothing
@@ -13,12 +13,14 @@ describe('serve admission (a node’s last serving slots to the askers holding l
     expect(a.admits(10, 4, 4, 15, 64)).toBe(false); // full, and a hungry asker refused: the last slot is kept
     expect(a.admits(20, 2, 4, 60, 64)).toBe(true); // the unreserved slots are anyone's
     expect(a.admits(20, 3, 4, 16, 64)).toBe(false); // a quarter of the typical is not hungry
-    expect(a.admits(20, 3, 4, 0, 0)).toBe(true); // nothing is hungry, even when nobody holds more
-    expect(a.admits(20, 3, 4, 15, 64)).toBe(true);
-    expect(a.admits(20, 3, 4, undefined, 64)).toBe(true); // haves not known yet: a node that just arrived
-    expect(a.admits(509, 3, 4, 60, 64)).toBe(false);
-    expect(a.admits(510, 3, 4, 60, 64)).toBe(true); // holdMs after the refusal, anyone's again
-    expect(a.admits(510, 4, 4, 0, 64)).toBe(false);
+    expect(a.admits(20, 3, 4, 15, 64)).toBe(true); // a hungry one takes it: the slot is anyone's again
+    expect(a.admits(21, 3, 4, 60, 64)).toBe(true);
+    expect(a.admits(30, 4, 4, 0, 0)).toBe(false); // holding nothing is hungry, even when nobody holds more
+    expect(a.admits(31, 3, 4, 60, 64)).toBe(false);
+    expect(a.admits(32, 3, 4, undefined, 64)).toBe(true); // haves not known yet: a node that just arrived
+    expect(a.admits(40, 4, 4, 1, 64)).toBe(false);
+    expect(a.admits(539, 3, 4, 60, 64)).toBe(false);
+    expect(a.admits(540, 3, 4, 60, 64)).toBe(true); // holdMs after the refusal, anyone's again
   });
 
   it('keeps one slot anyone’s however many are reserved; none reserved is first come, first served', () => {
