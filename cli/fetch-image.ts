@@ -24,6 +24,7 @@ import { fetchImageKey, fetchManifest } from '../peer/tracker-client.ts';
 import type { BulkServer } from '../seeder/bulk-server.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { RackReserve } from '../seeder/rack-reserve.ts';
+import { HUNGRY_HOLD_MS, HUNGRY_SHARE, ServeAdmission } from '../seeder/serve-admission.ts';
 import { startBulkServer } from './bulk-plane.ts';
 import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
@@ -363,8 +364,24 @@ export async function fetchImage(
             rackOf: (peerId) => f.rackOf(peerId),
           })
         : undefined;
+    // a node's last serving slots to the askers holding least (seeder/serve-admission.ts), as its haves tell
+    const hungry =
+      config.peer.hungrySlots > 0
+        ? new ServeAdmission({
+            reserved: config.peer.hungrySlots,
+            hungryShare: HUNGRY_SHARE,
+            holdMs: HUNGRY_HOLD_MS,
+          })
+        : undefined;
     server = new ChunkServer(
-      { store: fetcher.chunkSource(), superSeeding: rackReserve },
+      {
+        store: fetcher.chunkSource(),
+        superSeeding: rackReserve,
+        admission:
+          hungry &&
+          ((peerId, active, max) =>
+            hungry.admits(performance.now(), active, max, f.peerHeld(peerId), f.meanPeerHeld())),
+      },
       { ...config.seeder, maxConcurrentTotal: config.peer.maxServeStreams },
     );
     await server.start(node);

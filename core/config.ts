@@ -310,6 +310,13 @@ export const ConfigSchema = Type.Object(
          */
         rackReserveMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 2000 }),
         /**
+         * Of a node's `maxServeStreams`, slots kept for askers holding little (below half of what its neighbours hold
+         * on average, or nothing) once such an asker was refused, until one of them takes one (seeder/serve-admission.ts):
+         * the nodes holding nothing in the swarm's ramp-up are not refused by every holder. 0: first come, first
+         * served. @default 1
+         */
+        hungrySlots: Type.Integer({ minimum: 0, maximum: 1024, default: 1 }),
+        /**
          * Versions of each image a node's chunk cache (`fetch --cache DIR`) keeps, most recently used first: the one
          * running, the one to roll back to. 0 keeps no chunks. @default 2
          */

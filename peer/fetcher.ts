@@ -229,9 +229,9 @@ export class Fetcher {
     return this.#scheduler.peerHeld(peerId);
   }
 
-  /** The image's chunk count. */
-  get chunkCount(): number {
-    return this.#init.manifest.chunks.length;
+  /** How many chunks this node's neighbours (not the head) hold on average, as far as it knows. */
+  meanPeerHeld(): number {
+    return this.#scheduler.meanPeerHeld();
   }
 
   /**

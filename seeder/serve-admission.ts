@@ -8,6 +8,11 @@
  * nodes, holding most of the image, finding a slot fewer everywhere). Pure (the clock is the caller's); what the
  * asker holds is the caller's too (a node's view of its neighbours' haves: cli/fetch-image.ts, bench/sim).
  */
+/** `hungryShare` of a node's admission (cli/fetch-image.ts): below half of what its neighbours hold on average. */
+export const HUNGRY_SHARE = 0.5;
+/** `holdMs` of a node's admission (cli/fetch-image.ts): about a busy back-off (peer/scheduler.ts, 250 → 500 ms). */
+export const HUNGRY_HOLD_MS = 500;
+
 export interface ServeAdmissionInit {
   /** Slots kept for hungry askers (0: first come, first served); at least one slot stays anyone's. */
   reserved: number;

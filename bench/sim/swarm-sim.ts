@@ -23,7 +23,12 @@ import {
 import { rotationStart } from '../../peer/source-order.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
-import { ServeAdmission, type ServeAdmissionInit } from '../../seeder/serve-admission.ts';
+import {
+  HUNGRY_HOLD_MS,
+  HUNGRY_SHARE,
+  ServeAdmission,
+  type ServeAdmissionInit,
+} from '../../seeder/serve-admission.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
@@ -86,11 +91,11 @@ export interface SimOptions {
   nodeMaxWaiting?: number;
   /** Streams a node serves at once. @default config peer.maxServeStreams */
   nodeStreams?: number;
-  /** A node's serving slots kept for hungry askers (seeder/serve-admission.ts). @default 0 */
+  /** A node's serving slots kept for hungry askers (seeder/serve-admission.ts). @default config peer.hungrySlots */
   serveReserved?: number;
-  /** Below this share of what the server's neighbours hold on average an asker is hungry (seeder/serve-admission.ts). @default 0.5 */
+  /** Below this share of what the server's neighbours hold on average an asker is hungry (seeder/serve-admission.ts). @default HUNGRY_SHARE */
   serveHungryShare?: number;
-  /** How long a hungry asker's refusal keeps the reserved slots (seeder/serve-admission.ts), ms. @default 500 */
+  /** How long a hungry asker's refusal keeps the reserved slots (seeder/serve-admission.ts), ms. @default HUNGRY_HOLD_MS */
   serveHoldMs?: number;
   /** Gateways per rack (tracker/handout-policy.ts rule 5). @default HANDOUT_DEFAULTS.gateways */
   gateways?: number;
@@ -249,9 +254,9 @@ export function simulate(o: SimOptions): SimResult {
   // Each node's serving policy into other racks (seeder/rack-reserve.ts), as a node started with --rack has.
   const rackReserveMs = o.rackReserveMs ?? config.peer.rackReserveMs;
   const admission: ServeAdmissionInit = {
-    reserved: o.serveReserved ?? 0,
-    hungryShare: o.serveHungryShare ?? 0.5,
-    holdMs: o.serveHoldMs ?? 500,
+    reserved: o.serveReserved ?? config.peer.hungrySlots,
+    hungryShare: o.serveHungryShare ?? HUNGRY_SHARE,
+    holdMs: o.serveHoldMs ?? HUNGRY_HOLD_MS,
   };
   /** Each node's serving admission (seeder/serve-admission.ts), made on its first ask. */
   const admissions: Array<ServeAdmission | undefined> = [];

@@ -98,6 +98,7 @@ describe('config schema', () => {
         maxServeStreams: 4,
         maxSources: 4,
         rackReserveMs: 2000,
+        hungrySlots: 1,
         cacheVersions: 2,
         cacheCopies: true,
         verifyWritten: false,
