@@ -1,12 +1,13 @@
 /**
- * A serving node's admission when its slots are contested (the swarm's ramp-up): once an asker holding little (below
- * `hungryShare` of what the node's neighbours hold on average) was refused for want of a slot, the last `reserved`
- * of the node's serving slots go only to such askers, until one of them takes one or `holdMs` has passed — so a node holding nothing is not refused `busy` by every holder while nodes that
- * already have sources fill their slots (bench/sim, 1,000 nodes: 0.9 sources in flight per unfinished node at 0.6 s
- * while 14 neighbours held something it lacked). Without such a refusal every slot is anyone's: a slot kept for
- * askers who are not there is upload capacity lost (kept always, 1,000 nodes: t_last 1.64 → 2.07 × T_min, the late
- * nodes, holding most of the image, finding a slot fewer everywhere). Pure (the clock is the caller's); what the
- * asker holds is the caller's too (a node's view of its neighbours' haves: cli/fetch-image.ts, bench/sim).
+ * A serving node's admission when its slots are contested (the swarm's ramp-up): once an asker holding little
+ * (below `hungryShare` of what the node's neighbours hold on average, or nothing) was refused for want of a slot,
+ * the last `reserved` of the node's serving slots go only to such askers, until one of them takes one or `holdMs`
+ * has passed — so a node holding nothing is not refused `busy` by every holder while nodes that already have
+ * sources fill their slots (bench/sim, 1,000 nodes: 0.9 sources in flight per unfinished node at 0.6 s while 14
+ * neighbours held something it lacked). Without such a refusal every slot is anyone's: a slot kept for askers who
+ * are not there is upload capacity lost (kept always, 1,000 nodes: t_last 1.64 → 2.07 × T_min, the late nodes,
+ * holding most of the image, finding a slot fewer everywhere). Pure (the clock is the caller's); what the asker
+ * holds is the caller's too (a node's view of its neighbours' haves: cli/fetch-image.ts, bench/sim).
  */
 /** `hungryShare` of a node's admission (cli/fetch-image.ts): below half of what its neighbours hold on average. */
 export const HUNGRY_SHARE = 0.5;
