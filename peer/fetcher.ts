@@ -29,7 +29,7 @@ import { HaveExchange } from './have-exchange.ts';
 import type { ImageWriter } from './image-writer.ts';
 import type { ResumeState } from './resume-state.ts';
 import { Scheduler } from './scheduler.ts';
-import { rotated } from './source-order.ts';
+import { rotationStart } from './source-order.ts';
 import { announce } from './tracker-client.ts';
 
 export type FetchStage = 'announced' | 'fetching' | 'verifying' | 'done' | 'seeding' | 'failed' | 'stopped';
@@ -341,9 +341,11 @@ export class Fetcher {
         for (const { peerId, index } of this.#scheduler.overdue(this.#now())) {
           this.#scheduler.failed(peerId, index, 'timeout', this.#now());
         }
-        // From a random place in the list, not its start: else everyone's few sources were the nodes that
-        // announced first (peer/source-order.ts).
-        for (const peerId of rotated([...this.#peers.keys()], this.#random)) this.#startWorker(peerId);
+        // Only the neighbours next() may give something (Scheduler.askable, as bench/sim walks them), from a random
+        // place in the list, not its start: else everyone's few sources were the nodes that announced first
+        // (peer/source-order.ts).
+        const start = rotationStart(this.#scheduler.peerCount, this.#random);
+        for (const peerId of this.#scheduler.askable(this.#now(), start)) this.#startWorker(peerId);
         this.#account();
         this.#report();
         await this.#wakeup.wait();

@@ -575,7 +575,7 @@ export class Scheduler {
 
   /**
    * The peers next() may offer something now, in list order (as stats() shows it) from slot `start` round to the
-   * one before it (the fetcher starts each turn at a random place: peer/source-order.ts), each
+   * one before it (the fetcher and bench/sim start each turn at a random place: peer/source-order.ts), each
    * checked when the iteration reaches it (a pick for one changes what the next may get): calling next() for these
    * alone gives the same answers as calling it for every peer, without the calls that return nothing before any
    * work — a fetch loop over 60 neighbours after every refusal made 15 million such calls at 1,000 nodes in

@@ -1,8 +1,9 @@
 /**
- * The order in which a fetch offers its neighbours requests (peer/fetcher.ts: each turn of its loop asks them one by
- * one until `maxSources` have a batch in flight): a pure policy, `random` injected.
+ * The order in which a fetch offers its neighbours requests (peer/fetcher.ts and bench/sim: each turn walks them with
+ * Scheduler.askable(now, start) until `maxSources` have a batch in flight): a pure policy, `random` injected.
  *
- * Every turn starts at a uniformly random place in the list and goes round it once. Walking the list from its start,
+ * Every turn starts at a uniformly random slot of the list (rotationStart: one draw of `random`, 0 for an empty list)
+ * and goes round it once. Walking the list from its start,
  * as the fetcher did, every node filled its few source slots (config `peer.maxSources`: 4) with the neighbours it had
  * learnt of first — the tracker hands out the nodes that announced first, so the same few for everyone. Those nodes
  * uploaded at their link's rate all through while the nodes that started a second later served little, and the busy
@@ -11,17 +12,6 @@
  * finished last, 23.5–27.3 s; the six last to start 9–43 MiB and finished first; docs/BENCHMARKS.md, "Session 9").
  * A random start gives every holder of a missing chunk the same chance of a freed slot, so the uploads spread over
  * every uplink, as BitTorrent's requesters spread theirs by choosing peers at random.
- */
-export function* rotated<T>(items: readonly T[], random: () => number): Generator<T, void, undefined> {
-  const n = items.length;
-  if (n === 0) return;
-  const start = rotationStart(n, random);
-  for (let k = 0; k < n; k++) yield items[(start + k) % n];
-}
-
-/**
- * Where such a turn starts in a list of `n` (0 for an empty one): one draw of `random`. bench/sim walks its nodes'
- * neighbours from here (Scheduler.askable's `start`), as the fetcher does with rotated().
  */
 export function rotationStart(n: number, random: () => number): number {
   return n === 0 ? 0 : Math.min(Math.floor(random() * n), n - 1);

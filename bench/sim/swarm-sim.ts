@@ -701,8 +701,8 @@ export function simulate(o: SimOptions): SimResult {
   const pump = (n: SimNode): void => {
     if (n.haveCount === nChunks) return;
     // Only the neighbours the scheduler may offer something (Scheduler.askable: the others' next() would return
-    // nothing before any work), from a random place in the order they were added, as the fetcher's loop walks them
-    // (peer/source-order.ts): walked from the start, every node's few sources were the nodes it met first.
+    // nothing before any work), from a random place in the order they were added: the fetcher's own walk
+    // (peer/fetcher.ts, peer/source-order.ts); from the start, every node's few sources were the nodes it met first.
     const start = rotationStart(n.scheduler.peerCount, random);
     for (const id of n.scheduler.askable(ms(), start)) if (!n.workers.has(id)) ask(n, id);
   };
