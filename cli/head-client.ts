@@ -118,9 +118,7 @@ export class HeadClient {
 
   /** Every key revocation statement the head holds (envelopes; the caller verifies them). */
   async revocations(): Promise<Buffer[]> {
-    const r = await this.#get('/api/keys/revocations');
-    if (r.status !== 200) throw this.#errorOf(r.status, r.body.toString());
-    return decodeRevocationList(r.body.toString());
+    return decodeRevocationList((await this.#getOk('/api/keys/revocations')).toString());
   }
 
   /** Gives the head an encrypted image's key (admin token); resolves with its id. */
@@ -303,8 +301,7 @@ export class HeadClient {
     body?: Buffer,
     contentType = 'application/octet-stream',
   ): Promise<Response> {
-    const headers: Record<string, string> = {};
-    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    const headers = this.#headers();
     if (body) headers['content-type'] = contentType;
     try {
       return await fetch(`${this.base}${path}`, {
@@ -334,16 +331,27 @@ export class HeadClient {
   }
 
   async #getJson(path: string): Promise<unknown> {
-    const r = await this.#get(path);
-    if (r.status !== 200) throw this.#errorOf(r.status, r.body.toString());
+    const body = await this.#getOk(path);
     try {
-      return JSON.parse(r.body.toString());
+      return JSON.parse(body.toString());
     } catch {
       throw new RswError(
         'RSW_ERR_HEAD_UNREACHABLE',
         `the head at ${this.base} answered GET ${path} with no JSON`,
       );
     }
+  }
+
+  /** #get()'s body, or the head's error when it did not answer 200. */
+  async #getOk(path: string): Promise<Buffer> {
+    const r = await this.#get(path);
+    if (r.status !== 200) throw this.#errorOf(r.status, r.body.toString());
+    return r.body;
+  }
+
+  /** Headers of every request: the admin token, when the client has one. */
+  #headers(): Record<string, string> {
+    return this.#token ? { authorization: `Bearer ${this.#token}` } : {};
   }
 
   /**
@@ -357,8 +365,7 @@ export class HeadClient {
     const { get } = url.startsWith('https:')
       ? process.getBuiltinModule('node:https')
       : process.getBuiltinModule('node:http');
-    const headers: Record<string, string> = {};
-    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    const headers = this.#headers();
     try {
       return await new Promise((resolve, reject) => {
         const req = get(url, { headers, signal: AbortSignal.timeout(120_000) }, (res: IncomingMessage) => {
