@@ -16,6 +16,7 @@ import {
 } from '@libp2p/interface';
 import { PROTOCOL } from '@libp2p/tls';
 import { toMessageStream, toNodeDuplex } from '@libp2p/tls/utils';
+import { takeTcpSocket } from './libp2p-tcp-socket.ts';
 import { makeLibp2pCertificate, verifyLibp2pCertificate } from './libp2p-tls-verify.ts';
 
 /**
@@ -174,11 +175,13 @@ class ReusingTls implements ConnectionEncrypter {
         return chosen;
       },
     };
-    const duplex = toNodeDuplex(connection);
+    // Node's TLS straight on @libp2p/tcp's socket when there is one (cli/libp2p-tcp-socket.ts), else over a Duplex.
+    const tcp = takeTcpSocket(connection);
+    const under = tcp ?? toNodeDuplex(connection);
     const socket = isServer
-      ? new TLSSocket(duplex, { ...opts, isServer: true, requestCert: true })
-      : connect({ socket: duplex, ...opts });
-    duplex.on('error', (err) => socket.emit('error', err));
+      ? new TLSSocket(under, { ...opts, isServer: true, requestCert: true })
+      : connect({ socket: under, ...opts });
+    if (!tcp) under.on('error', (err) => socket.emit('error', err));
     const onAbort = () => socket.emit('error', new HandshakeTimeoutError());
     options?.signal?.addEventListener('abort', onAbort);
     try {
@@ -215,6 +218,10 @@ class ReusingTls implements ConnectionEncrypter {
           reject(err);
         });
         socket.once('secure', verifyRemote);
+        // A TCP connection closed before the handshake ends (its socket closes the TLS socket without an error).
+        socket.once('close', () =>
+          reject(new InvalidCryptoExchangeError('connection closed during the TLS handshake')),
+        );
       });
     } finally {
       options?.signal?.removeEventListener('abort', onAbort);
