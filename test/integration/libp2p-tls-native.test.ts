@@ -10,15 +10,17 @@ import { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair } from '@libp2p/crypto/keys';
-import type { Libp2p, Stream } from '@libp2p/interface';
+import type { Libp2p, Stream, Upgrader } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { tcp } from '@libp2p/tcp';
 import { tls } from '@libp2p/tls';
+import { multiaddrConnectionPair } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { pEvent } from 'p-event';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { tcpSocketsTaken } from '../../cli/libp2p-tcp-socket.ts';
+import { tlsReusingCertificate } from '../../cli/libp2p-tls.ts';
 import { makeLibp2pCertificate } from '../../cli/libp2p-tls-verify.ts';
 import { createP2PNode } from '../../cli/p2p-node.ts';
 import { tempDir } from '../helpers/cli.ts';
@@ -252,6 +254,36 @@ describe('libp2p TLS natively on the TCP socket', () => {
       interval: 20,
     });
     expect(tcpSocketsTaken() - before).toBe(1);
+  }, 30_000);
+
+  it('keeps the Duplex path for a connection that is not a TCP socket (an in-memory pair)', async () => {
+    const [outbound, inbound] = multiaddrConnectionPair();
+    const make = async () => {
+      const privateKey = await generateKeyPair('Ed25519');
+      const encrypter = tlsReusingCertificate()({
+        privateKey,
+        logger: { forComponent: () => outbound.log },
+        upgrader: { getStreamMuxers: () => new Map() } as unknown as Upgrader,
+      });
+      return { encrypter, peer: peerIdFromPrivateKey(privateKey) };
+    };
+    const [client, server] = [await make(), await make()];
+    const before = tcpSocketsTaken();
+    const [c, s] = await Promise.all([
+      client.encrypter.secureOutbound(outbound, { remotePeer: server.peer }),
+      server.encrypter.secureInbound(inbound),
+    ]);
+    expect(tcpSocketsTaken() - before).toBe(0);
+    expect(c.remotePeer.equals(server.peer)).toBe(true);
+    expect(s.remotePeer.equals(client.peer)).toBe(true);
+    const got = new Promise<string>((resolve) =>
+      s.connection.addEventListener('message', (e) => resolve(new TextDecoder().decode(e.data.subarray())), {
+        once: true,
+      }),
+    );
+    c.connection.send(new TextEncoder().encode('over the Duplex'));
+    expect(await got).toBe('over the Duplex');
+    outbound.abort(new Error('done'));
   }, 30_000);
 });
 
