@@ -1,5 +1,7 @@
 import { Socket } from 'node:net';
-import type { MessageStream } from '@libp2p/interface';
+import type { TLSSocket } from 'node:tls';
+import type { AbortOptions, MessageStream } from '@libp2p/interface';
+import { pEvent } from 'p-event';
 
 /**
  * The TCP socket under a libp2p connection that @libp2p/tcp made, taken over so that Node's TLS runs natively on it
@@ -16,13 +18,23 @@ import type { MessageStream } from '@libp2p/interface';
  * back into the socket, where `TLSSocket` feeds them to OpenSSL before anything else (_tls_wrap.js `_init`). Its
  * other listeners stay and still do their job: 'close' and 'error' tear the multiaddr connection down (the socket
  * closes when the TLS socket does, and the TLS socket when it does), 'timeout' still aborts an idle connection (the
- * TLS socket's reads and writes refresh its parent's timer: net.js `_unrefTimer` walks `_parent`), and the multiaddr
- * connection's close/abort still end or reset the TCP connection.
+ * TLS socket's reads and writes refresh its parent's timer: net.js `_unrefTimer` walks `_parent`).
+ *
+ * And the multiaddr connection's own close and abort go through the TLS socket (`tls(socket)` makes it): @libp2p/tcp
+ * would end or reset the TCP socket under it. A reset frees the TLS socket's OpenSSL state at once (TLSWrap.close finds
+ * its parent's handle gone and calls destroySSL), and when the abort runs on OpenSSL's stack — the gater refusing a
+ * peer in the microtasks of the handshake's own callback, inside SSL_read — the SSL_read that follows reads freed
+ * memory: the process dies with SIGSEGV (reproduced: a node whose `denyOutboundEncryptedConnection` refuses a stock
+ * @libp2p/tls listener). Destroying the TLS socket first is Node's ordinary path: it destroys the TCP socket and
+ * frees the SSL only on the socket's 'close'. The price: the remote sees a FIN where @libp2p/tcp sent a RST.
  *
  * Anything else — another transport, a connection protector, an in-memory stream in a test — returns undefined: the
  * caller keeps the Duplex path.
  */
-export function takeTcpSocket(connection: MessageStream): Socket | undefined {
+export function takeTcpSocket(
+  connection: MessageStream,
+  tls: (socket: Socket) => TLSSocket,
+): TLSSocket | undefined {
   const maConn = connection as MessageStream & {
     socket?: unknown;
     readBuffer?: unknown;
@@ -50,8 +62,22 @@ export function takeTcpSocket(connection: MessageStream): Socket | undefined {
     unread.consume(bytes.byteLength);
     socket.unshift(bytes);
   }
+  const secured = tls(socket);
+  const closing = connection as unknown as {
+    sendClose(options?: AbortOptions): Promise<void>;
+    sendReset(err: Error): void;
+  };
+  closing.sendClose = async (options) => {
+    if (socket.destroyed) return;
+    const closed = pEvent(socket, 'close', options);
+    secured.destroySoon();
+    await closed;
+  };
+  closing.sendReset = () => {
+    secured.destroy();
+  };
   taken++;
-  return socket;
+  return secured;
 }
 
 let taken = 0;

@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import { connect, createSecureContext, type PeerCertificate, type SecureContext, TLSSocket } from 'node:tls';
 import {
   type AbortOptions,
@@ -176,12 +177,11 @@ class ReusingTls implements ConnectionEncrypter {
       },
     };
     // Node's TLS straight on @libp2p/tcp's socket when there is one (cli/libp2p-tcp-socket.ts), else over a Duplex.
-    const tcp = takeTcpSocket(connection);
-    const under = tcp ?? toNodeDuplex(connection);
-    const socket = isServer
-      ? new TLSSocket(under, { ...opts, isServer: true, requestCert: true })
-      : connect({ socket: under, ...opts });
-    if (!tcp) under.on('error', (err) => socket.emit('error', err));
+    const secure = (under: Duplex) =>
+      isServer
+        ? new TLSSocket(under, { ...opts, isServer: true, requestCert: true })
+        : connect({ socket: under, ...opts });
+    const socket = takeTcpSocket(connection, secure) ?? overDuplex(connection, secure);
     const onAbort = () => socket.emit('error', new HandshakeTimeoutError());
     options?.signal?.addEventListener('abort', onAbort);
     try {
@@ -227,4 +227,12 @@ class ReusingTls implements ConnectionEncrypter {
       options?.signal?.removeEventListener('abort', onAbort);
     }
   }
+}
+
+/** @libp2p/tls's way: TLS over a Node Duplex that reads and writes the MessageStream (through Node's JSStreamSocket). */
+function overDuplex(connection: MessageStream, secure: (under: Duplex) => TLSSocket): TLSSocket {
+  const duplex = toNodeDuplex(connection);
+  const socket = secure(duplex);
+  duplex.on('error', (err) => socket.emit('error', err));
+  return socket;
 }

@@ -186,6 +186,34 @@ describe('libp2p TLS natively on the TCP socket', () => {
     }
   }, 90_000);
 
+  it('survives a gater that refuses the peer right after the handshake, on either end, against ours and stock', async () => {
+    // The refusal aborts the connection in the microtasks of the handshake's own callback, on OpenSSL's stack: a reset
+    // of the TCP socket under the live TLS socket there freed the SSL that SSL_read went on reading (SIGSEGV).
+    const refuseAll = {
+      denyInboundEncryptedConnection: async () => true,
+      denyOutboundEncryptedConnection: async () => true,
+    };
+    const refuser = await createP2PNode({
+      keyFile: join(t.dir, 'refuser.key'),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      connectionGater: refuseAll,
+    });
+    stops.push(() => refuser.stop());
+    const others = [await ours('refused'), await stock()];
+    const before = tcpSocketsTaken();
+    for (let round = 0; round < 3; round++) {
+      for (const other of others) {
+        await expect(refuser.dial(other.getMultiaddrs()[0])).rejects.toThrow();
+        await other.dial(refuser.getMultiaddrs()[0]).catch(() => {}); // the dialler may finish first; refuser aborts
+        await gone(refuser, other);
+      }
+    }
+    expect(tcpSocketsTaken() - before).toBeGreaterThanOrEqual(6);
+    // Both ends are alive and still talk to each other.
+    const bytes = randomBytes(64 * KiB);
+    expect(await echoBytes(others[0], others[1], bytes)).toBe(sha(bytes));
+  }, 60_000);
+
   it('closes the TCP connection when a handshake is aborted by its signal', async () => {
     const a = await ours('abort-a');
     // A listener that agrees to /tls/1.0.0 and then never answers the ClientHello.
