@@ -36,7 +36,10 @@ import { makeLibp2pCertificate, verifyLibp2pCertificate } from './libp2p-tls-ver
  * signature checks (4.4 % of a testbed node's CPU at N = 16, docs/BENCHMARKS.md). Nothing unverified is trusted: the
  * TLS handshake itself proves the peer holds the certificate's key, and only byte-identical certificates hit. A
  * third: the certificate is made, and a peer's verified in full, by Node's crypto and X.509 (cli/libp2p-tls-verify.ts)
- * — the same certificate and the same checks as @libp2p/tls, at a fraction of @peculiar/x509's CPU.
+ * — the same certificate and the same checks as @libp2p/tls, at a fraction of @peculiar/x509's CPU. A fourth: on a
+ * connection @libp2p/tcp made, Node's TLS runs on the TCP socket itself (cli/libp2p-tcp-socket.ts), not over a
+ * JavaScript Duplex of the connection as @libp2p/tls does (any other connection still takes that path): the same
+ * TLS 1.3 bytes on the wire, ~2× the libp2p data plane's MB/s (docs/BENCHMARKS.md, "Fetch").
  *
  * Everything else — the peer's certificate verified against the expected peer id, early muxer negotiation by ALPN,
  * TLS 1.3 only — is @libp2p/tls 3.1's code (dist/src/tls.js), kept in step with it.
