@@ -214,6 +214,34 @@ describe('libp2p TLS natively on the TCP socket', () => {
     expect(await echoBytes(others[0], others[1], bytes)).toBe(sha(bytes));
   }, 60_000);
 
+  it("keeps @libp2p/tcp's inactivity timeout: traffic through TLS keeps a connection, silence closes it", async () => {
+    // The TCP socket's own timer is refreshed by the TLS socket's reads and writes (net.js walks `_parent`).
+    const short = async (): Promise<Libp2p> =>
+      withEcho(
+        await createLibp2p({
+          privateKey: await generateKeyPair('Ed25519'),
+          addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+          transports: [tcp({ inboundSocketInactivityTimeout: 1500, outboundSocketInactivityTimeout: 1500 })],
+          connectionEncrypters: [tlsReusingCertificate()],
+          streamMuxers: [yamux()],
+        }),
+      );
+    const [a, b] = [await short(), await short()];
+    const before = tcpSocketsTaken();
+    const stream = await a.dialProtocol(b.getMultiaddrs()[0], ECHO);
+    expect(tcpSocketsTaken() - before).toBe(2);
+    const echoed = new Promise<void>((resolve) =>
+      stream.addEventListener('message', () => resolve(), { once: true }),
+    );
+    for (let i = 0; i < 12; i++) {
+      stream.send(new Uint8Array(16)); // 3 s of traffic, twice the timeout
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await echoed;
+    expect(a.getConnections(b.peerId)).toHaveLength(1);
+    await gone(a, b); // then silence: closed by the timeout (within gone()'s 10 s)
+  }, 30_000);
+
   it('closes the TCP connection when a handshake is aborted by its signal', async () => {
     const a = await ours('abort-a');
     // A listener that agrees to /tls/1.0.0 and then never answers the ClientHello.
