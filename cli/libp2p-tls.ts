@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import { connect, createSecureContext, type PeerCertificate, type SecureContext, TLSSocket } from 'node:tls';
 import {
   type AbortOptions,
@@ -16,6 +17,7 @@ import {
 } from '@libp2p/interface';
 import { PROTOCOL } from '@libp2p/tls';
 import { toMessageStream, toNodeDuplex } from '@libp2p/tls/utils';
+import { takeTcpSocket } from './libp2p-tcp-socket.ts';
 import { makeLibp2pCertificate, verifyLibp2pCertificate } from './libp2p-tls-verify.ts';
 
 /**
@@ -34,7 +36,10 @@ import { makeLibp2pCertificate, verifyLibp2pCertificate } from './libp2p-tls-ver
  * signature checks (4.4 % of a testbed node's CPU at N = 16, docs/BENCHMARKS.md). Nothing unverified is trusted: the
  * TLS handshake itself proves the peer holds the certificate's key, and only byte-identical certificates hit. A
  * third: the certificate is made, and a peer's verified in full, by Node's crypto and X.509 (cli/libp2p-tls-verify.ts)
- * — the same certificate and the same checks as @libp2p/tls, at a fraction of @peculiar/x509's CPU.
+ * — the same certificate and the same checks as @libp2p/tls, at a fraction of @peculiar/x509's CPU. A fourth: on a
+ * connection @libp2p/tcp made, Node's TLS runs on the TCP socket itself (cli/libp2p-tcp-socket.ts), not over a
+ * JavaScript Duplex of the connection as @libp2p/tls does (any other connection still takes that path): the same
+ * TLS 1.3 bytes on the wire, ~2× the libp2p data plane's MB/s (docs/BENCHMARKS.md, "Fetch").
  *
  * Everything else — the peer's certificate verified against the expected peer id, early muxer negotiation by ALPN,
  * TLS 1.3 only — is @libp2p/tls 3.1's code (dist/src/tls.js), kept in step with it.
@@ -174,11 +179,12 @@ class ReusingTls implements ConnectionEncrypter {
         return chosen;
       },
     };
-    const duplex = toNodeDuplex(connection);
-    const socket = isServer
-      ? new TLSSocket(duplex, { ...opts, isServer: true, requestCert: true })
-      : connect({ socket: duplex, ...opts });
-    duplex.on('error', (err) => socket.emit('error', err));
+    // Node's TLS straight on @libp2p/tcp's socket when there is one (cli/libp2p-tcp-socket.ts), else over a Duplex.
+    const secure = (under: Duplex) =>
+      isServer
+        ? new TLSSocket(under, { ...opts, isServer: true, requestCert: true })
+        : connect({ socket: under, ...opts });
+    const socket = takeTcpSocket(connection, secure) ?? overDuplex(connection, secure);
     const onAbort = () => socket.emit('error', new HandshakeTimeoutError());
     options?.signal?.addEventListener('abort', onAbort);
     try {
@@ -215,9 +221,21 @@ class ReusingTls implements ConnectionEncrypter {
           reject(err);
         });
         socket.once('secure', verifyRemote);
+        // A TCP connection closed before the handshake ends (its socket closes the TLS socket without an error).
+        socket.once('close', () =>
+          reject(new InvalidCryptoExchangeError('connection closed during the TLS handshake')),
+        );
       });
     } finally {
       options?.signal?.removeEventListener('abort', onAbort);
     }
   }
+}
+
+/** @libp2p/tls's way: TLS over a Node Duplex that reads and writes the MessageStream (through Node's JSStreamSocket). */
+function overDuplex(connection: MessageStream, secure: (under: Duplex) => TLSSocket): TLSSocket {
+  const duplex = toNodeDuplex(connection);
+  const socket = secure(duplex);
+  duplex.on('error', (err) => socket.emit('error', err));
+  return socket;
 }
