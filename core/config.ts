@@ -305,6 +305,14 @@ export const ConfigSchema = Type.Object(
          */
         maxSources: Type.Integer({ minimum: 0, maximum: 1024, default: 4 }),
         /**
+         * Batches a fetching node has in flight to one peer at once (peer/fetcher.ts): with 2 the next batch is asked
+         * as soon as the scheduler's budget has room, while the current one is still arriving, and on a bulk
+         * connection it waits at the server behind it — so a source's link does not idle for a request round trip
+         * between batches (on the testbed, behind the asking node's own full upload queue, 25–145 ms per batch of
+         * ~0.75 s: docs/BENCHMARKS.md, Session 10). 1: one batch at a time. @default 2
+         */
+        pipelineBatches: Type.Integer({ minimum: 1, maximum: 2, default: 2 }),
+        /**
          * A node with `--rack` sends a chunk into another rack once per this many ms (seeder/rack-reserve.ts): a repeat
          * request from that rack is answered `busy`, and the rack spreads its first copy inside. 0: off. @default 2000
          */

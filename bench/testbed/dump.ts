@@ -72,7 +72,26 @@ export function summary(n: NodeSeries): string {
     `batches ${fl.batchesPeers} busy ${fl.busyPeers} (${f((100 * fl.busyPeers) / Math.max(1, fl.batchesPeers), 0)} %), seeder ${fl.batchesSeeder} busy ${fl.busySeeder} | ` +
     `idle backoff/nothing/other ${f(fl.idleBackoffMs / 1000)}/${f(fl.idleNothingMs / 1000)}/${f(fl.idleOtherMs / 1000)} s | ` +
     `mean sources ${f(fl.peerSourceMs / 1000 / secs)} (${f(got / MB / (fl.peerSourceMs / 1000))} MB/s per source-second) | ` +
-    `refused given ${last?.serve?.refusedBatches ?? 0} batches`
+    `refused given ${last?.serve?.refusedBatches ?? 0} batches` +
+    batchLine(fl)
+  );
+}
+
+/**
+ * Where a source's time went per batch (FetchFlow's batch counters; absent from older dumps): request → first answer,
+ * first → last answer, MB/s while answering, the gap to the next request to that neighbour, batches pipelined, and
+ * the time a source slot was free while an askable neighbour held something (with next() coming back empty).
+ */
+export function batchLine(fl: FetchFlow): string {
+  if (fl.batchWaitMs === undefined) return '';
+  const batches = fl.batchesPeers + fl.batchesSeeder;
+  const per = (x: number) => f(x / Math.max(1, batches), 0);
+  return (
+    `
+      batches: wait ${per(fl.batchWaitMs)} ms, answering ${per(fl.batchXferMs)} ms, ${f(fl.batchBytes / MiB / Math.max(1, batches))} MiB each ` +
+    `(${f(fl.batchBytes / MB / ((fl.batchWaitMs + fl.batchXferMs) / 1000))} MB/s over wait+answering, ${f(fl.batchBytes / MB / (fl.batchXferMs / 1000))} answering) | ` +
+    `gap to next ${f(fl.batchGapMs / Math.max(1, fl.batchGaps), 0)} ms × ${fl.batchGaps} | pipelined ${fl.batchesPipelined} | ` +
+    `free slot with an idle holder ${f(fl.freeSlotMs / 1000)} s, next() empty ${fl.nextEmpty}`
   );
 }
 
