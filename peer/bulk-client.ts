@@ -85,7 +85,11 @@ export function chunkFetch(init: {
     const connection = await node.dial(peer, { signal: within() });
     const key = connection.remotePeer.toString();
     if ((bulkFailedUntil.get(key) ?? 0) <= now()) {
-      for (let conn = pool.joinable(key, hashes.length) ?? pool.take(key); ; conn = undefined) {
+      for (
+        let conn = (opts.queue ? pool.joinable(key, hashes.length) : undefined) ?? pool.take(key);
+        ;
+        conn = undefined
+      ) {
         const reused = conn !== undefined;
         if (!conn) {
           try {

@@ -615,7 +615,7 @@ export class Fetcher {
     let last = Number.NaN;
     try {
       let k = 0;
-      const opts = { timeoutMs: 30_000, pool: this.#pool };
+      const opts = { timeoutMs: 30_000, pool: this.#pool, queue: this.#pipeline > 1 };
       const fetchBatch = this.#c.fetchChunks ?? fetchChunks;
       for await (const got of fetchBatch(this.#c.node, addr, hashes, opts)) {
         const i = indices[k++];
