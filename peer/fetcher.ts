@@ -83,6 +83,8 @@ export interface FetchFlow {
   batchWaitMs: number;
   batchXferMs: number;
   batchBytes: number;
+  /** Chunks answered `ok` in those batches: (batchXferMs ÷ (batchChunks − batches)) is a chunk's time on the wire. */
+  batchChunks: number;
   /** Batches asked of a peer while another one was in flight to it (`pipelineBatches`). */
   batchesPipelined: number;
   /** From a neighbour's last batch's end to the next request to it, summed, and how many such gaps. */
@@ -196,6 +198,7 @@ export class Fetcher {
     batchWaitMs: 0,
     batchXferMs: 0,
     batchBytes: 0,
+    batchChunks: 0,
     batchesPipelined: 0,
     batchGapMs: 0,
     batchGaps: 0,
@@ -622,7 +625,10 @@ export class Fetcher {
         pending.delete(i);
         last = performance.now();
         if (Number.isNaN(first)) first = last;
-        if (got.status === 'ok' && got.data) this.#flow.batchBytes += got.data.length;
+        if (got.status === 'ok' && got.data) {
+          this.#flow.batchBytes += got.data.length;
+          this.#flow.batchChunks++;
+        }
         if (got.status === 'busy' && !refused) {
           refused = true;
           if (isSeeder) this.#flow.busySeeder++;

@@ -86,10 +86,14 @@ export function batchLine(fl: FetchFlow): string {
   if (fl.batchWaitMs === undefined) return '';
   const batches = fl.batchesPeers + fl.batchesSeeder;
   const per = (x: number) => f(x / Math.max(1, batches), 0);
+  // a chunk's time on the wire, from the batches of 2+ chunks (first → last answer); the rest of a batch's wait for
+  // its first answer is its request's trip, the server's admission and first read (and, pipelined, the batch ahead)
+  const chunkMs = fl.batchXferMs / Math.max(1, fl.batchChunks - batches);
   return (
     `
       batches: wait ${per(fl.batchWaitMs)} ms, answering ${per(fl.batchXferMs)} ms, ${f(fl.batchBytes / MiB / Math.max(1, batches))} MiB each ` +
     `(${f(fl.batchBytes / MB / ((fl.batchWaitMs + fl.batchXferMs) / 1000))} MB/s over wait+answering, ${f(fl.batchBytes / MB / (fl.batchXferMs / 1000))} answering) | ` +
+    `chunk on the wire ~${f(chunkMs, 0)} ms, so wait − chunk ~${f(fl.batchWaitMs / Math.max(1, batches) - chunkMs, 0)} ms | ` +
     `gap to next ${f(fl.batchGapMs / Math.max(1, fl.batchGaps), 0)} ms × ${fl.batchGaps} | pipelined ${fl.batchesPipelined} | ` +
     `free slot with an idle holder ${f(fl.freeSlotMs / 1000)} s, next() empty ${fl.nextEmpty}`
   );
