@@ -91,8 +91,9 @@ export interface FetchFlow {
   batchGapMs: number;
   batchGaps: number;
   /**
-   * Ms with fewer than `maxSources` neighbours in flight while a neighbour holding a chunk it may ask for had nothing in
-   * flight and was not backed off; and the walks where next() gave such a neighbour nothing (budget, rules 4 and 6).
+   * Ms with fewer than `maxSources` peers in flight (the seeder counts, as in the scheduler's rule 1) while a neighbour
+   * holding a chunk it may ask for had nothing in flight and was not backed off; and the times next() gave a peer
+   * with nothing in flight nothing (budget, rules 4 and 6).
    */
   freeSlotMs: number;
   nextEmpty: number;
@@ -335,7 +336,9 @@ export class Fetcher {
     f.holding = h.holding;
     f.backedOff = h.backedOff;
     this.#freeSlot =
-      !this.#scheduler.done && f.sources < (this.#init.maxSources || Number.POSITIVE_INFINITY) && h.idle > 0;
+      !this.#scheduler.done &&
+      this.#workers.size < (this.#init.maxSources || Number.POSITIVE_INFINITY) &&
+      h.idle > 0;
     this.#idleKind =
       this.#workers.size > 0 || this.#scheduler.done
         ? undefined

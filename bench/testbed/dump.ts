@@ -99,6 +99,48 @@ export function batchLine(fl: FetchFlow): string {
   );
 }
 
+const median = (xs: number[]): number => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return Number.NaN;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+/**
+ * The run in one line, medians over the nodes (for side-by-side tables; start-up, which a loaded machine stretches by
+ * seconds, left out): download rate over the data phase (its first request → its verified image), mean sources,
+ * MB/s per source-second, a batch's wait for its first answer minus a chunk's time on the wire, the free-slot time.
+ */
+export function overall(nodes: NodeSeries[]): string {
+  const rate: number[] = [];
+  const sources: number[] = [];
+  const perSource: number[] = [];
+  const overhead: number[] = [];
+  const freeSlot: number[] = [];
+  const pipelined: number[] = [];
+  for (const n of nodes) {
+    const first = Math.min(...n.steps.filter((st) => st.step.startsWith('firstRequest')).map((st) => st.t));
+    const got = n.summary.bytesFromPeers + n.summary.bytesFromSeeder;
+    rate.push(got / MB / (n.done - first));
+    const last = n.lines.filter((l) => l.t <= n.done && l.flow).at(-1);
+    const fl = last?.flow;
+    if (!fl) continue;
+    sources.push(fl.peerSourceMs / 1000 / (n.done - first));
+    perSource.push(got / MB / (fl.peerSourceMs / 1000));
+    if (fl.batchWaitMs === undefined) continue;
+    const batches = fl.batchesPeers + fl.batchesSeeder;
+    const chunkMs = fl.batchXferMs / Math.max(1, fl.batchChunks - batches);
+    overhead.push(fl.batchWaitMs / Math.max(1, batches) - chunkMs);
+    freeSlot.push(fl.freeSlotMs / 1000);
+    pipelined.push(fl.batchesPipelined / Math.max(1, batches));
+  }
+  return (
+    `medians over nodes: download ${f(median(rate))} MB/s over the data phase (min ${f(Math.min(...rate))}) | ` +
+    `mean sources ${f(median(sources))} | ${f(median(perSource))} MB/s per source-second | ` +
+    `batch wait − chunk ${f(median(overhead), 0)} ms | free slot ${f(median(freeSlot))} s | pipelined ${f(100 * median(pipelined), 0)} %`
+  );
+}
+
 if (import.meta.main) {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
@@ -110,7 +152,7 @@ if (import.meta.main) {
   }
   const d = JSON.parse(readFileSync(positionals[0], 'utf8')) as { tMin: number; nodes: NodeSeries[] };
   const byDone = [...d.nodes].sort((a, b) => a.done - b.done);
-  console.log(`T_min ${f(d.tMin)} s; nodes in finishing order:`);
+  console.log(`T_min ${f(d.tMin)} s; ${overall(d.nodes)}\nnodes in finishing order:`);
   for (const n of byDone) console.log(summary(n));
   if (values.series) {
     for (const [who, n] of [
