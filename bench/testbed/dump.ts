@@ -118,6 +118,7 @@ export function overall(nodes: NodeSeries[]): string {
   const overhead: number[] = [];
   const freeSlot: number[] = [];
   const pipelined: number[] = [];
+  const nextEmpty: number[] = [];
   for (const n of nodes) {
     const first = Math.min(...n.steps.filter((st) => st.step.startsWith('firstRequest')).map((st) => st.t));
     const got = n.summary.bytesFromPeers + n.summary.bytesFromSeeder;
@@ -125,19 +126,20 @@ export function overall(nodes: NodeSeries[]): string {
     const last = n.lines.filter((l) => l.t <= n.done && l.flow).at(-1);
     const fl = last?.flow;
     if (!fl) continue;
-    sources.push(fl.peerSourceMs / 1000 / (n.done - first));
-    perSource.push(got / MB / (fl.peerSourceMs / 1000));
+    sources.push((fl.peerSourceMs + fl.seederMs) / 1000 / (n.done - first));
+    perSource.push(got / MB / ((fl.peerSourceMs + fl.seederMs) / 1000));
     if (fl.batchWaitMs === undefined) continue;
     const batches = fl.batchesPeers + fl.batchesSeeder;
     const chunkMs = fl.batchXferMs / Math.max(1, fl.batchChunks - batches);
     overhead.push(fl.batchWaitMs / Math.max(1, batches) - chunkMs);
     freeSlot.push(fl.freeSlotMs / 1000);
+    nextEmpty.push(fl.nextEmpty);
     pipelined.push(fl.batchesPipelined / Math.max(1, batches));
   }
   return (
     `medians over nodes: download ${f(median(rate))} MB/s over the data phase (min ${f(Math.min(...rate))}) | ` +
-    `mean sources ${f(median(sources))} | ${f(median(perSource))} MB/s per source-second | ` +
-    `batch wait − chunk ${f(median(overhead), 0)} ms | free slot ${f(median(freeSlot))} s | pipelined ${f(100 * median(pipelined), 0)} %`
+    `mean sources ${f(median(sources))} (the head included) | ${f(median(perSource))} MB/s per source-second | ` +
+    `batch wait − chunk ${f(median(overhead), 0)} ms | free slot ${f(median(freeSlot))} s (next() empty ${f(median(nextEmpty), 0)}) | pipelined ${f(100 * median(pipelined), 0)} %`
   );
 }
 
