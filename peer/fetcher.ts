@@ -642,6 +642,9 @@ export class Fetcher {
         } finally {
           this.#pool.release(got.data);
         }
+        // Pipelining: an arrival before the batch's last frees budget at this peer, so its next batch may be asked
+        // now, while the rest of this one arrives (the batch's end pokes anyway).
+        if (this.#pipeline > 1 && k < indices.length) this.#poke();
       }
     } catch (e) {
       // A corrupt body is the next chunk in order; the rest of the batch just did not arrive.
@@ -685,8 +688,6 @@ export class Fetcher {
     if (isSeeder) this.#fromSeeder += got.data.length;
     else this.#fromPeers += got.data.length;
     this.#maybeSync();
-    // Pipelining: an arrival frees budget at this peer, so its next batch may be asked now, before this one ends.
-    if (this.#pipeline > 1) this.#poke();
   }
 
   #markVerified(i: number): void {

@@ -5,7 +5,7 @@
  *     drives it: up to `pipelineBatches` batches (next()) per neighbour at a time — a second one asked when next()
  *     has room for it, queued at the server behind the one in progress from there, as on a bulk connection
  *     (peer/bulk-client.ts) —, received()/failed() per chunk, overdue() cancellations, a poke on every event (with
- *     pipelining, on every arrival too) and a 200 ms ticker;
+ *     pipelining, on every arrival before a batch's last too) and a 200 ms ticker;
  *   - the tracker's handout (tracker/handout-policy.ts HandoutPool, filed as peers announce, k = 30) decides who
  *     meets whom; a node that is handed a peer opens the have exchange with it, and the peer adds it back (up to 64
  *     neighbours, as peer/have-exchange.ts refuses past that);
@@ -568,8 +568,9 @@ export function simulate(o: SimOptions): SimResult {
     n.scheduler.received(b.from.id, i, ms());
     if (n.have[i]) duplicate += bytes;
     else verified(n, i);
-    // (the fetcher pokes on every arrival when it pipelines: the budget it freed may take the next batch now)
-    if (pipeline > 1) poke(n);
+    // (the fetcher pokes on an arrival before a batch's last when it pipelines: the budget it freed may take the next
+    // batch now; the batch's end pokes anyway)
+    if (pipeline > 1 && b.at < b.indices.length - 1) poke(n);
     if (revealFirst > 0 && b.from !== head) revealMore(b.from as SimNode, i, revealStep);
     b.at++;
     const turns = turnsOf(b.from);
