@@ -8,6 +8,10 @@
  *   Fetcher (this file)                   the loops tying them together, and the chunk source that serves onward
  * A request flows: announce → handout → exchange.connect → scheduler.next(peer) → fetchChunks → verify (client) →
  * writer.write → scheduler.received → exchange.announce + served to others → (batched) writer.sync → resume.mark.
+ * Up to `pipelineBatches` (config `peer.pipelineBatches`, 2) batches are in flight to one peer: the next is asked as
+ * soon as an arrival frees room in the scheduler's budget for that peer, and on a bulk connection it waits at the
+ * server behind the one in progress (peer/bulk-client.ts), so a source's link does not idle for a round trip between
+ * batches (docs/BENCHMARKS.md, "Session 10: where a node's link time goes").
  */
 
 import type { Libp2p, PeerId } from '@libp2p/interface';
