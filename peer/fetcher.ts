@@ -8,7 +8,8 @@
  *   Fetcher (this file)                   the loops tying them together, and the chunk source that serves onward
  * A request flows: announce → handout → exchange.connect → scheduler.next(peer) → fetchChunks → verify (client) →
  * writer.write → scheduler.received → exchange.announce + served to others → (batched) writer.sync → resume.mark.
- * Up to `pipelineBatches` (config `peer.pipelineBatches`, 2) batches are in flight to one peer: the next is asked as
+ * Up to `pipelineBatches` (config `peer.pipelineBatches`, 2) batches are in flight to one neighbour (to the head one):
+ * the next is asked as
  * soon as an arrival frees room in the scheduler's budget for that peer, and on a bulk connection it waits at the
  * server behind the one in progress (peer/bulk-client.ts), so a source's link does not idle for a round trip between
  * batches (docs/BENCHMARKS.md, "Session 10: where a node's link time goes").
@@ -138,9 +139,10 @@ export interface FetcherInit {
   /** Peers with requests in flight at once, the head included (Scheduler `maxSources`). @default no limit */
   maxSources?: number;
   /**
-   * Batches in flight to one peer at once (config `peer.pipelineBatches`): with 2, the next batch is asked as soon as
-   * the scheduler's budget has room for it, while the current one is still arriving — on a bulk connection it queues
-   * behind it (peer/bulk-client.ts), so the server starts it without waiting a request round trip. @default 1
+   * Batches in flight to one neighbour at once (config `peer.pipelineBatches`; the head always gets one at a time):
+   * with 2, the next batch is asked as soon as the scheduler's budget has room for it, while the current one is still
+   * arriving — on a bulk connection it queues behind it (peer/bulk-client.ts), so the server starts it without waiting
+   * a request round trip. @default 1
    */
   pipelineBatches?: number;
 }
@@ -573,7 +575,10 @@ export class Fetcher {
 
   #startWorker(peerId: string): void {
     const running = this.#workers.get(peerId) ?? 0;
-    if (running >= this.#pipeline || this.#scheduler.isBanned(peerId)) return;
+    // Not to the head: its egress policies (super-seeding, its send order) see one batch per node at a time, and
+    // with two the testbed's 2 racks × 8 took 1.10–1.17 × the image from it (docs/BENCHMARKS.md, Session 10).
+    const limit = peerId === this.#c.head.peerId ? 1 : this.#pipeline;
+    if (running >= limit || this.#scheduler.isBanned(peerId)) return;
     const indices = this.#scheduler.next(peerId, this.#now());
     if (indices.length === 0) {
       if (running === 0) this.#flow.nextEmpty++;

@@ -2,7 +2,7 @@
  * DEV DOCS — the swarm simulator (issue 5): a deterministic discrete-event simulation of one image going from the
  * head to N nodes in racks, driving the very code the real peer and tracker run, imported:
  *   - each node's Scheduler (peer/scheduler.ts) decides what to ask which neighbour for, exactly as peer/fetcher.ts
- *     drives it: up to `pipelineBatches` batches (next()) per neighbour at a time — a second one asked when next()
+ *     drives it: up to `pipelineBatches` batches (next()) per neighbour (the head: one) at a time — a second one asked when next()
  *     has room for it, queued at the server behind the one in progress from there, as on a bulk connection
  *     (peer/bulk-client.ts) —, received()/failed() per chunk, overdue() cancellations, a poke on every event (with
  *     pipelining, on every arrival before a batch's last too) and a 200 ms ticker;
@@ -299,7 +299,8 @@ export function simulate(o: SimOptions): SimResult {
 
   const pipeline = Math.max(1, o.pipelineBatches ?? config.peer.pipelineBatches);
   /** n may ask `id` for another batch (the fetcher's startWorker: fewer than pipelineBatches in progress). */
-  const mayAsk = (n: SimNode, id: string): boolean => (n.workers.get(id) ?? 0) < pipeline;
+  const mayAsk = (n: SimNode, id: string): boolean =>
+    (n.workers.get(id) ?? 0) < (id === 'head' ? 1 : pipeline); // (the head: one at a time, as the fetcher)
   const workerEnded = (n: SimNode, id: string): void => {
     const left = (n.workers.get(id) ?? 1) - 1;
     if (left > 0) n.workers.set(id, left);
