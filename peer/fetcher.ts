@@ -8,8 +8,8 @@
  *   Fetcher (this file)                   the loops tying them together, and the chunk source that serves onward
  * A request flows: announce → handout → exchange.connect → scheduler.next(peer) → fetchChunks → verify (client) →
  * writer.write → scheduler.received → exchange.announce + served to others → (batched) writer.sync → resume.mark.
- * Up to `pipelineBatches` (config `peer.pipelineBatches`, 2) batches are in flight to one neighbour (to the head one):
- * the next is asked as
+ * Up to `pipelineBatches` (config `peer.pipelineBatches`, 2) batches are in flight to one peer (to the head one, in a
+ * rack): the next is asked as
  * soon as an arrival frees room in the scheduler's budget for that peer, and on a bulk connection it waits at the
  * server behind the one in progress (peer/bulk-client.ts), so a source's link does not idle for a round trip between
  * batches (docs/BENCHMARKS.md, "Session 10: where a node's link time goes").
@@ -139,7 +139,7 @@ export interface FetcherInit {
   /** Peers with requests in flight at once, the head included (Scheduler `maxSources`). @default no limit */
   maxSources?: number;
   /**
-   * Batches in flight to one neighbour at once (config `peer.pipelineBatches`; the head always gets one at a time):
+   * Batches in flight to one peer at once (config `peer.pipelineBatches`; the head gets one at a time with `rack`):
    * with 2, the next batch is asked as soon as the scheduler's budget has room for it, while the current one is still
    * arriving — on a bulk connection it queues behind it (peer/bulk-client.ts), so the server starts it without waiting
    * a request round trip. @default 1
@@ -575,9 +575,11 @@ export class Fetcher {
 
   #startWorker(peerId: string): void {
     const running = this.#workers.get(peerId) ?? 0;
-    // Not to the head: its egress policies (super-seeding, its send order) see one batch per node at a time, and
-    // with two the testbed's 2 racks × 8 took 1.10–1.17 × the image from it (docs/BENCHMARKS.md, Session 10).
-    const limit = peerId === this.#c.head.peerId ? 1 : this.#pipeline;
+    // To the head only without racks: with two batches per node the testbed's 2 racks × 8 took 1.10–1.17 × the image
+    // from it (main 1.01 ×; its super-seeding and the rack rules 4 and 6 see one batch per node at a time), while
+    // without racks it stayed at 1.00–1.01 × and the head's link, the bound here, idles less (docs/BENCHMARKS.md,
+    // Session 10).
+    const limit = peerId === this.#c.head.peerId && this.#init.rack ? 1 : this.#pipeline;
     if (running >= limit || this.#scheduler.isBanned(peerId)) return;
     const indices = this.#scheduler.next(peerId, this.#now());
     if (indices.length === 0) {

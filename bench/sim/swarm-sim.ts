@@ -2,10 +2,10 @@
  * DEV DOCS — the swarm simulator (issue 5): a deterministic discrete-event simulation of one image going from the
  * head to N nodes in racks, driving the very code the real peer and tracker run, imported:
  *   - each node's Scheduler (peer/scheduler.ts) decides what to ask which neighbour for, exactly as peer/fetcher.ts
- *     drives it: up to `pipelineBatches` batches (next()) per neighbour (the head: one) at a time — a second one asked when next()
- *     has room for it, queued at the server behind the one in progress from there, as on a bulk connection
- *     (peer/bulk-client.ts) —, received()/failed() per chunk, overdue() cancellations, a poke on every event (with
- *     pipelining, on every arrival before a batch's last too) and a 200 ms ticker;
+ *     drives it: up to `pipelineBatches` batches (next()) per peer at a time (to the head one, with racks) — a second
+ *     one asked when next() has room for it, queued at the server behind the one in progress from there, as on a
+ *     bulk connection (peer/bulk-client.ts) —, received()/failed() per chunk, overdue() cancellations, a poke on
+ *     every event (with pipelining, on every arrival before a batch's last too) and a 200 ms ticker;
  *   - the tracker's handout (tracker/handout-policy.ts HandoutPool, filed as peers announce, k = 30) decides who
  *     meets whom; a node that is handed a peer opens the have exchange with it, and the peer adds it back (up to 64
  *     neighbours, as peer/have-exchange.ts refuses past that);
@@ -299,8 +299,10 @@ export function simulate(o: SimOptions): SimResult {
 
   const pipeline = Math.max(1, o.pipelineBatches ?? config.peer.pipelineBatches);
   /** n may ask `id` for another batch (the fetcher's startWorker: fewer than pipelineBatches in progress). */
+  // (to the head one at a time when in racks, as the fetcher does with --rack)
+  const headPipeline = o.racks > 1 ? 1 : pipeline;
   const mayAsk = (n: SimNode, id: string): boolean =>
-    (n.workers.get(id) ?? 0) < (id === 'head' ? 1 : pipeline); // (the head: one at a time, as the fetcher)
+    (n.workers.get(id) ?? 0) < (id === 'head' ? headPipeline : pipeline);
   const workerEnded = (n: SimNode, id: string): void => {
     const left = (n.workers.get(id) ?? 1) - 1;
     if (left > 0) n.workers.set(id, left);
