@@ -349,6 +349,7 @@ export async function fetchImage(
         onProgress,
         verifyWritten: config.peer.verifyWritten,
         maxSources: config.peer.maxSources,
+        pipelineBatches: config.peer.pipelineBatches,
         announceExtra: () => ({ preheat: preheat.reports() }),
         onAnnounceResponse: (r) => preheat.handle(r.instructions),
         onStep: step,

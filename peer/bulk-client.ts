@@ -85,7 +85,11 @@ export function chunkFetch(init: {
     const connection = await node.dial(peer, { signal: within() });
     const key = connection.remotePeer.toString();
     if ((bulkFailedUntil.get(key) ?? 0) <= now()) {
-      for (let conn = pool.take(key); ; conn = undefined) {
+      for (
+        let conn = (opts.queue ? pool.joinable(key, hashes.length) : undefined) ?? pool.take(key);
+        ;
+        conn = undefined
+      ) {
         const reused = conn !== undefined;
         if (!conn) {
           try {
@@ -123,15 +127,54 @@ interface BulkConnection {
   reader: BulkReader;
   /** While parked: closes it once unused for BULK_CLIENT_IDLE_MS. */
   idleTimer?: ReturnType<typeof setTimeout>;
+  /** Batches sent on it whose answers are not all read yet (2 while one is queued behind another). */
+  batches: number;
+  /** Resolves once the last batch sent on it is done reading (or gave up): a batch queued behind it reads after. */
+  tail: Promise<void>;
+  /** The last batch sent on it has sent its batch end (nothing more of it will be written). */
+  tailSent: boolean;
 }
 
-/** One idle bulk connection per peer, ready for its next batch. */
+/**
+ * One idle bulk connection per peer, ready for its next batch; and the one in use per peer, so a second batch to that
+ * peer (the fetcher's `pipelineBatches`) is queued behind the one in progress on it: the server serves a connection's
+ * batches in order, so it starts the queued one right after the current one, without waiting for a request's round
+ * trip (which, behind a node's own full upload queue, was 25–145 ms on the testbed: docs/BENCHMARKS.md, Session 10).
+ */
 class BulkPool {
   readonly #idle = new Map<string, BulkConnection>();
+  /** Per peer: the connection the latest batch was sent on, while it has batches in progress. */
+  readonly #active = new Map<string, BulkConnection>();
   readonly #idleMs: number;
 
   constructor(idleMs: number) {
     this.#idleMs = idleMs;
+  }
+
+  /**
+   * The peer's connection in use, when a batch of `count` hashes may queue behind the one in progress on it: one
+   * batch at most waits, and it must be one request frame, so the server never holds more than MAX_QUEUED_FRAMES
+   * frames of it (the frame in progress, its batch end, this frame and its batch end).
+   */
+  joinable(key: string, count: number): BulkConnection | undefined {
+    const conn = this.#active.get(key);
+    if (!conn || count > MAX_HASHES_PER_REQUEST || conn.batches !== 1 || !conn.tailSent) return undefined;
+    if (conn.socket.destroyed) return undefined;
+    return conn;
+  }
+
+  /** A batch begins on `conn` (taken, joined or fresh). */
+  using(conn: BulkConnection): void {
+    this.#active.set(conn.key, conn);
+  }
+
+  /** A batch on `conn` is over; `inStep`: every answer due to it was read. The last one parks or closes it. */
+  done(conn: BulkConnection, inStep: boolean): void {
+    conn.batches--;
+    if (!inStep) conn.socket.destroy(); // (a batch queued behind it fails and is retried on a fresh one)
+    if (conn.batches > 0) return;
+    if (this.#active.get(conn.key) === conn) this.#active.delete(conn.key);
+    if (inStep) this.park(conn);
   }
 
   /** The peer's idle connection, if it is still open. */
@@ -224,10 +267,14 @@ async function openBulk(connection: Connection, signal: AbortSignal, key: string
     if (signal.aborted) onAbort();
   });
   socket.write(encodeBulkHello(answer.token));
-  return { key, socket, reader };
+  return { key, socket, reader, batches: 0, tail: Promise.resolve(), tailSent: true };
 }
 
-/** One batch over a bulk connection: parked for the next batch if it ends in step, closed otherwise. */
+/**
+ * One batch over a bulk connection: parked for the next batch if it ends in step, closed otherwise. On a connection
+ * with a batch in progress (BulkPool.joinable) its request goes out at once and its answers are read after that
+ * batch's.
+ */
 async function* fetchOverConnection(
   conn: BulkConnection,
   hashes: string[],
@@ -240,34 +287,48 @@ async function* fetchOverConnection(
   for (let i = 0; i < hashes.length; i += MAX_HASHES_PER_REQUEST) {
     frames.push(hashes.slice(i, i + MAX_HASHES_PER_REQUEST));
   }
+  const ahead = conn.batches > 0 ? conn.tail : undefined;
+  const mine = Promise.withResolvers<void>();
+  conn.batches++;
+  conn.tail = mine.promise;
+  conn.tailSent = false;
+  pool.using(conn);
   let framesSent = 0;
   let ended = false;
+  /** Answers to this batch's frames not read yet (a batch queued behind it has its own). */
+  let due = 0;
   const endBatch = (): void => {
     if (ended) return;
     ended = true;
     socket.write(BULK_BATCH_END);
+    if (conn.tail === mine.promise) conn.tailSent = true;
   };
   // A frame and, after the last one, the batch end go out in one write (one segment, one wakeup of the server).
   const sendFrame = (): void => {
     if (ended || framesSent === frames.length) return;
     const frame = frames[framesSent++];
     reader.expect(frame.length);
+    due += frame.length;
     socket.cork();
     socket.write(encodeChunkRequest(frame));
     if (framesSent === frames.length) endBatch();
     socket.uncork();
   };
   let inStep = false;
-  reader.begin(timeoutMs, opts.signal, opts.pool);
+  let began = false;
   try {
     socket.cork();
     while (framesSent < Math.min(PIPELINE_FRAMES, frames.length)) sendFrame();
     socket.uncork();
+    if (ahead) await ahead;
+    reader.begin(timeoutMs, opts.signal, opts.pool);
+    began = true;
     let yielded = 0;
     let busy = false;
     for (let f = 0; f < frames.length && !busy; f++) {
       for (let j = 0; j < frames[f].length; j++) {
         const response = await reader.next();
+        due--;
         if (j === frames[f].length - 1) sendFrame(); // keep PIPELINE_FRAMES frames at the server
         yielded++;
         yield checked(frames[f][j], response, conn.key, opts.pool);
@@ -280,18 +341,21 @@ async function* fetchOverConnection(
     // After a `busy` the rest of the batch is busy too (core/bulk-wire.ts): ask no more, end the batch, and read
     // the answers still due so the connection is in step for the next batch.
     endBatch();
-    while (reader.due > 0) {
+    for (; due > 0; due--) {
       const { body } = await reader.next(); // (not inside `pool?.release(…)`: that skips it without a pool)
       opts.pool?.release(body);
     }
     inStep = true;
     reader.end();
-    pool.park(conn);
+    began = false;
+    pool.done(conn, true);
+    mine.resolve();
     for (const hash of hashes.slice(yielded)) yield { hash, status: 'busy' };
   } finally {
     if (!inStep) {
-      reader.end();
-      socket.destroy();
+      if (began) reader.end();
+      pool.done(conn, false);
+      mine.resolve();
     }
   }
 }

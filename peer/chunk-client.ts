@@ -34,6 +34,12 @@ export interface FetchChunksOptions {
   timeoutMs?: number;
   /** Chunk bodies are taken from this pool; the caller releases each `data` once it has consumed it. */
   pool?: BufferPool;
+  /**
+   * On a bulk connection (peer/bulk-client.ts), this batch may be queued behind the one in progress to the same peer:
+   * its request goes out at once, its answers come after that batch's, so the caller must go on reading that one.
+   * A libp2p stream ignores it (a second batch is a second stream). @default false
+   */
+  queue?: boolean;
 }
 
 export interface FetchedChunk {

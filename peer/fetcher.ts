@@ -8,6 +8,11 @@
  *   Fetcher (this file)                   the loops tying them together, and the chunk source that serves onward
  * A request flows: announce → handout → exchange.connect → scheduler.next(peer) → fetchChunks → verify (client) →
  * writer.write → scheduler.received → exchange.announce + served to others → (batched) writer.sync → resume.mark.
+ * Up to `pipelineBatches` (config `peer.pipelineBatches`, 2) batches are in flight to one peer (to the head one, in a
+ * rack): the next is asked as
+ * soon as an arrival frees room in the scheduler's budget for that peer, and on a bulk connection it waits at the
+ * server behind the one in progress (peer/bulk-client.ts), so a source's link does not idle for a round trip between
+ * batches (docs/BENCHMARKS.md, "Session 10: where a node's link time goes").
  */
 
 import type { Libp2p, PeerId } from '@libp2p/interface';
@@ -75,6 +80,28 @@ export interface FetchFlow {
   sources: number;
   holding: number;
   backedOff: number;
+  /**
+   * Where a source's time goes, per batch (summed; docs/BENCHMARKS.md, Session 10): request → its first answer (the
+   * request's trip, the server's admission and first read, the first chunk's transfer), first answer → last answer,
+   * and answered bytes. A batch asked while another was in flight to that peer (pipelined) is counted by its own times.
+   */
+  batchWaitMs: number;
+  batchXferMs: number;
+  batchBytes: number;
+  /** Chunks answered `ok` in those batches: (batchXferMs ÷ (batchChunks − batches)) is a chunk's time on the wire. */
+  batchChunks: number;
+  /** Batches asked of a peer while another one was in flight to it (`pipelineBatches`). */
+  batchesPipelined: number;
+  /** From a neighbour's last batch's end to the next request to it, summed, and how many such gaps. */
+  batchGapMs: number;
+  batchGaps: number;
+  /**
+   * Ms with fewer than `maxSources` peers in flight (the seeder counts, as in the scheduler's rule 1) while a neighbour
+   * holding a chunk it may ask for had nothing in flight and was not backed off; and the times next() gave a peer
+   * with nothing in flight nothing (budget, rules 4 and 6).
+   */
+  freeSlotMs: number;
+  nextEmpty: number;
 }
 
 export interface FetcherComponents {
@@ -111,6 +138,13 @@ export interface FetcherInit {
   verifyWritten?: boolean;
   /** Peers with requests in flight at once, the head included (Scheduler `maxSources`). @default no limit */
   maxSources?: number;
+  /**
+   * Batches in flight to one peer at once (config `peer.pipelineBatches`; the head gets one at a time with `rack`):
+   * with 2, the next batch is asked as soon as the scheduler's budget has room for it, while the current one is still
+   * arriving — on a bulk connection it queues behind it (peer/bulk-client.ts), so the server starts it without waiting
+   * a request round trip. @default 1
+   */
+  pipelineBatches?: number;
 }
 
 const SYNC_EVERY_MS = 1000;
@@ -127,7 +161,11 @@ export class Fetcher {
   readonly #exchange: HaveExchange;
   readonly #verified = new Set<number>();
   readonly #peers = new Map<string, Multiaddr | PeerId>();
-  readonly #workers = new Set<string>();
+  /** Per peer: batches in flight to it (at most pipelineBatches). */
+  readonly #workers = new Map<string, number>();
+  /** Per peer: when its last batch ended (for batchGapMs). */
+  readonly #lastEnd = new Map<string, number>();
+  readonly #pipeline: number;
   #unsynced: number[] = [];
   #lastSync = 0;
   /** The record update in progress (one at a time, off the receive path). */
@@ -164,7 +202,18 @@ export class Fetcher {
     sources: 0,
     holding: 0,
     backedOff: 0,
+    batchWaitMs: 0,
+    batchXferMs: 0,
+    batchBytes: 0,
+    batchChunks: 0,
+    batchesPipelined: 0,
+    batchGapMs: 0,
+    batchGaps: 0,
+    freeSlotMs: 0,
+    nextEmpty: 0,
   };
+  /** Whether a source slot was free while an idle, askable holder waited (freeSlotMs), as of the last #account. */
+  #freeSlot = false;
   /** When #flow was last brought up to date (performance.now()), and what was idle then. */
   #flowAt = Number.NaN;
   #idleKind: 'idleBackoffMs' | 'idleNothingMs' | 'idleOtherMs' | undefined;
@@ -175,6 +224,7 @@ export class Fetcher {
     this.#c = components;
     this.#random = components.random ?? Math.random;
     this.#init = init;
+    this.#pipeline = Math.max(1, Math.floor(init.pipelineBatches ?? 1));
     const m = init.manifest;
     m.chunks.forEach((c, i) => {
       const list = this.#index.get(c.hash);
@@ -283,6 +333,7 @@ export class Fetcher {
       f.peerSourceMs += f.sources * dt;
       if (this.#workers.has(this.#c.head.peerId)) f.seederMs += dt;
       if (this.#idleKind) f[this.#idleKind] += dt;
+      if (this.#freeSlot) f.freeSlotMs += dt;
     }
     this.#flowAt = now;
     const seeder = this.#workers.has(this.#c.head.peerId) ? 1 : 0;
@@ -290,6 +341,10 @@ export class Fetcher {
     const h = this.#scheduler.holders(this.#now());
     f.holding = h.holding;
     f.backedOff = h.backedOff;
+    this.#freeSlot =
+      !this.#scheduler.done &&
+      this.#workers.size < (this.#init.maxSources || Number.POSITIVE_INFINITY) &&
+      h.idle > 0;
     this.#idleKind =
       this.#workers.size > 0 || this.#scheduler.done
         ? undefined
@@ -519,10 +574,28 @@ export class Fetcher {
   }
 
   #startWorker(peerId: string): void {
-    if (this.#workers.has(peerId) || this.#scheduler.isBanned(peerId)) return;
+    const running = this.#workers.get(peerId) ?? 0;
+    // To the head only without racks: with two batches per node the testbed's 2 racks × 8 took 1.10–1.17 × the image
+    // from it (main 1.01 ×; its super-seeding and the rack rules 4 and 6 see one batch per node at a time), while
+    // without racks it stayed at 1.00–1.01 × and the head's link, the bound here, idles less (docs/BENCHMARKS.md,
+    // Session 10).
+    const limit = peerId === this.#c.head.peerId && this.#init.rack ? 1 : this.#pipeline;
+    if (running >= limit || this.#scheduler.isBanned(peerId)) return;
     const indices = this.#scheduler.next(peerId, this.#now());
-    if (indices.length === 0) return;
-    this.#workers.add(peerId);
+    if (indices.length === 0) {
+      if (running === 0) this.#flow.nextEmpty++;
+      return;
+    }
+    this.#workers.set(peerId, running + 1);
+    const asked = performance.now();
+    if (running > 0) this.#flow.batchesPipelined++;
+    else {
+      const end = this.#lastEnd.get(peerId);
+      if (end !== undefined) {
+        this.#flow.batchGapMs += asked - end;
+        this.#flow.batchGaps++;
+      }
+    }
     // From outside the rack (another rack, or the head when this node is in a rack): the rack-mates hear of it, and
     // of what did not come (what came, they hear as haves). Scheduler rules 4 and 6.
     const importing =
@@ -530,8 +603,13 @@ export class Fetcher {
     if (importing) this.#exchange.importing(indices, true);
     this.#dataFrom ??= performance.now();
     this.#init.onStep?.(peerId === this.#c.head.peerId ? 'firstRequestHead' : 'firstRequestPeer');
-    void this.#fetchFrom(peerId, indices).finally(() => {
-      this.#workers.delete(peerId);
+    void this.#fetchFrom(peerId, indices, asked).finally(() => {
+      const left = (this.#workers.get(peerId) ?? 1) - 1;
+      if (left > 0) this.#workers.set(peerId, left);
+      else {
+        this.#workers.delete(peerId);
+        this.#lastEnd.set(peerId, performance.now());
+      }
       if (importing)
         this.#exchange.importing(
           indices.filter((i) => !this.#verified.has(i)),
@@ -541,7 +619,7 @@ export class Fetcher {
     });
   }
 
-  async #fetchFrom(peerId: string, indices: number[]): Promise<void> {
+  async #fetchFrom(peerId: string, indices: number[], asked: number): Promise<void> {
     const m = this.#init.manifest;
     const addr = this.#peers.get(peerId) as Multiaddr | PeerId;
     const pending = new Set(indices);
@@ -550,13 +628,21 @@ export class Fetcher {
     if (isSeeder) this.#flow.batchesSeeder++;
     else this.#flow.batchesPeers++;
     let refused = false;
+    let first = Number.NaN;
+    let last = Number.NaN;
     try {
       let k = 0;
-      const opts = { timeoutMs: 30_000, pool: this.#pool };
+      const opts = { timeoutMs: 30_000, pool: this.#pool, queue: this.#pipeline > 1 };
       const fetchBatch = this.#c.fetchChunks ?? fetchChunks;
       for await (const got of fetchBatch(this.#c.node, addr, hashes, opts)) {
         const i = indices[k++];
         pending.delete(i);
+        last = performance.now();
+        if (Number.isNaN(first)) first = last;
+        if (got.status === 'ok' && got.data) {
+          this.#flow.batchBytes += got.data.length;
+          this.#flow.batchChunks++;
+        }
         if (got.status === 'busy' && !refused) {
           refused = true;
           if (isSeeder) this.#flow.busySeeder++;
@@ -567,6 +653,9 @@ export class Fetcher {
         } finally {
           this.#pool.release(got.data);
         }
+        // Pipelining: an arrival before the batch's last frees budget at this peer, so its next batch may be asked
+        // now, while the rest of this one arrives (the batch's end pokes anyway).
+        if (this.#pipeline > 1 && k < indices.length) this.#poke();
       }
     } catch (e) {
       // A corrupt body is the next chunk in order; the rest of the batch just did not arrive.
@@ -578,6 +667,11 @@ export class Fetcher {
       }
       if (isRswError(e) && (e.code === 'RSW_ERR_DISK_FULL' || e.code === 'RSW_ERR_DATA_UNWRITABLE'))
         this.#failure ??= e;
+    } finally {
+      if (!Number.isNaN(first)) {
+        this.#flow.batchWaitMs += first - asked;
+        this.#flow.batchXferMs += last - first;
+      }
     }
   }
 

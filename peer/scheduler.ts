@@ -796,17 +796,20 @@ export class Scheduler {
   /**
    * Neighbours (not the seeder, not banned) holding a chunk this node may ask for now (`wanted` > 0), and how many of
    * those are backed off after a `busy` or `error`: why a node with nothing in flight is idle (the fetcher's flow
-   * counters, for the testbed's per-node time series). O(peers).
+   * counters, for the testbed's per-node time series); `idle`: of the others, those with no request in flight (a
+   * source slot they could fill). O(peers).
    */
-  holders(now: number): { holding: number; backedOff: number } {
+  holders(now: number): { holding: number; backedOff: number; idle: number } {
     let holding = 0;
     let backedOff = 0;
+    let idle = 0;
     for (const p of this.#list) {
       if (p.seeder || p.banned || p.wanted === 0) continue;
       holding++;
       if (now < p.backoffUntil) backedOff++;
+      else if (p.reqs.size === 0) idle++;
     }
-    return { holding, backedOff };
+    return { holding, backedOff, idle };
   }
 
   #rate(p: PeerState): number {

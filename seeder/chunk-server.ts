@@ -22,8 +22,12 @@ const MiB = 1024 * KiB;
 const MAX_SEND_SLICE = 1 * MiB;
 /** Smallest slice under a rate limit, so pacing stays smooth without a send() per few bytes. */
 const MIN_SEND_SLICE = 16 * KiB;
-/** Request frames a client may queue ahead of the one being served (our client pipelines two). */
-export const MAX_QUEUED_FRAMES = 4;
+/**
+ * Request frames (bulk batch ends included) a client may queue ahead of the one being served: our client pipelines
+ * two frames of a batch, and on a bulk connection queues one single-frame batch behind the one in progress
+ * (peer/bulk-client.ts BulkPool.joinable) — at most 2 frames, a batch end, a frame and a batch end.
+ */
+export const MAX_QUEUED_FRAMES = 8;
 
 /** Whether to send a chunk now (and count it as sent): seeder/super-seeding.ts, seeder/rack-reserve.ts. */
 export interface ServingPolicy {

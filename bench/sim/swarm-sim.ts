@@ -2,8 +2,10 @@
  * DEV DOCS — the swarm simulator (issue 5): a deterministic discrete-event simulation of one image going from the
  * head to N nodes in racks, driving the very code the real peer and tracker run, imported:
  *   - each node's Scheduler (peer/scheduler.ts) decides what to ask which neighbour for, exactly as peer/fetcher.ts
- *     drives it: one batch (next()) per neighbour at a time, received()/failed() per chunk, overdue() cancellations,
- *     a poke on every event and a 200 ms ticker;
+ *     drives it: up to `pipelineBatches` batches (next()) per peer at a time (to the head one, with racks) — a second
+ *     one asked when next() has room for it, queued at the server behind the one in progress from there, as on a
+ *     bulk connection (peer/bulk-client.ts) —, received()/failed() per chunk, overdue() cancellations, a poke on
+ *     every event (with pipelining, on every arrival before a batch's last too) and a 200 ms ticker;
  *   - the tracker's handout (tracker/handout-policy.ts HandoutPool, filed as peers announce, k = 30) decides who
  *     meets whom; a node that is handed a peer opens the have exchange with it, and the peer adds it back (up to 64
  *     neighbours, as peer/have-exchange.ts refuses past that);
@@ -85,6 +87,8 @@ export interface SimOptions {
   nodeMaxWaiting?: number;
   /** Streams a node serves at once. @default config peer.maxServeStreams */
   nodeStreams?: number;
+  /** Batches a node has in flight to one peer (peer/fetcher.ts). @default config peer.pipelineBatches */
+  pipelineBatches?: number;
   /** Gateways per rack (tracker/handout-policy.ts rule 5). @default HANDOUT_DEFAULTS.gateways */
   gateways?: number;
   /** Peers per handout. @default config tracker.handoutSize */
@@ -167,8 +171,10 @@ interface SimNode extends Host {
   scheduler: Scheduler;
   /** Neighbours (peer ids) this node fetches from, the head included. */
   peers: Set<string>;
-  /** Neighbours with a batch in progress (the fetcher's workers). */
-  workers: Set<string>;
+  /** Neighbours with batches in progress, and how many (the fetcher's workers). */
+  workers: Map<string, number>;
+  /** Per server: the batch from it being served now, at the server (a pipelined one waits behind it). */
+  servingFrom: Map<string, Batch>;
   /** Neighbours in the have exchange (not the head). */
   exchange: Set<SimNode>;
   /** The same, as a list in the same order (the exchange only grows). */
@@ -214,6 +220,8 @@ interface Batch extends Flow {
   seen: number;
   version: number;
   cross: boolean;
+  /** A request that reached the server while this batch was being served there: it starts when this one ends. */
+  queued?: () => void;
 }
 
 type Event = { t: number; seq: number; run: () => void };
@@ -289,6 +297,18 @@ export function simulate(o: SimOptions): SimResult {
     ...o.scheduler,
   };
 
+  const pipeline = Math.max(1, o.pipelineBatches ?? config.peer.pipelineBatches);
+  /** n may ask `id` for another batch (the fetcher's startWorker: fewer than pipelineBatches in progress). */
+  // (to the head one at a time when in racks, as the fetcher does with --rack)
+  const headPipeline = o.racks > 1 ? 1 : pipeline;
+  const mayAsk = (n: SimNode, id: string): boolean =>
+    (n.workers.get(id) ?? 0) < (id === 'head' ? headPipeline : pipeline);
+  const workerEnded = (n: SimNode, id: string): void => {
+    const left = (n.workers.get(id) ?? 1) - 1;
+    if (left > 0) n.workers.set(id, left);
+    else n.workers.delete(id);
+  };
+
   // --- time and events
   let now = 0;
   let events = 0;
@@ -348,7 +368,8 @@ export function simulate(o: SimOptions): SimResult {
       sending: new Set(),
       scheduler: new Scheduler({ chunkLengths, random, seederId: head.id, ...tunables }),
       peers: new Set(),
-      workers: new Set(),
+      workers: new Map(),
+      servingFrom: new Map(),
       exchange: new Set(),
       exchangeList: [],
       exchangeHandles: [],
@@ -514,6 +535,7 @@ export function simulate(o: SimOptions): SimResult {
       version: 0,
       cross,
     };
+    to.servingFrom.set(from.id, b);
     const gate = turnsOf(from);
     if (gate) {
       if (gate.ask(b)) sendChunk(b);
@@ -549,6 +571,9 @@ export function simulate(o: SimOptions): SimResult {
     n.scheduler.received(b.from.id, i, ms());
     if (n.have[i]) duplicate += bytes;
     else verified(n, i);
+    // (the fetcher pokes on an arrival before a batch's last when it pipelines: the budget it freed may take the next
+    // batch now; the batch's end pokes anyway)
+    if (pipeline > 1 && b.at < b.indices.length - 1) poke(n);
     if (revealFirst > 0 && b.from !== head) revealMore(b.from as SimNode, i, revealStep);
     b.at++;
     const turns = turnsOf(b.from);
@@ -575,9 +600,12 @@ export function simulate(o: SimOptions): SimResult {
         changed(b);
       }
       b.from.serving--;
+      if (n.servingFrom.get(b.from.id) === b) n.servingFrom.delete(b.from.id);
+      // a request queued behind it on the connection is taken up now
+      b.queued?.();
       // the response's end reaches the client one latency later; its worker then ends
       afterLatency(now, () => {
-        n.workers.delete(b.from.id);
+        workerEnded(n, b.from.id);
         poke(n);
       });
     }
@@ -599,8 +627,7 @@ export function simulate(o: SimOptions): SimResult {
         // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
         if (held[peer.index * nChunks + i] === 1) continue;
         // (peerHaveOne: the increment, and whether next() may give anything — ask() would run next() for nothing)
-        if (peer.scheduler.peerHaveOne(n.id, i, t) && peer.started && !peer.workers.has(n.id))
-          ask(peer, n.id);
+        if (peer.scheduler.peerHaveOne(n.id, i, t) && peer.started && mayAsk(peer, n.id)) ask(peer, n.id);
       }
     });
   };
@@ -629,7 +656,7 @@ export function simulate(o: SimOptions): SimResult {
         // (peerHaveAt: the increment, and whether next() may give anything — ask() would run next() for nothing)
         if (scheduler.peerHaveAt(h, i, t)) {
           const peer = list[at];
-          if (peer.started && !peer.workers.has(n.id)) ask(peer, n.id);
+          if (peer.started && mayAsk(peer, n.id)) ask(peer, n.id);
         }
       }
     });
@@ -704,7 +731,7 @@ export function simulate(o: SimOptions): SimResult {
     // nothing before any work), from a random place in the order they were added: the fetcher's own walk
     // (peer/fetcher.ts, peer/source-order.ts); from the start, every node's few sources were the nodes it met first.
     const start = rotationStart(n.scheduler.peerCount, random);
-    for (const id of n.scheduler.askable(ms(), start)) if (!n.workers.has(id)) ask(n, id);
+    for (const id of n.scheduler.askable(ms(), start)) if (mayAsk(n, id)) ask(n, id);
   };
   /** Adds p to n's have exchange (and to its rack-mates, if it is one). */
   const exchangeWith = (n: SimNode, p: SimNode): void => {
@@ -724,11 +751,17 @@ export function simulate(o: SimOptions): SimResult {
     if (n.scheduler.isBanned(id)) return;
     const indices = n.scheduler.next(id, ms());
     if (indices.length === 0) return;
-    n.workers.add(id);
+    n.workers.set(id, (n.workers.get(id) ?? 0) + 1);
     const server = byId.get(id) as Host;
     const mates = server === head || server.rack !== n.rack ? n.rackMates.length : 0;
     if (mates > 0) tellImporting(n, mates, indices, true);
     afterLatency(now, () => {
+      // pipelined: behind the batch from there still being served, it is taken up when that one ends
+      const ahead = n.servingFrom.get(id);
+      if (ahead !== undefined && ahead.queued === undefined) ahead.queued = arrive;
+      else arrive();
+    });
+    const arrive = (): void => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
       const turns = turnsOf(server);
       const full = server.serving >= server.maxServing || (turns !== undefined && !turns.admits());
@@ -755,14 +788,14 @@ export function simulate(o: SimOptions): SimResult {
             tellImporting(n, mates, off, false);
           }
           busyCount++;
-          if (served === 0) n.workers.delete(id);
+          if (served === 0) workerEnded(n, id);
           poke(n);
         });
       }
       if (served === 0) return;
       server.serving++;
       startBatch(server, n, served === indices.length ? indices : indices.slice(0, served));
-    });
+    };
   };
   /**
    * From outside the rack (another rack, or the head): n's first `mates` rack-mates (the list only grows) hear of
@@ -880,7 +913,7 @@ export function simulate(o: SimOptions): SimResult {
           tail = ` | unfinished ${k}: down ${((td / k) * 100).toFixed(0)}% sources ${(src / k).toFixed(1)} holding-wanted ${(wanting / k).toFixed(1)} finished-nbrs ${(doneNb / k).toFixed(1)}`;
       }
       console.error(
-        `t=${now.toFixed(1)} up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} holders ${holders} held ${held} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has('head')).length} serving ${head.serving}${tail}`,
+        `t=${now.toFixed(1)} up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} holders ${holders} held ${held} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has(head.id)).length} serving ${head.serving}${tail}`,
       );
       if (finished < o.nodes)
         at(now + Number(process.env.SIM_SAMPLE === '1' ? 0.5 : process.env.SIM_SAMPLE), sample);

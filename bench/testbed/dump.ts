@@ -72,7 +72,74 @@ export function summary(n: NodeSeries): string {
     `batches ${fl.batchesPeers} busy ${fl.busyPeers} (${f((100 * fl.busyPeers) / Math.max(1, fl.batchesPeers), 0)} %), seeder ${fl.batchesSeeder} busy ${fl.busySeeder} | ` +
     `idle backoff/nothing/other ${f(fl.idleBackoffMs / 1000)}/${f(fl.idleNothingMs / 1000)}/${f(fl.idleOtherMs / 1000)} s | ` +
     `mean sources ${f(fl.peerSourceMs / 1000 / secs)} (${f(got / MB / (fl.peerSourceMs / 1000))} MB/s per source-second) | ` +
-    `refused given ${last?.serve?.refusedBatches ?? 0} batches`
+    `refused given ${last?.serve?.refusedBatches ?? 0} batches` +
+    batchLine(fl)
+  );
+}
+
+/**
+ * Where a source's time went per batch (FetchFlow's batch counters; absent from older dumps): request → first answer,
+ * first → last answer, MB/s while answering, the gap to the next request to that neighbour, batches pipelined, and
+ * the time a source slot was free while an askable neighbour held something (with next() coming back empty).
+ */
+export function batchLine(fl: FetchFlow): string {
+  if (fl.batchWaitMs === undefined) return '';
+  const batches = fl.batchesPeers + fl.batchesSeeder;
+  const per = (x: number) => f(x / Math.max(1, batches), 0);
+  // a chunk's time on the wire, from the batches of 2+ chunks (first → last answer); the rest of a batch's wait for
+  // its first answer is its request's trip, the server's admission and first read (and, pipelined, the batch ahead)
+  const chunkMs = fl.batchXferMs / Math.max(1, fl.batchChunks - batches);
+  return (
+    `
+      batches: wait ${per(fl.batchWaitMs)} ms, answering ${per(fl.batchXferMs)} ms, ${f(fl.batchBytes / MiB / Math.max(1, batches))} MiB each ` +
+    `(${f(fl.batchBytes / MB / ((fl.batchWaitMs + fl.batchXferMs) / 1000))} MB/s over wait+answering, ${f(fl.batchBytes / MB / (fl.batchXferMs / 1000))} answering) | ` +
+    `chunk on the wire ~${f(chunkMs, 0)} ms, so wait − chunk ~${f(fl.batchWaitMs / Math.max(1, batches) - chunkMs, 0)} ms | ` +
+    `gap to next ${f(fl.batchGapMs / Math.max(1, fl.batchGaps), 0)} ms × ${fl.batchGaps} | pipelined ${fl.batchesPipelined} | ` +
+    `free slot with an idle holder ${f(fl.freeSlotMs / 1000)} s, next() empty ${fl.nextEmpty}`
+  );
+}
+
+const median = (xs: number[]): number => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return Number.NaN;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+/**
+ * The run in one line, medians over the nodes (for side-by-side tables; start-up, which a loaded machine stretches by
+ * seconds, left out): download rate over the data phase (its first request → its verified image), mean sources,
+ * MB/s per source-second, a batch's wait for its first answer minus a chunk's time on the wire, the free-slot time.
+ */
+export function overall(nodes: NodeSeries[]): string {
+  const rate: number[] = [];
+  const sources: number[] = [];
+  const perSource: number[] = [];
+  const overhead: number[] = [];
+  const freeSlot: number[] = [];
+  const pipelined: number[] = [];
+  const nextEmpty: number[] = [];
+  for (const n of nodes) {
+    const first = Math.min(...n.steps.filter((st) => st.step.startsWith('firstRequest')).map((st) => st.t));
+    const got = n.summary.bytesFromPeers + n.summary.bytesFromSeeder;
+    rate.push(got / MB / (n.done - first));
+    const last = n.lines.filter((l) => l.t <= n.done && l.flow).at(-1);
+    const fl = last?.flow;
+    if (!fl) continue;
+    sources.push((fl.peerSourceMs + fl.seederMs) / 1000 / (n.done - first));
+    perSource.push(got / MB / ((fl.peerSourceMs + fl.seederMs) / 1000));
+    if (fl.batchWaitMs === undefined) continue;
+    const batches = fl.batchesPeers + fl.batchesSeeder;
+    const chunkMs = fl.batchXferMs / Math.max(1, fl.batchChunks - batches);
+    overhead.push(fl.batchWaitMs / Math.max(1, batches) - chunkMs);
+    freeSlot.push(fl.freeSlotMs / 1000);
+    nextEmpty.push(fl.nextEmpty);
+    pipelined.push(fl.batchesPipelined / Math.max(1, batches));
+  }
+  return (
+    `medians over nodes: download ${f(median(rate))} MB/s over the data phase (min ${f(Math.min(...rate))}) | ` +
+    `mean sources ${f(median(sources))} (the head included) | ${f(median(perSource))} MB/s per source-second | ` +
+    `batch wait − chunk ${f(median(overhead), 0)} ms | free slot ${f(median(freeSlot))} s (next() empty ${f(median(nextEmpty), 0)}) | pipelined ${f(100 * median(pipelined), 0)} %`
   );
 }
 
@@ -87,7 +154,7 @@ if (import.meta.main) {
   }
   const d = JSON.parse(readFileSync(positionals[0], 'utf8')) as { tMin: number; nodes: NodeSeries[] };
   const byDone = [...d.nodes].sort((a, b) => a.done - b.done);
-  console.log(`T_min ${f(d.tMin)} s; nodes in finishing order:`);
+  console.log(`T_min ${f(d.tMin)} s; ${overall(d.nodes)}\nnodes in finishing order:`);
   for (const n of byDone) console.log(summary(n));
   if (values.series) {
     for (const [who, n] of [

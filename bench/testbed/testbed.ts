@@ -252,7 +252,11 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       const config = join(dir, 'config.json');
       writeFileSync(
         config,
-        JSON.stringify({ ...nodeConfig, peer: { listen: [`/ip4/${n.ip}/tcp/${P2P_PORT}`] } }),
+        JSON.stringify({
+          ...nodeConfig,
+          // (its own `peer` keys too, e.g. {"peer":{"pipelineBatches":1}}: only the listen address is the testbed's)
+          peer: { ...(nodeConfig.peer as object | undefined), listen: [`/ip4/${n.ip}/tcp/${P2P_PORT}`] },
+        }),
       );
       // RSW_TESTBED_NODE_V8_FLAGS='...': these V8 flags for every peer instead of the shipped ones ('' for none).
       const v8Flags =

@@ -344,6 +344,38 @@ describe('persistent bulk connections (bulk version 2)', () => {
     expect(s.server.stats().bytesServed).toBe(chunks.reduce((a, x) => a + x.length, 0));
   });
 
+  it('queues a second batch (queue) behind the one in progress on its connection: its answers follow, verified, and no second connection opens', async () => {
+    const chunks = Array.from({ length: 9 }, (_, i) => pseudoRandomBytes(MiB / 2 + i, 260 + i));
+    const s = await seeder(chunks, { limits: { maxStreamsPerPeer: 1 } });
+    const c = await client();
+    const fetch = chunkFetch({ dataPlane: 'bulk-tcp' });
+    const order: string[] = [];
+    const read = async (name: string, batch: Buffer[], gen: AsyncGenerator<{ data?: Buffer }>) => {
+      const got: boolean[] = [];
+      for await (const g of gen) {
+        order.push(name);
+        got.push(g.data?.equals(batch[got.length]) === true);
+      }
+      return got;
+    };
+    // A opens the connection; B and then C (once A is done) queue behind the batch in progress. The server's one
+    // stream slot for this peer is enough: it serves a connection's batches one after another.
+    const [a, b, c2] = [chunks.slice(0, 3), chunks.slice(3, 6), chunks.slice(6)];
+    const genA = fetch(c, s.addr, a.map(hashHex), { queue: true });
+    const first = await genA.next();
+    expect(first.value?.data?.equals(a[0])).toBe(true);
+    order.push('A');
+    const pb = read('B', b, fetch(c, s.addr, b.map(hashHex), { queue: true }));
+    const pa = read('A', a.slice(1), genA);
+    expect(await pa).toEqual([true, true]);
+    const pc = read('C', c2, fetch(c, s.addr, c2.map(hashHex), { queue: true }));
+    expect(await pb).toEqual([true, true, true]);
+    expect(await pc).toEqual([true, true, true]);
+    expect(order.join('')).toBe('AAABBBCCC');
+    expect(s.bulk?.stats()).toMatchObject({ tokensIssued: 1, connections: 1, refused: 0 });
+    expect(s.server.stats()).toMatchObject({ busy: 0, errors: 0, refusedBatches: 0, activeStreams: 0 });
+  });
+
   it('a refused batch (busy) leaves its connection in step and usable for the next batch', async () => {
     const chunks = Array.from({ length: 10 }, (_, i) => pseudoRandomBytes(4 * MiB, 220 + i));
     const s = await seeder(chunks, { limits: { maxStreamsPerPeer: 1 } });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FetchSummary } from '../../cli/fetch-image.ts';
 import { hashHex } from '../../core/hash.ts';
+import type { FetchFlow } from '../../peer/fetcher.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
 import { publishToHead, type RunningHead, startHead } from '../helpers/head.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
@@ -77,6 +78,23 @@ describe('rackswarm fetch', () => {
     }
     const fromPeers = summaries.reduce((a, s) => a + s.bytesFromPeers, 0);
     expect(fromPeers).toBeGreaterThan(0); // the swarm served itself, not only the head
+    // Each node's last progress line: its flow counters (peer/fetcher.ts FetchFlow). With peer.pipelineBatches 2 (the
+    // default) some batches were asked while another was in flight to the same peer, and every chunk that came was
+    // counted in a batch (of the bytes it received: endgame copies that lost the race too).
+    const flows = runs.map((r) => {
+      const line = r.stdout
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('{"progress"'))
+        .pop() as string;
+      return JSON.parse(line).flow as FetchFlow;
+    });
+    expect(flows.reduce((a, f) => a + f.batchesPipelined, 0)).toBeGreaterThan(0);
+    for (const [i, f] of flows.entries()) {
+      expect(f.batchChunks).toBeGreaterThan(0);
+      // (endgame copies that lost the race count in their batch, not in the summary)
+      expect(f.batchBytes).toBeGreaterThanOrEqual(summaries[i].bytesFromPeers + summaries[i].bytesFromSeeder);
+    }
   }, 300_000);
 
   it('resumes after a SIGKILL and fetches only what is missing', async () => {

@@ -97,6 +97,7 @@ describe('config schema', () => {
         lingerSeconds: 600,
         maxServeStreams: 4,
         maxSources: 4,
+        pipelineBatches: 2,
         rackReserveMs: 2000,
         cacheVersions: 2,
         cacheCopies: true,

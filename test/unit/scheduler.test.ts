@@ -169,10 +169,12 @@ describe('Scheduler', () => {
 
   it('counts the neighbours holding something to ask for, and those backed off (holders)', () => {
     const s = setup('XX..', { seeder: '', a: 'XXX.', b: 'XX..', c: '...X' });
-    expect(s.holders(0)).toEqual({ holding: 2, backedOff: 0 }); // a and c; b holds nothing missing, the head is no neighbour
+    expect(s.holders(0)).toEqual({ holding: 2, backedOff: 0, idle: 2 }); // a and c; b holds nothing missing, the head is no neighbour
     for (const i of s.next('a', 0)) s.failed('a', i, 'busy', 0);
-    expect(s.holders(100)).toEqual({ holding: 2, backedOff: 1 });
-    expect(s.holders(300)).toEqual({ holding: 2, backedOff: 0 }); // the first back-off is 250 ms
+    expect(s.holders(100)).toEqual({ holding: 2, backedOff: 1, idle: 1 });
+    expect(s.holders(300)).toEqual({ holding: 2, backedOff: 0, idle: 2 }); // the first back-off is 250 ms
+    expect(s.next('c', 300)).toEqual([3]);
+    expect(s.holders(300)).toEqual({ holding: 1, backedOff: 0, idle: 1 }); // c: its one chunk is in flight
   });
 
   it('backs a busy peer off, doubling, once per batch; an arrival forgives it', () => {
