@@ -31,14 +31,26 @@ import {
   fetchChunks,
   PIPELINE_FRAMES,
 } from './chunk-client.ts';
+import { ArrivalRate, READ_PAUSE, readPauseMs } from './read-pause.ts';
 
 /** What the fetcher calls to get a batch of chunks from one peer, whichever data plane carries them. */
-export type ChunkFetch = (
+export type ChunkFetch = ((
   node: Pick<Libp2p, 'dial'>,
   peer: PeerId | Multiaddr,
   hashes: string[],
   opts?: FetchChunksOptions,
-) => AsyncGenerator<FetchedChunk>;
+) => AsyncGenerator<FetchedChunk>) & {
+  /** The bulk readers' counters so far (the bulk data plane only). */
+  readCounters?: () => BulkReadCounters;
+};
+
+/** What the bulk readers of one chunkFetch() did (fetch --json `flow`; docs/BENCHMARKS.md, "Session 10"). */
+export interface BulkReadCounters {
+  /** Reads off bulk connections (socket `onread` callbacks). */
+  reads: number;
+  /** Of those, reads after which the reader stopped reading for a while (peer/read-pause.ts). */
+  pauses: number;
+}
 
 /**
  * Verified bodies held for the caller before the socket stops reading. Unlike a yamux stream (chunk-client.ts), a
@@ -72,7 +84,8 @@ export function chunkFetch(init: {
   const now = init.now ?? Date.now;
   const bulkFailedUntil = new Map<string, number>();
   const pool = new BulkPool(init.idleMs ?? BULK_CLIENT_IDLE_MS);
-  return async function* fetchBulkOrStream(node, peer, hashes, opts = {}) {
+  const counters: BulkReadCounters = { reads: 0, pauses: 0 };
+  const fetch: ChunkFetch = async function* fetchBulkOrStream(node, peer, hashes, opts = {}) {
     for (const h of hashes) {
       if (!isHashHex(h))
         throw new RswError('RSW_ERR_INVALID_HASH', `"${h.slice(0, 80)}" is not a chunk hash`);
@@ -89,7 +102,7 @@ export function chunkFetch(init: {
         const reused = conn !== undefined;
         if (!conn) {
           try {
-            conn = await openBulk(connection, within(), key);
+            conn = await openBulk(connection, within(), key, counters);
           } catch (e) {
             if (opts.signal?.aborted) throw e;
             if (!(e instanceof BusyError)) bulkFailedUntil.set(key, now() + RETRY_BULK_AFTER_MS);
@@ -111,6 +124,8 @@ export function chunkFetch(init: {
     }
     yield* fetchChunks(node, connection.remotePeer, hashes, opts);
   };
+  fetch.readCounters = () => ({ ...counters });
+  return fetch;
 }
 
 class BusyError extends Error {}
@@ -190,10 +205,15 @@ export async function requestBulkToken(
 }
 
 /** A token over libp2p, then a TCP connection to the bulk port presenting it (the hello is queued at once). */
-async function openBulk(connection: Connection, signal: AbortSignal, key: string): Promise<BulkConnection> {
+async function openBulk(
+  connection: Connection,
+  signal: AbortSignal,
+  key: string,
+  counters: BulkReadCounters,
+): Promise<BulkConnection> {
   const { host, answer } = await requestBulkToken(connection, signal);
   if (answer.status === 'busy') throw new BusyError('peer has no bulk token for us now');
-  const reader = new BulkReader();
+  const reader = new BulkReader(counters);
   const socket = connect({
     host,
     port: answer.port,
@@ -297,14 +317,71 @@ async function* fetchOverConnection(
 }
 
 /**
+ * One timer for every bulk reader of the process that stopped reading after a small read (peer/read-pause.ts): it is
+ * armed for the earliest resume due, and when it fires it resumes every reader due within the next quarter of the
+ * longest pause too, so readers of several connections paused at different moments wake together, once. Unref'd: a
+ * pause never keeps the process alive.
+ */
+class PauseTimer {
+  readonly #due = new Map<() => void, number>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #armedFor = Number.POSITIVE_INFINITY;
+
+  /** Calls `resume` after `ms` (a callback already waiting is moved to the new time). */
+  after(ms: number, resume: () => void): void {
+    const at = performance.now() + ms;
+    this.#due.set(resume, at);
+    if (at < this.#armedFor) this.#arm(at);
+  }
+
+  /** Forgets `resume` if it is still waiting. */
+  cancel(resume: () => void): void {
+    this.#due.delete(resume);
+    if (this.#due.size === 0) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#armedFor = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#armedFor = at;
+    this.#timer = setTimeout(this.#fire, Math.max(0, at - performance.now()));
+    this.#timer.unref();
+  }
+
+  #fire = (): void => {
+    this.#timer = undefined;
+    this.#armedFor = Number.POSITIVE_INFINITY;
+    const by = performance.now() + READ_PAUSE.maxPauseMs / 4;
+    const ready: Array<() => void> = [];
+    let next = Number.POSITIVE_INFINITY;
+    for (const [resume, at] of this.#due) {
+      if (at <= by) ready.push(resume);
+      else next = Math.min(next, at);
+    }
+    for (const resume of ready) this.#due.delete(resume);
+    if (next !== Number.POSITIVE_INFINITY) this.#arm(next);
+    for (const resume of ready) resume();
+  };
+}
+
+const pauseTimer = new PauseTimer();
+
+/**
  * Responses off a bulk connection, read by the kernel straight into their destination: a header into a 5-byte
  * buffer, an `ok` body into its pooled buffer (socket `onread`), so there is no intermediate copy and no allocation
  * per read; a read never goes past the response in progress. About PAUSE_AT_BYTES of decoded bodies are held before
- * the socket is paused until the caller catches up. It lives as long as the connection; each batch begin()s and
- * end()s, and expect()s the answers to each frame it sends. Bytes nobody asked for (between batches too) close the
- * connection, and so does the server's end or an error while no batch is open.
+ * the socket is paused until the caller catches up. A read that brought little of a body stops reading for a few ms
+ * (peer/read-pause.ts: a receive low-water mark in user space), so that on a slow link one wake-up reads what many
+ * packets brought. It lives as long as the connection; each batch begin()s and end()s, and expect()s the answers to
+ * each frame it sends. Bytes nobody asked for (between batches too) close the connection, and so does the server's
+ * end or an error while no batch is open.
  */
 class BulkReader {
+  readonly #counters: BulkReadCounters;
+  readonly #rate = new ArrivalRate();
   #socket!: Socket;
   #timeoutMs = 30_000;
   #signal: AbortSignal | undefined;
@@ -321,11 +398,18 @@ class BulkReader {
   #readyBytes = 0;
   /** Any answer byte of the batch in progress (none: a failure is BulkUnavailableError, not the peer's data). */
   #batchBytes = false;
+  /** Reading stopped by onRead returning false; because of the decoded bodies held, or a read pause (or both). */
   #stopped = false;
+  #backlog = false;
+  #held = false;
   #ended = false;
   #failure: Error | undefined;
   #lastProgress = Date.now();
   readonly #wakeup = new Wakeup();
+
+  constructor(counters: BulkReadCounters) {
+    this.#counters = counters;
+  }
 
   /** The connected socket whose `onread` calls target() and onRead(). */
   attach(socket: Socket): void {
@@ -358,6 +442,7 @@ class BulkReader {
     this.#pool = pool;
     this.#inBatch = true;
     this.#batchBytes = false;
+    this.#rate.restart(performance.now()); // the time since the last batch was idle
     signal?.addEventListener('abort', this.#onAbort);
     if (signal?.aborted) this.#onAbort();
   }
@@ -368,6 +453,7 @@ class BulkReader {
   }
 
   end(): void {
+    this.#unhold(false);
     this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#signal = undefined;
     this.#inBatch = false;
@@ -395,15 +481,34 @@ class BulkReader {
     }
   }
 
+  /** The caller took bodies: reading goes on unless a read pause is still running. */
+  #resume(): void {
+    this.#backlog = false;
+    this.#restart();
+  }
+
   /**
    * Reading stopped by onRead returning false is not a Readable pause (isPaused() stays false), and resume() restarts
    * such a socket's reads only while they are stopped: so track it here.
    */
-  #resume(): void {
-    if (!this.#stopped) return;
+  #restart(): void {
+    if (!this.#stopped || this.#backlog || this.#held || this.#socket.destroyed) return;
     this.#stopped = false;
     this.#socket.resume();
   }
+
+  /** Ends a read pause (the timer's, or early: the batch ended, the connection closed); `restart`: read on. */
+  #unhold(restart: boolean): void {
+    if (!this.#held) return;
+    this.#held = false;
+    pauseTimer.cancel(this.#pauseOver);
+    if (restart) this.#restart();
+  }
+
+  #pauseOver = (): void => {
+    this.#held = false;
+    this.#restart();
+  };
 
   /** Where the kernel puts the next bytes: never past the response in progress. */
   target(): Buffer {
@@ -421,6 +526,9 @@ class BulkReader {
   onRead(n: number): boolean {
     this.#batchBytes = true;
     this.#lastProgress = Date.now();
+    this.#counters.reads++;
+    const now = performance.now();
+    this.#rate.add(n, now);
     const ready = this.#ready.length;
     try {
       if (!this.#current && this.#expected === 0) throw new ProtocolError('peer sent bytes nobody asked for');
@@ -450,7 +558,18 @@ class BulkReader {
       this.#socket.destroy();
     }
     if (this.#ready.length > ready || this.#failure) this.#wakeup.wake();
-    this.#stopped = this.#readyBytes >= PAUSE_AT_BYTES;
+    if (this.#failure) return false;
+    this.#backlog = this.#readyBytes >= PAUSE_AT_BYTES;
+    if (!this.#backlog && this.#current && this.#body) {
+      const left = this.#current.length - this.#bodyFilled;
+      const ms = readPauseMs({ bytes: n, left, bytesPerMs: this.#rate.bytesPerMs });
+      if (ms > 0) {
+        this.#held = true;
+        this.#counters.pauses++;
+        pauseTimer.after(ms, this.#pauseOver);
+      }
+    }
+    this.#stopped = this.#backlog || this.#held;
     return !this.#stopped;
   }
 
@@ -479,6 +598,7 @@ class BulkReader {
   };
 
   #onClose = (): void => {
+    this.#unhold(false);
     this.#ended = true;
     this.#wakeup.wake();
   };

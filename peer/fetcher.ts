@@ -75,6 +75,9 @@ export interface FetchFlow {
   sources: number;
   holding: number;
   backedOff: number;
+  /** Reads off bulk connections, and of them reads after which the reader paused (peer/read-pause.ts). */
+  bulkReads: number;
+  bulkPauses: number;
 }
 
 export interface FetcherComponents {
@@ -164,6 +167,8 @@ export class Fetcher {
     sources: 0,
     holding: 0,
     backedOff: 0,
+    bulkReads: 0,
+    bulkPauses: 0,
   };
   /** When #flow was last brought up to date (performance.now()), and what was idle then. */
   #flowAt = Number.NaN;
@@ -267,7 +272,8 @@ export class Fetcher {
   /** Where the fetch's time went so far (FetchFlow). */
   flow(): FetchFlow {
     if (this.#stage === 'fetching') this.#account();
-    return { ...this.#flow };
+    const reads = this.#c.fetchChunks?.readCounters?.();
+    return { ...this.#flow, bulkReads: reads?.reads ?? 0, bulkPauses: reads?.pauses ?? 0 };
   }
 
   /**
