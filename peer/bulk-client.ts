@@ -334,6 +334,11 @@ class PauseTimer {
     if (at < this.#armedFor) this.#arm(at);
   }
 
+  /** Readers paused now. */
+  get waiting(): number {
+    return this.#due.size;
+  }
+
   /** Forgets `resume` if it is still waiting. */
   cancel(resume: () => void): void {
     this.#due.delete(resume);
@@ -368,6 +373,11 @@ class PauseTimer {
 }
 
 const pauseTimer = new PauseTimer();
+
+/** Bulk readers of this process paused now (a batch that ended or failed leaves none). */
+export function readPausesWaiting(): number {
+  return pauseTimer.waiting;
+}
 
 /**
  * Responses off a bulk connection, read by the kernel straight into their destination: a header into a 5-byte
