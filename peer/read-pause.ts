@@ -25,8 +25,8 @@ export interface ReadPauseLimits {
 
 /** The defaults (docs/BENCHMARKS.md, "Session 10: batched bulk reads": why these). */
 export const READ_PAUSE: ReadPauseLimits = {
-  gatherBytes: 128 * 1024,
-  maxPauseMs: 10,
+  gatherBytes: 256 * 1024,
+  maxPauseMs: 40,
   minPauseMs: 1,
 };
 

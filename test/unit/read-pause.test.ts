@@ -10,11 +10,11 @@ const SLOW = 50e6 / 8 / 1000;
 
 describe('readPauseMs', () => {
   it('pauses after a small read on a slow link, long enough to gather GATHER bytes, at most the longest pause', () => {
-    // 6 KB of a 580 KB body at 6.25 KB/ms: 128 KiB would take 21 ms, so the longest pause
+    // 6 KB of a 580 KB body at 6.25 KB/ms: 256 KiB would take 42 ms, so the longest pause
     expect(readPauseMs({ bytes: 6000, left: 580_000, bytesPerMs: SLOW })).toBe(READ_PAUSE.maxPauseMs);
-    // at 25 KB/ms (200 Mbit/s) 128 KiB takes 5.2 ms
+    // at 25 KB/ms (200 Mbit/s) 256 KiB takes 10.5 ms
     expect(readPauseMs({ bytes: 24_000, left: 580_000, bytesPerMs: 25_000 })).toBeCloseTo(
-      (128 * KiB) / 25_000,
+      (256 * KiB) / 25_000,
     );
   });
 
@@ -33,9 +33,9 @@ describe('readPauseMs', () => {
   });
 
   it('does not pause on a fast link or after a read that already brought plenty', () => {
-    // loopback at ~1 GB/s: 128 KiB arrive in 0.13 ms
+    // loopback at ~1 GB/s: 256 KiB arrive in 0.26 ms
     expect(readPauseMs({ bytes: 6000, left: 4_000_000, bytesPerMs: 1_000_000 })).toBe(0);
-    expect(readPauseMs({ bytes: 128 * KiB, left: 400_000, bytesPerMs: SLOW })).toBe(0);
+    expect(readPauseMs({ bytes: 256 * KiB, left: 400_000, bytesPerMs: SLOW })).toBe(0);
   });
 
   it('honours other limits', () => {
