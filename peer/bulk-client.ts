@@ -493,7 +493,10 @@ class BulkReader {
 
   /** The caller took bodies: reading goes on unless a read pause is still running. */
   #resume(): void {
+    if (!this.#backlog) return;
     this.#backlog = false;
+    // the time reading waited for the caller says nothing of the link: the arrival rate's window starts again
+    this.#rate.restart(performance.now());
     this.#restart();
   }
 

@@ -26,15 +26,16 @@ describe('readPauseMs', () => {
   });
 
   it('waits for the end of a body no longer than those bytes take to arrive', () => {
-    // 12.5 KB left at 6.25 KB/ms: 2 ms, not the longest pause
-    expect(readPauseMs({ bytes: 6000, left: 12_500, bytesPerMs: SLOW })).toBeCloseTo(2);
-    // 3 KB left: under the shortest pause worth a timer, read on
-    expect(readPauseMs({ bytes: 6000, left: 3000, bytesPerMs: SLOW })).toBe(0);
+    // 50 KB left at 6.25 KB/ms: 8 ms, not the longest pause
+    expect(readPauseMs({ bytes: 6000, left: 50_000, bytesPerMs: SLOW })).toBeCloseTo(8);
+    // 25 KB left: 4 ms, under the shortest pause worth a timer, read on
+    expect(readPauseMs({ bytes: 6000, left: 25_000, bytesPerMs: SLOW })).toBe(0);
   });
 
   it('does not pause on a fast link or after a read that already brought plenty', () => {
-    // loopback at ~1 GB/s: 256 KiB arrive in 0.26 ms
+    // loopback at ~1 GB/s: 256 KiB arrive in 0.26 ms; even a loaded 100 MB/s link brings them in 2.6 ms
     expect(readPauseMs({ bytes: 6000, left: 4_000_000, bytesPerMs: 1_000_000 })).toBe(0);
+    expect(readPauseMs({ bytes: 6000, left: 4_000_000, bytesPerMs: 100_000 })).toBe(0);
     expect(readPauseMs({ bytes: 256 * KiB, left: 400_000, bytesPerMs: SLOW })).toBe(0);
   });
 
