@@ -452,7 +452,7 @@ class BulkReader {
     this.#pool = pool;
     this.#inBatch = true;
     this.#batchBytes = false;
-    this.#rate.restart(performance.now()); // the time since the last batch was idle
+    this.#rate.restart(); // the time since the last batch was idle
     signal?.addEventListener('abort', this.#onAbort);
     if (signal?.aborted) this.#onAbort();
   }
@@ -495,8 +495,6 @@ class BulkReader {
   #resume(): void {
     if (!this.#backlog) return;
     this.#backlog = false;
-    // the time reading waited for the caller says nothing of the link: the arrival rate's window starts again
-    this.#rate.restart(performance.now());
     this.#restart();
   }
 
@@ -507,6 +505,7 @@ class BulkReader {
   #restart(): void {
     if (!this.#stopped || this.#backlog || this.#held || this.#socket.destroyed) return;
     this.#stopped = false;
+    this.#rate.restart(); // the next read brings what piled up while stopped: not the link's rate
     this.#socket.resume();
   }
 
@@ -541,7 +540,7 @@ class BulkReader {
     this.#lastProgress = Date.now();
     this.#counters.reads++;
     const now = performance.now();
-    this.#rate.add(n, now);
+    this.#rate.add(n, now, this.#current !== undefined); // body bytes; a header is read at once
     const ready = this.#ready.length;
     try {
       if (!this.#current && this.#expected === 0) throw new ProtocolError('peer sent bytes nobody asked for');

@@ -11,8 +11,8 @@
  *   - a read that finished what it was reading into (a header, the end of a body) never pauses, and the read that
  *     brings a body's last bytes waits at most for those bytes to arrive (and never longer than maxPauseMs);
  *   - on a fast link (loopback at GB/s) the pause is under minPauseMs and nothing pauses; the rate is measured
- *     only while the reader wants bytes (bulk-client.ts starts its window again after waiting for its caller);
- *   - until a rate has been measured (the first RATE_WINDOW_MS of a connection) nothing pauses.
+ *     only while reading runs (ArrivalRate), so a pause that let the kernel's buffer fill does not make it look slow;
+ *   - until a rate has been measured (RATE_MIN_SAMPLES reads while reading ran) nothing pauses.
  */
 
 export interface ReadPauseLimits {
@@ -50,43 +50,41 @@ export function readPauseMs(
   return ms < limits.minPauseMs ? 0 : ms;
 }
 
-/** Windows over which the arrival rate is measured (they span pauses: what piled up is read after them). */
-export const RATE_WINDOW_MS = 20;
+/** Reads measured before the arrival rate is trusted. */
+export const RATE_MIN_SAMPLES = 3;
+/** Reads closer together than this count as this far apart (two reads in one loop turn). */
+const MIN_GAP_MS = 0.05;
 
 /**
- * The rate bytes arrive at on one connection, bytes per ms: the bytes read over windows of at least RATE_WINDOW_MS,
- * each window's rate averaged with the estimate before it. restart() leaves out the time between batches (a
- * persistent connection idles between them) without forgetting the estimate.
+ * The rate bytes arrive at on one connection while it is read, bytes per ms: each measured read's bytes over the time
+ * since the read before it, averaged with the estimate before (each read weighs half). Only reads while reading ran
+ * count: the first read after reading stopped (a pause, waiting for the caller, the idle time between batches:
+ * restart()) brings what piled up meanwhile and is left out. So a pause never makes the link look slower, and if the
+ * kernel's buffer filled during one (a sender faster than the pause assumed: the sender waited), the next read comes
+ * at once and the rate is seen high again.
  */
 export class ArrivalRate {
-  #from: number | undefined;
-  #bytes = 0;
-  #rate: number | undefined;
+  #last: number | undefined;
+  #rate = 0;
+  #samples = 0;
 
-  /** Bytes per ms; undefined until a window has been measured. */
+  /** Bytes per ms; undefined until RATE_MIN_SAMPLES reads were measured. */
   get bytesPerMs(): number | undefined {
-    return this.#rate;
+    return this.#samples < RATE_MIN_SAMPLES ? undefined : this.#rate;
   }
 
-  /** A window starts now (a batch starts: what came before was idle time). */
-  restart(now: number): void {
-    this.#from = now;
-    this.#bytes = 0;
+  /** Reading starts (again) now: the next read is not measured, only the reads after it. */
+  restart(): void {
+    this.#last = undefined;
   }
 
-  /** `bytes` were read at `now`. */
-  add(bytes: number, now: number): void {
-    if (this.#from === undefined) {
-      this.#from = now;
-      this.#bytes = 0;
-      return; // these bytes arrived over an unknown time before the window
+  /** `bytes` were read at `now`; `measure` false: the read only marks the time (a 5-byte header, read at once). */
+  add(bytes: number, now: number, measure = true): void {
+    if (this.#last !== undefined && measure) {
+      const sample = bytes / Math.max(MIN_GAP_MS, now - this.#last);
+      this.#rate = this.#samples === 0 ? sample : (this.#rate + sample) / 2;
+      this.#samples++;
     }
-    this.#bytes += bytes;
-    const dt = now - this.#from;
-    if (dt < RATE_WINDOW_MS) return;
-    const sample = this.#bytes / dt;
-    this.#rate = this.#rate === undefined ? sample : (this.#rate + sample) / 2;
-    this.#from = now;
-    this.#bytes = 0;
+    this.#last = now;
   }
 }

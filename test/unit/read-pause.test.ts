@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ArrivalRate, RATE_WINDOW_MS, READ_PAUSE, readPauseMs } from '../../peer/read-pause.ts';
+import { ArrivalRate, RATE_MIN_SAMPLES, READ_PAUSE, readPauseMs } from '../../peer/read-pause.ts';
 
 // The bulk reader's receive low-water mark in user space (peer/read-pause.ts): when to stop reading after a read, and
 // the arrival rate that sizes the pause.
@@ -48,28 +48,48 @@ describe('readPauseMs', () => {
 });
 
 describe('ArrivalRate', () => {
-  it('measures bytes per ms over windows, pauses included, and averages each window with the estimate before', () => {
+  it('measures the reads while reading runs: bytes over the time since the read before', () => {
     const r = new ArrivalRate();
-    r.add(6000, 0); // the first read: its bytes came over an unknown time, it only starts the window
-    expect(r.bytesPerMs).toBeUndefined();
-    r.add(6000, 1);
-    r.add(60_000, 10); // read after a pause: what piled up meanwhile
-    expect(r.bytesPerMs).toBeUndefined(); // under RATE_WINDOW_MS so far
-    r.add(60_000, RATE_WINDOW_MS);
-    expect(r.bytesPerMs).toBeCloseTo(126_000 / RATE_WINDOW_MS);
-    r.add(20_000, 2 * RATE_WINDOW_MS);
-    expect(r.bytesPerMs).toBeCloseTo((126_000 / RATE_WINDOW_MS + 20_000 / RATE_WINDOW_MS) / 2);
+    r.add(6000, 0); // the first read: its bytes came over an unknown time
+    for (let t = 1; t < RATE_MIN_SAMPLES; t++) {
+      r.add(6000, t);
+      expect(r.bytesPerMs).toBeUndefined(); // too few reads yet
+    }
+    r.add(6000, RATE_MIN_SAMPLES);
+    expect(r.bytesPerMs).toBeCloseTo(6000); // a 6 KB packet a millisecond
+    // the link slows to 3 KB/ms: the estimate follows within a few reads
+    for (let t = 1; t <= 8; t++) r.add(3000, RATE_MIN_SAMPLES + t);
+    expect(r.bytesPerMs).toBeGreaterThan(3000);
+    expect(r.bytesPerMs).toBeLessThan(3020);
   });
 
-  it('restart() leaves out the idle time between batches but keeps the estimate', () => {
+  it('leaves out the read after reading stopped, so a pause never makes the link look slower', () => {
     const r = new ArrivalRate();
-    r.restart(0);
-    r.add(125_000, RATE_WINDOW_MS);
-    const before = r.bytesPerMs;
-    expect(before).toBeCloseTo(125_000 / RATE_WINDOW_MS);
-    r.restart(60_000); // a minute idle on a pooled connection
-    expect(r.bytesPerMs).toBe(before);
-    r.add(125_000, 60_000 + RATE_WINDOW_MS);
-    expect(r.bytesPerMs).toBeCloseTo(125_000 / RATE_WINDOW_MS); // not 125 KB over a minute
+    for (let t = 0; t <= RATE_MIN_SAMPLES; t++) r.add(6000, t);
+    r.restart(); // a 40 ms pause: the kernel gathers 250 KB
+    r.add(250_000, RATE_MIN_SAMPLES + 40); // not measured (it would say 250 KB over 1 ms, or over 41)
+    expect(r.bytesPerMs).toBeCloseTo(6000);
+    r.add(6000, RATE_MIN_SAMPLES + 41);
+    expect(r.bytesPerMs).toBeCloseTo(6000);
+  });
+
+  it('a pause that let the buffer fill (a faster sender than assumed) shows as a high rate at once', () => {
+    const r = new ArrivalRate();
+    for (let t = 0; t <= RATE_MIN_SAMPLES; t++) r.add(6000, 10 * t); // looked slow: 600 B/ms
+    expect(readPauseMs({ bytes: 1000, left: 4_000_000, bytesPerMs: r.bytesPerMs })).toBe(40);
+    r.restart();
+    r.add(128 * KiB, 100); // the drain, not measured
+    r.add(64 * KiB, 100.2); // the waiting sender goes on at once
+    expect(readPauseMs({ bytes: 1000, left: 4_000_000, bytesPerMs: r.bytesPerMs })).toBe(0);
+  });
+
+  it('a header read marks the time but is not a sample; reads in one loop turn say the bytes come at once', () => {
+    const r = new ArrivalRate();
+    for (let t = 0; t <= RATE_MIN_SAMPLES; t++) r.add(6000, t);
+    r.add(5, RATE_MIN_SAMPLES + 1, false);
+    expect(r.bytesPerMs).toBeCloseTo(6000);
+    const fast = new ArrivalRate();
+    for (let i = 0; i <= RATE_MIN_SAMPLES; i++) fast.add(64 * KiB, 5);
+    expect(readPauseMs({ bytes: 1000, left: 100_000, bytesPerMs: fast.bytesPerMs })).toBe(0);
   });
 });
