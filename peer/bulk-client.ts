@@ -463,7 +463,7 @@ class BulkReader {
   }
 
   end(): void {
-    this.#unhold(false);
+    this.#unhold();
     this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#signal = undefined;
     this.#inBatch = false;
@@ -509,12 +509,11 @@ class BulkReader {
     this.#socket.resume();
   }
 
-  /** Ends a read pause (the timer's, or early: the batch ended, the connection closed); `restart`: read on. */
-  #unhold(restart: boolean): void {
+  /** Ends a read pause before its timer: the batch ended, the connection closed. */
+  #unhold(): void {
     if (!this.#held) return;
     this.#held = false;
     pauseTimer.cancel(this.#pauseOver);
-    if (restart) this.#restart();
   }
 
   #pauseOver = (): void => {
@@ -610,7 +609,7 @@ class BulkReader {
   };
 
   #onClose = (): void => {
-    this.#unhold(false);
+    this.#unhold();
     this.#ended = true;
     this.#wakeup.wake();
   };
