@@ -13,7 +13,6 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { Libp2p, Stream, Upgrader } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { tcp } from '@libp2p/tcp';
-import { tls } from '@libp2p/tls';
 import { multiaddrConnectionPair } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
@@ -24,6 +23,7 @@ import { tlsReusingCertificate } from '../../cli/libp2p-tls.ts';
 import { makeLibp2pCertificate } from '../../cli/libp2p-tls-verify.ts';
 import { createP2PNode } from '../../cli/p2p-node.ts';
 import { tempDir } from '../helpers/cli.ts';
+import { oursNode, stockTlsNode } from '../helpers/tls-nodes.ts';
 
 const ECHO = '/rsw-test/echo-bytes/1.0.0';
 const KiB = 1024;
@@ -69,20 +69,11 @@ async function withEcho(node: Libp2p): Promise<Libp2p> {
 }
 
 async function ours(name: string): Promise<Libp2p> {
-  return withEcho(
-    await createP2PNode({ keyFile: join(t.dir, `${name}.key`), listen: ['/ip4/127.0.0.1/tcp/0'] }),
-  );
+  return withEcho(await oursNode(t.dir, name));
 }
 
 async function stock(): Promise<Libp2p> {
-  return withEcho(
-    await createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [tls()],
-      streamMuxers: [yamux()],
-    }),
-  );
+  return withEcho(await stockTlsNode());
 }
 
 /** Sends `bytes` on a new ECHO stream in 64 KiB sends and resolves with the sha256 of what came back, once closed. */

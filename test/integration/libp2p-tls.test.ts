@@ -1,20 +1,15 @@
 // libp2p TLS with one certificate per process (cli/libp2p-tls.ts) between real libp2p nodes over TCP on 127.0.0.1:
 // it must interoperate with @libp2p/tls as every earlier rackswarm uses it (which makes a certificate per connection),
 // in both directions, still refuse a peer that is not the one dialled, and make its certificate once.
-import { join } from 'node:path';
-import { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { Libp2p } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { tcp } from '@libp2p/tcp';
-import { tls } from '@libp2p/tls';
 import { lpStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
-import { createLibp2p } from 'libp2p';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { tlsCertificatesMade, tlsCertificatesVerified } from '../../cli/libp2p-tls.ts';
-import { createP2PNode } from '../../cli/p2p-node.ts';
 import { tempDir } from '../helpers/cli.ts';
+import { oursNode, stockTlsNode } from '../helpers/tls-nodes.ts';
 
 const ECHO = '/rsw-test/echo/1.0.0';
 let t: ReturnType<typeof tempDir>;
@@ -40,21 +35,12 @@ async function withEcho(node: Libp2p): Promise<Libp2p> {
 
 /** A node of ours (certificate reused). */
 async function ours(name: string): Promise<Libp2p> {
-  return withEcho(
-    await createP2PNode({ keyFile: join(t.dir, `${name}.key`), listen: ['/ip4/127.0.0.1/tcp/0'] }),
-  );
+  return withEcho(await oursNode(t.dir, name));
 }
 
 /** A node with stock @libp2p/tls (a certificate per connection), as rackswarm 1.1.0 runs. */
 async function stock(): Promise<Libp2p> {
-  return withEcho(
-    await createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [tls()],
-      streamMuxers: [yamux()],
-    }),
-  );
+  return withEcho(await stockTlsNode());
 }
 
 async function echo(from: Libp2p, to: Libp2p, text: string): Promise<string> {
