@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { FetchFlow } from '../../peer/fetcher.ts';
+import { median } from '../lib/stats.ts';
 import type { NodeSeries } from './testbed.ts';
 
 const MB = 1e6;
@@ -78,6 +79,14 @@ export function summary(n: NodeSeries): string {
 }
 
 /**
+ * A chunk's time on the wire, ms, from the batches of 2+ chunks (first → last answer); the rest of a batch's wait for
+ * its first answer is its request's trip, the server's admission and first read (and, pipelined, the batch ahead).
+ */
+function chunkOnWireMs(fl: FetchFlow): number {
+  return fl.batchXferMs / Math.max(1, fl.batchChunks - (fl.batchesPeers + fl.batchesSeeder));
+}
+
+/**
  * Where a source's time went per batch (FetchFlow's batch counters; absent from older dumps): request → first answer,
  * first → last answer, MB/s while answering, the gap to the next request to that neighbour, batches pipelined, and
  * the time a source slot was free while an askable neighbour held something (with next() coming back empty).
@@ -86,9 +95,7 @@ export function batchLine(fl: FetchFlow): string {
   if (fl.batchWaitMs === undefined) return '';
   const batches = fl.batchesPeers + fl.batchesSeeder;
   const per = (x: number) => f(x / Math.max(1, batches), 0);
-  // a chunk's time on the wire, from the batches of 2+ chunks (first → last answer); the rest of a batch's wait for
-  // its first answer is its request's trip, the server's admission and first read (and, pipelined, the batch ahead)
-  const chunkMs = fl.batchXferMs / Math.max(1, fl.batchChunks - batches);
+  const chunkMs = chunkOnWireMs(fl);
   return (
     `
       batches: wait ${per(fl.batchWaitMs)} ms, answering ${per(fl.batchXferMs)} ms, ${f(fl.batchBytes / MiB / Math.max(1, batches))} MiB each ` +
@@ -99,12 +106,8 @@ export function batchLine(fl: FetchFlow): string {
   );
 }
 
-const median = (xs: number[]): number => {
-  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  if (v.length === 0) return Number.NaN;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-};
+/** The median of the finite ones (NaN for none). */
+const finiteMedian = (xs: number[]): number => median(xs.filter(Number.isFinite));
 
 /**
  * The run in one line, medians over the nodes (for side-by-side tables; start-up, which a loaded machine stretches by
@@ -130,16 +133,15 @@ export function overall(nodes: NodeSeries[]): string {
     perSource.push(got / MB / ((fl.peerSourceMs + fl.seederMs) / 1000));
     if (fl.batchWaitMs === undefined) continue;
     const batches = fl.batchesPeers + fl.batchesSeeder;
-    const chunkMs = fl.batchXferMs / Math.max(1, fl.batchChunks - batches);
-    overhead.push(fl.batchWaitMs / Math.max(1, batches) - chunkMs);
+    overhead.push(fl.batchWaitMs / Math.max(1, batches) - chunkOnWireMs(fl));
     freeSlot.push(fl.freeSlotMs / 1000);
     nextEmpty.push(fl.nextEmpty);
     pipelined.push(fl.batchesPipelined / Math.max(1, batches));
   }
   return (
-    `medians over nodes: download ${f(median(rate))} MB/s over the data phase (min ${f(Math.min(...rate))}) | ` +
-    `mean sources ${f(median(sources))} (the head included) | ${f(median(perSource))} MB/s per source-second | ` +
-    `batch wait − chunk ${f(median(overhead), 0)} ms | free slot ${f(median(freeSlot))} s (next() empty ${f(median(nextEmpty), 0)}) | pipelined ${f(100 * median(pipelined), 0)} %`
+    `medians over nodes: download ${f(finiteMedian(rate))} MB/s over the data phase (min ${f(Math.min(...rate))}) | ` +
+    `mean sources ${f(finiteMedian(sources))} (the head included) | ${f(finiteMedian(perSource))} MB/s per source-second | ` +
+    `batch wait − chunk ${f(finiteMedian(overhead), 0)} ms | free slot ${f(finiteMedian(freeSlot))} s (next() empty ${f(finiteMedian(nextEmpty), 0)}) | pipelined ${f(100 * finiteMedian(pipelined), 0)} %`
   );
 }
 
