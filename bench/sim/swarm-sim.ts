@@ -302,7 +302,7 @@ export function simulate(o: SimOptions): SimResult {
   // (to the head one at a time when in racks, as the fetcher does with --rack)
   const headPipeline = o.racks > 1 ? 1 : pipeline;
   const mayAsk = (n: SimNode, id: string): boolean =>
-    (n.workers.get(id) ?? 0) < (id === 'head' ? headPipeline : pipeline);
+    (n.workers.get(id) ?? 0) < (id === head.id ? headPipeline : pipeline);
   const workerEnded = (n: SimNode, id: string): void => {
     const left = (n.workers.get(id) ?? 1) - 1;
     if (left > 0) n.workers.set(id, left);
