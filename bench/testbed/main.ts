@@ -52,6 +52,10 @@ export function describe(r: TestbedResult): string {
       `  head during the start (release → last node's first chunk, ${fmt(s.headStart.seconds)} s): ` +
         `${fmt(s.headStart.cpuSeconds)} CPU s, ${fmt((s.headStart.cpuSeconds / o.nodes) * 1000, 0)} ms per node, ` +
         `${fmt((s.headStart.cpuSeconds / s.headStart.seconds) * 100, 0)} % of one core`,
+      `  head uplink, % of its rate per second from the release: ${s.headLink.usePerSecond
+        .map((u) => fmt(u * 100, 0))
+        .join(' ')}; 50 / 90 / 99 % of its bytes out by ${fmt(s.headLink.sentBy.p50)} / ` +
+        `${fmt(s.headLink.sentBy.p90)} / ${fmt(s.headLink.sentBy.p99)} s`,
     );
   }
   for (const [who, d] of [
@@ -100,7 +104,7 @@ const USAGE = `usage: npm run bench:swarm -- [options]   (root: network namespac
                      refused (busy) by neighbours and the head, refusals its chunk server gave, sources in flight,
                      idle time with nothing in flight and why (all holders backed off / none holds what it lacks).
                      Read it with: node bench/testbed/dump.ts FILE [--series]
-Environment: RSW_TESTBED_CPU_PROF=DIR (V8 profiles), RSW_TESTBED_NODE_CONFIG=JSON (more node config),
+Environment: RSW_TESTBED_CPU_PROF=DIR (V8 profiles), RSW_TESTBED_NODE_CONFIG=JSON (more node config), RSW_TESTBED_HEAD_CONFIG=JSON (a config for the head),
   RSW_TESTBED_NODE_V8_FLAGS, RSW_TESTBED_MIN_TSO_SEGS.`;
 
 if (import.meta.main) {

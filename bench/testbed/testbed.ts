@@ -119,6 +119,12 @@ export interface TestbedResult {
      * the head's per-node work of the start and how busy it kept its one event loop.
      */
     headStart: { seconds: number; cpuSeconds: number };
+    /**
+     * The head's uplink over the run (eth0's transmitted bytes, from /proc/<head pid>/net/dev every 100 ms): the
+     * share of its rate it used in each second from the release, and when 50 / 90 / 99 % of the run's egress had
+     * gone out. T_min here is usually F/u_s, so every second the head's link is not full adds to t_last.
+     */
+    headLink: HeadLink;
   };
   nginx?: PhaseResult;
 }
@@ -226,9 +232,18 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     log(`fabric: head + ${opts.nodes} nodes in ${opts.racks} rack(s), ${opts.rateMbit} Mbit/s links`);
     fabric.up();
     const headUrl = `http://${fabric.head.ip}:${HTTP_PORT}`;
+    // RSW_TESTBED_HEAD_CONFIG='{"seeder":{"sendsAtOnce":8}}': a config file for the head (compare its settings).
+    const headConfig = process.env.RSW_TESTBED_HEAD_CONFIG;
+    const headConfigArgs: string[] = [];
+    if (headConfig) {
+      const file = join(work, 'head-config.json');
+      writeFileSync(file, JSON.stringify(JSON.parse(headConfig)));
+      headConfigArgs.push('--config', file);
+    }
     const head = procs.start(fabric.head.ns, process.execPath, [
       ...V8_FLAGS,
       bin,
+      ...headConfigArgs,
       'head',
       '--data',
       join(work, 'head'),
@@ -238,6 +253,9 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       `/ip4/${fabric.head.ip}/tcp/${P2P_PORT}`,
     ]);
     await head.waitFor(/head ready/, 30_000);
+    // RSW_TESTBED_HEAD_NICE=-10: the head at this CPU priority (an experiment: a real head has its own machine).
+    if (process.env.RSW_TESTBED_HEAD_NICE && head.child.pid !== undefined)
+      execFileSync('renice', ['-n', process.env.RSW_TESTBED_HEAD_NICE, '-p', String(head.child.pid)]);
 
     // RSW_TESTBED_CPU_PROF=DIR: every peer writes a V8 CPU profile into DIR (on SIGTERM at the end of the phase).
     const profDir = process.env.RSW_TESTBED_CPU_PROF;
@@ -307,10 +325,15 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
     let cpu0 = cpuAt();
     // The head's CPU through the start (until every node has its first chunk), sampled.
     const headSamples: Array<{ at: number; cpu: number }> = [];
+    const headTx: Array<{ at: number; tx: number }> = [];
     const rs = await phase(fabric, opts.timeoutSeconds, async (release) => {
       cpu0 = cpuAt();
       for (const p of peers) p.child.stdin?.write('go\n');
       headSamples.push({ at: release, cpu: cpu0.head });
+      headTx.push({ at: release, tx: netDevTxBytes(head.child.pid, 'eth0') });
+      const txSampler = setInterval(() => {
+        headTx.push({ at: performance.now(), tx: netDevTxBytes(head.child.pid, 'eth0') });
+      }, 100);
       const sampler = setInterval(() => {
         headSamples.push({ at: performance.now(), cpu: processCpuSeconds(head.child.pid) });
       }, 50);
@@ -328,6 +351,8 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
         );
       } finally {
         clearInterval(sampler);
+        clearInterval(txSampler);
+        headTx.push({ at: performance.now(), tx: netDevTxBytes(head.child.pid, 'eth0') });
       }
     });
     const cpu1 = cpuAt();
@@ -385,6 +410,7 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       },
       startSteps,
       headStart,
+      headLink: headLinkUse(headTx, rs.release, mbitToBytes(opts.headRateMbit)),
     };
     log(`rackswarm: last node ${rackswarm.tLast.toFixed(2)} s (T_min ${tMin.toFixed(2)} s)`);
     if (profDir) {
@@ -559,4 +585,54 @@ async function runNginx(
   for (const f of outs) rmSync(f, { force: true });
   await procs.killAll('SIGTERM'); // nginx's master stops its workers
   return { ...ph.result(ph.value), identical };
+}
+
+/** The head's uplink over a run: see TestbedResult's `headLink`. */
+export interface HeadLink {
+  /** Per second from the release, the bytes sent over what the link's rate allows in that second (the last second partial). */
+  usePerSecond: number[];
+  /** Seconds from the release by which 50 / 90 / 99 % of the run's bytes had been sent. */
+  sentBy: { p50: number; p90: number; p99: number };
+}
+
+/** Transmitted bytes of a device in a process's network namespace (its /proc/PID/net/dev; no spawn, no `ip`). */
+export function netDevTxBytes(pid: number | undefined, dev: string): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    for (const line of readFileSync(`/proc/${pid}/net/dev`, 'utf8').split('\n')) {
+      const [name, rest] = line.split(':');
+      if (rest === undefined || name.trim() !== dev) continue;
+      return Number(rest.trim().split(/\s+/)[8]); // receive: 8 fields, then transmit bytes
+    }
+  } catch {}
+  return Number.NaN;
+}
+
+/** Samples of cumulative bytes → per-second use of `bytesPerSecond` and when shares of the total had gone out. */
+export function headLinkUse(
+  samples: ReadonlyArray<{ at: number; tx: number }>,
+  release: number,
+  bytesPerSecond: number,
+): HeadLink {
+  const ok = samples.filter((x) => Number.isFinite(x.tx));
+  const none = { usePerSecond: [], sentBy: { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN } };
+  if (ok.length < 2) return none;
+  const t = ok.map((x) => (x.at - release) / 1000);
+  const b = ok.map((x) => x.tx - ok[0].tx);
+  const total = b[b.length - 1];
+  // bytes sent by time s, linear between samples
+  const sentAt = (s: number): number => {
+    if (s <= t[0]) return 0;
+    for (let i = 1; i < t.length; i++)
+      if (s <= t[i]) return b[i - 1] + ((b[i] - b[i - 1]) * (s - t[i - 1])) / Math.max(1e-9, t[i] - t[i - 1]);
+    return total;
+  };
+  const end = t[t.length - 1];
+  const usePerSecond: number[] = [];
+  for (let s = 0; s < end; s++) {
+    const span = Math.min(1, end - s);
+    usePerSecond.push((sentAt(s + span) - sentAt(s)) / (bytesPerSecond * span));
+  }
+  const by = (share: number): number => t[b.findIndex((x) => x >= share * total)];
+  return { usePerSecond, sentBy: { p50: by(0.5), p90: by(0.9), p99: by(0.99) } };
 }
