@@ -222,13 +222,21 @@ if (import.meta.main) {
     },
   });
   const dir = positionals[0];
-  if (!dir || (values.dump && !values.to)) {
-    throw new Error(
-      'usage: node bench/testbed/profile-summary.ts DIR [--top K] [--dump FILE --from STEP --to STEP]',
+  const usage = (why: string): never => {
+    process.stderr.write(
+      `${why}: usage: node bench/testbed/profile-summary.ts DIR [--top K] [--dump FILE --from STEP --to STEP]\n`,
     );
+    process.exit(2);
+  };
+  if (!dir) usage('no profile directory');
+  if (values.dump && !values.to) usage('--dump needs --to STEP (e.g. --from run --to firstChunk)');
+  let files: string[] = [];
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  } catch {
+    usage(`cannot read ${dir}`);
   }
-  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
-  if (files.length === 0) throw new Error(`no .cpuprofile files in ${dir}`);
+  if (files.length === 0) usage(`no .cpuprofile files in ${dir}`);
   let profiles = files.map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as CpuProfile);
   if (values.dump && values.to) {
     // Each node's profile cut to its own window between two of its start steps (the testbed's --dump of that run).
