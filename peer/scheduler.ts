@@ -146,8 +146,10 @@ export interface SchedulerTunables {
    * The busy back-off of a node with at most half of `maxSources` sources in flight, not doubled: below
    * busyBackoffMs, a starved node asks again sooner than the well-fed ones, who win the freed serving slots otherwise
    * (bench/sim, 1,000 nodes, 256 chunks: nodes held at 2 sources for 3 s, backed off from 28 of the 30 neighbours
-   * holding what they lacked, while their rack-mates took every slot that freed). Not below busyBackoffMs: off.
-   * @default 250
+   * holding what they lacked, while their rack-mates took every slot that freed). Only with a finite maxSources (the
+   * real node's config `peer.maxSources`); not below busyBackoffMs: off. With the chunk server's turnover and the
+   * fetcher's wake-up at a back-off's end (wakeAt), 1,000 nodes 1.36 / 1.35 / 1.41 → 1.34 / 1.34 / 1.31 × T_min with
+   * 256 chunks (docs/BENCHMARKS.md, "Session 11"). @default 25
    */
   hungryBackoffMs: number;
 }
@@ -171,7 +173,7 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   stuckAfter: 3,
   seederRefusalMs: 2000,
   probeEveryMs: 0,
-  hungryBackoffMs: 250,
+  hungryBackoffMs: 25,
 };
 
 export interface SchedulerInit extends Partial<SchedulerTunables> {
@@ -789,7 +791,11 @@ export class Scheduler {
           this.#setAskAt(p);
           break;
         }
-        if (this.#o.hungryBackoffMs < this.#o.busyBackoffMs && this.#sources.length * 2 <= this.#o.maxSources)
+        if (
+          this.#o.hungryBackoffMs < this.#o.busyBackoffMs &&
+          Number.isFinite(this.#o.maxSources) &&
+          this.#sources.length * 2 <= this.#o.maxSources
+        )
           p.backoffUntil = now + this.#o.hungryBackoffMs;
         else {
           p.backoffUntil = now + Math.min(this.#o.busyBackoffMs * 2 ** p.backoffs, this.#o.maxBackoffMs);

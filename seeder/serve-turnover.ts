@@ -11,6 +11,13 @@
  * row, so the slot goes to whoever asks next. Off with turnoverMs 0.
  */
 
+/**
+ * gapMs of a node's turnover (cli/fetch-image.ts, bench/sim): a pipelined batch is taken up the moment the last one
+ * ends (bench/sim: at once; the chunk server: the same turn of its loop), so 1 ms covers it; a batch asked only after
+ * the last one ended (no pipelining) starts a new service.
+ */
+export const TURNOVER_GAP_MS = 1;
+
 export interface ServeTurnoverInit {
   /** Continuous service after which a peer yields its slot when others wait, ms; 0: off. */
   turnoverMs: number;

@@ -25,7 +25,7 @@ import {
 import { rotationStart } from '../../peer/source-order.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
-import { ServeTurnover } from '../../seeder/serve-turnover.ts';
+import { ServeTurnover, TURNOVER_GAP_MS } from '../../seeder/serve-turnover.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
@@ -119,8 +119,10 @@ export interface SimOptions {
   uploadOrder?: 'fair' | 'priority';
   /** Experiment: the head's uploads in strict priority too (uploadOrder 'priority'). @default false */
   headPriority?: boolean;
-  /** The fetch loop wakes at the end of the first back-off (Scheduler.wakeAt). @default false */
+  /** The fetch loop wakes at the end of the first back-off (Scheduler.wakeAt), as peer/fetcher.ts does. @default true */
   wakeOnBackoff?: boolean;
+  /** A node's serving turnover (seeder/serve-turnover.ts), ms; 0: off. @default config peer.serveTurnoverMs */
+  serveTurnoverMs?: number;
   /** Give up (throw) past this simulated time, s. @default unlimited */
   maxSimSeconds?: number;
   onProgress?: (p: Record<string, number>) => void;
@@ -304,8 +306,10 @@ export function simulate(o: SimOptions): SimResult {
     ...o.scheduler,
   };
 
-  const turnoverMs = Number(process.env.SIM_TURNOVER ?? 0);
-  const wakeOnBackoff = o.wakeOnBackoff ?? process.env.SIM_WAKE === '1';
+  // A node's serving turnover (seeder/serve-turnover.ts, as cli/fetch-image.ts composes it) and the fetcher's wake-up
+  // at a back-off's end (Scheduler.wakeAt). (SIM_TURNOVER / SIM_WAKE=0: experiments' overrides.)
+  const turnoverMs = o.serveTurnoverMs ?? Number(process.env.SIM_TURNOVER ?? config.peer.serveTurnoverMs);
+  const wakeOnBackoff = o.wakeOnBackoff ?? process.env.SIM_WAKE !== '0';
   const pipeline = Math.max(1, o.pipelineBatches ?? config.peer.pipelineBatches);
   /** n may ask `id` for another batch (the fetcher's startWorker: fewer than pipelineBatches in progress). */
   // (to the head one at a time when in racks, as the fetcher does with --rack)
@@ -376,7 +380,9 @@ export function simulate(o: SimOptions): SimResult {
       maxServing: o.nodeStreams ?? config.peer.maxServeStreams,
       sending: new Set(),
       turnover:
-        turnoverMs > 0 ? new ServeTurnover({ turnoverMs, waitingMs: turnoverMs, gapMs: 1 }) : undefined,
+        turnoverMs > 0
+          ? new ServeTurnover({ turnoverMs, waitingMs: turnoverMs, gapMs: TURNOVER_GAP_MS })
+          : undefined,
       scheduler: new Scheduler({ chunkLengths, random, seederId: head.id, ...tunables }),
       peers: new Set(),
       workers: new Map(),
