@@ -134,15 +134,6 @@ export interface SchedulerTunables {
    */
   seederRefusalMs: number;
   /**
-   * A node short of sources (fewer than `maxSources` peers with requests in flight) with no neighbour it may ask,
-   * while neighbours holding what it lacks are backed off after `busy`: every probeEveryMs at most, the one backed off
-   * longest is asked again before its back-off ends (askable()). A busy back-off guesses when a full neighbour frees
-   * a slot; 250–500 ms is 19–37 chunk-times at 10 Gbit/s with 16 MiB chunks, and in bench/sim (1,000 nodes, 256
-   * chunks) 72 % of the neighbours holding what a node lacked were backed off from 2.9 s to the end while a third of
-   * the holders had a free slot. 0: off. @default 0
-   */
-  probeEveryMs: number;
-  /**
    * The busy back-off of a node with at most half of `maxSources` sources in flight, not doubled: below
    * busyBackoffMs, a starved node asks again sooner than the well-fed ones, who win the freed serving slots otherwise
    * (bench/sim, 1,000 nodes, 256 chunks: nodes held at 2 sources for 3 s, backed off from 28 of the 30 neighbours
@@ -172,7 +163,6 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   maxRemoteRequests: 1,
   stuckAfter: 3,
   seederRefusalMs: 2000,
-  probeEveryMs: 0,
   hungryBackoffMs: 25,
 };
 
@@ -316,8 +306,6 @@ export class Scheduler {
   /** The buffer the peers' byte arrays (has, importing) are cut from (#bytes), and the next free byte in it. */
   #slab: ArrayBuffer | undefined;
   #slabAt = 0;
-  /** When askable() last lifted a back-off to probe (probeEveryMs). */
-  #probedAt = Number.NEGATIVE_INFINITY;
 
   constructor(init: SchedulerInit, have: Iterable<number> = []) {
     this.#o = checkTunables({ ...SCHEDULER_DEFAULTS, ...definedOnly(init) });
@@ -646,12 +634,7 @@ export class Scheduler {
         }
         return;
       }
-      if (this.#pickable > 0) {
-        // Short of sources and nobody left to ask: probe the neighbour backed off longest (probeEveryMs).
-        const p = this.#sources.length < maxSources ? this.#probe(now) : undefined;
-        if (p !== undefined) yield p.id;
-        return;
-      }
+      if (this.#pickable > 0) return;
     }
     // Nothing pickable: every `wanted` is 0, so only a peer without requests may get endgame copies, and none
     // while maxSources peers have some (next() only adds sources: once full, nothing more here).
@@ -662,27 +645,6 @@ export class Scheduler {
       const p = list[k];
       if (this.#offerable(p, now)) yield p.id;
     }
-  }
-
-  /**
-   * probeEveryMs: the neighbour (not the seeder, not in another rack) holding a pickable chunk whose busy back-off
-   * ends first, with its back-off lifted — if one is due, at most one per probeEveryMs.
-   */
-  #probe(now: number): PeerState | undefined {
-    const every = this.#o.probeEveryMs;
-    if (!(every > 0) || now < this.#probedAt + every) return undefined;
-    let best: PeerState | undefined;
-    const askAt = this.#askAt;
-    for (const p of this.#list) {
-      const t = askAt[p.slot];
-      if (!(t > now) || t === Number.POSITIVE_INFINITY || p.seeder || p.remote || p.banned) continue;
-      if (best === undefined || t < askAt[best.slot]) best = p;
-    }
-    if (best === undefined) return undefined;
-    this.#probedAt = now;
-    best.backoffUntil = now;
-    this.#setAskAt(best);
-    return this.#offerable(best, now) ? best : undefined;
   }
 
   /**
@@ -1123,7 +1085,6 @@ function checkTunables(o: SchedulerTunables): SchedulerTunables {
     'overdueSlackMs',
     'seederGraceMs',
     'seederRefusalMs',
-    'probeEveryMs',
     'hungryBackoffMs',
   ] as const) {
     if (!(o[k] >= 0 && Number.isFinite(o[k]))) bad(k, 'a finite number ≥ 0');
