@@ -139,8 +139,9 @@ export interface SchedulerTunables {
    * (bench/sim, 1,000 nodes, 256 chunks: nodes held at 2 sources for 3 s, backed off from 28 of the 30 neighbours
    * holding what they lacked, while their rack-mates took every slot that freed). Only with a finite maxSources (the
    * real node's config `peer.maxSources`); not below busyBackoffMs: off. With the chunk server's turnover and the
-   * fetcher's wake-up at a back-off's end (wakeAt), 1,000 nodes 1.36 / 1.35 / 1.41 → 1.34 / 1.34 / 1.31 × T_min with
-   * 256 chunks (docs/BENCHMARKS.md, "Session 11"). @default 25
+   * fetcher's wake-up at a back-off's end (wakeAt), 1,000 nodes 1.36 / 1.35 / 1.41 → 1.31 / 1.32 / 1.37 × T_min with
+   * 256 chunks; 25 ms did as well there (1.34 / 1.34 / 1.31 ×) with 25 % more events at 64 chunks, over the 10,000-node
+   * run's 5 minutes (docs/BENCHMARKS.md, "Session 11"). @default 50
    */
   hungryBackoffMs: number;
 }
@@ -163,7 +164,7 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   maxRemoteRequests: 1,
   stuckAfter: 3,
   seederRefusalMs: 2000,
-  hungryBackoffMs: 25,
+  hungryBackoffMs: 50,
 };
 
 export interface SchedulerInit extends Partial<SchedulerTunables> {

@@ -216,12 +216,12 @@ describe('Scheduler', () => {
     expect(s.wakeAt(0)).toBe(Number.POSITIVE_INFINITY); // nothing backed off
     s.failed('a', s.next('a', 0)[0], 'busy', 0);
     s.failed('b', s.next('b', 10)[0], 'busy', 10);
-    expect(s.wakeAt(20)).toBe(25); // a's (hungryBackoffMs: no source), the first to end; c holds nothing
-    expect(s.wakeAt(25)).toBe(35); // b's (a may be asked now)
-    s.next('a', 25);
-    s.next('b', 35); // maxSources in flight: no other may be asked, nothing to wake for
-    s.failed('c', 0, 'busy', 35);
-    expect(s.wakeAt(36)).toBe(Number.POSITIVE_INFINITY);
+    expect(s.wakeAt(20)).toBe(50); // a's (hungryBackoffMs: no source), the first to end; c holds nothing
+    expect(s.wakeAt(50)).toBe(60); // b's (a may be asked now)
+    s.next('a', 50);
+    s.next('b', 60); // maxSources in flight: no other may be asked, nothing to wake for
+    s.failed('c', 0, 'busy', 60);
+    expect(s.wakeAt(61)).toBe(Number.POSITIVE_INFINITY);
   });
 
   it('offers a peer in another rack only chunks no neighbour in this rack holds', () => {
