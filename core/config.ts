@@ -298,6 +298,15 @@ export const ConfigSchema = Type.Object(
          */
         maxServeStreams: Type.Integer({ minimum: 1, maximum: 1024, default: 4 }),
         /**
+         * Serving turnover (seeder/serve-turnover.ts): while another peer was refused `busy` within this many ms, a
+         * peer served this long in a row (its pipelined batches take the slot the last one frees) is refused its next
+         * batch, so the slot goes to whoever asks next. With the scheduler's hungryBackoffMs and the fetcher's wake-up
+         * at a back-off's end, bench/sim's 1,000 nodes went 1.36 / 1.35 / 1.41 → 1.31 / 1.32 / 1.37 × T_min with 256
+         * chunks (median node −12 %) and 1.78 / 1.63 / 1.63 → 1.61 / 1.61 / 1.62 × with 64; 16 nodes 1.26 → 1.24 ×
+         * (docs/BENCHMARKS.md, "Session 11"). 0: off. @default 100
+         */
+        serveTurnoverMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 100 }),
+        /**
          * Peers a fetching node has requests at at once, the head included (peer/scheduler.ts `maxSources`); 0: no
          * limit. With `maxServeStreams` 4: the simulator's 10,000 nodes 1.88 × T_min instead of 2.34 × (8 streams, no
          * limit), 1,000 nodes 1.66 × instead of 2.30 ×; the testbed's 16 nodes the same within its noise (idle, 5 pairs

@@ -14,6 +14,7 @@ import {
 } from '../core/wire.ts';
 import type { HeadServing } from './head-serving.ts';
 import { TokenBucket } from './rate-limit.ts';
+import type { ServeTurnover } from './serve-turnover.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -46,6 +47,11 @@ export interface ChunkServerComponents {
   superSeeding?: ServingPolicy;
   /** The head's send order (one chunk after another): streams take turns. @default none (all send at once) */
   headServing?: Pick<HeadServing<() => void>, 'admits' | 'ask' | 'done'>;
+  /**
+   * A node's serving turnover (seeder/serve-turnover.ts): a peer served for long in a row yields its slot while
+   * others are refused. @default none (a peer keeps its slot from batch to batch)
+   */
+  turnover?: Pick<ServeTurnover, 'admits' | 'refused' | 'started' | 'ended'>;
 }
 
 /** Limits of the chunk server. No defaults here: the config schema owns them. */
@@ -140,6 +146,7 @@ export class ChunkServer {
   readonly #now: () => number;
   readonly #superSeeding: ServingPolicy | undefined;
   readonly #headServing: ChunkServerComponents['headServing'];
+  readonly #turnover: ChunkServerComponents['turnover'];
   readonly #init: ChunkServerInit;
   readonly #peers = new Map<string, PeerState>();
   readonly #streams = new Set<ServeTransport>();
@@ -166,6 +173,7 @@ export class ChunkServer {
     this.#now = components.now ?? (() => performance.now());
     this.#superSeeding = components.superSeeding;
     this.#headServing = components.headServing;
+    this.#turnover = components.turnover;
     this.#init = { ...init };
     this.#total = newBucket(init.totalBytesPerSecond, this.#now());
   }
@@ -253,12 +261,17 @@ export class ChunkServer {
         const admitted =
           peer.active < this.#init.maxStreamsPerPeer &&
           this.#active < this.#init.maxConcurrentTotal &&
-          (this.#headServing?.admits() ?? true);
+          (this.#headServing?.admits() ?? true) &&
+          (this.#turnover?.admits(peer.peerId, this.#now()) ?? true);
         if (admitted) {
           peer.active++;
           this.#active++;
           holding = true;
-        } else this.#refusedBatches++;
+          this.#turnover?.started(peer.peerId, this.#now());
+        } else {
+          this.#refusedBatches++;
+          this.#turnover?.refused(this.#now());
+        }
         // a super-seeding refusal ends what the batch gets (#serveFrame)
         const refusals = { any: false };
         for (; frame && frame.length > 0; frame = await t.next()) {
@@ -274,6 +287,7 @@ export class ChunkServer {
           holding = false;
           peer.active--;
           this.#active--;
+          this.#turnover?.ended(peer.peerId, this.#now());
         }
         if (!frame) break; // the client half-closed after a version 1 batch or a libp2p stream's
       }

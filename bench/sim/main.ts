@@ -1,7 +1,7 @@
 // `node bench/sim/main.ts --nodes N --racks R --rate MBIT --head-rate MBIT --size MIB [--chunk MIB]
 //  [--spine-rate MBIT] [--startup S] [--latency MS] [--quantum MS] [--seed K] [--runs K] [--gateways G]
 //  [--allocation full|incremental] [--head-sends K] [--head-ramp K] [--upload-order fair|priority] [--head-priority]
-//  [--json]`
+//  [--serve-turnover MS] [--wake 0|1] [--json]`
 import { parseArgs } from 'node:util';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
 import { fmt, median } from '../lib/stats.ts';
@@ -68,6 +68,8 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     uploadOrder: v['upload-order'] === 'priority' ? 'priority' : 'fair',
     headPriority: v['head-priority'] === true,
     scheduler: v.sched === undefined ? undefined : schedulerOverrides(String(v.sched)),
+    serveTurnoverMs: v['serve-turnover'] === undefined ? undefined : Number(v['serve-turnover']),
+    wakeOnBackoff: v.wake === undefined ? undefined : v.wake !== '0',
   };
 }
 
@@ -122,6 +124,8 @@ if (import.meta.main) {
       'reveal-step': { type: 'string' },
       'reveal-all': { type: 'string' },
       sched: { type: 'string' },
+      'serve-turnover': { type: 'string' },
+      wake: { type: 'string' },
       'upload-order': { type: 'string', default: 'fair' },
       'head-priority': { type: 'boolean', default: false },
       allocation: { type: 'string', default: 'full' },

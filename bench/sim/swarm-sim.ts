@@ -25,6 +25,7 @@ import {
 import { rotationStart } from '../../peer/source-order.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
+import { ServeTurnover, TURNOVER_GAP_MS } from '../../seeder/serve-turnover.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
@@ -118,6 +119,10 @@ export interface SimOptions {
   uploadOrder?: 'fair' | 'priority';
   /** Experiment: the head's uploads in strict priority too (uploadOrder 'priority'). @default false */
   headPriority?: boolean;
+  /** The fetch loop wakes at the end of the first back-off (Scheduler.wakeAt), as peer/fetcher.ts does. @default true */
+  wakeOnBackoff?: boolean;
+  /** A node's serving turnover (seeder/serve-turnover.ts), ms; 0: off. @default config peer.serveTurnoverMs */
+  serveTurnoverMs?: number;
   /** Give up (throw) past this simulated time, s. @default unlimited */
   maxSimSeconds?: number;
   onProgress?: (p: Record<string, number>) => void;
@@ -165,6 +170,8 @@ interface Host {
   maxServing: number;
   /** Experiment `uploadOrder: 'priority'`: its flows on the wire, in the order they were admitted. */
   sending: Set<Batch>;
+  /** A node's serving turnover (seeder/serve-turnover.ts), when on. */
+  turnover?: ServeTurnover;
 }
 
 interface SimNode extends Host {
@@ -196,6 +203,8 @@ interface SimNode extends Host {
   started: boolean;
   doneAt: number;
   pokeQueued: boolean;
+  /** The pending wake-up at a back-off's end (wakeOnBackoff), s; +Infinity: none. */
+  wakeAt: number;
   member: PoolMember<Candidate>;
 }
 
@@ -297,6 +306,10 @@ export function simulate(o: SimOptions): SimResult {
     ...o.scheduler,
   };
 
+  // A node's serving turnover (seeder/serve-turnover.ts, as cli/fetch-image.ts composes it) and the fetcher's wake-up
+  // at a back-off's end (Scheduler.wakeAt). (SIM_TURNOVER / SIM_WAKE=0: experiments' overrides.)
+  const turnoverMs = o.serveTurnoverMs ?? Number(process.env.SIM_TURNOVER ?? config.peer.serveTurnoverMs);
+  const wakeOnBackoff = o.wakeOnBackoff ?? process.env.SIM_WAKE !== '0';
   const pipeline = Math.max(1, o.pipelineBatches ?? config.peer.pipelineBatches);
   /** n may ask `id` for another batch (the fetcher's startWorker: fewer than pipelineBatches in progress). */
   // (to the head one at a time when in racks, as the fetcher does with --rack)
@@ -366,6 +379,10 @@ export function simulate(o: SimOptions): SimResult {
       serving: 0,
       maxServing: o.nodeStreams ?? config.peer.maxServeStreams,
       sending: new Set(),
+      turnover:
+        turnoverMs > 0
+          ? new ServeTurnover({ turnoverMs, waitingMs: turnoverMs, gapMs: TURNOVER_GAP_MS })
+          : undefined,
       scheduler: new Scheduler({ chunkLengths, random, seederId: head.id, ...tunables }),
       peers: new Set(),
       workers: new Map(),
@@ -383,6 +400,7 @@ export function simulate(o: SimOptions): SimResult {
       started: false,
       doneAt: Number.NaN,
       pokeQueued: false,
+      wakeAt: Number.POSITIVE_INFINITY,
       member: undefined as unknown as PoolMember<Candidate>,
     };
     n.member = new PoolMember<Candidate>({ peerId: id, rack: `r${n.rack}`, progress: 0, addrs: [], node: n });
@@ -406,6 +424,9 @@ export function simulate(o: SimOptions): SimResult {
   let headEgress = 0;
   let headLastAt = 0;
   let busyCount = 0;
+  /** Batches asked for, and chunks delivered (SIM_SAMPLE's last line). */
+  let asked = 0;
+  let deliveredChunks = 0;
   let crossRack = 0;
   let delivered = 0;
   let duplicate = 0;
@@ -567,6 +588,7 @@ export function simulate(o: SimOptions): SimResult {
     }
     if (b.cross) crossRack += bytes;
     delivered += bytes;
+    deliveredChunks++;
     const n = b.to;
     n.scheduler.received(b.from.id, i, ms());
     if (n.have[i]) duplicate += bytes;
@@ -600,6 +622,7 @@ export function simulate(o: SimOptions): SimResult {
         changed(b);
       }
       b.from.serving--;
+      b.from.turnover?.ended(n.id, ms());
       if (n.servingFrom.get(b.from.id) === b) n.servingFrom.delete(b.from.id);
       // a request queued behind it on the connection is taken up now
       b.queued?.();
@@ -732,6 +755,18 @@ export function simulate(o: SimOptions): SimResult {
     // (peer/fetcher.ts, peer/source-order.ts); from the start, every node's few sources were the nodes it met first.
     const start = rotationStart(n.scheduler.peerCount, random);
     for (const id of n.scheduler.askable(ms(), start)) if (mayAsk(n, id)) ask(n, id);
+    if (wakeOnBackoff) {
+      // the fetcher's wake-up at the end of the first back-off (Scheduler.wakeAt), one pending per node
+      const t = n.scheduler.wakeAt(ms()) / 1000 + 1e-6; // (past the back-off, whatever the rounding)
+      if (t < n.wakeAt) {
+        n.wakeAt = t;
+        at(t, () => {
+          if (n.wakeAt !== t) return;
+          n.wakeAt = Number.POSITIVE_INFINITY;
+          pump(n);
+        });
+      }
+    }
   };
   /** Adds p to n's have exchange (and to its rack-mates, if it is one). */
   const exchangeWith = (n: SimNode, p: SimNode): void => {
@@ -752,6 +787,7 @@ export function simulate(o: SimOptions): SimResult {
     const indices = n.scheduler.next(id, ms());
     if (indices.length === 0) return;
     n.workers.set(id, (n.workers.get(id) ?? 0) + 1);
+    asked++;
     const server = byId.get(id) as Host;
     const mates = server === head || server.rack !== n.rack ? n.rackMates.length : 0;
     if (mates > 0) tellImporting(n, mates, indices, true);
@@ -764,7 +800,11 @@ export function simulate(o: SimOptions): SimResult {
     const arrive = (): void => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
       const turns = turnsOf(server);
-      const full = server.serving >= server.maxServing || (turns !== undefined && !turns.admits());
+      const full =
+        server.serving >= server.maxServing ||
+        (turns !== undefined && !turns.admits()) ||
+        (server.turnover !== undefined && !server.turnover.admits(n.id, ms()));
+      if (full) server.turnover?.refused(ms());
       // (as seeder/chunk-server.ts: the chunks before the first refusal are sent, the rest answered busy)
       let served = full ? 0 : indices.length;
       // (a node's rack reserve serves its own rack without a check: RackReserve.take is true and records nothing)
@@ -794,6 +834,7 @@ export function simulate(o: SimOptions): SimResult {
       }
       if (served === 0) return;
       server.serving++;
+      server.turnover?.started(n.id, ms());
       startBatch(server, n, served === indices.length ? indices : indices.slice(0, served));
     };
   };
@@ -899,6 +940,10 @@ export function simulate(o: SimOptions): SimResult {
         let src = 0;
         let wanting = 0;
         let doneNb = 0;
+        let backedOff = 0;
+        let idleNb = 0;
+        let short = 0;
+        let shortAskable = 0;
         for (const n of nodes) {
           if (!n.started || n.haveCount === nChunks) continue;
           k++;
@@ -907,10 +952,57 @@ export function simulate(o: SimOptions): SimResult {
             if (q.inFlight > 0) src++;
             if (q.wanted > 0) wanting++;
           }
+          const h = n.scheduler.holders(ms());
+          if (n.scheduler.stats().perPeer.filter((q) => q.inFlight > 0).length < 4) {
+            short++;
+            for (const id of n.scheduler.askable(ms(), 0))
+              if (mayAsk(n, id)) {
+                shortAskable++;
+                break;
+              }
+          }
+          backedOff += h.backedOff;
+          idleNb += h.idle;
           for (const q of n.exchangeList) if (q.haveCount === nChunks) doneNb++;
         }
+        // Flows whose receiver's downlink is full while their sender's uplink has spare (held by the receiver, the
+        // max-min share a sender's other flows cannot take back), and the nodes serving fewer streams than they may
+        // with spare uplink (a serving slot and upload capacity nobody is using).
+        let receiverHeld = 0;
+        let flowsN = 0;
+        let freeSlots = 0;
+        const full = (l: Link): boolean => {
+          let u = 0;
+          for (const f of l.flows) u += f.rate;
+          return u >= 0.99 * l.cap;
+        };
+        for (const b of flows) {
+          flowsN++;
+          if (b.from !== head && full(b.to.down) && !full(b.from.up)) receiverHeld++;
+        }
+        for (const n of nodes) if (n.haveCount > 0 && n.serving < n.maxServing && !full(n.up)) freeSlots++;
         if (k > 0)
-          tail = ` | unfinished ${k}: down ${((td / k) * 100).toFixed(0)}% sources ${(src / k).toFixed(1)} holding-wanted ${(wanting / k).toFixed(1)} finished-nbrs ${(doneNb / k).toFixed(1)}`;
+          tail = ` | unfinished ${k}: down ${((td / k) * 100).toFixed(0)}% sources ${(src / k).toFixed(1)} holding-wanted ${(wanting / k).toFixed(1)} (backed-off ${(backedOff / k).toFixed(1)}, idle ${(idleNb / k).toFixed(1)}) finished-nbrs ${(doneNb / k).toFixed(1)} short ${short} (askable ${shortAskable}) | flows ${flowsN}, receiver-held ${receiverHeld}; holders with a free slot and spare uplink ${freeSlots}`;
+      }
+      // SIM_SAMPLE_LAST=K: the K unfinished nodes holding least, one line each (why the last node is last)
+      // SIM_SAMPLE_NODES=n1,n2: those nodes, one line each, from the start
+      const lastK = Number(process.env.SIM_SAMPLE_LAST ?? 0);
+      const traced = (process.env.SIM_SAMPLE_NODES ?? '').split(',').filter((id) => id !== '');
+      if ((lastK > 0 && finished >= o.nodes * 0.5) || traced.length > 0) {
+        const left = nodes.filter((n) => n.started && n.haveCount < nChunks);
+        left.sort((a, b) => a.haveCount - b.haveCount);
+        const shown = traced.length > 0 ? traced.map((id) => byId.get(id) as SimNode) : left.slice(0, lastK);
+        for (const n of shown) {
+          const st = n.scheduler.stats();
+          const h = n.scheduler.holders(ms());
+          const rates = [...n.down.flows].map(
+            (f) =>
+              `${(f as Batch).from.id}:${((f.rate / n.down.cap) * 100).toFixed(0)}%${(f as Batch).from.serving}`,
+          );
+          console.error(
+            `  ${n.id} have ${n.haveCount} inflight ${st.inFlight} endgame ${st.endgame} sources ${st.perPeer.filter((q) => q.inFlight > 0).length} holding ${h.holding} backed-off ${h.backedOff} idle ${h.idle} flows ${rates.join(' ')}`,
+          );
+        }
       }
       console.error(
         `t=${now.toFixed(1)} up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} holders ${holders} held ${held} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has(head.id)).length} serving ${head.serving}${tail}`,
@@ -950,6 +1042,10 @@ export function simulate(o: SimOptions): SimResult {
         cpu: ((c) => (c.user + c.system) / 1e6)(process.cpuUsage(cpu0)),
       });
   }
+  if (process.env.SIM_SAMPLE)
+    console.error(
+      `batches asked ${asked}, refused ${busyCount} (${(busyCount / Math.max(1, deliveredChunks)).toFixed(2)} per chunk delivered), chunks delivered ${deliveredChunks}`,
+    );
   if (finished < o.nodes)
     throw new Error(`simulation stalled: ${finished} of ${o.nodes} nodes done at ${now} s`);
   const perNode = nodes.map((n) => n.doneAt).sort((a, b) => a - b);

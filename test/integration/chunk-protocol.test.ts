@@ -11,6 +11,7 @@ import { type FetchedChunk, fetchChunks } from '../../peer/chunk-client.ts';
 import { ChunkServer, type ChunkServerComponents, type ChunkServerInit } from '../../seeder/chunk-server.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
+import { ServeTurnover } from '../../seeder/serve-turnover.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { pseudoRandomBytes } from '../helpers/random.ts';
@@ -131,6 +132,24 @@ describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => 
     const fromMate = await fetchAll(mate, s.addr, hashes); // this node's own rack: served as before
     expect(statuses(fromMate)).toEqual(['ok', 'ok']);
     expect(fromMate.map((r, k) => r.data?.equals(chunks[k]))).toEqual([true, true]);
+  });
+
+  it('with a serving turnover, a peer served long in a row yields its next batch while another waits', async () => {
+    const chunks = [pseudoRandomBytes(MiB, 41), pseudoRandomBytes(MiB, 42)];
+    const hashes = chunks.map(hashHex);
+    const [a, b] = [await client(), await client()];
+    let clock = 0;
+    // every batch of a within a minute of its last continues its service; 1 ms of it is enough to yield
+    const turnover = new ServeTurnover({ turnoverMs: 1, waitingMs: 60_000, gapMs: 60_000 });
+    const s = await seeder(chunks, {}, { turnover, now: () => clock });
+    expect(statuses(await fetchAll(a, s.addr, [hashes[0]]))).toEqual(['ok']);
+    clock = 10;
+    expect(statuses(await fetchAll(a, s.addr, [hashes[1]]))).toEqual(['ok']); // nobody waits
+    turnover.refused(15); // another peer was refused
+    clock = 20;
+    expect(statuses(await fetchAll(a, s.addr, [hashes[1]]))).toEqual(['busy']); // a yields
+    expect(statuses(await fetchAll(b, s.addr, hashes))).toEqual(['ok', 'ok']); // a service of its own
+    expect(s.server.stats()).toMatchObject({ refusedBatches: 1 });
   });
 
   it("with super-seeding, a chunk waiting behind its batch's earlier ones is not reserved yet: another asker gets it", async () => {

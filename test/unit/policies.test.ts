@@ -96,6 +96,7 @@ describe('config schema', () => {
         listen: ['/ip4/0.0.0.0/tcp/0'],
         lingerSeconds: 600,
         maxServeStreams: 4,
+        serveTurnoverMs: 100,
         maxSources: 4,
         pipelineBatches: 2,
         rackReserveMs: 2000,

@@ -192,6 +192,38 @@ describe('Scheduler', () => {
     expect(s.next('a', 1_010)).not.toEqual([]); // back to 250 ms
   });
 
+  it('backs off briefly, without doubling, a node with at most half its sources (hungryBackoffMs)', () => {
+    const opts: Options = { maxSources: 4, hungryBackoffMs: 25, ...one };
+    const s = setup('........', { a: 'XXXXXXXX', b: 'XXXXXXXX', c: 'XXXXXXXX', d: 'XXXXXXXX' }, opts);
+    s.failed('a', s.next('a', 0)[0], 'busy', 0); // no source left: hungry
+    expect(s.next('a', 24)).toEqual([]);
+    s.failed('a', s.next('a', 25)[0], 'busy', 25); // again: 25 ms, not doubled
+    expect(s.next('a', 49)).toEqual([]);
+    expect(s.next('a', 50)).toHaveLength(1);
+    s.next('b', 50);
+    s.next('c', 50); // a, b, c in flight: 3 of 4 sources, not hungry
+    s.failed('d', s.next('d', 50)[0], 'busy', 50);
+    expect(s.next('d', 299)).toEqual([]); // busyBackoffMs
+    expect(s.next('d', 300)).toHaveLength(1);
+    // off by default in this class (maxSources Infinity), as before
+    const plain = setup('....', { a: 'XXXX' }, { hungryBackoffMs: 25 });
+    for (const i of plain.next('a', 0)) plain.failed('a', i, 'busy', 0);
+    expect(plain.next('a', 249)).toEqual([]);
+  });
+
+  it('wakeAt: the end of the first back-off of a holder, while short of sources', () => {
+    const s = setup('....', { a: 'XXXX', b: 'XX..', c: '....' }, { maxSources: 2, ...one });
+    expect(s.wakeAt(0)).toBe(Number.POSITIVE_INFINITY); // nothing backed off
+    s.failed('a', s.next('a', 0)[0], 'busy', 0);
+    s.failed('b', s.next('b', 10)[0], 'busy', 10);
+    expect(s.wakeAt(20)).toBe(50); // a's (hungryBackoffMs: no source), the first to end; c holds nothing
+    expect(s.wakeAt(50)).toBe(60); // b's (a may be asked now)
+    s.next('a', 50);
+    s.next('b', 60); // maxSources in flight: no other may be asked, nothing to wake for
+    s.failed('c', 0, 'busy', 60);
+    expect(s.wakeAt(61)).toBe(Number.POSITIVE_INFINITY);
+  });
+
   it('offers a peer in another rack only chunks no neighbour in this rack holds', () => {
     const s = setup('........', { local: 'XXXX....' }, wide);
     s.addPeer('far', 0, true);
