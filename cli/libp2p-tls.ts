@@ -210,7 +210,11 @@ class ReusingTls implements ConnectionEncrypter {
                   return;
                 }
               }
-              resolve({ remotePeer, connection: corked(toMessageStream(connection, socket), socket), streamMuxer });
+              resolve({
+                remotePeer,
+                connection: corked(toMessageStream(connection, socket), socket),
+                streamMuxer,
+              });
             })
             .catch((err: Error) => socket.emit('error', err));
         };
