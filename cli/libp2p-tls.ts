@@ -210,7 +210,11 @@ class ReusingTls implements ConnectionEncrypter {
                   return;
                 }
               }
-              resolve({ remotePeer, connection: toMessageStream(connection, socket), streamMuxer });
+              resolve({
+                remotePeer,
+                connection: corked(toMessageStream(connection, socket), socket),
+                streamMuxer,
+              });
             })
             .catch((err: Error) => socket.emit('error', err));
         };
@@ -230,6 +234,45 @@ class ReusingTls implements ConnectionEncrypter {
       options?.signal?.removeEventListener('abort', onAbort);
     }
   }
+}
+
+/**
+ * The encrypted connection's small writes joined until the end of the tick: @libp2p/tls writes each buffer of a
+ * message (a Yamux frame's header, then its body) with its own `socket.write`, and every frame on its own, so each
+ * became a TLS record and a write(2) of its own — a have message and the Window Update it draws were 4 records.
+ * Here a message up to SMALL_WRITE bytes is joined into one buffer (a small copy) and written corked; the writes of
+ * one tick then reach the TLS socket as one writev, which Node's TLSWrap joins into one SSL_write: one record (up to
+ * 16 KiB) and one system call. A larger message first uncorks (what was joined goes first), then goes as before.
+ * Measured (`node bench/libp2p-tls.ts --runs 3 --against <main>`, both ends in one process): a 64-byte round trip
+ * 131 against 155 CPU µs and 47 against 54 µs; one stream's bulk throughput the same within the runs' spread.
+ */
+const SMALL_WRITE = 4096;
+
+function corked(ms: MessageStream, socket: TLSSocket): MessageStream {
+  const conn = ms as MessageStream & {
+    sendData(data: { byteLength: number; slice(): Uint8Array }): { sentBytes: number; canSendMore: boolean };
+  };
+  const send = conn.sendData.bind(conn);
+  let scheduled = false;
+  const uncork = () => {
+    if (!scheduled) return;
+    scheduled = false;
+    socket.uncork();
+  };
+  conn.sendData = (data) => {
+    if (data.byteLength > SMALL_WRITE || socket.destroyed) {
+      uncork();
+      return send(data);
+    }
+    if (!scheduled) {
+      scheduled = true;
+      socket.cork();
+      process.nextTick(uncork);
+    }
+    const canSendMore = socket.write(data.slice()); // a copy, its buffers joined
+    return { sentBytes: data.byteLength, canSendMore };
+  };
+  return ms;
 }
 
 /** @libp2p/tls's way: TLS over a Node Duplex that reads and writes the MessageStream (through Node's JSStreamSocket). */

@@ -151,6 +151,30 @@ describe('libp2p TLS natively on the TCP socket', () => {
     }
   }, 60_000);
 
+  it('carries small messages sent in one tick (joined into one TLS write) and large ones between them, in order', async () => {
+    const a = await ours('tick-a');
+    const b = await ours('tick-b');
+    const s = await stock();
+    for (const other of [b, s]) {
+      const stream = await a.dialProtocol(other.getMultiaddrs()[0], ECHO);
+      const hash = createHash('sha256');
+      const done = new Promise<string>((resolve, reject) => {
+        stream.addEventListener('message', (e) => hash.update(e.data.subarray()));
+        stream.addEventListener('close', (e) => (e.error ? reject(e.error) : resolve(hash.digest('hex'))));
+      });
+      // one synchronous burst: 300 messages of 1-300 bytes (the joined path), every 50th of 5-20 KiB (written as
+      // before, after what was joined)
+      const sent: Buffer[] = [];
+      for (let i = 0; i < 300; i++) {
+        const msg = i % 50 === 49 ? randomBytes((5 + (i % 16)) * KiB) : randomBytes(1 + (i % 300));
+        sent.push(msg);
+        stream.send(msg);
+      }
+      await stream.close();
+      expect(await done).toBe(sha(Buffer.concat(sent)));
+    }
+  }, 30_000);
+
   it('tears down a connection reset or closed mid-stream, and dials again', async () => {
     const a = await ours('reset-a');
     const b = await ours('reset-b');
