@@ -25,7 +25,16 @@ describe("the testbed's head link per second", () => {
 
   it('has nothing to say without two readable samples', () => {
     expect(headLinkUse([{ at: 0, tx: 1 }], 0, 100).usePerSecond).toEqual([]);
-    expect(headLinkUse([{ at: 0, tx: Number.NaN }, { at: 1000, tx: 5 }], 0, 100).usePerSecond).toEqual([]);
+    expect(
+      headLinkUse(
+        [
+          { at: 0, tx: Number.NaN },
+          { at: 1000, tx: 5 },
+        ],
+        0,
+        100,
+      ).usePerSecond,
+    ).toEqual([]);
     expect(netDevTxBytes(undefined, 'eth0')).toBeNaN();
     expect(netDevTxBytes(process.pid, 'no-such-device')).toBeNaN();
   });
