@@ -104,7 +104,8 @@ const USAGE = `usage: npm run bench:swarm -- [options]   (root: network namespac
                      refused (busy) by neighbours and the head, refusals its chunk server gave, sources in flight,
                      idle time with nothing in flight and why (all holders backed off / none holds what it lacks).
                      Read it with: node bench/testbed/dump.ts FILE [--series]
-Environment: RSW_TESTBED_CPU_PROF=DIR (V8 profiles), RSW_TESTBED_NODE_CONFIG=JSON (more node config), RSW_TESTBED_HEAD_CONFIG=JSON (a config for the head),
+Environment: RSW_TESTBED_CPU_PROF=DIR (V8 profiles), RSW_TESTBED_NODE_CONFIG=JSON (more node config),
+  RSW_TESTBED_HEAD_CONFIG=JSON (a config for the head), RSW_TESTBED_HEAD_NICE=N (the head at that nice),
   RSW_TESTBED_NODE_V8_FLAGS, RSW_TESTBED_MIN_TSO_SEGS.`;
 
 if (import.meta.main) {
