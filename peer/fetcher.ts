@@ -181,9 +181,6 @@ export class Fetcher {
   #dataFrom: number | undefined;
   #dataTo: number | undefined;
   readonly #wakeup = new Wakeup();
-  /** The loop's wake-up at the end of a back-off (Scheduler.wakeAt), and when it fires (ms; +Infinity: none). */
-  #backoffTimer: ReturnType<typeof setTimeout> | undefined;
-  #backoffWakeAt = Number.POSITIVE_INFINITY;
   #failure: unknown;
   #reportedAt = Number.NEGATIVE_INFINITY;
   #intervalMs = 10_000;
@@ -404,10 +401,16 @@ export class Fetcher {
         // (peer/source-order.ts).
         const start = rotationStart(this.#scheduler.peerCount, this.#random);
         for (const peerId of this.#scheduler.askable(this.#now(), start)) this.#startWorker(peerId);
-        this.#wakeAtBackoffEnd();
         this.#account();
         this.#report();
-        await this.#wakeup.wait();
+        // A node short of sources also wakes when the first back-off of a neighbour holding what it lacks ends
+        // (Scheduler.wakeAt), not only at the next arrival, have or 200 ms tick (bench/sim: with the scheduler's
+        // hungryBackoffMs, the starved nodes ask again as soon as they may).
+        const now = this.#now();
+        const wakeAt = this.#scheduler.wakeAt(now);
+        await this.#wakeup.wait(
+          wakeAt === Number.POSITIVE_INFINITY ? undefined : Math.ceil(wakeAt - now) + 1,
+        );
       }
       this.#account();
       this.#dataTo = performance.now();
@@ -437,7 +440,6 @@ export class Fetcher {
       throw e;
     } finally {
       clearInterval(ticker);
-      clearTimeout(this.#backoffTimer);
       this.#halt.abort();
     }
   }
@@ -497,28 +499,6 @@ export class Fetcher {
     if (!force && now - this.#reportedAt < REPORT_EVERY_MS) return;
     this.#reportedAt = now;
     this.#init.onProgress?.(this.progress());
-  }
-
-  /**
-   * A node short of sources wakes its loop when the first back-off of a neighbour holding what it lacks ends, not at
-   * the next arrival, have or 200 ms tick (bench/sim: with the scheduler's hungryBackoffMs, the starved nodes ask
-   * again as soon as they may).
-   */
-  #wakeAtBackoffEnd(): void {
-    const now = this.#now();
-    const at = this.#scheduler.wakeAt(now);
-    if (at >= this.#backoffWakeAt && this.#backoffWakeAt > now) return;
-    clearTimeout(this.#backoffTimer);
-    this.#backoffWakeAt = at;
-    if (at === Number.POSITIVE_INFINITY) return;
-    this.#backoffTimer = setTimeout(
-      () => {
-        this.#backoffWakeAt = Number.POSITIVE_INFINITY;
-        this.#poke();
-      },
-      Math.ceil(at - now) + 1,
-    );
-    this.#backoffTimer.unref?.();
   }
 
   #poke(): void {
