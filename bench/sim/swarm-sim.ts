@@ -307,9 +307,9 @@ export function simulate(o: SimOptions): SimResult {
   };
 
   // A node's serving turnover (seeder/serve-turnover.ts, as cli/fetch-image.ts composes it) and the fetcher's wake-up
-  // at a back-off's end (Scheduler.wakeAt). (SIM_TURNOVER / SIM_WAKE=0: experiments' overrides.)
-  const turnoverMs = o.serveTurnoverMs ?? Number(process.env.SIM_TURNOVER ?? config.peer.serveTurnoverMs);
-  const wakeOnBackoff = o.wakeOnBackoff ?? process.env.SIM_WAKE !== '0';
+  // at a back-off's end (Scheduler.wakeAt); `--serve-turnover MS` and `--wake 0` set them for an experiment.
+  const turnoverMs = o.serveTurnoverMs ?? config.peer.serveTurnoverMs;
+  const wakeOnBackoff = o.wakeOnBackoff ?? true;
   const pipeline = Math.max(1, o.pipelineBatches ?? config.peer.pipelineBatches);
   /** n may ask `id` for another batch (the fetcher's startWorker: fewer than pipelineBatches in progress). */
   // (to the head one at a time when in racks, as the fetcher does with --rack)
@@ -953,7 +953,7 @@ export function simulate(o: SimOptions): SimResult {
             if (q.wanted > 0) wanting++;
           }
           const h = n.scheduler.holders(ms());
-          if (n.scheduler.stats().perPeer.filter((q) => q.inFlight > 0).length < 4) {
+          if (n.scheduler.stats().perPeer.filter((q) => q.inFlight > 0).length < tunables.maxSources) {
             short++;
             for (const id of n.scheduler.askable(ms(), 0))
               if (mayAsk(n, id)) {
