@@ -82,14 +82,19 @@ async function echoBytes(from: Libp2p, to: Libp2p, bytes: Uint8Array): Promise<s
   return echoOn(stream, bytes);
 }
 
-function echoOn(stream: Stream, bytes: Uint8Array): Promise<string> {
+/** The sha256 of every byte the stream brings back, once it has closed. */
+function echoed(stream: Stream): Promise<string> {
   const hash = createHash('sha256');
-  const done = new Promise<string>((resolve, reject) => {
+  return new Promise<string>((resolve, reject) => {
     stream.addEventListener('message', (e) => {
       hash.update(e.data.subarray());
     });
     stream.addEventListener('close', (e) => (e.error ? reject(e.error) : resolve(hash.digest('hex'))));
   });
+}
+
+function echoOn(stream: Stream, bytes: Uint8Array): Promise<string> {
+  const done = echoed(stream);
   return (async () => {
     for (let at = 0; at < bytes.byteLength; at += 64 * KiB) {
       if (!stream.send(bytes.subarray(at, at + 64 * KiB)))
@@ -157,11 +162,7 @@ describe('libp2p TLS natively on the TCP socket', () => {
     const s = await stock();
     for (const other of [b, s]) {
       const stream = await a.dialProtocol(other.getMultiaddrs()[0], ECHO);
-      const hash = createHash('sha256');
-      const done = new Promise<string>((resolve, reject) => {
-        stream.addEventListener('message', (e) => hash.update(e.data.subarray()));
-        stream.addEventListener('close', (e) => (e.error ? reject(e.error) : resolve(hash.digest('hex'))));
-      });
+      const done = echoed(stream);
       // one synchronous burst: 300 messages of 1-300 bytes (the joined path), every 50th of 5-20 KiB (written as
       // before, after what was joined)
       const sent: Buffer[] = [];
