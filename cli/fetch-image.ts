@@ -24,7 +24,7 @@ import { fetchImageKey, fetchManifest } from '../peer/tracker-client.ts';
 import type { BulkServer } from '../seeder/bulk-server.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { RackReserve } from '../seeder/rack-reserve.ts';
-import { ServeTurnover, TURNOVER_GAP_MS } from '../seeder/serve-turnover.ts';
+import { nodeTurnover } from '../seeder/serve-turnover.ts';
 import { startBulkServer } from './bulk-plane.ts';
 import { resolveChannel } from './channel-pointer.ts';
 import { formatBytes } from './format.ts';
@@ -365,14 +365,7 @@ export async function fetchImage(
             rackOf: (peerId) => f.rackOf(peerId),
           })
         : undefined;
-    const turnover =
-      config.peer.serveTurnoverMs > 0
-        ? new ServeTurnover({
-            turnoverMs: config.peer.serveTurnoverMs,
-            waitingMs: config.peer.serveTurnoverMs,
-            gapMs: TURNOVER_GAP_MS,
-          })
-        : undefined;
+    const turnover = nodeTurnover(config.peer.serveTurnoverMs);
     server = new ChunkServer(
       { store: fetcher.chunkSource(), superSeeding: rackReserve, turnover },
       { ...config.seeder, maxConcurrentTotal: config.peer.maxServeStreams },

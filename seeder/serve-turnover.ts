@@ -12,9 +12,9 @@
  */
 
 /**
- * gapMs of a node's turnover (cli/fetch-image.ts, bench/sim): a pipelined batch is taken up the moment the last one
- * ends (bench/sim: at once; the chunk server: the same turn of its loop), so 1 ms covers it; a batch asked only after
- * the last one ended (no pipelining) starts a new service.
+ * gapMs of a node's turnover: a pipelined batch is taken up the moment the last one ends (bench/sim: at once; the
+ * chunk server: the same turn of its loop), so 1 ms covers it; a batch asked only after the last one ended (no
+ * pipelining) starts a new service.
  */
 export const TURNOVER_GAP_MS = 1;
 
@@ -65,4 +65,14 @@ export class ServeTurnover {
   ended(peer: string, now: number): void {
     this.#endedAt.set(peer, now);
   }
+}
+
+/**
+ * A node's serving turnover as config `peer.serveTurnoverMs` sets it (others refused within the same span count as
+ * waiting), or none for 0: what cli/fetch-image.ts gives a node's chunk server and bench/sim each simulated node.
+ */
+export function nodeTurnover(turnoverMs: number): ServeTurnover | undefined {
+  return turnoverMs > 0
+    ? new ServeTurnover({ turnoverMs, waitingMs: turnoverMs, gapMs: TURNOVER_GAP_MS })
+    : undefined;
 }

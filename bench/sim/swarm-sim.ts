@@ -25,7 +25,7 @@ import {
 import { rotationStart } from '../../peer/source-order.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
-import { ServeTurnover, TURNOVER_GAP_MS } from '../../seeder/serve-turnover.ts';
+import { nodeTurnover, type ServeTurnover } from '../../seeder/serve-turnover.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
   HANDOUT_DEFAULTS,
@@ -379,10 +379,7 @@ export function simulate(o: SimOptions): SimResult {
       serving: 0,
       maxServing: o.nodeStreams ?? config.peer.maxServeStreams,
       sending: new Set(),
-      turnover:
-        turnoverMs > 0
-          ? new ServeTurnover({ turnoverMs, waitingMs: turnoverMs, gapMs: TURNOVER_GAP_MS })
-          : undefined,
+      turnover: nodeTurnover(turnoverMs),
       scheduler: new Scheduler({ chunkLengths, random, seederId: head.id, ...tunables }),
       peers: new Set(),
       workers: new Map(),

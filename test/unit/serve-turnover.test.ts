@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ServeTurnover } from '../../seeder/serve-turnover.ts';
+import { nodeTurnover, ServeTurnover } from '../../seeder/serve-turnover.ts';
 
 /** Batches from `peer` back to back from `from` to `to` ms, each `every` ms long, as the server sees them. */
 function serveInARow(t: ServeTurnover, peer: string, from: number, to: number, every: number): void {
@@ -48,5 +48,14 @@ describe('ServeTurnover', () => {
     expect(t.admits('a', 1000)).toBe(true);
     expect(() => new ServeTurnover({ turnoverMs: -1, waitingMs: 1, gapMs: 1 })).toThrow(RangeError);
     expect(() => new ServeTurnover({ turnoverMs: 1, waitingMs: Number.NaN, gapMs: 1 })).toThrow(RangeError);
+  });
+
+  it("is a node's, as config peer.serveTurnoverMs sets it: none for 0, else others refused as recently count", () => {
+    expect(nodeTurnover(0)).toBeUndefined();
+    const t = nodeTurnover(100) as ServeTurnover;
+    serveInARow(t, 'a', 0, 100, 50);
+    t.refused(60); // 40 ms ago: within the 100 ms
+    expect(t.admits('a', 100)).toBe(false); // its pipelined batch, at once
+    expect(t.admits('a', 102)).toBe(true); // asked 2 ms after the last one ended: a new service (gap 1 ms)
   });
 });
