@@ -8,6 +8,7 @@ import { envelopeCanonical } from '../../core/signed-manifest.ts';
 import { ChunkStore } from '../../core/store.ts';
 import { Registry } from '../../tracker/registry.ts';
 import { projectRoot, runCli, tempDir } from '../helpers/cli.ts';
+import { startFetchPeer } from '../helpers/fetch-peer.ts';
 import { publishToHead, startHead } from '../helpers/head.ts';
 
 const MiB = 1024 * 1024;
@@ -125,40 +126,28 @@ describe('rackswarm gc', () => {
         token,
       ]);
       expect(set.code, set.stderr).toBe(0);
-      // A node fetches version 2 and keeps seeding it: an active swarm.
-      const node = spawn(
-        process.execPath,
-        [
-          join(projectRoot, 'bin/rackswarm.js'),
-          'fetch',
-          'img@2',
-          '--head',
-          head.url,
-          '--trust',
-          pub,
-          '--out',
-          join(t.dir, 'n.img'),
-          '--cache',
-          join(t.dir, 'n-cache'),
-          '--linger',
-          '120',
-          '--json',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      linger.push(node);
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error('the seeding node did not finish its fetch')),
-          60_000,
-        );
-        node.stdout?.on('data', (d: Buffer) => {
-          if (d.toString().includes('"bytesFromSeeder"') && !d.toString().includes('"progress"')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
+      // A node fetches version 2 and keeps seeding it: an active swarm. (Its summary line is read line by line: read
+      // as chunks, a progress line and the summary arriving in one chunk hid the summary, and the test waited out its
+      // 60 s — seen once in CI.)
+      const node = startFetchPeer({
+        head: head.url,
+        pub,
+        image: 'img@2',
+        dir: t.dir,
+        name: 'n',
+        linger: 120,
       });
+      linger.push(node.child);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        node.summary,
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`the seeding node did not finish its fetch: ${node.stderr()}`)),
+            60_000,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
 
       const gc = await runCli([
         'gc',
