@@ -2,7 +2,8 @@
 // spent their main threads, from the V8 CPU profiles `RSW_TESTBED_CPU_PROF=DIR npm run bench:swarm …` wrote (one
 // .cpuprofile per peer, pooled). With the same run's `--dump FILE`, each node's profile is first cut to its own
 // window between two of its start steps (cli/start-steps.ts: `--from run --to firstChunk`; `release` is the testbed's
-// release), matched to its node by process id.
+// release, `end` the end of the profile: `--from release --to end` is what a run's t_last pays for), matched to its
+// node by process id.
 //
 // Each sample is put in the first bucket one of its frames matches, in BUCKETS order (a file read under a
 // libp2p handler is file I/O); idle samples are left out, so shares are of the busy main thread. The profiler samples
@@ -51,7 +52,8 @@ export function profilePid(file: string): number | undefined {
 
 /**
  * A node's window from step `from` to step `to` (cli/start-steps.ts names; `release`: the testbed's release, the
- * first step's time less its `t`), in monotonic µs; undefined if the node has no such step.
+ * first step's time less its `t`; `end`: the end of its profile), in monotonic µs; undefined if the node has no such
+ * step.
  */
 export function stepWindow(
   steps: Array<{ t: number; step: string; monoUs?: number }>,
@@ -63,6 +65,7 @@ export function stepWindow(
       const first = steps[0];
       return first?.monoUs === undefined ? undefined : first.monoUs - first.t * 1e6;
     }
+    if (name === 'end') return Number.POSITIVE_INFINITY;
     return steps.find((s) => s.step === name)?.monoUs;
   };
   const [a, b] = [at(from), at(to)];
@@ -229,7 +232,8 @@ if (import.meta.main) {
     process.exit(2);
   };
   if (!dir) usage('no profile directory');
-  if (values.dump && !values.to) usage('--dump needs --to STEP (e.g. --from run --to firstChunk)');
+  if (values.dump && !values.to)
+    usage('--dump needs --to STEP (e.g. --from run --to firstChunk; --to end: the end of the profile)');
   let files: string[] = [];
   try {
     files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
