@@ -77,7 +77,7 @@ describe('summarise', () => {
     expect(stepWindow(steps, 'release', 'begin')).toEqual([35, 500_035]);
     expect(stepWindow(steps, 'run', 'verified')).toBeUndefined();
     expect(stepWindow(steps, 'firstChunk', 'end')).toEqual([1070, Number.POSITIVE_INFINITY]);
-    expect(cutToWindow(timed, 1070, Number.POSITIVE_INFINITY).samples).toEqual([7, 7]); // the 7th and 8th
+    expect(cutToWindow(timed, 1070, Number.POSITIVE_INFINITY).samples).toEqual([7, 8]); // the 7th and 8th, at 1070-1080
     expect(() => cutToWindow(profile, 0, 1)).toThrow(/no sample times/);
     expect(profilePid('CPU.20261122.215243.10443.0.001.cpuprofile')).toBe(10443);
     expect(profilePid('other.json')).toBeUndefined();
