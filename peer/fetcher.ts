@@ -18,6 +18,7 @@
 import type { Libp2p, PeerId } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { BufferPool } from '../core/buffer-pool.ts';
+import { count } from '../core/counters.ts';
 import { isRswError, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
 import type { Manifest } from '../core/manifest.ts';
@@ -254,12 +255,12 @@ export class Fetcher {
       onHave: (peerId, indices) => {
         init.onStep?.('firstHave');
         this.#scheduler.peerHave(peerId, indices);
-        this.#poke();
+        this.#poke('have');
       },
       // A rack-mate fetching chunks from another rack (scheduler rule 6): not from there by us too, meanwhile.
       onImporting: (peerId, indices, on) => {
         this.#scheduler.rackMateImporting(peerId, indices, on);
-        if (!on) this.#poke();
+        if (!on) this.#poke('importing');
       },
       // A node that announced after us reaches us first: without this we would only ever know the ones before us. And
       // a peer forgotten while an exchange with it was being opened is a source again before its bitfield arrives.
@@ -387,12 +388,13 @@ export class Fetcher {
     const announcer = this.#announceLoop(signal);
     this.#stage = 'fetching';
     this.#addPeer(this.#c.head.peerId, this.#c.head.addr);
-    const ticker = setInterval(() => this.#poke(), 200);
+    const ticker = setInterval(() => this.#poke('tick'), 200);
     try {
       while (!this.#scheduler.done) {
         if (signal?.aborted)
           throw new RswError('RSW_ERR_INTERRUPTED', 'fetch interrupted; the next run resumes');
         if (this.#failure) throw this.#failure;
+        count('fetch.turns');
         for (const { peerId, index } of this.#scheduler.overdue(this.#now())) {
           this.#scheduler.failed(peerId, index, 'timeout', this.#now());
         }
@@ -400,7 +402,10 @@ export class Fetcher {
         // place in the list, not its start: else everyone's few sources were the nodes that announced first
         // (peer/source-order.ts).
         const start = rotationStart(this.#scheduler.peerCount, this.#random);
-        for (const peerId of this.#scheduler.askable(this.#now(), start)) this.#startWorker(peerId);
+        for (const peerId of this.#scheduler.askable(this.#now(), start)) {
+          count('fetch.askable');
+          this.#startWorker(peerId);
+        }
         this.#account();
         this.#report();
         // A node short of sources also wakes when the first back-off of a neighbour holding what it lacks ends
@@ -408,6 +413,7 @@ export class Fetcher {
         // hungryBackoffMs, the starved nodes ask again as soon as they may).
         const now = this.#now();
         const wakeAt = this.#scheduler.wakeAt(now);
+        if (wakeAt !== Number.POSITIVE_INFINITY) count('fetch.waitTimers');
         await this.#wakeup.wait(
           wakeAt === Number.POSITIVE_INFINITY ? undefined : Math.ceil(wakeAt - now) + 1,
         );
@@ -501,7 +507,8 @@ export class Fetcher {
     this.#init.onProgress?.(this.progress());
   }
 
-  #poke(): void {
+  #poke(reason: string): void {
+    count(`fetch.poke.${reason}`);
     this.#wakeup.wake();
   }
 
@@ -524,7 +531,7 @@ export class Fetcher {
     if (peerId === this.#c.head.peerId || this.#exchange.isNeighbour(peerId)) return;
     if (!this.#peers.delete(peerId)) return;
     this.#scheduler.removePeer(peerId, this.#now());
-    this.#poke();
+    this.#poke('peerGone');
   }
 
   async #announceLoop(signal?: AbortSignal): Promise<void> {
@@ -576,7 +583,7 @@ export class Fetcher {
       const addr = peer.addrs[0];
       if (addr) this.#addPeer(peer.peerId, multiaddr(addr), peer.rack);
     }
-    this.#poke();
+    this.#poke('announce');
     return r;
   }
 
@@ -588,12 +595,16 @@ export class Fetcher {
     // Session 10).
     const limit = peerId === this.#c.head.peerId && this.#init.rack ? 1 : this.#pipeline;
     if (running >= limit || this.#scheduler.isBanned(peerId)) return;
+    count('fetch.next');
     const indices = this.#scheduler.next(peerId, this.#now());
     if (indices.length === 0) {
+      count('fetch.nextEmpty');
       if (running === 0) this.#flow.nextEmpty++;
       return;
     }
     this.#workers.set(peerId, running + 1);
+    count(peerId === this.#c.head.peerId ? 'fetch.batches.head' : 'fetch.batches.peer');
+    count('fetch.batchChunks', indices.length);
     const asked = performance.now();
     if (running > 0) this.#flow.batchesPipelined++;
     else {
@@ -622,7 +633,7 @@ export class Fetcher {
           indices.filter((i) => !this.#verified.has(i)),
           false,
         );
-      this.#poke();
+      this.#poke('batchEnd');
     });
   }
 
@@ -662,7 +673,7 @@ export class Fetcher {
         }
         // Pipelining: an arrival before the batch's last frees budget at this peer, so its next batch may be asked
         // now, while the rest of this one arrives (the batch's end pokes anyway).
-        if (this.#pipeline > 1 && k < indices.length) this.#poke();
+        if (this.#pipeline > 1 && k < indices.length) this.#poke('arrival');
       }
     } catch (e) {
       // A corrupt body is the next chunk in order; the rest of the batch just did not arrive.
@@ -726,7 +737,7 @@ export class Fetcher {
     this.#syncing = this.#syncBatch()
       .catch((e) => {
         this.#failure ??= e;
-        this.#poke();
+        this.#poke('syncFailed');
       })
       .finally(() => {
         this.#syncing = undefined;
