@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { link, open, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { noise } from '@chainsafe/libp2p-noise';
-import { yamux } from '@chainsafe/libp2p-yamux';
+import type { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
@@ -12,6 +12,7 @@ import { count, countersOn } from '../core/counters.ts';
 import { RswError } from '../core/errors.ts';
 import { ensureWritableDir, fsyncDir } from '../core/fs-atomic.ts';
 import { tlsReusingCertificate } from './libp2p-tls.ts';
+import { smallFrameYamux } from './yamux-window.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -59,7 +60,7 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
     addresses: { listen: init.listen },
     transports: [tcp()],
     connectionEncrypters: limits.encryption.map((e) => (e === 'tls' ? tlsReusingCertificate() : noise())),
-    streamMuxers: [countingYamux(yamux({ streamOptions: YAMUX_STREAM_OPTIONS }))],
+    streamMuxers: [countingYamux(smallFrameYamux({ streamOptions: YAMUX_STREAM_OPTIONS }))],
     connectionGater: init.connectionGater,
     connectionManager: {
       maxConnections: limits.maxConnections,
