@@ -252,10 +252,17 @@ export class Fetcher {
       // The rack a neighbour states (rule 6 of the scheduler), also for one that reached us first.
       onRack: (peerId, rack) =>
         this.#scheduler.setRemote(peerId, init.rack !== undefined && rack !== init.rack),
+      // The loop is woken only when the have lets next() offer that neighbour something and its batches in flight
+      // leave room (Scheduler.peerHaveOne, as bench/sim wakes a node): most have increments come while a node's
+      // sources are full, and each woke the loop for a turn that asked nobody (RSW_COUNTERS at N = 16: ~870 of
+      // ~1,100 turns per node were have wake-ups; next() returned nothing in ~85 % of its calls).
       onHave: (peerId, indices) => {
         init.onStep?.('firstHave');
-        this.#scheduler.peerHave(peerId, indices);
-        this.#poke('have');
+        const now = this.#now();
+        let offerable = false;
+        for (const i of indices) if (this.#scheduler.peerHaveOne(peerId, i, now)) offerable = true;
+        if (offerable && (this.#workers.get(peerId) ?? 0) < this.#batchLimit(peerId)) this.#poke('have');
+        else count('fetch.haveQuiet');
       },
       // A rack-mate fetching chunks from another rack (scheduler rule 6): not from there by us too, meanwhile.
       onImporting: (peerId, indices, on) => {
@@ -587,13 +594,19 @@ export class Fetcher {
     return r;
   }
 
+  /**
+   * Batches in flight to `peerId` at most: `pipelineBatches`, but one to the head with racks. To the head only without
+   * racks: with two batches per node the testbed's 2 racks × 8 took 1.10–1.17 × the image from it (main 1.01 ×; its
+   * super-seeding and the rack rules 4 and 6 see one batch per node at a time), while without racks it stayed at
+   * 1.00–1.01 × and the head's link, the bound here, idles less (docs/BENCHMARKS.md, Session 10).
+   */
+  #batchLimit(peerId: string): number {
+    return peerId === this.#c.head.peerId && this.#init.rack ? 1 : this.#pipeline;
+  }
+
   #startWorker(peerId: string): void {
     const running = this.#workers.get(peerId) ?? 0;
-    // To the head only without racks: with two batches per node the testbed's 2 racks × 8 took 1.10–1.17 × the image
-    // from it (main 1.01 ×; its super-seeding and the rack rules 4 and 6 see one batch per node at a time), while
-    // without racks it stayed at 1.00–1.01 × and the head's link, the bound here, idles less (docs/BENCHMARKS.md,
-    // Session 10).
-    const limit = peerId === this.#c.head.peerId && this.#init.rack ? 1 : this.#pipeline;
+    const limit = this.#batchLimit(peerId);
     if (running >= limit || this.#scheduler.isBanned(peerId)) return;
     count('fetch.next');
     const indices = this.#scheduler.next(peerId, this.#now());
