@@ -11,9 +11,13 @@ import { createLibp2p } from 'libp2p';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createP2PNode, YAMUX_STREAM_OPTIONS } from '../../cli/p2p-node.ts';
 import { windowUpdateStats } from '../../cli/yamux-window.ts';
+import { HAVE_PROTOCOL_INTENTS } from '../../core/wire.ts';
 import { tempDir } from '../helpers/cli.ts';
 
-const SINK = '/rsw-test/sink/1.0.0';
+// The have exchange's protocol: only its streams defer their updates (cli/p2p-node.ts); the sink stands in for it.
+const SINK = HAVE_PROTOCOL_INTENTS;
+/** Any other protocol: stock updates, one per data frame. */
+const OTHER = '/rsw-test/sink/1.0.0';
 const KiB = 1024;
 let t: ReturnType<typeof tempDir>;
 const stops: Array<() => unknown> = [];
@@ -29,7 +33,7 @@ afterAll(async () => {
 /** Reads length-prefixed messages until the remote closes, then answers with how many and how many bytes. */
 async function withSink(node: Libp2p): Promise<Libp2p> {
   stops.push(() => node.stop());
-  await node.handle(SINK, async (stream) => {
+  await node.handle([SINK, OTHER], async (stream) => {
     const lp = lpStream(stream, { maxDataLength: 1024 * KiB });
     let messages = 0;
     let bytes = 0;
@@ -69,8 +73,9 @@ async function send(
   to: Libp2p,
   count: number,
   size: number,
+  protocol = SINK,
 ): Promise<{ messages: number; bytes: number }> {
-  const stream = await from.dialProtocol(to.getMultiaddrs()[0], SINK);
+  const stream = await from.dialProtocol(to.getMultiaddrs()[0], protocol);
   const lp = lpStream(stream, { maxDataLength: 1024 * KiB });
   const body = new Uint8Array(size).fill(7);
   for (let i = 0; i < count; i++) {
@@ -99,6 +104,11 @@ describe('yamux: no window update per small frame', () => {
     // 6 MiB through a 256 KiB initial window: large frames draw an update each, as stock (≥ one per message)
     expect(await send(a, b, 96, 64 * KiB)).toEqual({ messages: 96, bytes: 96 * 64 * KiB });
     expect(windowUpdateStats().sent - small.sent).toBeGreaterThanOrEqual(96);
+    // another protocol's small frames: an update each, as stock
+    const other = windowUpdateStats();
+    expect(await send(a, b, 100, 40, OTHER)).toEqual({ messages: 100, bytes: 100 * 40 });
+    expect(windowUpdateStats().deferred - other.deferred).toBe(0);
+    expect(windowUpdateStats().sent - other.sent).toBeGreaterThanOrEqual(100);
     // past half the window in small frames, the update comes (the sender would stall without it): 3,000 × 100 B
     expect(await send(a, b, 3000, 100)).toEqual({ messages: 3000, bytes: 3000 * 100 });
   }, 60_000);
