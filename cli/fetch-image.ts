@@ -6,6 +6,7 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { parseChannelRef } from '../core/channel.ts';
 import { ChunkCipher, plainLayout, readImageKeyFile } from '../core/chunk-cipher.ts';
 import type { Config } from '../core/config.ts';
+import { counterLine } from '../core/counters.ts';
 import { DecryptingTarget, type ImageTarget } from '../core/decrypting-target.ts';
 import { parsePeerId } from '../core/enrollment.ts';
 import { asDataError, formatError, RswError } from '../core/errors.ts';
@@ -389,6 +390,9 @@ export async function fetchImage(
       banned: result.banned,
       ...(pointer ? { channel: ref } : {}),
     };
+    // RSW_COUNTERS=1: this fetch's event counts (core/counters.ts), before the summary (the testbed waits for it).
+    const counters = counterLine();
+    if (counters) process.stderr.write(counters);
     report(summary, opts);
     // The record of verified chunks has served its purpose (the image is complete and durable): housekeeping, after
     // the summary. Lost in a crash right here, the next fetch checks it against the output and finds nothing to do.

@@ -17,6 +17,7 @@ import {
 } from '@libp2p/interface';
 import { PROTOCOL } from '@libp2p/tls';
 import { toMessageStream, toNodeDuplex } from '@libp2p/tls/utils';
+import { count, countersOn } from '../core/counters.ts';
 import { takeTcpSocket } from './libp2p-tcp-socket.ts';
 import { makeLibp2pCertificate, verifyLibp2pCertificate } from './libp2p-tls-verify.ts';
 
@@ -254,6 +255,13 @@ function corked(ms: MessageStream, socket: TLSSocket): MessageStream {
   };
   const send = conn.sendData.bind(conn);
   let scheduled = false;
+  // RSW_COUNTERS=1: the decrypted reads (`tls.in.reads`), the messages sent small and large, the corked writes.
+  if (countersOn()) {
+    socket.on('data', (d: Buffer) => {
+      count('tls.in.reads');
+      count('tls.in.bytes', d.length);
+    });
+  }
   const uncork = () => {
     if (!scheduled) return;
     scheduled = false;
@@ -261,10 +269,13 @@ function corked(ms: MessageStream, socket: TLSSocket): MessageStream {
   };
   conn.sendData = (data) => {
     if (data.byteLength > SMALL_WRITE || socket.destroyed) {
+      count('tls.out.large');
       uncork();
       return send(data);
     }
+    count('tls.out.small');
     if (!scheduled) {
+      count('tls.out.corkedWrites');
       scheduled = true;
       socket.cork();
       process.nextTick(uncork);

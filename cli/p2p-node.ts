@@ -2,15 +2,18 @@ import { randomBytes } from 'node:crypto';
 import { link, open, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { noise } from '@chainsafe/libp2p-noise';
-import { yamux } from '@chainsafe/libp2p-yamux';
+import type { yamux } from '@chainsafe/libp2p-yamux';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
 import { createLibp2p } from 'libp2p';
 import { type Config, loadConfig } from '../core/config.ts';
+import { count, countersOn } from '../core/counters.ts';
 import { RswError } from '../core/errors.ts';
 import { ensureWritableDir, fsyncDir } from '../core/fs-atomic.ts';
+import { HAVE_PROTOCOL, HAVE_PROTOCOL_INTENTS } from '../core/wire.ts';
 import { tlsReusingCertificate } from './libp2p-tls.ts';
+import { smallFrameYamux } from './yamux-window.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -58,7 +61,11 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
     addresses: { listen: init.listen },
     transports: [tcp()],
     connectionEncrypters: limits.encryption.map((e) => (e === 'tls' ? tlsReusingCertificate() : noise())),
-    streamMuxers: [yamux({ streamOptions: YAMUX_STREAM_OPTIONS })],
+    streamMuxers: [
+      countingYamux(
+        smallFrameYamux({ streamOptions: YAMUX_STREAM_OPTIONS }, [HAVE_PROTOCOL, HAVE_PROTOCOL_INTENTS]),
+      ),
+    ],
     connectionGater: init.connectionGater,
     connectionManager: {
       maxConnections: limits.maxConnections,
@@ -80,6 +87,55 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
   return node;
 }
 
+type YamuxFactory = ReturnType<typeof yamux>;
+type YamuxFrame = { header: { type: number; flag: number; streamID: number; length: number } };
+type YamuxProto = {
+  handleFrame(frame: YamuxFrame): void;
+  sendFrame(header: YamuxFrame['header'], data?: unknown): unknown;
+  __rswCounted?: boolean;
+};
+/** Yamux frame types and flags (the spec's numbers). */
+const FRAME_TYPES = ['data', 'windowUpdate', 'ping', 'goAway'];
+
+/**
+ * With RSW_COUNTERS=1 (core/counters.ts), every Yamux frame received and sent is counted by type (`yamux.in.data`,
+ * `yamux.out.windowUpdate`, …; with a SYN or FIN flag also `….syn` / `….fin`): the muxer's prototype is wrapped once,
+ * on the first connection. Off, the factory is returned as it is.
+ */
+function countingYamux(factory: YamuxFactory): YamuxFactory {
+  if (!countersOn()) return factory;
+  return () => {
+    const muxer = factory();
+    const create = muxer.createStreamMuxer.bind(muxer);
+    muxer.createStreamMuxer = (maConn) => {
+      const m = create(maConn);
+      const proto = Object.getPrototypeOf(m) as YamuxProto;
+      if (!proto.__rswCounted && typeof proto.handleFrame === 'function') {
+        proto.__rswCounted = true;
+        const handle = proto.handleFrame;
+        const send = proto.sendFrame;
+        const tally = (dir: string, h: YamuxFrame['header']) => {
+          const kind = `yamux.${dir}.${FRAME_TYPES[h.type] ?? h.type}`;
+          count(kind);
+          if (h.flag & 1) count(`${kind}.syn`);
+          if (h.flag & 4) count(`${kind}.fin`);
+          if (h.type === 0) count(`yamux.${dir}.dataBytes`, h.length);
+        };
+        proto.handleFrame = function (this: YamuxProto, frame) {
+          tally('in', frame.header);
+          return handle.call(this, frame);
+        };
+        proto.sendFrame = function (this: YamuxProto, header, data) {
+          tally('out', header);
+          return send.call(this, header, data);
+        };
+      }
+      return m;
+    };
+    return muxer;
+  };
+}
+
 const handled = new WeakMap<Libp2p, Map<string, number>>();
 /** Peers whose counts are kept at most (the oldest counted first are dropped). */
 const MAX_COUNTED_PEERS = 65_536;
@@ -98,6 +154,7 @@ function countHandledStreams(node: Libp2p): void {
       protocol,
       (stream, connection) => {
         const id = connection.remotePeer.toString();
+        count(`streams.in.${stream.protocol}`);
         counts.set(id, (counts.get(id) ?? 0) + 1);
         if (counts.size > MAX_COUNTED_PEERS) counts.delete(counts.keys().next().value as string);
         return handler(stream, connection);

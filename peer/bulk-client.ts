@@ -12,6 +12,7 @@ import {
   TOKEN_ANSWER_BYTES,
   type TokenAnswer,
 } from '../core/bulk-wire.ts';
+import { count } from '../core/counters.ts';
 import { RswError } from '../core/errors.ts';
 import { isHashHex } from '../core/hash.ts';
 import { Wakeup } from '../core/wakeup.ts';
@@ -83,6 +84,7 @@ export function chunkFetch(init: {
       AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])]);
     // Also for a pooled connection: a peer the gater dropped is not dialled again.
     const connection = await node.dial(peer, { signal: within() });
+    count('bulk.batches');
     const key = connection.remotePeer.toString();
     if ((bulkFailedUntil.get(key) ?? 0) <= now()) {
       for (
@@ -92,6 +94,7 @@ export function chunkFetch(init: {
       ) {
         const reused = conn !== undefined;
         if (!conn) {
+          count('bulk.opens');
           try {
             conn = await openBulk(connection, within(), key);
           } catch (e) {
@@ -113,6 +116,7 @@ export function chunkFetch(init: {
         }
       }
     }
+    count('bulk.overLibp2p');
     yield* fetchChunks(node, connection.remotePeer, hashes, opts);
   };
 }
@@ -235,6 +239,7 @@ export async function requestBulkToken(
 /** A token over libp2p, then a TCP connection to the bulk port presenting it (the hello is queued at once). */
 async function openBulk(connection: Connection, signal: AbortSignal, key: string): Promise<BulkConnection> {
   const { host, answer } = await requestBulkToken(connection, signal);
+  count(`bulk.token.${answer.status}`);
   if (answer.status === 'busy') throw new BusyError('peer has no bulk token for us now');
   const reader = new BulkReader();
   const socket = connect({
@@ -483,6 +488,7 @@ class BulkReader {
    * timer and a promise); it sees the progress a read made (#lastProgress) when its own timer comes.
    */
   onRead(n: number): boolean {
+    count('bulk.in.reads');
     this.#batchBytes = true;
     this.#lastProgress = Date.now();
     const ready = this.#ready.length;
@@ -515,6 +521,7 @@ class BulkReader {
     }
     if (this.#ready.length > ready || this.#failure) this.#wakeup.wake();
     this.#stopped = this.#readyBytes >= PAUSE_AT_BYTES;
+    if (this.#stopped) count('bulk.in.pauses');
     return !this.#stopped;
   }
 

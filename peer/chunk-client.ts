@@ -1,6 +1,7 @@
 import type { Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { BufferPool } from '../core/buffer-pool.ts';
+import { count } from '../core/counters.ts';
 import { RswError } from '../core/errors.ts';
 import { hashHex, isHashHex } from '../core/hash.ts';
 import { Wakeup } from '../core/wakeup.ts';
@@ -76,6 +77,7 @@ export async function* fetchChunks(
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const dialSignal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])]);
   const connection = await node.dial(peer, { signal: dialSignal });
+  count('chunkClient.streams');
   const stream = await connection.newStream(CHUNK_PROTOCOL, { signal: dialSignal });
   // No await between opening the stream and attaching the listeners (LIBP2P-NOTES.md).
   const responses = new ResponseReader(stream, timeoutMs, opts.signal, opts.pool);

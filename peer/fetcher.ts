@@ -18,6 +18,7 @@
 import type { Libp2p, PeerId } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { BufferPool } from '../core/buffer-pool.ts';
+import { count } from '../core/counters.ts';
 import { isRswError, RswError } from '../core/errors.ts';
 import { hashHex } from '../core/hash.ts';
 import type { Manifest } from '../core/manifest.ts';
@@ -251,15 +252,22 @@ export class Fetcher {
       // The rack a neighbour states (rule 6 of the scheduler), also for one that reached us first.
       onRack: (peerId, rack) =>
         this.#scheduler.setRemote(peerId, init.rack !== undefined && rack !== init.rack),
+      // The loop is woken only when the have lets next() offer that neighbour something and its batches in flight
+      // leave room (Scheduler.peerHaveOne, as bench/sim wakes a node): most have increments come while a node's
+      // sources are full, and each woke the loop for a turn that asked nobody (RSW_COUNTERS at N = 16: ~870 of
+      // ~1,100 turns per node were have wake-ups; next() returned nothing in ~85 % of its calls).
       onHave: (peerId, indices) => {
         init.onStep?.('firstHave');
-        this.#scheduler.peerHave(peerId, indices);
-        this.#poke();
+        const now = this.#now();
+        let offerable = false;
+        for (const i of indices) if (this.#scheduler.peerHaveOne(peerId, i, now)) offerable = true;
+        if (offerable && (this.#workers.get(peerId) ?? 0) < this.#batchLimit(peerId)) this.#poke('have');
+        else count('fetch.haveQuiet');
       },
       // A rack-mate fetching chunks from another rack (scheduler rule 6): not from there by us too, meanwhile.
       onImporting: (peerId, indices, on) => {
         this.#scheduler.rackMateImporting(peerId, indices, on);
-        if (!on) this.#poke();
+        if (!on) this.#poke('importing');
       },
       // A node that announced after us reaches us first: without this we would only ever know the ones before us. And
       // a peer forgotten while an exchange with it was being opened is a source again before its bitfield arrives.
@@ -387,12 +395,13 @@ export class Fetcher {
     const announcer = this.#announceLoop(signal);
     this.#stage = 'fetching';
     this.#addPeer(this.#c.head.peerId, this.#c.head.addr);
-    const ticker = setInterval(() => this.#poke(), 200);
+    const ticker = setInterval(() => this.#poke('tick'), 200);
     try {
       while (!this.#scheduler.done) {
         if (signal?.aborted)
           throw new RswError('RSW_ERR_INTERRUPTED', 'fetch interrupted; the next run resumes');
         if (this.#failure) throw this.#failure;
+        count('fetch.turns');
         for (const { peerId, index } of this.#scheduler.overdue(this.#now())) {
           this.#scheduler.failed(peerId, index, 'timeout', this.#now());
         }
@@ -400,7 +409,10 @@ export class Fetcher {
         // place in the list, not its start: else everyone's few sources were the nodes that announced first
         // (peer/source-order.ts).
         const start = rotationStart(this.#scheduler.peerCount, this.#random);
-        for (const peerId of this.#scheduler.askable(this.#now(), start)) this.#startWorker(peerId);
+        for (const peerId of this.#scheduler.askable(this.#now(), start)) {
+          count('fetch.askable');
+          this.#startWorker(peerId);
+        }
         this.#account();
         this.#report();
         // A node short of sources also wakes when the first back-off of a neighbour holding what it lacks ends
@@ -408,6 +420,7 @@ export class Fetcher {
         // hungryBackoffMs, the starved nodes ask again as soon as they may).
         const now = this.#now();
         const wakeAt = this.#scheduler.wakeAt(now);
+        if (wakeAt !== Number.POSITIVE_INFINITY) count('fetch.waitTimers');
         await this.#wakeup.wait(
           wakeAt === Number.POSITIVE_INFINITY ? undefined : Math.ceil(wakeAt - now) + 1,
         );
@@ -501,7 +514,8 @@ export class Fetcher {
     this.#init.onProgress?.(this.progress());
   }
 
-  #poke(): void {
+  #poke(reason: string): void {
+    count(`fetch.poke.${reason}`);
     this.#wakeup.wake();
   }
 
@@ -524,7 +538,7 @@ export class Fetcher {
     if (peerId === this.#c.head.peerId || this.#exchange.isNeighbour(peerId)) return;
     if (!this.#peers.delete(peerId)) return;
     this.#scheduler.removePeer(peerId, this.#now());
-    this.#poke();
+    this.#poke('peerGone');
   }
 
   async #announceLoop(signal?: AbortSignal): Promise<void> {
@@ -576,24 +590,34 @@ export class Fetcher {
       const addr = peer.addrs[0];
       if (addr) this.#addPeer(peer.peerId, multiaddr(addr), peer.rack);
     }
-    this.#poke();
+    this.#poke('announce');
     return r;
+  }
+
+  /**
+   * Batches in flight to `peerId` at most: `pipelineBatches`, but one to the head with racks. To the head only without
+   * racks: with two batches per node the testbed's 2 racks × 8 took 1.10–1.17 × the image from it (main 1.01 ×; its
+   * super-seeding and the rack rules 4 and 6 see one batch per node at a time), while without racks it stayed at
+   * 1.00–1.01 × and the head's link, the bound here, idles less (docs/BENCHMARKS.md, Session 10).
+   */
+  #batchLimit(peerId: string): number {
+    return peerId === this.#c.head.peerId && this.#init.rack ? 1 : this.#pipeline;
   }
 
   #startWorker(peerId: string): void {
     const running = this.#workers.get(peerId) ?? 0;
-    // To the head only without racks: with two batches per node the testbed's 2 racks × 8 took 1.10–1.17 × the image
-    // from it (main 1.01 ×; its super-seeding and the rack rules 4 and 6 see one batch per node at a time), while
-    // without racks it stayed at 1.00–1.01 × and the head's link, the bound here, idles less (docs/BENCHMARKS.md,
-    // Session 10).
-    const limit = peerId === this.#c.head.peerId && this.#init.rack ? 1 : this.#pipeline;
+    const limit = this.#batchLimit(peerId);
     if (running >= limit || this.#scheduler.isBanned(peerId)) return;
+    count('fetch.next');
     const indices = this.#scheduler.next(peerId, this.#now());
     if (indices.length === 0) {
+      count('fetch.nextEmpty');
       if (running === 0) this.#flow.nextEmpty++;
       return;
     }
     this.#workers.set(peerId, running + 1);
+    count(peerId === this.#c.head.peerId ? 'fetch.batches.head' : 'fetch.batches.peer');
+    count('fetch.batchChunks', indices.length);
     const asked = performance.now();
     if (running > 0) this.#flow.batchesPipelined++;
     else {
@@ -622,7 +646,7 @@ export class Fetcher {
           indices.filter((i) => !this.#verified.has(i)),
           false,
         );
-      this.#poke();
+      this.#poke('batchEnd');
     });
   }
 
@@ -662,7 +686,7 @@ export class Fetcher {
         }
         // Pipelining: an arrival before the batch's last frees budget at this peer, so its next batch may be asked
         // now, while the rest of this one arrives (the batch's end pokes anyway).
-        if (this.#pipeline > 1 && k < indices.length) this.#poke();
+        if (this.#pipeline > 1 && k < indices.length) this.#poke('arrival');
       }
     } catch (e) {
       // A corrupt body is the next chunk in order; the rest of the batch just did not arrive.
@@ -726,7 +750,7 @@ export class Fetcher {
     this.#syncing = this.#syncBatch()
       .catch((e) => {
         this.#failure ??= e;
-        this.#poke();
+        this.#poke('syncFailed');
       })
       .finally(() => {
         this.#syncing = undefined;

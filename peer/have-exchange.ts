@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
+import { count } from '../core/counters.ts';
 import {
   bitfieldIndices,
   boundedLengthDecoder,
@@ -184,12 +185,14 @@ export class HaveExchange {
       for (const [id, n] of this.#neighbours) {
         if (!n.intents || n.rack !== rack) continue;
         if (holds && part.every((i) => holds(id, i))) continue;
+        count('have.out.importing');
         n.lp.write(frame, { signal }).catch((e) => this.#drop(id, n, e));
       }
     }
   }
 
   async #flush(): Promise<void> {
+    count('have.flushes');
     while (this.#pending.length > 0) {
       const batch = this.#pending.splice(0, MAX_HAVE_INDICES);
       const holds = this.#init.holds;
@@ -198,7 +201,12 @@ export class HaveExchange {
       await Promise.all(
         [...this.#neighbours.entries()].map(([id, n]) => {
           const news = holds ? batch.filter((i) => !holds(id, i)) : batch;
-          if (news.length === 0) return undefined;
+          if (news.length === 0) {
+            count('have.out.skipped');
+            return undefined;
+          }
+          count('have.out.have');
+          count('have.out.indices', news.length);
           const frame = news.length === batch.length ? all : encodeHave(news);
           return n.lp.write(frame, { signal }).catch((e) => this.#drop(id, n, e));
         }),
@@ -252,6 +260,7 @@ export class HaveExchange {
       });
       for (;;) {
         const msg = decodeHaveMessage((await n.lp.read()).subarray(), chunkCount);
+        count(`have.in.${msg.type}`);
         if (msg.type === 'bitfield') {
           if (msg.imageId !== imageId) throw new Error('neighbour exchanges another image');
           if (msg.rack !== undefined) this.#init.onRack?.(peerId, msg.rack);
@@ -261,6 +270,7 @@ export class HaveExchange {
           if (!n.intents) throw new Error('import intent on a 1.0.0 exchange');
           this.#init.onImporting?.(peerId, msg.indices, msg.on);
         } else {
+          count('have.in.indices', msg.indices.length);
           this.#init.onHave(peerId, msg.indices);
         }
       }

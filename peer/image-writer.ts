@@ -2,6 +2,7 @@ import type { Stats } from 'node:fs';
 import { constants } from 'node:fs';
 import { type FileHandle, open, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { count } from '../core/counters.ts';
 import { asDataError, RswError } from '../core/errors.ts';
 import { fsyncDir } from '../core/fs-atomic.ts';
 import { asBuffer } from '../core/hash.ts';
@@ -151,6 +152,7 @@ export class ImageWriter {
    */
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.#check(offset, data.length);
+    count('writer.writes');
     if (isAllZero(data) && (await this.#readsAsZero(offset, data.length))) {
       this.#bytesSkippedZero += data.length;
       return;
@@ -177,6 +179,7 @@ export class ImageWriter {
   /** Makes every completed write durable (fdatasync). Call before recording chunks as done (see ResumeState). */
   async sync(): Promise<void> {
     if (this.#closed) throw new Error(`image writer for ${this.path} is closed`);
+    count('writer.syncs');
     try {
       await this.#fh.datasync();
     } catch (e) {
@@ -211,6 +214,7 @@ export class ImageWriter {
   /** Reads `buf.length` bytes at `offset` into `buf` (a buffer the caller reuses, e.g. from a BufferPool). */
   async readInto(buf: Buffer, offset: number): Promise<void> {
     this.#check(offset, buf.length);
+    count('writer.reads');
     for (let done = 0; done < buf.length; ) {
       const { bytesRead } = await this.#fh.read(buf, done, buf.length - done, offset + done);
       if (bytesRead === 0)

@@ -1,6 +1,7 @@
 import type { Libp2p, PeerId } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
+import { count } from '../core/counters.ts';
 import { RswError } from '../core/errors.ts';
 import {
   type AnnounceBodyExt,
@@ -57,6 +58,7 @@ export async function announce(
   body: AnnounceBodyExt,
   opts: TrackerCallOptions = {},
 ): Promise<AnnounceResponse> {
+  count('tracker.announces');
   const { response, lp } = await call<AnnounceResponse>(
     node,
     tracker,

@@ -8,6 +8,7 @@ import {
   decodeBulkHello,
   encodeTokenAnswer,
 } from '../core/bulk-wire.ts';
+import { count } from '../core/counters.ts';
 import { RswError } from '../core/errors.ts';
 import { Wakeup } from '../core/wakeup.ts';
 import { ChunkRequestDecoder, MAX_REQUEST_FRAME_BYTES, ProtocolError } from '../core/wire.ts';
@@ -350,6 +351,7 @@ class SocketTransport implements ServeTransport {
       error = e;
       this.#wakeup.wake();
     };
+    count('bulkServer.sends');
     if (data instanceof Uint8Array) this.#socket.write(data, done);
     else {
       this.#socket.cork();

@@ -21,6 +21,7 @@ import {
 } from '../lib/proc-cpu.ts';
 import { publishImage } from '../lib/publish-image.ts';
 import { median } from '../lib/stats.ts';
+import { counterSpreads, formatCounterSpreads } from './counters.ts';
 import { type CpuLoad, CpuMeter } from './cpu.ts';
 import { Fabric } from './fabric.ts';
 import { type Proc, Procs } from './procs.ts';
@@ -413,6 +414,12 @@ export async function runTestbed(o: TestbedOptions): Promise<TestbedResult> {
       headLink: headLinkUse(headTx, rs.release, mbitToBytes(opts.headRateMbit)),
     };
     log(`rackswarm: last node ${rackswarm.tLast.toFixed(2)} s (T_min ${tMin.toFixed(2)} s)`);
+    // RSW_COUNTERS=1 (passed on to every node): what each did, counted (core/counters.ts).
+    const counters = counterSpreads(peers.map((p) => p.stderrLines.map((l) => l.line)));
+    if (counters) {
+      log(formatCounterSpreads(counters));
+      if (o.dump) writeFileSync(`${o.dump}.counters.json`, JSON.stringify(counters));
+    }
     if (profDir) {
       for (const p of peers) p.child.kill('SIGTERM'); // a lingering fetch exits 0 on it, writing its profile
       await Promise.race([
