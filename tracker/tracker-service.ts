@@ -148,9 +148,10 @@ export class TrackerService {
       throw e;
     }
     this.#c.onAnnounce?.();
+    const pool = this.#c.swarm.candidates(record.imageId);
     const peers = handout(
       { peerId, rack: record.rack, progress: record.progress },
-      this.#c.swarm.candidates(record.imageId),
+      pool,
       this.#init.handoutSize,
       this.#c.random ?? Math.random,
     );
@@ -160,6 +161,7 @@ export class TrackerService {
       ok: true,
       peers: peers.map((p) => ({ peerId: p.peerId, addrs: p.addrs, rack: p.rack, progress: p.progress })),
       intervalSeconds: this.#init.announceIntervalSeconds,
+      racks: pool.rackCount,
       ...(complete ? { working: this.#working(record.imageId) } : {}),
     };
   }
