@@ -216,6 +216,19 @@ const HAVE = 2;
 const RATE_MEMORY = 0.8;
 /** Peers' byte arrays per buffer (Scheduler #bytes). */
 const SLAB_PEERS = 16;
+/** The fields of a chunk's record (Scheduler #chunk), and its length. */
+const STATE = 0;
+/** How many connected, non-banned neighbours other than the seeder hold it. */
+const AVAIL = 1;
+/** How many connected, non-banned neighbours in this node's rack hold it (rule 6). */
+const LOCAL_AVAIL = 2;
+/** How many rack-mates are fetching it from another rack (rule 6). */
+const LOCAL_PENDING = 3;
+/** Its place in its bucket, while pickable. */
+const POS = 4;
+/** Failed requests (error, timeout) at neighbours since it last arrived; those past stuckAfter (rule 4). */
+const FAILS = 5;
+const REC = 8;
 /** Random draws per random-first pick before falling back to the bucket walk (the peer holds few pickable chunks). */
 const RANDOM_TRIES = 32;
 
@@ -230,9 +243,8 @@ interface PeerState {
   seeder: boolean;
   /** In another rack (rule 6). */
   remote: boolean;
-  /** Its place in #list. */
+  /** Its place in #list (and its bit in #hold). */
   slot: number;
-  has: Uint8Array;
   wanted: number;
   /** In issue order (overdue() relies on it). */
   reqs: Map<number, Request>;
@@ -257,21 +269,30 @@ interface PeerState {
 export type PeerHandle = { readonly __peerHandle: true };
 
 export class Scheduler {
-  readonly #o: SchedulerTunables;
-  readonly #len: readonly number[];
-  readonly #random: () => number;
-  readonly #seederId: string;
-  readonly #state: Uint8Array;
-  readonly #avail: Int32Array;
-  /** Per chunk: how many connected, non-banned neighbours in this node's rack hold it (rule 6). */
-  readonly #localAvail: Int32Array;
-  /** Per chunk: how many rack-mates are fetching it from another rack (rule 6). */
-  readonly #localPending: Int32Array;
-  /** Position of a pickable chunk in its bucket. */
-  readonly #pos: Int32Array;
+  /**
+   * Per chunk, REC numbers (the fields below REC): its state, availability, availability in the rack, rack-mates
+   * importing it, place in its bucket, failures. One record per chunk instead of an array per field, and these
+   * fields first in the object: a have increment reads and writes most of them for one chunk of a scheduler not
+   * touched for a while (bench/sim: 60 of them per verified chunk, most of its CPU waiting for memory).
+   */
+  readonly #chunk: Int32Array;
+  /**
+   * Per chunk, #words words of bits, one per place in #list: the peers holding it (what their haves said, minus
+   * not-found and corrupt answers), the seeder included. A pick or a return to the pool updates the `wanted` of
+   * those alone (a loop over every peer for each was a fifth of a 10,000-node simulation's CPU). One array instead
+   * of a byte array per peer and a list of holders per chunk: a have increment touches one word of it (bench/sim,
+   * 1,000 nodes, 256 chunks: the increments' loads of those were a third of the CPU).
+   */
+  #hold: Int32Array;
+  /** Words per chunk in #hold: 32 peers each. */
+  #words = 1;
   /** #buckets[a]: pickable chunks (missing, not in flight) held by a neighbours, in random order. */
   readonly #buckets: number[][] = [[]];
   #pickable = 0;
+  readonly #random: () => number;
+  readonly #len: readonly number[];
+  readonly #o: SchedulerTunables;
+  readonly #seederId: string;
   #have = 0;
   /** Chunks in flight → their requests; in order of first issue, so endgame can take the oldest. */
   readonly #flight = new Map<number, Request[]>();
@@ -294,17 +315,10 @@ export class Scheduler {
   #neighboursIdleSince = Number.NaN;
   /** Peers with requests in flight (rule 1; askable()). */
   readonly #sources: PeerState[] = [];
-  /** Per chunk: failed requests (error, timeout) at neighbours since it last arrived; those past stuckAfter (rule 4). */
-  readonly #fails: Uint8Array;
-  /**
-   * Per chunk: the peers holding it (has[i] set), the seeder included, so a pick or a return to the pool updates
-   * the `wanted` of those alone: a loop over every peer for each was a fifth of a 10,000-node simulation's CPU.
-   */
-  readonly #holders: PeerState[][];
   readonly #stuck = new Set<number>();
   /** Per chunk: when the seeder last refused it (rule 4). */
   readonly #refusedAt: Float64Array;
-  /** The buffer the peers' byte arrays (has, importing) are cut from (#bytes), and the next free byte in it. */
+  /** The buffer the peers' byte arrays (importing) are cut from (#bytes), and the next free byte in it. */
   #slab: ArrayBuffer | undefined;
   #slabAt = 0;
 
@@ -317,22 +331,17 @@ export class Scheduler {
     this.#len = init.chunkLengths;
     this.#random = init.random;
     this.#seederId = init.seederId;
-    this.#state = new Uint8Array(n);
-    this.#avail = new Int32Array(n);
-    this.#localAvail = new Int32Array(n);
-    this.#localPending = new Int32Array(n);
-    this.#pos = new Int32Array(n);
-    this.#fails = new Uint8Array(n);
-    this.#holders = Array.from({ length: n }, () => []);
+    this.#chunk = new Int32Array(n * REC);
+    this.#hold = new Int32Array(n);
     this.#refusedAt = new Float64Array(n).fill(Number.NEGATIVE_INFINITY);
     for (const i of have) {
       this.#check(i);
-      if (this.#state[i] !== HAVE) {
-        this.#state[i] = HAVE;
+      if (this.#chunk[i * REC + STATE] !== HAVE) {
+        this.#chunk[i * REC + STATE] = HAVE;
         this.#have++;
       }
     }
-    for (let i = 0; i < n; i++) if (this.#state[i] === MISSING) this.#insert(i);
+    for (let i = 0; i < n; i++) if (this.#chunk[i * REC + STATE] === MISSING) this.#insert(i);
   }
 
   /** Peers known (the seeder included): askable()'s `start` is a slot below this. */
@@ -366,7 +375,6 @@ export class Scheduler {
       seeder,
       remote: remote && !seeder,
       slot: this.#list.length,
-      has: this.#bytes(),
       wanted: 0,
       reqs: new Map(),
       inFlightBytes: 0,
@@ -382,6 +390,7 @@ export class Scheduler {
       gone: false,
     };
     this.#peers.set(peerId, p);
+    if (p.slot >= this.#words * 32) this.#widen();
     this.#list.push(p);
     this.#askAt.push(Number.POSITIVE_INFINITY);
     this.#idleAt.push(Number.POSITIVE_INFINITY);
@@ -398,7 +407,9 @@ export class Scheduler {
     const p = this.#peers.get(peerId);
     if (!p || p.seeder || p.remote === remote) return;
     const n = this.#len.length;
-    if (!p.banned) for (let i = 0; i < n; i++) if (p.has[i] === 1) this.#localAvail[i] += remote ? -1 : 1;
+    if (!p.banned)
+      for (let i = 0; i < n; i++)
+        if (this.#holds(p, i)) this.#chunk[i * REC + LOCAL_AVAIL] += remote ? -1 : 1;
     this.#remoteRequests += remote ? p.reqs.size : -p.reqs.size;
     p.remote = remote;
     if (remote) this.#dropImports(p);
@@ -428,26 +439,26 @@ export class Scheduler {
     const n = this.#len.length;
     for (const i of indices) {
       if (!Number.isInteger(i) || i < 0 || i >= n) continue;
-      if (on && p.has[i] === 0 && p.importing?.[i] !== 1) {
+      if (on && !this.#holds(p, i) && p.importing?.[i] !== 1) {
         p.importing ??= this.#bytes();
         p.importing[i] = 1;
-        this.#localPending[i]++;
+        this.#chunk[i * REC + LOCAL_PENDING]++;
       } else if (!on && p.importing?.[i] === 1) {
         p.importing[i] = 0;
-        this.#localPending[i]--;
+        this.#chunk[i * REC + LOCAL_PENDING]--;
       }
     }
   }
 
   /** Rule 6: a rack-mate holds chunk i, or is fetching it from another rack. */
   #inRack(i: number): boolean {
-    return this.#localAvail[i] > 0 || this.#localPending[i] > 0;
+    return this.#chunk[i * REC + LOCAL_AVAIL] > 0 || this.#chunk[i * REC + LOCAL_PENDING] > 0;
   }
 
   #dropImports(p: PeerState): void {
     const importing = p.importing;
     if (importing === undefined) return;
-    for (let i = 0; i < importing.length; i++) if (importing[i] === 1) this.#localPending[i]--;
+    for (let i = 0; i < importing.length; i++) if (importing[i] === 1) this.#chunk[i * REC + LOCAL_PENDING]--;
     p.importing = undefined;
   }
 
@@ -462,6 +473,7 @@ export class Scheduler {
     const lastAt = this.#askAt.pop() as number;
     const lastIdle = this.#idleAt.pop() as number;
     if (last !== p) {
+      this.#moveBits(last.slot, p.slot);
       this.#list[p.slot] = last;
       this.#askAt[p.slot] = lastAt;
       this.#idleAt[p.slot] = lastIdle;
@@ -517,7 +529,14 @@ export class Scheduler {
 
   /** Whether `peerId` holds chunk `index`, as far as this node knows (its haves; minus not-found and corrupt answers). */
   holds(peerId: string, index: number): boolean {
-    return this.#peers.get(peerId)?.has[index] === 1;
+    const p = this.#peers.get(peerId);
+    return (
+      p !== undefined &&
+      Number.isInteger(index) &&
+      index >= 0 &&
+      index < this.#len.length &&
+      this.#holds(p, index)
+    );
   }
 
   /** Chunk indices to request from `peerId` now (possibly none), by the rules above; they are now in flight to it. */
@@ -546,11 +565,11 @@ export class Scheduler {
       for (let misses = 0; misses < RANDOM_TRIES && p.wanted > 0 && this.#room(p, budget); ) {
         const i = Math.min(Math.floor(this.#random() * n), n - 1);
         if (
-          this.#state[i] === MISSING &&
-          p.has[i] === 1 &&
-          this.#avail[i] < top &&
+          this.#chunk[i * REC + STATE] === MISSING &&
+          this.#holds(p, i) &&
+          this.#chunk[i * REC + AVAIL] < top &&
           !(this.#refusedAt[i] > refusedSince) &&
-          !(sparing && this.#localPending[i] > 0) &&
+          !(sparing && this.#chunk[i * REC + LOCAL_PENDING] > 0) &&
           !(localOnly && this.#inRack(i))
         )
           this.#take(p, i, now, out);
@@ -558,27 +577,30 @@ export class Scheduler {
       }
     }
     // Neighbours hold nothing in bucket 0 (availability counts them), so they start at 1.
-    const has = p.has;
+    const hold = this.#hold;
+    const words = this.#words;
+    const word = p.slot >>> 5;
+    const bit = 1 << (p.slot & 31);
     walk: for (let a = p.seeder ? 0 : 1; a < top && p.wanted > 0 && this.#room(p, budget); a++) {
       const bucket = this.#buckets[a];
       for (let j = 0; j < bucket.length; ) {
+        const i = bucket[j];
         if (
-          has[bucket[j]] === 0 ||
-          (localOnly && this.#inRack(bucket[j])) ||
-          this.#refusedAt[bucket[j]] > refusedSince ||
-          (sparing && this.#localPending[bucket[j]] > 0)
+          (hold[i * words + word] & bit) === 0 ||
+          (localOnly && this.#inRack(i)) ||
+          (sparing && (this.#refusedAt[i] > refusedSince || this.#chunk[i * REC + LOCAL_PENDING] > 0))
         ) {
           j++;
           continue;
         }
-        this.#take(p, bucket[j], now, out); // moves the bucket's last chunk to j
+        this.#take(p, i, now, out); // moves the bucket's last chunk to j
         if (p.wanted === 0 || !this.#room(p, budget)) break walk;
       }
     }
     if (p.seeder && top === 1 && this.#stuck.size > 0) {
       for (const i of this.#stuck) {
         if (!this.#room(p, budget)) break;
-        if (this.#state[i] === MISSING) this.#take(p, i, now, out);
+        if (this.#chunk[i * REC + STATE] === MISSING) this.#take(p, i, now, out);
       }
     }
     if (out.length === 0 && idle && this.#pickable === 0) this.#endgame(p, now, budget, out, localOnly);
@@ -704,10 +726,10 @@ export class Scheduler {
       p.backoffs = 0;
     }
     if (p && !p.banned) this.#gain(p, index);
-    if (this.#state[index] === HAVE) return { status: 'duplicate', cancel: [] };
+    if (this.#chunk[index * REC + STATE] === HAVE) return { status: 'duplicate', cancel: [] };
     this.#stuck.delete(index);
     const cancel: string[] = [];
-    if (this.#state[index] === IN_FLIGHT) {
+    if (this.#chunk[index * REC + STATE] === IN_FLIGHT) {
       for (const r of this.#flight.get(index) as Request[]) {
         this.#offBooks(r, now);
         if (r !== req) cancel.push(r.peer.id);
@@ -736,9 +758,14 @@ export class Scheduler {
     if (!p) return;
     const req = p.reqs.get(index);
     if (req) this.#unrequest(req, now);
-    if (req && !p.seeder && (reason === 'error' || reason === 'timeout') && this.#state[index] === MISSING) {
-      if (this.#fails[index] < 255) this.#fails[index]++;
-      if (this.#fails[index] >= this.#o.stuckAfter) this.#stuck.add(index);
+    if (
+      req &&
+      !p.seeder &&
+      (reason === 'error' || reason === 'timeout') &&
+      this.#chunk[index * REC + STATE] === MISSING
+    ) {
+      if (this.#chunk[index * REC + FAILS] < 255) this.#chunk[index * REC + FAILS]++;
+      if (this.#chunk[index * REC + FAILS] >= this.#o.stuckAfter) this.#stuck.add(index);
     }
     switch (reason) {
       case 'busy':
@@ -868,7 +895,7 @@ export class Scheduler {
     const rate = this.#rate(p);
     for (const [i, copies] of this.#flight) {
       if (!this.#room(p, budget)) break;
-      if (p.has[i] === 0 || copies.length >= this.#o.endgameCopies || copies.some((r) => r.peer === p))
+      if (!this.#holds(p, i) || copies.length >= this.#o.endgameCopies || copies.some((r) => r.peer === p))
         continue;
       if (localOnly && this.#inRack(i)) continue; // rule 6 holds in endgame too
       const outpaced =
@@ -941,7 +968,7 @@ export class Scheduler {
     this.#dropImports(p);
     for (const r of [...p.reqs.values()]) this.#unrequest(r, now);
     const n = this.#len.length;
-    for (let i = 0; i < n; i++) if (p.has[i] === 1) this.#lose(p, i);
+    for (let i = 0; i < n; i++) if (this.#holds(p, i)) this.#lose(p, i);
   }
 
   #gainAll(p: PeerState): void {
@@ -950,45 +977,83 @@ export class Scheduler {
   }
 
   #gain(p: PeerState, i: number): void {
-    if (p.has[i] === 1) return;
-    p.has[i] = 1;
-    if (p.importing?.[i] === 1) {
+    const at = i * this.#words + (p.slot >>> 5);
+    const bit = 1 << (p.slot & 31);
+    if ((this.#hold[at] & bit) !== 0) return;
+    this.#hold[at] |= bit;
+    // (no rack-mate importing it, none of them is: LOCAL_PENDING counts their importing bytes)
+    if (this.#chunk[i * REC + LOCAL_PENDING] > 0 && p.importing?.[i] === 1) {
       p.importing[i] = 0;
-      this.#localPending[i]--;
+      this.#chunk[i * REC + LOCAL_PENDING]--;
     }
-    this.#holders[i].push(p);
-    const missing = this.#state[i] === MISSING;
+    const missing = this.#chunk[i * REC + STATE] === MISSING;
     if (missing) this.#want(p, 1);
     if (p.seeder) return;
     if (missing) this.#remove(i);
-    this.#avail[i]++;
-    if (!p.remote) this.#localAvail[i]++;
+    this.#chunk[i * REC + AVAIL]++;
+    if (!p.remote) this.#chunk[i * REC + LOCAL_AVAIL]++;
     if (missing) this.#insert(i);
   }
 
   #lose(p: PeerState, i: number): void {
-    if (p.has[i] === 0) return;
-    p.has[i] = 0;
-    const holders = this.#holders[i];
-    const at = holders.indexOf(p);
-    holders[at] = holders[holders.length - 1];
-    holders.pop();
-    const missing = this.#state[i] === MISSING;
+    const at = i * this.#words + (p.slot >>> 5);
+    const bit = 1 << (p.slot & 31);
+    if ((this.#hold[at] & bit) === 0) return;
+    this.#hold[at] &= ~bit;
+    const missing = this.#chunk[i * REC + STATE] === MISSING;
     if (missing) this.#want(p, -1);
     if (p.seeder) return;
     if (missing) this.#remove(i);
-    this.#avail[i]--;
-    if (!p.remote) this.#localAvail[i]--;
+    this.#chunk[i * REC + AVAIL]--;
+    if (!p.remote) this.#chunk[i * REC + LOCAL_AVAIL]--;
     if (missing) this.#insert(i);
   }
 
   /** Keeps every peer's `wanted` (pickable chunks it holds) right as chunk `i` leaves or re-enters the pool. */
   #setState(i: number, to: number): void {
-    const from = this.#state[i];
-    this.#state[i] = to;
+    const from = this.#chunk[i * REC + STATE];
+    this.#chunk[i * REC + STATE] = to;
     const delta = to === MISSING ? 1 : from === MISSING ? -1 : 0;
     if (delta === 0) return;
-    for (const p of this.#holders[i]) this.#want(p, delta);
+    const words = this.#words;
+    const list = this.#list;
+    for (let w = 0; w < words; w++) {
+      for (let bits = this.#hold[i * words + w]; bits !== 0; bits &= bits - 1) {
+        this.#want(list[w * 32 + (31 - Math.clz32(bits & -bits))], delta);
+      }
+    }
+  }
+
+  /** Whether peer p holds chunk i (#hold). */
+  #holds(p: PeerState, i: number): boolean {
+    return (this.#hold[i * this.#words + (p.slot >>> 5)] & (1 << (p.slot & 31))) !== 0;
+  }
+
+  /** One more word per chunk in #hold (room for 32 more peers). */
+  #widen(): void {
+    const n = this.#len.length;
+    const words = this.#words;
+    const wider = new Int32Array(n * (words + 1));
+    for (let i = 0; i < n; i++)
+      for (let w = 0; w < words; w++) wider[i * (words + 1) + w] = this.#hold[i * words + w];
+    this.#hold = wider;
+    this.#words = words + 1;
+  }
+
+  /** The bits of place `from` in #hold moved to place `to` (removePeer: the last peer takes the removed one's place). */
+  #moveBits(from: number, to: number): void {
+    const n = this.#len.length;
+    const words = this.#words;
+    const fromBit = 1 << (from & 31);
+    const toBit = 1 << (to & 31);
+    for (let i = 0; i < n; i++) {
+      const f = i * words + (from >>> 5);
+      const t = i * words + (to >>> 5);
+      const set = (this.#hold[f] & fromBit) !== 0;
+      this.#hold[f] &= ~fromBit;
+      if (set) this.#hold[t] |= toBit;
+      else this.#hold[t] &= ~toBit;
+    }
   }
 
   #want(p: PeerState, delta: number): void {
@@ -1005,29 +1070,29 @@ export class Scheduler {
 
   /** Puts pickable chunk `i` at a uniformly random place in its bucket (which keeps each bucket a random order). */
   #insert(i: number): void {
-    const a = this.#avail[i];
+    const a = this.#chunk[i * REC + AVAIL];
     while (this.#buckets.length <= a) this.#buckets.push([]);
     const bucket = this.#buckets[a];
     const j = Math.min(Math.floor(this.#random() * (bucket.length + 1)), bucket.length);
     if (j < bucket.length) {
       const moved = bucket[j];
-      this.#pos[moved] = bucket.length;
+      this.#chunk[moved * REC + POS] = bucket.length;
       bucket.push(moved);
       bucket[j] = i;
     } else {
       bucket.push(i);
     }
-    this.#pos[i] = j;
+    this.#chunk[i * REC + POS] = j;
     this.#pickable++;
   }
 
   #remove(i: number): void {
-    const bucket = this.#buckets[this.#avail[i]];
-    const at = this.#pos[i];
+    const bucket = this.#buckets[this.#chunk[i * REC + AVAIL]];
+    const at = this.#chunk[i * REC + POS];
     const last = bucket.pop() as number;
     if (at < bucket.length) {
       bucket[at] = last;
-      this.#pos[last] = at;
+      this.#chunk[last * REC + POS] = at;
     }
     this.#pickable--;
   }
