@@ -245,9 +245,10 @@ interface PeerState {
   remote: boolean;
   /** Its place in #list (and its bit in #hold). */
   slot: number;
-  wanted: number;
   /** In issue order (overdue() relies on it). */
   reqs: Map<number, Request>;
+  /** reqs.size, read without touching the map (bench/sim: a have increment's test of it was a memory wait). */
+  requests: number;
   inFlightBytes: number;
   /** Decayed sums of bytes received and of the ms they took; rate = bytes / ms. */
   rateBytes: number;
@@ -299,6 +300,12 @@ export class Scheduler {
   readonly #peers = new Map<string, PeerState>();
   /** The same peers, for the O(peers) loops. */
   readonly #list: PeerState[] = [];
+  /**
+   * Per place in #list: how many pickable chunks its peer holds (0: nothing to ask it for), kept here rather than in
+   * the peer's state: a pick or a return to the pool updates it for every holder of the chunk (bench/sim: a load of
+   * each holder's state per pick, a tenth of the CPU).
+   */
+  readonly #wanted: number[] = [];
   /**
    * Per place in #list: from when its peer may be offered a pickable chunk — the end of its back-off if it holds
    * one (`wanted` > 0), never if not. askable()'s walk reads this one array instead of every peer's state (the
@@ -375,8 +382,8 @@ export class Scheduler {
       seeder,
       remote: remote && !seeder,
       slot: this.#list.length,
-      wanted: 0,
       reqs: new Map(),
+      requests: 0,
       inFlightBytes: 0,
       rateBytes: 0,
       rateMs: 0,
@@ -392,6 +399,7 @@ export class Scheduler {
     this.#peers.set(peerId, p);
     if (p.slot >= this.#words * 32) this.#widen();
     this.#list.push(p);
+    this.#wanted.push(0);
     this.#askAt.push(Number.POSITIVE_INFINITY);
     this.#idleAt.push(Number.POSITIVE_INFINITY);
     this.#setAskAt(p);
@@ -470,11 +478,13 @@ export class Scheduler {
     p.gone = true;
     this.#peers.delete(peerId);
     const last = this.#list.pop() as PeerState;
+    const lastWanted = this.#wanted.pop() as number;
     const lastAt = this.#askAt.pop() as number;
     const lastIdle = this.#idleAt.pop() as number;
     if (last !== p) {
       this.#moveBits(last.slot, p.slot);
       this.#list[p.slot] = last;
+      this.#wanted[p.slot] = lastWanted;
       this.#askAt[p.slot] = lastAt;
       this.#idleAt[p.slot] = lastIdle;
       last.slot = p.slot;
@@ -544,10 +554,10 @@ export class Scheduler {
     const out: number[] = [];
     const p = this.#peers.get(peerId);
     if (!p || p.banned || now < p.backoffUntil || this.done) return out;
-    const idle = p.reqs.size === 0;
+    const idle = p.requests === 0;
     // Nothing pickable it holds, and no endgame for it: most calls (a poke on every have increment and every tick
     // asks every idle neighbour) end here, before any work (bench/sim: 10,000 nodes).
-    if (p.wanted === 0 && !(idle && this.#pickable === 0)) return out;
+    if (this.#wanted[p.slot] === 0 && !(idle && this.#pickable === 0)) return out;
     const budget = this.#budget(p);
     if (!this.#room(p, budget)) return out;
     // Rule 6: a peer in another rack is offered only chunks no neighbour in this rack holds (unless starved), one
@@ -559,10 +569,10 @@ export class Scheduler {
     const top = sparing ? 1 : this.#buckets.length;
     // Rule 4: nor, unless starved, a chunk it refused within seederRefusalMs.
     const refusedSince = sparing ? now - this.#o.seederRefusalMs : Number.POSITIVE_INFINITY;
-    if (p.wanted > 0 && this.#have < this.#o.randomFirst) {
+    if (this.#wanted[p.slot] > 0 && this.#have < this.#o.randomFirst) {
       // Rejection sampling; `avail < top` keeps the seeder to bucket 0 as the walk below does.
       const n = this.#len.length;
-      for (let misses = 0; misses < RANDOM_TRIES && p.wanted > 0 && this.#room(p, budget); ) {
+      for (let misses = 0; misses < RANDOM_TRIES && this.#wanted[p.slot] > 0 && this.#room(p, budget); ) {
         const i = Math.min(Math.floor(this.#random() * n), n - 1);
         if (
           this.#chunk[i * REC + STATE] === MISSING &&
@@ -581,7 +591,7 @@ export class Scheduler {
     const words = this.#words;
     const word = p.slot >>> 5;
     const bit = 1 << (p.slot & 31);
-    walk: for (let a = p.seeder ? 0 : 1; a < top && p.wanted > 0 && this.#room(p, budget); a++) {
+    walk: for (let a = p.seeder ? 0 : 1; a < top && this.#wanted[p.slot] > 0 && this.#room(p, budget); a++) {
       const bucket = this.#buckets[a];
       for (let j = 0; j < bucket.length; ) {
         const i = bucket[j];
@@ -594,7 +604,7 @@ export class Scheduler {
           continue;
         }
         this.#take(p, i, now, out); // moves the bucket's last chunk to j
-        if (p.wanted === 0 || !this.#room(p, budget)) break walk;
+        if (this.#wanted[p.slot] === 0 || !this.#room(p, budget)) break walk;
       }
     }
     if (p.seeder && top === 1 && this.#stuck.size > 0) {
@@ -651,7 +661,7 @@ export class Scheduler {
         const from = s;
         const sources = this.#sources.filter((p) => step(p) >= from).sort((a, b) => step(a) - step(b));
         for (const p of sources) {
-          if (p.wanted === 0 || !this.#offerable(p, now)) continue;
+          if (this.#wanted[p.slot] === 0 || !this.#offerable(p, now)) continue;
           yield p.id;
           if (this.#pickable === 0) break;
         }
@@ -688,15 +698,15 @@ export class Scheduler {
   /** next(p) does more than return nothing at once (its first checks). */
   #offerable(p: PeerState, now: number): boolean {
     if (p.banned || now < p.backoffUntil) return false;
-    if (p.reqs.size === 0 && this.#sources.length >= this.#o.maxSources) return false;
-    return p.wanted > 0 || (p.reqs.size === 0 && this.#pickable === 0);
+    if (p.requests === 0 && this.#sources.length >= this.#o.maxSources) return false;
+    return this.#wanted[p.slot] > 0 || (p.requests === 0 && this.#pickable === 0);
   }
 
   #room(p: PeerState, budget: number): boolean {
     return (
       p.inFlightBytes < budget &&
-      p.reqs.size < this.#o.maxInFlightChunks &&
-      (p.reqs.size > 0 || this.#sources.length < this.#o.maxSources)
+      p.requests < this.#o.maxInFlightChunks &&
+      (p.requests > 0 || this.#sources.length < this.#o.maxSources)
     );
   }
 
@@ -847,7 +857,7 @@ export class Scheduler {
         inFlight: p.reqs.size,
         inFlightBytes: p.inFlightBytes,
         rateBps: p.measured ? this.#rate(p) : 0,
-        wanted: p.wanted,
+        wanted: this.#wanted[p.slot],
         received: p.received,
         bad: p.bad,
         banned: p.banned,
@@ -866,7 +876,7 @@ export class Scheduler {
     let backedOff = 0;
     let idle = 0;
     for (const p of this.#list) {
-      if (p.seeder || p.banned || p.wanted === 0) continue;
+      if (p.seeder || p.banned || this.#wanted[p.slot] === 0) continue;
       holding++;
       if (now < p.backoffUntil) backedOff++;
       else if (p.reqs.size === 0) idle++;
@@ -930,9 +940,10 @@ export class Scheduler {
   #request(p: PeerState, i: number, now: number): void {
     const r: Request = { peer: p, index: i, at: now };
     (this.#flight.get(i) as Request[]).push(r);
-    if (p.reqs.size === 0) this.#sources.push(p);
+    if (p.requests === 0) this.#sources.push(p);
     p.reqs.set(i, r);
-    if (p.reqs.size === 1) this.#setAskAt(p);
+    p.requests++;
+    if (p.requests === 1) this.#setAskAt(p);
     p.inFlightBytes += this.#len[i];
     if (!p.seeder) this.#neighbourRequests++;
     if (p.remote) this.#remoteRequests++;
@@ -954,7 +965,8 @@ export class Scheduler {
   #offBooks(r: Request, now: number): void {
     const p = r.peer;
     p.reqs.delete(r.index);
-    if (p.reqs.size === 0) {
+    p.requests--;
+    if (p.requests === 0) {
       this.#sources.splice(this.#sources.indexOf(p), 1);
       this.#setAskAt(p);
     }
@@ -1016,10 +1028,9 @@ export class Scheduler {
     const delta = to === MISSING ? 1 : from === MISSING ? -1 : 0;
     if (delta === 0) return;
     const words = this.#words;
-    const list = this.#list;
     for (let w = 0; w < words; w++) {
       for (let bits = this.#hold[i * words + w]; bits !== 0; bits &= bits - 1) {
-        this.#want(list[w * 32 + (31 - Math.clz32(bits & -bits))], delta);
+        this.#wantAt(w * 32 + (31 - Math.clz32(bits & -bits)), delta);
       }
     }
   }
@@ -1057,15 +1068,20 @@ export class Scheduler {
   }
 
   #want(p: PeerState, delta: number): void {
-    const was = p.wanted;
-    p.wanted = was + delta;
-    if (was === 0 || p.wanted === 0) this.#setAskAt(p);
+    this.#wantAt(p.slot, delta);
+  }
+
+  /** #want() of the peer at place `slot` in #list (its state is read only when `wanted` goes to or from 0). */
+  #wantAt(slot: number, delta: number): void {
+    const was = this.#wanted[slot];
+    this.#wanted[slot] = was + delta;
+    if (was === 0 || was + delta === 0) this.#setAskAt(this.#list[slot]);
   }
 
   /** Brings #askAt and #idleAt up to date for `p` (its wanted, back-off, requests or ban changed). */
   #setAskAt(p: PeerState): void {
-    this.#askAt[p.slot] = p.wanted > 0 ? p.backoffUntil : Number.POSITIVE_INFINITY;
-    this.#idleAt[p.slot] = p.reqs.size === 0 && !p.banned ? p.backoffUntil : Number.POSITIVE_INFINITY;
+    this.#askAt[p.slot] = this.#wanted[p.slot] > 0 ? p.backoffUntil : Number.POSITIVE_INFINITY;
+    this.#idleAt[p.slot] = p.requests === 0 && !p.banned ? p.backoffUntil : Number.POSITIVE_INFINITY;
   }
 
   /** Puts pickable chunk `i` at a uniformly random place in its bucket (which keeps each bucket a random order). */
