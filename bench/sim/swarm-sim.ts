@@ -676,7 +676,7 @@ export function simulate(o: SimOptions): SimResult {
         // (peerHaveAt: the increment, and whether next() may give anything — ask() would run next() for nothing)
         if (scheduler.peerHaveAt(h, i, t)) {
           const peer = list[at];
-          if (peer.started && mayAsk(peer, n.id)) ask(peer, n.id);
+          if (peer.started && mayAsk(peer, n.id)) ask(peer, n.id, h);
         }
       }
     });
@@ -778,10 +778,12 @@ export function simulate(o: SimOptions): SimResult {
       n.rackMateRows.push(p.index * nChunks);
     }
   };
-  /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
-  const ask = (n: SimNode, id: string): void => {
-    if (n.scheduler.isBanned(id)) return;
-    const indices = n.scheduler.next(id, ms());
+  /**
+   * The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it (`handle`: id's entry in
+   * n's scheduler, when the caller has it). (No isBanned() first: next() gives a banned peer nothing.)
+   */
+  const ask = (n: SimNode, id: string, handle?: PeerHandle): void => {
+    const indices = handle === undefined ? n.scheduler.next(id, ms()) : n.scheduler.nextAt(handle, ms());
     if (indices.length === 0) return;
     n.workers.set(id, (n.workers.get(id) ?? 0) + 1);
     asked++;
