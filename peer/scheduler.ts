@@ -228,7 +228,10 @@ const LOCAL_PENDING = 3;
 const POS = 4;
 /** Failed requests (error, timeout) at neighbours since it last arrived; those past stuckAfter (rule 4). */
 const FAILS = 5;
-const REC = 8;
+/** Then the chunk's holder bits (Scheduler #words words). */
+const HOLD = 6;
+/** A record's length for `words` words of holder bits: a multiple of 4 (16 bytes). */
+const recordLength = (words: number): number => (HOLD + words + 3) & ~3;
 /** Random draws per random-first pick before falling back to the bucket walk (the peer holds few pickable chunks). */
 const RANDOM_TRIES = 32;
 
@@ -243,7 +246,7 @@ interface PeerState {
   seeder: boolean;
   /** In another rack (rule 6). */
   remote: boolean;
-  /** Its place in #list (and its bit in #hold). */
+  /** Its place in #list (and its bit among a chunk's holder bits). */
   slot: number;
   /** In issue order (overdue() relies on it). */
   reqs: Map<number, Request>;
@@ -271,21 +274,22 @@ export type PeerHandle = { readonly __peerHandle: true };
 
 export class Scheduler {
   /**
-   * Per chunk, REC numbers (the fields below REC): its state, availability, availability in the rack, rack-mates
-   * importing it, place in its bucket, failures. One record per chunk instead of an array per field, and these
-   * fields first in the object: a have increment reads and writes most of them for one chunk of a scheduler not
+   * Per chunk, #rec numbers (the fields STATE .. HOLD): its state, availability, availability in the rack,
+   * rack-mates importing it, place in its bucket, failures, holders. One record per chunk instead of an array per
+   * field, and these fields first in the object: a have increment reads and writes most of them for one chunk of a scheduler not
    * touched for a while (bench/sim: 60 of them per verified chunk, most of its CPU waiting for memory).
    */
-  readonly #chunk: Int32Array;
+  #chunk: Int32Array;
   /**
-   * Per chunk, #words words of bits, one per place in #list: the peers holding it (what their haves said, minus
-   * not-found and corrupt answers), the seeder included. A pick or a return to the pool updates the `wanted` of
-   * those alone (a loop over every peer for each was a fifth of a 10,000-node simulation's CPU). One array instead
-   * of a byte array per peer and a list of holders per chunk: a have increment touches one word of it (bench/sim,
-   * 1,000 nodes, 256 chunks: the increments' loads of those were a third of the CPU).
+   * The record's length. Its last #words words (from HOLD on) are bits, one per place in #list: the peers holding
+   * the chunk (what their haves said, minus not-found and corrupt answers), the seeder included. A pick or a return
+   * to the pool updates the `wanted` of those alone (a loop over every peer for each was a fifth of a 10,000-node
+   * simulation's CPU). In the record instead of a byte array per peer and a list of holders per chunk: a have
+   * increment tests and sets its bit where it reads the chunk's state (bench/sim, 1,000 nodes, 256 chunks: the
+   * increments' loads of those were a third of the CPU; 10,000 nodes: the bits in an array of their own, a tenth).
    */
-  #hold: Int32Array;
-  /** Words per chunk in #hold: 32 peers each. */
+  #rec = recordLength(1);
+  /** Words of holder bits per record: 32 peers each. */
   #words = 1;
   /**
    * The buckets: bucket a holds the pickable chunks (missing, not in flight) held by a neighbours, in random order,
@@ -348,8 +352,7 @@ export class Scheduler {
     this.#len = init.chunkLengths;
     this.#random = init.random;
     this.#seederId = init.seederId;
-    this.#chunk = new Int32Array(n * REC);
-    this.#hold = new Int32Array(n);
+    this.#chunk = new Int32Array(n * this.#rec);
     // bucket 0 starts with room for every chunk (they all start there), the rest of #slots for the others
     this.#slots = new Int32Array(Math.max(2 * n, 16));
     this.#bucketOf = new Int32Array(3 * 8);
@@ -358,12 +361,12 @@ export class Scheduler {
     this.#refusedAt = new Float64Array(n).fill(Number.NEGATIVE_INFINITY);
     for (const i of have) {
       this.#check(i);
-      if (this.#chunk[i * REC + STATE] !== HAVE) {
-        this.#chunk[i * REC + STATE] = HAVE;
+      if (this.#chunk[i * this.#rec + STATE] !== HAVE) {
+        this.#chunk[i * this.#rec + STATE] = HAVE;
         this.#have++;
       }
     }
-    for (let i = 0; i < n; i++) if (this.#chunk[i * REC + STATE] === MISSING) this.#insert(i);
+    for (let i = 0; i < n; i++) if (this.#chunk[i * this.#rec + STATE] === MISSING) this.#insert(i);
   }
 
   /** Peers known (the seeder included): askable()'s `start` is a slot below this. */
@@ -432,7 +435,7 @@ export class Scheduler {
     const n = this.#len.length;
     if (!p.banned)
       for (let i = 0; i < n; i++)
-        if (this.#holds(p, i)) this.#chunk[i * REC + LOCAL_AVAIL] += remote ? -1 : 1;
+        if (this.#holds(p, i)) this.#chunk[i * this.#rec + LOCAL_AVAIL] += remote ? -1 : 1;
     this.#remoteRequests += remote ? p.reqs.size : -p.reqs.size;
     p.remote = remote;
     if (remote) this.#dropImports(p);
@@ -465,23 +468,24 @@ export class Scheduler {
       if (on && !this.#holds(p, i) && p.importing?.[i] !== 1) {
         p.importing ??= this.#bytes();
         p.importing[i] = 1;
-        this.#chunk[i * REC + LOCAL_PENDING]++;
+        this.#chunk[i * this.#rec + LOCAL_PENDING]++;
       } else if (!on && p.importing?.[i] === 1) {
         p.importing[i] = 0;
-        this.#chunk[i * REC + LOCAL_PENDING]--;
+        this.#chunk[i * this.#rec + LOCAL_PENDING]--;
       }
     }
   }
 
   /** Rule 6: a rack-mate holds chunk i, or is fetching it from another rack. */
   #inRack(i: number): boolean {
-    return this.#chunk[i * REC + LOCAL_AVAIL] > 0 || this.#chunk[i * REC + LOCAL_PENDING] > 0;
+    return this.#chunk[i * this.#rec + LOCAL_AVAIL] > 0 || this.#chunk[i * this.#rec + LOCAL_PENDING] > 0;
   }
 
   #dropImports(p: PeerState): void {
     const importing = p.importing;
     if (importing === undefined) return;
-    for (let i = 0; i < importing.length; i++) if (importing[i] === 1) this.#chunk[i * REC + LOCAL_PENDING]--;
+    for (let i = 0; i < importing.length; i++)
+      if (importing[i] === 1) this.#chunk[i * this.#rec + LOCAL_PENDING]--;
     p.importing = undefined;
   }
 
@@ -599,11 +603,11 @@ export class Scheduler {
       for (let misses = 0; misses < RANDOM_TRIES && this.#wanted[p.slot] > 0 && this.#room(p, budget); ) {
         const i = Math.min(Math.floor(this.#random() * n), n - 1);
         if (
-          this.#chunk[i * REC + STATE] === MISSING &&
+          this.#chunk[i * this.#rec + STATE] === MISSING &&
           this.#holds(p, i) &&
-          this.#chunk[i * REC + AVAIL] < top &&
+          this.#chunk[i * this.#rec + AVAIL] < top &&
           !(this.#refusedAt[i] > refusedSince) &&
-          !(sparing && this.#chunk[i * REC + LOCAL_PENDING] > 0) &&
+          !(sparing && this.#chunk[i * this.#rec + LOCAL_PENDING] > 0) &&
           !(localOnly && this.#inRack(i))
         )
           this.#take(p, i, now, out);
@@ -611,9 +615,9 @@ export class Scheduler {
       }
     }
     // Neighbours hold nothing in bucket 0 (availability counts them), so they start at 1.
-    const hold = this.#hold;
-    const words = this.#words;
-    const word = p.slot >>> 5;
+    const chunk = this.#chunk;
+    const rec = this.#rec;
+    const word = HOLD + (p.slot >>> 5);
     const bit = 1 << (p.slot & 31);
     walk: for (let a = p.seeder ? 0 : 1; a < top && this.#wanted[p.slot] > 0 && this.#room(p, budget); a++) {
       // (a pick only takes chunks out of buckets, so the bucket's place in #slots stays)
@@ -622,9 +626,9 @@ export class Scheduler {
       for (let j = 0; j < this.#bucketOf[3 * a + 1]; ) {
         const i = slots[base + j];
         if (
-          (hold[i * words + word] & bit) === 0 ||
+          (chunk[i * rec + word] & bit) === 0 ||
           (localOnly && this.#inRack(i)) ||
-          (sparing && (this.#refusedAt[i] > refusedSince || this.#chunk[i * REC + LOCAL_PENDING] > 0))
+          (sparing && (this.#refusedAt[i] > refusedSince || this.#chunk[i * this.#rec + LOCAL_PENDING] > 0))
         ) {
           j++;
           continue;
@@ -636,7 +640,7 @@ export class Scheduler {
     if (p.seeder && top === 1 && this.#stuck.size > 0) {
       for (const i of this.#stuck) {
         if (!this.#room(p, budget)) break;
-        if (this.#chunk[i * REC + STATE] === MISSING) this.#take(p, i, now, out);
+        if (this.#chunk[i * this.#rec + STATE] === MISSING) this.#take(p, i, now, out);
       }
     }
     if (out.length === 0 && idle && this.#pickable === 0) this.#endgame(p, now, budget, out, localOnly);
@@ -762,10 +766,10 @@ export class Scheduler {
       p.backoffs = 0;
     }
     if (p && !p.banned) this.#gain(p, index);
-    if (this.#chunk[index * REC + STATE] === HAVE) return { status: 'duplicate', cancel: [] };
+    if (this.#chunk[index * this.#rec + STATE] === HAVE) return { status: 'duplicate', cancel: [] };
     this.#stuck.delete(index);
     const cancel: string[] = [];
-    if (this.#chunk[index * REC + STATE] === IN_FLIGHT) {
+    if (this.#chunk[index * this.#rec + STATE] === IN_FLIGHT) {
       for (const r of this.#flight.get(index) as Request[]) {
         this.#offBooks(r, now);
         if (r !== req) cancel.push(r.peer.id);
@@ -798,10 +802,10 @@ export class Scheduler {
       req &&
       !p.seeder &&
       (reason === 'error' || reason === 'timeout') &&
-      this.#chunk[index * REC + STATE] === MISSING
+      this.#chunk[index * this.#rec + STATE] === MISSING
     ) {
-      if (this.#chunk[index * REC + FAILS] < 255) this.#chunk[index * REC + FAILS]++;
-      if (this.#chunk[index * REC + FAILS] >= this.#o.stuckAfter) this.#stuck.add(index);
+      if (this.#chunk[index * this.#rec + FAILS] < 255) this.#chunk[index * this.#rec + FAILS]++;
+      if (this.#chunk[index * this.#rec + FAILS] >= this.#o.stuckAfter) this.#stuck.add(index);
     }
     switch (reason) {
       case 'busy':
@@ -1015,81 +1019,85 @@ export class Scheduler {
   }
 
   #gain(p: PeerState, i: number): void {
-    const at = i * this.#words + (p.slot >>> 5);
+    const at = i * this.#rec + HOLD + (p.slot >>> 5);
     const bit = 1 << (p.slot & 31);
-    if ((this.#hold[at] & bit) !== 0) return;
-    this.#hold[at] |= bit;
+    if ((this.#chunk[at] & bit) !== 0) return;
+    this.#chunk[at] |= bit;
     // (no rack-mate importing it, none of them is: LOCAL_PENDING counts their importing bytes)
-    if (this.#chunk[i * REC + LOCAL_PENDING] > 0 && p.importing?.[i] === 1) {
+    if (this.#chunk[i * this.#rec + LOCAL_PENDING] > 0 && p.importing?.[i] === 1) {
       p.importing[i] = 0;
-      this.#chunk[i * REC + LOCAL_PENDING]--;
+      this.#chunk[i * this.#rec + LOCAL_PENDING]--;
     }
-    const missing = this.#chunk[i * REC + STATE] === MISSING;
+    const missing = this.#chunk[i * this.#rec + STATE] === MISSING;
     if (missing) this.#want(p, 1);
     if (p.seeder) return;
     if (missing) this.#remove(i);
-    this.#chunk[i * REC + AVAIL]++;
-    if (!p.remote) this.#chunk[i * REC + LOCAL_AVAIL]++;
+    this.#chunk[i * this.#rec + AVAIL]++;
+    if (!p.remote) this.#chunk[i * this.#rec + LOCAL_AVAIL]++;
     if (missing) this.#insert(i);
   }
 
   #lose(p: PeerState, i: number): void {
-    const at = i * this.#words + (p.slot >>> 5);
+    const at = i * this.#rec + HOLD + (p.slot >>> 5);
     const bit = 1 << (p.slot & 31);
-    if ((this.#hold[at] & bit) === 0) return;
-    this.#hold[at] &= ~bit;
-    const missing = this.#chunk[i * REC + STATE] === MISSING;
+    if ((this.#chunk[at] & bit) === 0) return;
+    this.#chunk[at] &= ~bit;
+    const missing = this.#chunk[i * this.#rec + STATE] === MISSING;
     if (missing) this.#want(p, -1);
     if (p.seeder) return;
     if (missing) this.#remove(i);
-    this.#chunk[i * REC + AVAIL]--;
-    if (!p.remote) this.#chunk[i * REC + LOCAL_AVAIL]--;
+    this.#chunk[i * this.#rec + AVAIL]--;
+    if (!p.remote) this.#chunk[i * this.#rec + LOCAL_AVAIL]--;
     if (missing) this.#insert(i);
   }
 
   /** Keeps every peer's `wanted` (pickable chunks it holds) right as chunk `i` leaves or re-enters the pool. */
   #setState(i: number, to: number): void {
-    const from = this.#chunk[i * REC + STATE];
-    this.#chunk[i * REC + STATE] = to;
+    const from = this.#chunk[i * this.#rec + STATE];
+    this.#chunk[i * this.#rec + STATE] = to;
     const delta = to === MISSING ? 1 : from === MISSING ? -1 : 0;
     if (delta === 0) return;
     const words = this.#words;
+    const at = i * this.#rec + HOLD;
     for (let w = 0; w < words; w++) {
-      for (let bits = this.#hold[i * words + w]; bits !== 0; bits &= bits - 1) {
+      for (let bits = this.#chunk[at + w]; bits !== 0; bits &= bits - 1) {
         this.#wantAt(w * 32 + (31 - Math.clz32(bits & -bits)), delta);
       }
     }
   }
 
-  /** Whether peer p holds chunk i (#hold). */
+  /** Whether peer p holds chunk i (its bit in the chunk's record). */
   #holds(p: PeerState, i: number): boolean {
-    return (this.#hold[i * this.#words + (p.slot >>> 5)] & (1 << (p.slot & 31))) !== 0;
+    return (this.#chunk[i * this.#rec + HOLD + (p.slot >>> 5)] & (1 << (p.slot & 31))) !== 0;
   }
 
-  /** One more word per chunk in #hold (room for 32 more peers). */
+  /** One more word of holder bits per record (room for 32 more peers): every record moved to the new length. */
   #widen(): void {
     const n = this.#len.length;
-    const words = this.#words;
-    const wider = new Int32Array(n * (words + 1));
+    const rec = this.#rec;
+    const words = this.#words + 1;
+    const wider = recordLength(words);
+    const chunk = new Int32Array(n * wider);
     for (let i = 0; i < n; i++)
-      for (let w = 0; w < words; w++) wider[i * (words + 1) + w] = this.#hold[i * words + w];
-    this.#hold = wider;
-    this.#words = words + 1;
+      chunk.set(this.#chunk.subarray(i * rec, i * rec + HOLD + words - 1), i * wider);
+    this.#chunk = chunk;
+    this.#rec = wider;
+    this.#words = words;
   }
 
-  /** The bits of place `from` in #hold moved to place `to` (removePeer: the last peer takes the removed one's place). */
+  /** The holder bits of place `from` moved to place `to` (removePeer: the last peer takes the removed one's place). */
   #moveBits(from: number, to: number): void {
     const n = this.#len.length;
-    const words = this.#words;
+    const rec = this.#rec;
     const fromBit = 1 << (from & 31);
     const toBit = 1 << (to & 31);
     for (let i = 0; i < n; i++) {
-      const f = i * words + (from >>> 5);
-      const t = i * words + (to >>> 5);
-      const set = (this.#hold[f] & fromBit) !== 0;
-      this.#hold[f] &= ~fromBit;
-      if (set) this.#hold[t] |= toBit;
-      else this.#hold[t] &= ~toBit;
+      const f = i * rec + HOLD + (from >>> 5);
+      const t = i * rec + HOLD + (to >>> 5);
+      const set = (this.#chunk[f] & fromBit) !== 0;
+      this.#chunk[f] &= ~fromBit;
+      if (set) this.#chunk[t] |= toBit;
+      else this.#chunk[t] &= ~toBit;
     }
   }
 
@@ -1112,7 +1120,7 @@ export class Scheduler {
 
   /** Puts pickable chunk `i` at a uniformly random place in its bucket (which keeps each bucket a random order). */
   #insert(i: number): void {
-    const a = this.#chunk[i * REC + AVAIL];
+    const a = this.#chunk[i * this.#rec + AVAIL];
     if (a >= this.#bucketCount) this.#addBuckets(a + 1);
     const k = 3 * a;
     if (this.#bucketOf[k + 1] === this.#bucketOf[k + 2]) this.#growBucket(a);
@@ -1123,29 +1131,29 @@ export class Scheduler {
     const j = Math.min(Math.floor(this.#random() * (size + 1)), size);
     if (j < size) {
       const moved = slots[base + j];
-      this.#chunk[moved * REC + POS] = size;
+      this.#chunk[moved * this.#rec + POS] = size;
       slots[base + size] = moved;
       slots[base + j] = i;
     } else {
       slots[base + size] = i;
     }
     of[k + 1] = size + 1;
-    this.#chunk[i * REC + POS] = j;
+    this.#chunk[i * this.#rec + POS] = j;
     this.#pickable++;
   }
 
   #remove(i: number): void {
-    const k = 3 * this.#chunk[i * REC + AVAIL];
+    const k = 3 * this.#chunk[i * this.#rec + AVAIL];
     const of = this.#bucketOf;
     const slots = this.#slots;
     const base = of[k];
     const size = of[k + 1] - 1;
     of[k + 1] = size;
-    const at = this.#chunk[i * REC + POS];
+    const at = this.#chunk[i * this.#rec + POS];
     const last = slots[base + size];
     if (at < size) {
       slots[base + at] = last;
-      this.#chunk[last * REC + POS] = at;
+      this.#chunk[last * this.#rec + POS] = at;
     }
     this.#pickable--;
   }
