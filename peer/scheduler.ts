@@ -307,6 +307,8 @@ export class Scheduler {
   readonly #random: () => number;
   readonly #len: readonly number[];
   readonly #o: SchedulerTunables;
+  /** #o.maxSources, here: a have increment reads it, and #o is another object (another cache line to wait for). */
+  readonly #maxSources: number;
   readonly #seederId: string;
   #have = 0;
   /** Chunks in flight → their requests; in order of first issue, so endgame can take the oldest. */
@@ -345,6 +347,7 @@ export class Scheduler {
 
   constructor(init: SchedulerInit, have: Iterable<number> = []) {
     this.#o = checkTunables({ ...SCHEDULER_DEFAULTS, ...definedOnly(init) });
+    this.#maxSources = this.#o.maxSources;
     const n = init.chunkLengths.length;
     for (const l of init.chunkLengths) {
       if (!(Number.isInteger(l) && l >= 0)) throw new RangeError(`chunk length must be an integer ≥ 0: ${l}`);
@@ -665,7 +668,7 @@ export class Scheduler {
     const list = this.#list;
     const n = list.length;
     if (n === 0) return;
-    const maxSources = this.#o.maxSources;
+    const maxSources = this.#maxSources;
     const first = Number.isInteger(start) && start > 0 ? start % n : 0;
     // step s of the walk is slot (first + s) mod n
     const slotAt = (s: number): number => (first + s < n ? first + s : first + s - n);
@@ -718,7 +721,7 @@ export class Scheduler {
    * O(peers).
    */
   wakeAt(now: number): number {
-    if (this.done || this.#sources.length >= this.#o.maxSources) return Number.POSITIVE_INFINITY;
+    if (this.done || this.#sources.length >= this.#maxSources) return Number.POSITIVE_INFINITY;
     const at = this.#pickable > 0 ? this.#askAt : this.#idleAt;
     let t = Number.POSITIVE_INFINITY;
     for (let k = 0; k < at.length; k++) if (at[k] > now && at[k] < t) t = at[k];
@@ -728,7 +731,7 @@ export class Scheduler {
   /** next(p) does more than return nothing at once (its first checks). */
   #offerable(p: PeerState, now: number): boolean {
     if (p.banned || now < p.backoffUntil) return false;
-    if (p.requests === 0 && this.#sources.length >= this.#o.maxSources) return false;
+    if (p.requests === 0 && this.#sources.length >= this.#maxSources) return false;
     return this.#wanted[p.slot] > 0 || (p.requests === 0 && this.#pickable === 0);
   }
 
@@ -736,7 +739,7 @@ export class Scheduler {
     return (
       p.inFlightBytes < budget &&
       p.requests < this.#o.maxInFlightChunks &&
-      (p.requests > 0 || this.#sources.length < this.#o.maxSources)
+      (p.requests > 0 || this.#sources.length < this.#maxSources)
     );
   }
 

@@ -660,11 +660,14 @@ export function simulate(o: SimOptions): SimResult {
       const handles = n.exchangeHandles;
       const rows = n.exchangeRows;
       const schedulers = n.exchangeSchedulers;
-      for (let k = 0; k < order.length; k++) {
+      // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
+      // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
+      // Those left out first, in one pass (nothing below verifies a chunk): their `held` bytes are loaded together
+      // instead of one memory wait between two neighbours' increments.
+      let told = 0;
+      for (let k = 0; k < order.length; k++) if (held[rows[order[k]] + i] !== 1) order[told++] = order[k];
+      for (let k = 0; k < told; k++) {
         const at = order[k];
-        // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
-        // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
-        if (held[rows[at] + i] === 1) continue;
         const scheduler = schedulers[at];
         let h = handles[at];
         if (h === undefined) {
