@@ -756,8 +756,17 @@ export class Scheduler {
    * cancel; 'duplicate' means it was already here. Counts toward the peer's measured rate if it was asked for.
    */
   received(peerId: string, index: number, now: number): Received {
+    return this.#received(this.#peers.get(peerId), index, now);
+  }
+
+  /** received() by the handle peerHandle() gave (of this scheduler): the same without the lookup by id. */
+  receivedAt(handle: PeerHandle, index: number, now: number): Received {
+    const p = handle as unknown as PeerState;
+    return this.#received(p.gone ? undefined : p, index, now);
+  }
+
+  #received(p: PeerState | undefined, index: number, now: number): Received {
     this.#check(index);
-    const p = this.#peers.get(peerId);
     const req = p?.reqs.get(index);
     if (p && req) {
       const bytes = this.#len[index];
@@ -798,7 +807,17 @@ export class Scheduler {
   failed(peerId: string, index: number, reason: FailReason, now: number): void {
     this.#check(index);
     const p = this.#peers.get(peerId);
-    if (!p) return;
+    if (p) this.#failed(p, index, reason, now);
+  }
+
+  /** failed() by the handle peerHandle() gave (of this scheduler): the same without the lookup by id. */
+  failedAt(handle: PeerHandle, index: number, reason: FailReason, now: number): void {
+    this.#check(index);
+    const p = handle as unknown as PeerState;
+    if (!p.gone) this.#failed(p, index, reason, now);
+  }
+
+  #failed(p: PeerState, index: number, reason: FailReason, now: number): void {
     const req = p.reqs.get(index);
     if (req) this.#unrequest(req, now);
     if (

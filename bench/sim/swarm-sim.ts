@@ -216,6 +216,8 @@ interface Batch extends Flow {
   from: Host;
   to: SimNode;
   indices: number[];
+  /** The sender's entry in the receiver's scheduler (peerHandle): its arrivals are told by it. */
+  handle: PeerHandle;
   /** Position in indices of the chunk on the wire. */
   at: number;
   /** Bytes left of that chunk. */
@@ -529,7 +531,7 @@ export function simulate(o: SimOptions): SimResult {
     at(Math.max(now, allocatedAt + quantum), allocateRates);
   };
 
-  const startBatch = (from: Host, to: SimNode, indices: number[]): void => {
+  const startBatch = (from: Host, to: SimNode, indices: number[], handle: PeerHandle): void => {
     const cross = o.racks > 1 && from.rack !== to.rack;
     // Experiment (strict priority): the sender's uplink is a link of the flow's own, of the capacity the flows
     // admitted before it leave (allocatePriority).
@@ -545,6 +547,7 @@ export function simulate(o: SimOptions): SimResult {
       from,
       to,
       indices,
+      handle,
       at: 0,
       left: chunkLengths[indices[0]],
       since: now,
@@ -587,7 +590,7 @@ export function simulate(o: SimOptions): SimResult {
     delivered += bytes;
     deliveredChunks++;
     const n = b.to;
-    n.scheduler.received(b.from.id, i, ms());
+    n.scheduler.receivedAt(b.handle, i, ms());
     if (n.have[i]) duplicate += bytes;
     else verified(n, i);
     // (the fetcher pokes on an arrival before a batch's last when it pipelines: the budget it freed may take the next
@@ -788,6 +791,8 @@ export function simulate(o: SimOptions): SimResult {
   const ask = (n: SimNode, id: string, handle?: PeerHandle): void => {
     const indices = handle === undefined ? n.scheduler.next(id, ms()) : n.scheduler.nextAt(handle, ms());
     if (indices.length === 0) return;
+    // (it gave something: `id` is known to it)
+    const h = handle ?? (n.scheduler.peerHandle(id) as PeerHandle);
     n.workers.set(id, (n.workers.get(id) ?? 0) + 1);
     asked++;
     const server = byId.get(id) as Host;
@@ -823,7 +828,7 @@ export function simulate(o: SimOptions): SimResult {
       if (served < indices.length) {
         afterLatency(now, () => {
           // (indices has no repeats: the refused ones are those from `served` on)
-          for (let j = served; j < indices.length; j++) n.scheduler.failed(id, indices[j], 'busy', ms());
+          for (let j = served; j < indices.length; j++) n.scheduler.failedAt(h, indices[j], 'busy', ms());
           if (mates > 0) {
             const off: number[] = [];
             for (let j = served; j < indices.length; j++) if (!n.have[indices[j]]) off.push(indices[j]);
@@ -837,7 +842,7 @@ export function simulate(o: SimOptions): SimResult {
       if (served === 0) return;
       server.serving++;
       server.turnover?.started(n.id, ms());
-      startBatch(server, n, served === indices.length ? indices : indices.slice(0, served));
+      startBatch(server, n, served === indices.length ? indices : indices.slice(0, served), h);
     };
   };
   /**
