@@ -67,7 +67,9 @@
  *
  * Cost: next() walks the buckets from the rarest up and stops once the budget is filled or the peer's `wanted`
  * chunks are exhausted; a pick or a return to the pool updates the `wanted` of every peer holding that chunk
- * (O(its holders), from a per-chunk list of them); a have increment is O(1); removePeer and a ban are O(chunks ×
+ * (O(its holders), from the holder bits in the chunk's record); a have increment is O(1) and touches a few cache
+ * lines (the chunk's record, its two buckets, the peer's state: bench/sim makes ~60 per verified chunk, each in a
+ * scheduler not touched for a while, so the layout is what it costs); removePeer and a ban are O(chunks ×
  * holders). askable() lists the peers next() may give something to, so a caller need not ask the others. Measured on these machines (2 cores,
  * under load) with 20,000 chunks and 50 neighbours: next() 2.6 µs for a 2-chunk batch from a full peer, 0.1 µs for a
  * peer with nothing we miss, ~55 µs in the worst case (a peer holding one chunk, at the far end of the walk); a whole
@@ -216,6 +218,22 @@ const HAVE = 2;
 const RATE_MEMORY = 0.8;
 /** Peers' byte arrays per buffer (Scheduler #bytes). */
 const SLAB_PEERS = 16;
+/** The fields of a chunk's record (Scheduler #chunk), and its length. */
+const STATE = 0;
+/** How many connected, non-banned neighbours other than the seeder hold it. */
+const AVAIL = 1;
+/** How many connected, non-banned neighbours in this node's rack hold it (rule 6). */
+const LOCAL_AVAIL = 2;
+/** How many rack-mates are fetching it from another rack (rule 6). */
+const LOCAL_PENDING = 3;
+/** Its place in its bucket, while pickable. */
+const POS = 4;
+/** Failed requests (error, timeout) at neighbours since it last arrived; those past stuckAfter (rule 4). */
+const FAILS = 5;
+/** Then the chunk's holder bits (Scheduler #words words). */
+const HOLD = 6;
+/** A record's length for `words` words of holder bits: a multiple of 4 (16 bytes). */
+const recordLength = (words: number): number => (HOLD + words + 3) & ~3;
 /** Random draws per random-first pick before falling back to the bucket walk (the peer holds few pickable chunks). */
 const RANDOM_TRIES = 32;
 
@@ -230,12 +248,12 @@ interface PeerState {
   seeder: boolean;
   /** In another rack (rule 6). */
   remote: boolean;
-  /** Its place in #list. */
+  /** Its place in #list (and its bit among a chunk's holder bits). */
   slot: number;
-  has: Uint8Array;
-  wanted: number;
   /** In issue order (overdue() relies on it). */
   reqs: Map<number, Request>;
+  /** reqs.size, read without touching the map (bench/sim: a have increment's test of it was a memory wait). */
+  requests: number;
   inFlightBytes: number;
   /** Decayed sums of bytes received and of the ms they took; rate = bytes / ms. */
   rateBytes: number;
@@ -257,27 +275,55 @@ interface PeerState {
 export type PeerHandle = { readonly __peerHandle: true };
 
 export class Scheduler {
-  readonly #o: SchedulerTunables;
-  readonly #len: readonly number[];
-  readonly #random: () => number;
-  readonly #seederId: string;
-  readonly #state: Uint8Array;
-  readonly #avail: Int32Array;
-  /** Per chunk: how many connected, non-banned neighbours in this node's rack hold it (rule 6). */
-  readonly #localAvail: Int32Array;
-  /** Per chunk: how many rack-mates are fetching it from another rack (rule 6). */
-  readonly #localPending: Int32Array;
-  /** Position of a pickable chunk in its bucket. */
-  readonly #pos: Int32Array;
-  /** #buckets[a]: pickable chunks (missing, not in flight) held by a neighbours, in random order. */
-  readonly #buckets: number[][] = [[]];
+  /**
+   * Per chunk, #rec numbers (the fields STATE .. HOLD): its state, availability, availability in the rack,
+   * rack-mates importing it, place in its bucket, failures, holders. One record per chunk instead of an array per
+   * field, and these fields first in the object: a have increment reads and writes most of them for one chunk of a scheduler not
+   * touched for a while (bench/sim: 60 of them per verified chunk, most of its CPU waiting for memory).
+   */
+  #chunk: Int32Array;
+  /**
+   * The record's length. Its last #words words (from HOLD on) are bits, one per place in #list: the peers holding
+   * the chunk (what their haves said, minus not-found and corrupt answers), the seeder included. A pick or a return
+   * to the pool updates the `wanted` of those alone (a loop over every peer for each was a fifth of a 10,000-node
+   * simulation's CPU). In the record instead of a byte array per peer and a list of holders per chunk: a have
+   * increment tests and sets its bit where it reads the chunk's state (bench/sim, 1,000 nodes, 256 chunks: the
+   * increments' loads of those were a third of the CPU; 10,000 nodes: the bits in an array of their own, a tenth).
+   */
+  #rec = recordLength(1);
+  /** Words of holder bits per record: 32 peers each. */
+  #words = 1;
+  /**
+   * The buckets: bucket a holds the pickable chunks (missing, not in flight) held by a neighbours, in random order,
+   * at #slots[base + j] for j < size, with room for cap, where base, size and cap are #bucketOf[3a .. 3a + 2].
+   * Two typed arrays for all of them instead of an array per bucket: a have increment moves a chunk up a bucket,
+   * and the walk to a bucket's array and its elements was a tenth of bench/sim's CPU at 3,000 nodes.
+   */
+  #slots: Int32Array;
+  /** The first free place in #slots. */
+  #slotsTop = 0;
+  #bucketOf: Int32Array;
+  /** Buckets (availabilities 0 .. #bucketCount − 1). */
+  #bucketCount = 1;
   #pickable = 0;
+  readonly #random: () => number;
+  readonly #len: readonly number[];
+  readonly #o: SchedulerTunables;
+  /** #o.maxSources, here: a have increment reads it, and #o is another object (another cache line to wait for). */
+  readonly #maxSources: number;
+  readonly #seederId: string;
   #have = 0;
   /** Chunks in flight → their requests; in order of first issue, so endgame can take the oldest. */
   readonly #flight = new Map<number, Request[]>();
   readonly #peers = new Map<string, PeerState>();
   /** The same peers, for the O(peers) loops. */
   readonly #list: PeerState[] = [];
+  /**
+   * Per place in #list: how many pickable chunks its peer holds (0: nothing to ask it for), kept here rather than in
+   * the peer's state: a pick or a return to the pool updates it for every holder of the chunk (bench/sim: a load of
+   * each holder's state per pick, a tenth of the CPU).
+   */
+  readonly #wanted: number[] = [];
   /**
    * Per place in #list: from when its peer may be offered a pickable chunk — the end of its back-off if it holds
    * one (`wanted` > 0), never if not. askable()'s walk reads this one array instead of every peer's state (the
@@ -294,22 +340,16 @@ export class Scheduler {
   #neighboursIdleSince = Number.NaN;
   /** Peers with requests in flight (rule 1; askable()). */
   readonly #sources: PeerState[] = [];
-  /** Per chunk: failed requests (error, timeout) at neighbours since it last arrived; those past stuckAfter (rule 4). */
-  readonly #fails: Uint8Array;
-  /**
-   * Per chunk: the peers holding it (has[i] set), the seeder included, so a pick or a return to the pool updates
-   * the `wanted` of those alone: a loop over every peer for each was a fifth of a 10,000-node simulation's CPU.
-   */
-  readonly #holders: PeerState[][];
   readonly #stuck = new Set<number>();
   /** Per chunk: when the seeder last refused it (rule 4). */
   readonly #refusedAt: Float64Array;
-  /** The buffer the peers' byte arrays (has, importing) are cut from (#bytes), and the next free byte in it. */
+  /** The buffer the peers' byte arrays (importing) are cut from (#bytes), and the next free byte in it. */
   #slab: ArrayBuffer | undefined;
   #slabAt = 0;
 
   constructor(init: SchedulerInit, have: Iterable<number> = []) {
     this.#o = checkTunables({ ...SCHEDULER_DEFAULTS, ...definedOnly(init) });
+    this.#maxSources = this.#o.maxSources;
     const n = init.chunkLengths.length;
     for (const l of init.chunkLengths) {
       if (!(Number.isInteger(l) && l >= 0)) throw new RangeError(`chunk length must be an integer ≥ 0: ${l}`);
@@ -317,22 +357,21 @@ export class Scheduler {
     this.#len = init.chunkLengths;
     this.#random = init.random;
     this.#seederId = init.seederId;
-    this.#state = new Uint8Array(n);
-    this.#avail = new Int32Array(n);
-    this.#localAvail = new Int32Array(n);
-    this.#localPending = new Int32Array(n);
-    this.#pos = new Int32Array(n);
-    this.#fails = new Uint8Array(n);
-    this.#holders = Array.from({ length: n }, () => []);
+    this.#chunk = new Int32Array(n * this.#rec);
+    // bucket 0 starts with room for every chunk (they all start there), the rest of #slots for the others
+    this.#slots = new Int32Array(Math.max(2 * n, 16));
+    this.#bucketOf = new Int32Array(3 * 8);
+    this.#bucketOf[2] = n;
+    this.#slotsTop = n;
     this.#refusedAt = new Float64Array(n).fill(Number.NEGATIVE_INFINITY);
     for (const i of have) {
       this.#check(i);
-      if (this.#state[i] !== HAVE) {
-        this.#state[i] = HAVE;
+      if (this.#chunk[i * this.#rec + STATE] !== HAVE) {
+        this.#chunk[i * this.#rec + STATE] = HAVE;
         this.#have++;
       }
     }
-    for (let i = 0; i < n; i++) if (this.#state[i] === MISSING) this.#insert(i);
+    for (let i = 0; i < n; i++) if (this.#chunk[i * this.#rec + STATE] === MISSING) this.#insert(i);
   }
 
   /** Peers known (the seeder included): askable()'s `start` is a slot below this. */
@@ -366,9 +405,8 @@ export class Scheduler {
       seeder,
       remote: remote && !seeder,
       slot: this.#list.length,
-      has: this.#bytes(),
-      wanted: 0,
       reqs: new Map(),
+      requests: 0,
       inFlightBytes: 0,
       rateBytes: 0,
       rateMs: 0,
@@ -382,7 +420,9 @@ export class Scheduler {
       gone: false,
     };
     this.#peers.set(peerId, p);
+    if (p.slot >= this.#words * 32) this.#widen();
     this.#list.push(p);
+    this.#wanted.push(0);
     this.#askAt.push(Number.POSITIVE_INFINITY);
     this.#idleAt.push(Number.POSITIVE_INFINITY);
     this.#setAskAt(p);
@@ -398,7 +438,9 @@ export class Scheduler {
     const p = this.#peers.get(peerId);
     if (!p || p.seeder || p.remote === remote) return;
     const n = this.#len.length;
-    if (!p.banned) for (let i = 0; i < n; i++) if (p.has[i] === 1) this.#localAvail[i] += remote ? -1 : 1;
+    if (!p.banned)
+      for (let i = 0; i < n; i++)
+        if (this.#holds(p, i)) this.#chunk[i * this.#rec + LOCAL_AVAIL] += remote ? -1 : 1;
     this.#remoteRequests += remote ? p.reqs.size : -p.reqs.size;
     p.remote = remote;
     if (remote) this.#dropImports(p);
@@ -428,26 +470,27 @@ export class Scheduler {
     const n = this.#len.length;
     for (const i of indices) {
       if (!Number.isInteger(i) || i < 0 || i >= n) continue;
-      if (on && p.has[i] === 0 && p.importing?.[i] !== 1) {
+      if (on && !this.#holds(p, i) && p.importing?.[i] !== 1) {
         p.importing ??= this.#bytes();
         p.importing[i] = 1;
-        this.#localPending[i]++;
+        this.#chunk[i * this.#rec + LOCAL_PENDING]++;
       } else if (!on && p.importing?.[i] === 1) {
         p.importing[i] = 0;
-        this.#localPending[i]--;
+        this.#chunk[i * this.#rec + LOCAL_PENDING]--;
       }
     }
   }
 
   /** Rule 6: a rack-mate holds chunk i, or is fetching it from another rack. */
   #inRack(i: number): boolean {
-    return this.#localAvail[i] > 0 || this.#localPending[i] > 0;
+    return this.#chunk[i * this.#rec + LOCAL_AVAIL] > 0 || this.#chunk[i * this.#rec + LOCAL_PENDING] > 0;
   }
 
   #dropImports(p: PeerState): void {
     const importing = p.importing;
     if (importing === undefined) return;
-    for (let i = 0; i < importing.length; i++) if (importing[i] === 1) this.#localPending[i]--;
+    for (let i = 0; i < importing.length; i++)
+      if (importing[i] === 1) this.#chunk[i * this.#rec + LOCAL_PENDING]--;
     p.importing = undefined;
   }
 
@@ -459,10 +502,13 @@ export class Scheduler {
     p.gone = true;
     this.#peers.delete(peerId);
     const last = this.#list.pop() as PeerState;
+    const lastWanted = this.#wanted.pop() as number;
     const lastAt = this.#askAt.pop() as number;
     const lastIdle = this.#idleAt.pop() as number;
     if (last !== p) {
+      this.#moveBits(last.slot, p.slot);
       this.#list[p.slot] = last;
+      this.#wanted[p.slot] = lastWanted;
       this.#askAt[p.slot] = lastAt;
       this.#idleAt[p.slot] = lastIdle;
       last.slot = p.slot;
@@ -517,18 +563,34 @@ export class Scheduler {
 
   /** Whether `peerId` holds chunk `index`, as far as this node knows (its haves; minus not-found and corrupt answers). */
   holds(peerId: string, index: number): boolean {
-    return this.#peers.get(peerId)?.has[index] === 1;
+    const p = this.#peers.get(peerId);
+    return (
+      p !== undefined &&
+      Number.isInteger(index) &&
+      index >= 0 &&
+      index < this.#len.length &&
+      this.#holds(p, index)
+    );
   }
 
   /** Chunk indices to request from `peerId` now (possibly none), by the rules above; they are now in flight to it. */
   next(peerId: string, now: number): number[] {
-    const out: number[] = [];
     const p = this.#peers.get(peerId);
-    if (!p || p.banned || now < p.backoffUntil || this.done) return out;
-    const idle = p.reqs.size === 0;
+    return p === undefined ? [] : this.#next(p, now);
+  }
+
+  /** next() by the handle peerHandle() gave (of this scheduler): the same answer without the lookup by id. */
+  nextAt(handle: PeerHandle, now: number): number[] {
+    return this.#next(handle as unknown as PeerState, now);
+  }
+
+  #next(p: PeerState, now: number): number[] {
+    const out: number[] = [];
+    if (p.gone || p.banned || now < p.backoffUntil || this.done) return out;
+    const idle = p.requests === 0;
     // Nothing pickable it holds, and no endgame for it: most calls (a poke on every have increment and every tick
     // asks every idle neighbour) end here, before any work (bench/sim: 10,000 nodes).
-    if (p.wanted === 0 && !(idle && this.#pickable === 0)) return out;
+    if (this.#wanted[p.slot] === 0 && !(idle && this.#pickable === 0)) return out;
     const budget = this.#budget(p);
     if (!this.#room(p, budget)) return out;
     // Rule 6: a peer in another rack is offered only chunks no neighbour in this rack holds (unless starved), one
@@ -537,20 +599,20 @@ export class Scheduler {
     if (localOnly && this.#remoteRequests >= this.#o.maxRemoteRequests) return out;
     // Rule 4: the seeder is offered only bucket 0 (chunks no neighbour holds) unless the node is starved.
     const sparing = p.seeder && !this.#starved(now);
-    const top = sparing ? 1 : this.#buckets.length;
+    const top = sparing ? 1 : this.#bucketCount;
     // Rule 4: nor, unless starved, a chunk it refused within seederRefusalMs.
     const refusedSince = sparing ? now - this.#o.seederRefusalMs : Number.POSITIVE_INFINITY;
-    if (p.wanted > 0 && this.#have < this.#o.randomFirst) {
+    if (this.#wanted[p.slot] > 0 && this.#have < this.#o.randomFirst) {
       // Rejection sampling; `avail < top` keeps the seeder to bucket 0 as the walk below does.
       const n = this.#len.length;
-      for (let misses = 0; misses < RANDOM_TRIES && p.wanted > 0 && this.#room(p, budget); ) {
+      for (let misses = 0; misses < RANDOM_TRIES && this.#wanted[p.slot] > 0 && this.#room(p, budget); ) {
         const i = Math.min(Math.floor(this.#random() * n), n - 1);
         if (
-          this.#state[i] === MISSING &&
-          p.has[i] === 1 &&
-          this.#avail[i] < top &&
+          this.#chunk[i * this.#rec + STATE] === MISSING &&
+          this.#holds(p, i) &&
+          this.#chunk[i * this.#rec + AVAIL] < top &&
           !(this.#refusedAt[i] > refusedSince) &&
-          !(sparing && this.#localPending[i] > 0) &&
+          !(sparing && this.#chunk[i * this.#rec + LOCAL_PENDING] > 0) &&
           !(localOnly && this.#inRack(i))
         )
           this.#take(p, i, now, out);
@@ -558,27 +620,32 @@ export class Scheduler {
       }
     }
     // Neighbours hold nothing in bucket 0 (availability counts them), so they start at 1.
-    const has = p.has;
-    walk: for (let a = p.seeder ? 0 : 1; a < top && p.wanted > 0 && this.#room(p, budget); a++) {
-      const bucket = this.#buckets[a];
-      for (let j = 0; j < bucket.length; ) {
+    const chunk = this.#chunk;
+    const rec = this.#rec;
+    const word = HOLD + (p.slot >>> 5);
+    const bit = 1 << (p.slot & 31);
+    walk: for (let a = p.seeder ? 0 : 1; a < top && this.#wanted[p.slot] > 0 && this.#room(p, budget); a++) {
+      // (a pick only takes chunks out of buckets, so the bucket's place in #slots stays)
+      const slots = this.#slots;
+      const base = this.#bucketOf[3 * a];
+      for (let j = 0; j < this.#bucketOf[3 * a + 1]; ) {
+        const i = slots[base + j];
         if (
-          has[bucket[j]] === 0 ||
-          (localOnly && this.#inRack(bucket[j])) ||
-          this.#refusedAt[bucket[j]] > refusedSince ||
-          (sparing && this.#localPending[bucket[j]] > 0)
+          (chunk[i * rec + word] & bit) === 0 ||
+          (localOnly && this.#inRack(i)) ||
+          (sparing && (this.#refusedAt[i] > refusedSince || this.#chunk[i * this.#rec + LOCAL_PENDING] > 0))
         ) {
           j++;
           continue;
         }
-        this.#take(p, bucket[j], now, out); // moves the bucket's last chunk to j
-        if (p.wanted === 0 || !this.#room(p, budget)) break walk;
+        this.#take(p, i, now, out); // moves the bucket's last chunk to j
+        if (this.#wanted[p.slot] === 0 || !this.#room(p, budget)) break walk;
       }
     }
     if (p.seeder && top === 1 && this.#stuck.size > 0) {
       for (const i of this.#stuck) {
         if (!this.#room(p, budget)) break;
-        if (this.#state[i] === MISSING) this.#take(p, i, now, out);
+        if (this.#chunk[i * this.#rec + STATE] === MISSING) this.#take(p, i, now, out);
       }
     }
     if (out.length === 0 && idle && this.#pickable === 0) this.#endgame(p, now, budget, out, localOnly);
@@ -603,7 +670,7 @@ export class Scheduler {
     const list = this.#list;
     const n = list.length;
     if (n === 0) return;
-    const maxSources = this.#o.maxSources;
+    const maxSources = this.#maxSources;
     const first = Number.isInteger(start) && start > 0 ? start % n : 0;
     // step s of the walk is slot (first + s) mod n
     const slotAt = (s: number): number => (first + s < n ? first + s : first + s - n);
@@ -629,7 +696,7 @@ export class Scheduler {
         const from = s;
         const sources = this.#sources.filter((p) => step(p) >= from).sort((a, b) => step(a) - step(b));
         for (const p of sources) {
-          if (p.wanted === 0 || !this.#offerable(p, now)) continue;
+          if (this.#wanted[p.slot] === 0 || !this.#offerable(p, now)) continue;
           yield p.id;
           if (this.#pickable === 0) break;
         }
@@ -656,7 +723,7 @@ export class Scheduler {
    * O(peers).
    */
   wakeAt(now: number): number {
-    if (this.done || this.#sources.length >= this.#o.maxSources) return Number.POSITIVE_INFINITY;
+    if (this.done || this.#sources.length >= this.#maxSources) return Number.POSITIVE_INFINITY;
     const at = this.#pickable > 0 ? this.#askAt : this.#idleAt;
     let t = Number.POSITIVE_INFINITY;
     for (let k = 0; k < at.length; k++) if (at[k] > now && at[k] < t) t = at[k];
@@ -666,15 +733,15 @@ export class Scheduler {
   /** next(p) does more than return nothing at once (its first checks). */
   #offerable(p: PeerState, now: number): boolean {
     if (p.banned || now < p.backoffUntil) return false;
-    if (p.reqs.size === 0 && this.#sources.length >= this.#o.maxSources) return false;
-    return p.wanted > 0 || (p.reqs.size === 0 && this.#pickable === 0);
+    if (p.requests === 0 && this.#sources.length >= this.#maxSources) return false;
+    return this.#wanted[p.slot] > 0 || (p.requests === 0 && this.#pickable === 0);
   }
 
   #room(p: PeerState, budget: number): boolean {
     return (
       p.inFlightBytes < budget &&
-      p.reqs.size < this.#o.maxInFlightChunks &&
-      (p.reqs.size > 0 || this.#sources.length < this.#o.maxSources)
+      p.requests < this.#o.maxInFlightChunks &&
+      (p.requests > 0 || this.#sources.length < this.#maxSources)
     );
   }
 
@@ -691,8 +758,17 @@ export class Scheduler {
    * cancel; 'duplicate' means it was already here. Counts toward the peer's measured rate if it was asked for.
    */
   received(peerId: string, index: number, now: number): Received {
+    return this.#received(this.#peers.get(peerId), index, now);
+  }
+
+  /** received() by the handle peerHandle() gave (of this scheduler): the same without the lookup by id. */
+  receivedAt(handle: PeerHandle, index: number, now: number): Received {
+    const p = handle as unknown as PeerState;
+    return this.#received(p.gone ? undefined : p, index, now);
+  }
+
+  #received(p: PeerState | undefined, index: number, now: number): Received {
     this.#check(index);
-    const p = this.#peers.get(peerId);
     const req = p?.reqs.get(index);
     if (p && req) {
       const bytes = this.#len[index];
@@ -704,10 +780,10 @@ export class Scheduler {
       p.backoffs = 0;
     }
     if (p && !p.banned) this.#gain(p, index);
-    if (this.#state[index] === HAVE) return { status: 'duplicate', cancel: [] };
+    if (this.#chunk[index * this.#rec + STATE] === HAVE) return { status: 'duplicate', cancel: [] };
     this.#stuck.delete(index);
     const cancel: string[] = [];
-    if (this.#state[index] === IN_FLIGHT) {
+    if (this.#chunk[index * this.#rec + STATE] === IN_FLIGHT) {
       for (const r of this.#flight.get(index) as Request[]) {
         this.#offBooks(r, now);
         if (r !== req) cancel.push(r.peer.id);
@@ -733,12 +809,27 @@ export class Scheduler {
   failed(peerId: string, index: number, reason: FailReason, now: number): void {
     this.#check(index);
     const p = this.#peers.get(peerId);
-    if (!p) return;
+    if (p) this.#failed(p, index, reason, now);
+  }
+
+  /** failed() by the handle peerHandle() gave (of this scheduler): the same without the lookup by id. */
+  failedAt(handle: PeerHandle, index: number, reason: FailReason, now: number): void {
+    this.#check(index);
+    const p = handle as unknown as PeerState;
+    if (!p.gone) this.#failed(p, index, reason, now);
+  }
+
+  #failed(p: PeerState, index: number, reason: FailReason, now: number): void {
     const req = p.reqs.get(index);
     if (req) this.#unrequest(req, now);
-    if (req && !p.seeder && (reason === 'error' || reason === 'timeout') && this.#state[index] === MISSING) {
-      if (this.#fails[index] < 255) this.#fails[index]++;
-      if (this.#fails[index] >= this.#o.stuckAfter) this.#stuck.add(index);
+    if (
+      req &&
+      !p.seeder &&
+      (reason === 'error' || reason === 'timeout') &&
+      this.#chunk[index * this.#rec + STATE] === MISSING
+    ) {
+      if (this.#chunk[index * this.#rec + FAILS] < 255) this.#chunk[index * this.#rec + FAILS]++;
+      if (this.#chunk[index * this.#rec + FAILS] >= this.#o.stuckAfter) this.#stuck.add(index);
     }
     switch (reason) {
       case 'busy':
@@ -820,7 +911,7 @@ export class Scheduler {
         inFlight: p.reqs.size,
         inFlightBytes: p.inFlightBytes,
         rateBps: p.measured ? this.#rate(p) : 0,
-        wanted: p.wanted,
+        wanted: this.#wanted[p.slot],
         received: p.received,
         bad: p.bad,
         banned: p.banned,
@@ -839,7 +930,7 @@ export class Scheduler {
     let backedOff = 0;
     let idle = 0;
     for (const p of this.#list) {
-      if (p.seeder || p.banned || p.wanted === 0) continue;
+      if (p.seeder || p.banned || this.#wanted[p.slot] === 0) continue;
       holding++;
       if (now < p.backoffUntil) backedOff++;
       else if (p.reqs.size === 0) idle++;
@@ -868,7 +959,7 @@ export class Scheduler {
     const rate = this.#rate(p);
     for (const [i, copies] of this.#flight) {
       if (!this.#room(p, budget)) break;
-      if (p.has[i] === 0 || copies.length >= this.#o.endgameCopies || copies.some((r) => r.peer === p))
+      if (!this.#holds(p, i) || copies.length >= this.#o.endgameCopies || copies.some((r) => r.peer === p))
         continue;
       if (localOnly && this.#inRack(i)) continue; // rule 6 holds in endgame too
       const outpaced =
@@ -903,9 +994,10 @@ export class Scheduler {
   #request(p: PeerState, i: number, now: number): void {
     const r: Request = { peer: p, index: i, at: now };
     (this.#flight.get(i) as Request[]).push(r);
-    if (p.reqs.size === 0) this.#sources.push(p);
+    if (p.requests === 0) this.#sources.push(p);
     p.reqs.set(i, r);
-    if (p.reqs.size === 1) this.#setAskAt(p);
+    p.requests++;
+    if (p.requests === 1) this.#setAskAt(p);
     p.inFlightBytes += this.#len[i];
     if (!p.seeder) this.#neighbourRequests++;
     if (p.remote) this.#remoteRequests++;
@@ -927,7 +1019,8 @@ export class Scheduler {
   #offBooks(r: Request, now: number): void {
     const p = r.peer;
     p.reqs.delete(r.index);
-    if (p.reqs.size === 0) {
+    p.requests--;
+    if (p.requests === 0) {
       this.#sources.splice(this.#sources.indexOf(p), 1);
       this.#setAskAt(p);
     }
@@ -941,7 +1034,7 @@ export class Scheduler {
     this.#dropImports(p);
     for (const r of [...p.reqs.values()]) this.#unrequest(r, now);
     const n = this.#len.length;
-    for (let i = 0; i < n; i++) if (p.has[i] === 1) this.#lose(p, i);
+    for (let i = 0; i < n; i++) if (this.#holds(p, i)) this.#lose(p, i);
   }
 
   #gainAll(p: PeerState): void {
@@ -950,86 +1043,181 @@ export class Scheduler {
   }
 
   #gain(p: PeerState, i: number): void {
-    if (p.has[i] === 1) return;
-    p.has[i] = 1;
-    if (p.importing?.[i] === 1) {
+    const at = i * this.#rec + HOLD + (p.slot >>> 5);
+    const bit = 1 << (p.slot & 31);
+    if ((this.#chunk[at] & bit) !== 0) return;
+    this.#chunk[at] |= bit;
+    // (no rack-mate importing it, none of them is: LOCAL_PENDING counts their importing bytes)
+    if (this.#chunk[i * this.#rec + LOCAL_PENDING] > 0 && p.importing?.[i] === 1) {
       p.importing[i] = 0;
-      this.#localPending[i]--;
+      this.#chunk[i * this.#rec + LOCAL_PENDING]--;
     }
-    this.#holders[i].push(p);
-    const missing = this.#state[i] === MISSING;
+    const missing = this.#chunk[i * this.#rec + STATE] === MISSING;
     if (missing) this.#want(p, 1);
     if (p.seeder) return;
     if (missing) this.#remove(i);
-    this.#avail[i]++;
-    if (!p.remote) this.#localAvail[i]++;
+    this.#chunk[i * this.#rec + AVAIL]++;
+    if (!p.remote) this.#chunk[i * this.#rec + LOCAL_AVAIL]++;
     if (missing) this.#insert(i);
   }
 
   #lose(p: PeerState, i: number): void {
-    if (p.has[i] === 0) return;
-    p.has[i] = 0;
-    const holders = this.#holders[i];
-    const at = holders.indexOf(p);
-    holders[at] = holders[holders.length - 1];
-    holders.pop();
-    const missing = this.#state[i] === MISSING;
+    const at = i * this.#rec + HOLD + (p.slot >>> 5);
+    const bit = 1 << (p.slot & 31);
+    if ((this.#chunk[at] & bit) === 0) return;
+    this.#chunk[at] &= ~bit;
+    const missing = this.#chunk[i * this.#rec + STATE] === MISSING;
     if (missing) this.#want(p, -1);
     if (p.seeder) return;
     if (missing) this.#remove(i);
-    this.#avail[i]--;
-    if (!p.remote) this.#localAvail[i]--;
+    this.#chunk[i * this.#rec + AVAIL]--;
+    if (!p.remote) this.#chunk[i * this.#rec + LOCAL_AVAIL]--;
     if (missing) this.#insert(i);
   }
 
   /** Keeps every peer's `wanted` (pickable chunks it holds) right as chunk `i` leaves or re-enters the pool. */
   #setState(i: number, to: number): void {
-    const from = this.#state[i];
-    this.#state[i] = to;
+    const from = this.#chunk[i * this.#rec + STATE];
+    this.#chunk[i * this.#rec + STATE] = to;
     const delta = to === MISSING ? 1 : from === MISSING ? -1 : 0;
     if (delta === 0) return;
-    for (const p of this.#holders[i]) this.#want(p, delta);
+    const words = this.#words;
+    const at = i * this.#rec + HOLD;
+    for (let w = 0; w < words; w++) {
+      for (let bits = this.#chunk[at + w]; bits !== 0; bits &= bits - 1) {
+        this.#wantAt(w * 32 + (31 - Math.clz32(bits & -bits)), delta);
+      }
+    }
+  }
+
+  /** Whether peer p holds chunk i (its bit in the chunk's record). */
+  #holds(p: PeerState, i: number): boolean {
+    return (this.#chunk[i * this.#rec + HOLD + (p.slot >>> 5)] & (1 << (p.slot & 31))) !== 0;
+  }
+
+  /** One more word of holder bits per record (room for 32 more peers): every record moved to the new length. */
+  #widen(): void {
+    const n = this.#len.length;
+    const rec = this.#rec;
+    const words = this.#words + 1;
+    const wider = recordLength(words);
+    const chunk = new Int32Array(n * wider);
+    for (let i = 0; i < n; i++)
+      chunk.set(this.#chunk.subarray(i * rec, i * rec + HOLD + words - 1), i * wider);
+    this.#chunk = chunk;
+    this.#rec = wider;
+    this.#words = words;
+  }
+
+  /** The holder bits of place `from` moved to place `to` (removePeer: the last peer takes the removed one's place). */
+  #moveBits(from: number, to: number): void {
+    const n = this.#len.length;
+    const rec = this.#rec;
+    const fromBit = 1 << (from & 31);
+    const toBit = 1 << (to & 31);
+    for (let i = 0; i < n; i++) {
+      const f = i * rec + HOLD + (from >>> 5);
+      const t = i * rec + HOLD + (to >>> 5);
+      const set = (this.#chunk[f] & fromBit) !== 0;
+      this.#chunk[f] &= ~fromBit;
+      if (set) this.#chunk[t] |= toBit;
+      else this.#chunk[t] &= ~toBit;
+    }
   }
 
   #want(p: PeerState, delta: number): void {
-    const was = p.wanted;
-    p.wanted = was + delta;
-    if (was === 0 || p.wanted === 0) this.#setAskAt(p);
+    this.#wantAt(p.slot, delta);
+  }
+
+  /** #want() of the peer at place `slot` in #list (its state is read only when `wanted` goes to or from 0). */
+  #wantAt(slot: number, delta: number): void {
+    const was = this.#wanted[slot];
+    this.#wanted[slot] = was + delta;
+    if (was === 0 || was + delta === 0) this.#setAskAt(this.#list[slot]);
   }
 
   /** Brings #askAt and #idleAt up to date for `p` (its wanted, back-off, requests or ban changed). */
   #setAskAt(p: PeerState): void {
-    this.#askAt[p.slot] = p.wanted > 0 ? p.backoffUntil : Number.POSITIVE_INFINITY;
-    this.#idleAt[p.slot] = p.reqs.size === 0 && !p.banned ? p.backoffUntil : Number.POSITIVE_INFINITY;
+    this.#askAt[p.slot] = this.#wanted[p.slot] > 0 ? p.backoffUntil : Number.POSITIVE_INFINITY;
+    this.#idleAt[p.slot] = p.requests === 0 && !p.banned ? p.backoffUntil : Number.POSITIVE_INFINITY;
   }
 
   /** Puts pickable chunk `i` at a uniformly random place in its bucket (which keeps each bucket a random order). */
   #insert(i: number): void {
-    const a = this.#avail[i];
-    while (this.#buckets.length <= a) this.#buckets.push([]);
-    const bucket = this.#buckets[a];
-    const j = Math.min(Math.floor(this.#random() * (bucket.length + 1)), bucket.length);
-    if (j < bucket.length) {
-      const moved = bucket[j];
-      this.#pos[moved] = bucket.length;
-      bucket.push(moved);
-      bucket[j] = i;
+    const a = this.#chunk[i * this.#rec + AVAIL];
+    if (a >= this.#bucketCount) this.#addBuckets(a + 1);
+    const k = 3 * a;
+    if (this.#bucketOf[k + 1] === this.#bucketOf[k + 2]) this.#growBucket(a);
+    const of = this.#bucketOf;
+    const slots = this.#slots;
+    const base = of[k];
+    const size = of[k + 1];
+    const j = Math.min(Math.floor(this.#random() * (size + 1)), size);
+    if (j < size) {
+      const moved = slots[base + j];
+      this.#chunk[moved * this.#rec + POS] = size;
+      slots[base + size] = moved;
+      slots[base + j] = i;
     } else {
-      bucket.push(i);
+      slots[base + size] = i;
     }
-    this.#pos[i] = j;
+    of[k + 1] = size + 1;
+    this.#chunk[i * this.#rec + POS] = j;
     this.#pickable++;
   }
 
   #remove(i: number): void {
-    const bucket = this.#buckets[this.#avail[i]];
-    const at = this.#pos[i];
-    const last = bucket.pop() as number;
-    if (at < bucket.length) {
-      bucket[at] = last;
-      this.#pos[last] = at;
+    const k = 3 * this.#chunk[i * this.#rec + AVAIL];
+    const of = this.#bucketOf;
+    const slots = this.#slots;
+    const base = of[k];
+    const size = of[k + 1] - 1;
+    of[k + 1] = size;
+    const at = this.#chunk[i * this.#rec + POS];
+    const last = slots[base + size];
+    if (at < size) {
+      slots[base + at] = last;
+      this.#chunk[last * this.#rec + POS] = at;
     }
     this.#pickable--;
+  }
+
+  /** Buckets up to availability count − 1 (empty, no room yet). */
+  #addBuckets(count: number): void {
+    if (3 * count > this.#bucketOf.length) {
+      const wider = new Int32Array(Math.max(3 * count, 2 * this.#bucketOf.length));
+      wider.set(this.#bucketOf);
+      this.#bucketOf = wider;
+    }
+    this.#bucketCount = count;
+  }
+
+  /** Twice the room for bucket a, at the end of #slots; when that is full, every bucket moved into a new #slots. */
+  #growBucket(a: number): void {
+    const of = this.#bucketOf;
+    const cap = Math.max(4, 2 * of[3 * a + 2]);
+    if (this.#slotsTop + cap > this.#slots.length) {
+      // room for twice each bucket's size (and cap for this one), then as much again free
+      let total = 0;
+      for (let b = 0; b < this.#bucketCount; b++) total += b === a ? cap : Math.max(4, 2 * of[3 * b + 1]);
+      const slots = new Int32Array(2 * total);
+      let top = 0;
+      for (let b = 0; b < this.#bucketCount; b++) {
+        const k = 3 * b;
+        slots.set(this.#slots.subarray(of[k], of[k] + of[k + 1]), top);
+        of[k] = top;
+        of[k + 2] = b === a ? cap : Math.max(4, 2 * of[k + 1]);
+        top += of[k + 2];
+      }
+      this.#slots = slots;
+      this.#slotsTop = top;
+      return;
+    }
+    const k = 3 * a;
+    this.#slots.copyWithin(this.#slotsTop, of[k], of[k] + of[k + 1]);
+    of[k] = this.#slotsTop;
+    of[k + 2] = cap;
+    this.#slotsTop += cap;
   }
 
   /**

@@ -216,6 +216,8 @@ interface Batch extends Flow {
   from: Host;
   to: SimNode;
   indices: number[];
+  /** The sender's entry in the receiver's scheduler (peerHandle): its arrivals are told by it. */
+  handle: PeerHandle;
   /** Position in indices of the chunk on the wire. */
   at: number;
   /** Bytes left of that chunk. */
@@ -529,7 +531,7 @@ export function simulate(o: SimOptions): SimResult {
     at(Math.max(now, allocatedAt + quantum), allocateRates);
   };
 
-  const startBatch = (from: Host, to: SimNode, indices: number[]): void => {
+  const startBatch = (from: Host, to: SimNode, indices: number[], handle: PeerHandle): void => {
     const cross = o.racks > 1 && from.rack !== to.rack;
     // Experiment (strict priority): the sender's uplink is a link of the flow's own, of the capacity the flows
     // admitted before it leave (allocatePriority).
@@ -545,6 +547,7 @@ export function simulate(o: SimOptions): SimResult {
       from,
       to,
       indices,
+      handle,
       at: 0,
       left: chunkLengths[indices[0]],
       since: now,
@@ -587,7 +590,7 @@ export function simulate(o: SimOptions): SimResult {
     delivered += bytes;
     deliveredChunks++;
     const n = b.to;
-    n.scheduler.received(b.from.id, i, ms());
+    n.scheduler.receivedAt(b.handle, i, ms());
     if (n.have[i]) duplicate += bytes;
     else verified(n, i);
     // (the fetcher pokes on an arrival before a batch's last when it pipelines: the budget it freed may take the next
@@ -660,11 +663,14 @@ export function simulate(o: SimOptions): SimResult {
       const handles = n.exchangeHandles;
       const rows = n.exchangeRows;
       const schedulers = n.exchangeSchedulers;
-      for (let k = 0; k < order.length; k++) {
+      // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
+      // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
+      // Those left out first, in one pass (nothing below verifies a chunk): their `held` bytes are loaded together
+      // instead of one memory wait between two neighbours' increments.
+      let told = 0;
+      for (let k = 0; k < order.length; k++) if (held[rows[order[k]] + i] !== 1) order[told++] = order[k];
+      for (let k = 0; k < told; k++) {
         const at = order[k];
-        // A neighbour that verified the chunk meanwhile is not told: a have for a chunk a scheduler holds changes
-        // nothing it decides (only missing chunks are picked, counted and drawn for), and late in a run most are.
-        if (held[rows[at] + i] === 1) continue;
         const scheduler = schedulers[at];
         let h = handles[at];
         if (h === undefined) {
@@ -676,7 +682,7 @@ export function simulate(o: SimOptions): SimResult {
         // (peerHaveAt: the increment, and whether next() may give anything — ask() would run next() for nothing)
         if (scheduler.peerHaveAt(h, i, t)) {
           const peer = list[at];
-          if (peer.started && mayAsk(peer, n.id)) ask(peer, n.id);
+          if (peer.started && mayAsk(peer, n.id)) ask(peer, n.id, h);
         }
       }
     });
@@ -778,11 +784,15 @@ export function simulate(o: SimOptions): SimResult {
       n.rackMateRows.push(p.index * nChunks);
     }
   };
-  /** The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it. */
-  const ask = (n: SimNode, id: string): void => {
-    if (n.scheduler.isBanned(id)) return;
-    const indices = n.scheduler.next(id, ms());
+  /**
+   * The fetcher's startWorker: one batch from peer `id`, if the scheduler has one for it (`handle`: id's entry in
+   * n's scheduler, when the caller has it). (No isBanned() first: next() gives a banned peer nothing.)
+   */
+  const ask = (n: SimNode, id: string, handle?: PeerHandle): void => {
+    const indices = handle === undefined ? n.scheduler.next(id, ms()) : n.scheduler.nextAt(handle, ms());
     if (indices.length === 0) return;
+    // (it gave something: `id` is known to it)
+    const h = handle ?? (n.scheduler.peerHandle(id) as PeerHandle);
     n.workers.set(id, (n.workers.get(id) ?? 0) + 1);
     asked++;
     const server = byId.get(id) as Host;
@@ -818,7 +828,7 @@ export function simulate(o: SimOptions): SimResult {
       if (served < indices.length) {
         afterLatency(now, () => {
           // (indices has no repeats: the refused ones are those from `served` on)
-          for (let j = served; j < indices.length; j++) n.scheduler.failed(id, indices[j], 'busy', ms());
+          for (let j = served; j < indices.length; j++) n.scheduler.failedAt(h, indices[j], 'busy', ms());
           if (mates > 0) {
             const off: number[] = [];
             for (let j = served; j < indices.length; j++) if (!n.have[indices[j]]) off.push(indices[j]);
@@ -832,7 +842,7 @@ export function simulate(o: SimOptions): SimResult {
       if (served === 0) return;
       server.serving++;
       server.turnover?.started(n.id, ms());
-      startBatch(server, n, served === indices.length ? indices : indices.slice(0, served));
+      startBatch(server, n, served === indices.length ? indices : indices.slice(0, served), h);
     };
   };
   /**
