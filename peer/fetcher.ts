@@ -254,17 +254,10 @@ export class Fetcher {
       // The rack a neighbour states (rule 6 of the scheduler), also for one that reached us first.
       onRack: (peerId, rack) =>
         this.#scheduler.setRemote(peerId, init.rack !== undefined && rack !== init.rack),
-      // The loop is woken only when the have lets next() offer that neighbour something and its batches in flight
-      // leave room (Scheduler.peerHaveOne, as bench/sim wakes a node): most have increments come while a node's
-      // sources are full, and each woke the loop for a turn that asked nobody (RSW_COUNTERS at N = 16: ~870 of
-      // ~1,100 turns per node were have wake-ups; next() returned nothing in ~85 % of its calls).
       onHave: (peerId, indices) => {
         init.onStep?.('firstHave');
-        const now = this.#now();
-        let offerable = false;
-        for (const i of indices) if (this.#scheduler.peerHaveOne(peerId, i, now)) offerable = true;
-        if (offerable && (this.#workers.get(peerId) ?? 0) < this.#batchLimit(peerId)) this.#poke('have');
-        else count('fetch.haveQuiet');
+        this.#scheduler.peerHave(peerId, indices);
+        this.#poke('have');
       },
       // A rack-mate fetching chunks from another rack (scheduler rule 6): not from there by us too, meanwhile.
       onImporting: (peerId, indices, on) => {
