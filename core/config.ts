@@ -318,9 +318,8 @@ export const ConfigSchema = Type.Object(
          * asked as soon as the scheduler's budget has room, while the current one is still arriving, and on a bulk
          * connection it waits at the server behind it — so a source's link does not idle for a round trip between
          * batches (on the testbed a batch's first chunk came 0.1–0.6 s after its time on the wire:
-         * docs/BENCHMARKS.md, Session 10). To the head one when the swarm spans several racks (the tracker's `racks`;
-         * its egress: with 2 the testbed's 2 racks × 8 took 1.10–1.17 × the image from it). 1: one batch at a time.
-         * @default 2
+         * docs/BENCHMARKS.md, Session 10). To the head one when the node has a rack (its egress: with 2 the testbed's
+         * 2 racks × 8 took 1.10–1.17 × the image from it). 1: one batch at a time. @default 2
          */
         pipelineBatches: Type.Integer({ minimum: 1, maximum: 2, default: 2 }),
         /**

@@ -4,9 +4,7 @@
  *
  *   announce:  → {type: "announce", announce: {imageId, addrs, rack?, host?, progress, bytesDone, downRate, upRate,
  *                 bytesFromPeers, bytesFromSeeder, stage, error?, have?}}
- *              ← {ok: true, peers: [{peerId, addrs, rack?, progress}], intervalSeconds, working?, racks?}
- *                 racks: how many racks the image's swarm spans (its members' rack labels; 0 with none): a node
- *                 in a swarm of one rack behaves as one without racks (peer/fetcher.ts). Ignored by older peers.
+ *              ← {ok: true, peers: [{peerId, addrs, rack?, progress}], intervalSeconds, working?}
  *                 working: peers of that image still fetching (announced, fetching, verifying); sent to peers that
  *                 announce done or seeding, which stop seeding once it is 0 (the swarm no longer needs them)
  *              stage "stopped": the peer is leaving (its last announce; the other fields as before): it is no longer
@@ -125,8 +123,6 @@ export type AnnounceResponse = {
   intervalSeconds: number;
   /** Peers of the image still fetching; only in answers to a complete (done/seeding) peer. */
   working?: number;
-  /** Racks the image's swarm spans (distinct rack labels of its members; 0 with none). Older trackers omit it. */
-  racks?: number;
   instructions?: Instruction[];
 };
 export type ManifestHeader = { ok: true; id: string; version: number; bytes: number };

@@ -185,8 +185,6 @@ export class Fetcher {
   #failure: unknown;
   #reportedAt = Number.NEGATIVE_INFINITY;
   #intervalMs = 10_000;
-  /** Racks the swarm spans, as the tracker last said (undefined: not said yet). */
-  #racks: number | undefined;
   /** Time and byte totals at the previous announce: announces carry the rates since then, not since the start. */
   #lastAnnounce = { at: 0, down: 0, up: 0 };
   readonly #halt = new AbortController();
@@ -548,14 +546,6 @@ export class Fetcher {
     }
   }
 
-  /**
-   * Whether this node's swarm spans several racks: as the tracker last said (`racks`), or — before its first answer,
-   * or from a tracker that does not say — whether this node has a rack.
-   */
-  #multiRack(): boolean {
-    return this.#racks === undefined ? !!this.#init.rack : this.#racks > 1;
-  }
-
   async #announceOnce(error?: string, timeoutMs?: number): Promise<AnnounceResponse> {
     const p = this.progress();
     const now = this.#now();
@@ -589,7 +579,6 @@ export class Fetcher {
     this.#init.onAnnounceResponse?.(r);
     this.#init.onStep?.(r.peers.length > 0 ? 'trackerPeers' : 'trackerEmpty');
     this.#intervalMs = r.intervalSeconds * 1000;
-    if (typeof r.racks === 'number') this.#racks = r.racks;
     for (const peer of r.peers) {
       const addr = peer.addrs[0];
       if (addr) this.#addPeer(peer.peerId, multiaddr(addr), peer.rack);
@@ -599,14 +588,13 @@ export class Fetcher {
   }
 
   /**
-   * Batches in flight to `peerId` at most: `pipelineBatches`, but one to the head in a swarm of several racks: with
-   * two batches per node the testbed's 2 racks × 8 took 1.10–1.17 × the image from it (main 1.01 ×; its
+   * Batches in flight to `peerId` at most: `pipelineBatches`, but one to the head with racks. To the head only without
+   * racks: with two batches per node the testbed's 2 racks × 8 took 1.10–1.17 × the image from it (main 1.01 ×; its
    * super-seeding and the rack rules 4 and 6 see one batch per node at a time), while without racks it stayed at
-   * 1.00–1.01 × and the head's link, the bound here, idles less (docs/BENCHMARKS.md, Session 10). A swarm of one rack
-   * is one without racks (bench/sim models it so).
+   * 1.00–1.01 × and the head's link, the bound here, idles less (docs/BENCHMARKS.md, Session 10).
    */
   #batchLimit(peerId: string): number {
-    return peerId === this.#c.head.peerId && this.#multiRack() ? 1 : this.#pipeline;
+    return peerId === this.#c.head.peerId && this.#init.rack ? 1 : this.#pipeline;
   }
 
   #startWorker(peerId: string): void {

@@ -124,11 +124,6 @@ export class HandoutPool<C extends HandoutCandidate> {
     return this.#size;
   }
 
-  /** Distinct rack labels among the members (members without one are in none). */
-  get rackCount(): number {
-    return this.#racks.size;
-  }
-
   tierOf(progress: number): number {
     // `progress > 0` also sends NaN to tier 0.
     return progress >= 1 ? this.tiers : progress > 0 ? Math.floor(progress * this.tiers) : 0;

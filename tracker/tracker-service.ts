@@ -148,10 +148,9 @@ export class TrackerService {
       throw e;
     }
     this.#c.onAnnounce?.();
-    const pool = this.#c.swarm.candidates(record.imageId);
     const peers = handout(
       { peerId, rack: record.rack, progress: record.progress },
-      pool,
+      this.#c.swarm.candidates(record.imageId),
       this.#init.handoutSize,
       this.#c.random ?? Math.random,
     );
@@ -161,7 +160,6 @@ export class TrackerService {
       ok: true,
       peers: peers.map((p) => ({ peerId: p.peerId, addrs: p.addrs, rack: p.rack, progress: p.progress })),
       intervalSeconds: this.#init.announceIntervalSeconds,
-      racks: pool.rackCount,
       ...(complete ? { working: this.#working(record.imageId) } : {}),
     };
   }

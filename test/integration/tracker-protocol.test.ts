@@ -86,14 +86,12 @@ describe('tracker protocol over libp2p', () => {
     const b = await client('b');
     const c = await client('c');
     const headAddr = head.getMultiaddrs()[0];
-    const first = await announce(a, headAddr, {
+    await announce(a, headAddr, {
       ...body(a, 1),
       addrs: ['/ip4/127.0.0.1/tcp/1/p2p/12D3KooWSpoofedSpoofedSpoofedSpoofedSpoofedSpoof'],
     });
-    expect(first.racks).toBe(1); // the racks the swarm spans: a swarm of one rack fetches as one without racks
-    expect((await announce(b, headAddr, body(b, 0.5, 'r2'))).racks).toBe(2);
+    await announce(b, headAddr, body(b, 0.5, 'r2'));
     const r = await announce(c, headAddr, body(c, 0));
-    expect(r.racks).toBe(2);
     expect(r.intervalSeconds).toBe(7);
     expect(r.peers.map((p) => p.peerId).sort()).toEqual([a.peerId.toString(), b.peerId.toString()].sort());
     expect(r.peers[0]).toMatchObject({ peerId: a.peerId.toString(), rack: 'r1', progress: 1 }); // same rack first
