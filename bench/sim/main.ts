@@ -2,8 +2,8 @@
 //  [--spine-rate MBIT] [--startup S] [--latency MS] [--quantum MS] [--seed K] [--runs K] [--gateways G]
 //  [--allocation full|incremental] [--head-sends K] [--head-ramp K] [--upload-order fair|priority] [--head-priority]
 //  [--serve-turnover MS] [--wake 0|1] [--json]`
-import { parseArgs } from 'node:util';
 import { kumarRossSeconds, mbitToBytes } from '../lib/bounds.ts';
+import { benchArgs, numberArg, usageExit } from '../lib/cli-args.ts';
 import { fmt, median } from '../lib/stats.ts';
 import { type SimOptions, type SimResult, simulate } from './swarm-sim.ts';
 
@@ -89,6 +89,59 @@ function schedulerOverrides(spec: string): Record<string, number> {
  */
 const SIM_V8_FLAGS = ['--max-semi-space-size=64'];
 
+const SIM_USAGE = `usage: node bench/sim/main.ts --nodes N --racks R --rate MBIT --head-rate MBIT --size MIB [--chunk MIB] […]
+  --nodes N, --racks R     fetching nodes (default 16), racks (default 1)
+  --rate MBIT              every node's link, both ways (default 50); --head-rate, --spine-rate (default --rate)
+  --size MIB, --chunk MIB  image (default 64) and chunk size (default 1)
+  --latency MS             one-way latency (default 0.1); --startup S every node's start-up (default 0)
+  --quantum MS             rates re-allocated at most this often (default 0: at every change)
+  --seed K, --runs K       first seed (default 1), runs with seeds K, K+1, … (default 1)
+  --json                   one JSON result per run
+Experiments (docs/BENCHMARKS.md, "Swarm testbed and simulator"): --gateways G, --allocation full|incremental,
+  --head-sends K, --head-ramp K, --node-sends K, --node-waiting W, --node-streams K, --pipeline K,
+  --reveal-first R, --reveal-step S, --reveal-all SEC, --upload-order fair|priority, --head-priority,
+  --serve-turnover MS, --wake 0|1, --sched key=value,… (peer/scheduler.ts tunables), --max-sim SEC,
+  --reserve-after MS, --rack-reserve MS. Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_LAST=K,
+  SIM_SAMPLE_NODES=n1,n2 (samples on stderr).`;
+
+/** Every option's value checked (a one-line RSW_ERR_USAGE error, exit 2, for a bad one) before a run starts. */
+function checkSimArgs(v: Record<string, string | boolean | undefined>): void {
+  const num = (name: string, o?: Parameters<typeof numberArg>[3]) =>
+    numberArg(name, v[name] as string | undefined, SIM_USAGE, o);
+  const nodes = num('nodes', { min: 1, max: 1_000_000, integer: true }) as number;
+  num('racks', { min: 1, max: nodes, integer: true });
+  for (const k of ['rate', 'head-rate', 'spine-rate', 'size', 'chunk']) num(k, { min: 0.001 });
+  for (const k of [
+    'latency',
+    'startup',
+    'quantum',
+    'max-sim',
+    'reserve-after',
+    'rack-reserve',
+    'serve-turnover',
+  ])
+    num(k);
+  for (const k of ['reveal-first', 'reveal-step', 'reveal-all', 'node-waiting', 'head-ramp']) num(k);
+  num('seed', { integer: true });
+  for (const k of ['runs', 'gateways', 'pipeline', 'node-streams']) num(k, { min: 1, integer: true });
+  for (const k of ['head-sends', 'node-sends']) num(k, { integer: true });
+  const oneOf = (name: string, allowed: string[]) => {
+    const x = v[name];
+    if (x !== undefined && !allowed.includes(String(x)))
+      usageExit(`--${name} must be ${allowed.join(' or ')}: ${JSON.stringify(x)}`, SIM_USAGE);
+  };
+  oneOf('upload-order', ['fair', 'priority']);
+  oneOf('allocation', ['full', 'incremental']);
+  oneOf('wake', ['0', '1']);
+  if (v.sched !== undefined) {
+    for (const kv of String(v.sched).split(',')) {
+      const [k, x] = kv.split('=');
+      if (!k || x === undefined || x.trim() === '' || !Number.isFinite(Number(x)))
+        usageExit(`--sched takes key=number,…: ${JSON.stringify(kv)}`, SIM_USAGE);
+    }
+  }
+}
+
 if (import.meta.main) {
   if (!SIM_V8_FLAGS.every((f) => process.execArgv.includes(f)) && typeof process.execve === 'function')
     process.execve(process.execPath, [
@@ -97,42 +150,51 @@ if (import.meta.main) {
       ...process.execArgv,
       ...process.argv.slice(1),
     ]);
-  const { values } = parseArgs({
-    options: {
-      nodes: { type: 'string', default: '16' },
-      racks: { type: 'string', default: '1' },
-      rate: { type: 'string', default: '50' },
-      'head-rate': { type: 'string' },
-      'spine-rate': { type: 'string' },
-      size: { type: 'string', default: '64' },
-      chunk: { type: 'string', default: '1' },
-      latency: { type: 'string', default: '0.1' },
-      startup: { type: 'string', default: '0' },
-      quantum: { type: 'string', default: '0' },
-      seed: { type: 'string', default: '1' },
-      'max-sim': { type: 'string' },
-      'reserve-after': { type: 'string' },
-      'rack-reserve': { type: 'string' },
-      gateways: { type: 'string' },
-      'head-sends': { type: 'string' },
-      'head-ramp': { type: 'string' },
-      'node-sends': { type: 'string' },
-      'node-waiting': { type: 'string' },
-      'node-streams': { type: 'string' },
-      pipeline: { type: 'string' },
-      'reveal-first': { type: 'string' },
-      'reveal-step': { type: 'string' },
-      'reveal-all': { type: 'string' },
-      sched: { type: 'string' },
-      'serve-turnover': { type: 'string' },
-      wake: { type: 'string' },
-      'upload-order': { type: 'string', default: 'fair' },
-      'head-priority': { type: 'boolean', default: false },
-      allocation: { type: 'string', default: 'full' },
-      runs: { type: 'string', default: '1' },
-      json: { type: 'boolean', default: false },
+  const { values } = benchArgs(
+    {
+      options: {
+        help: { type: 'boolean', default: false },
+        nodes: { type: 'string', default: '16' },
+        racks: { type: 'string', default: '1' },
+        rate: { type: 'string', default: '50' },
+        'head-rate': { type: 'string' },
+        'spine-rate': { type: 'string' },
+        size: { type: 'string', default: '64' },
+        chunk: { type: 'string', default: '1' },
+        latency: { type: 'string', default: '0.1' },
+        startup: { type: 'string', default: '0' },
+        quantum: { type: 'string', default: '0' },
+        seed: { type: 'string', default: '1' },
+        'max-sim': { type: 'string' },
+        'reserve-after': { type: 'string' },
+        'rack-reserve': { type: 'string' },
+        gateways: { type: 'string' },
+        'head-sends': { type: 'string' },
+        'head-ramp': { type: 'string' },
+        'node-sends': { type: 'string' },
+        'node-waiting': { type: 'string' },
+        'node-streams': { type: 'string' },
+        pipeline: { type: 'string' },
+        'reveal-first': { type: 'string' },
+        'reveal-step': { type: 'string' },
+        'reveal-all': { type: 'string' },
+        sched: { type: 'string' },
+        'serve-turnover': { type: 'string' },
+        wake: { type: 'string' },
+        'upload-order': { type: 'string', default: 'fair' },
+        'head-priority': { type: 'boolean', default: false },
+        allocation: { type: 'string', default: 'full' },
+        runs: { type: 'string', default: '1' },
+        json: { type: 'boolean', default: false },
+      },
     },
-  });
+    SIM_USAGE,
+  );
+  if (values.help) {
+    console.log(SIM_USAGE);
+    process.exit(0);
+  }
+  checkSimArgs(values);
   for (let i = 0; i < Number(values.runs); i++) {
     const o = simOptions({ ...values, seed: String(Number(values.seed) + i) });
     const r = simulate({

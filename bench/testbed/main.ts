@@ -1,7 +1,7 @@
 // `npm run bench:swarm -- --nodes N --rate MBIT --size MIB [--racks R] [--head-rate MBIT] [--spine-rate MBIT]
 //  [--runs K] [--no-nginx] [--json] [--dump FILE]`: the network testbed (needs root: network namespaces and tc).
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
+import { benchArgs, numberArg } from '../lib/cli-args.ts';
 import { fmt, median } from '../lib/stats.ts';
 import { runTestbed, type TestbedResult } from './testbed.ts';
 
@@ -109,34 +109,49 @@ Environment: RSW_TESTBED_CPU_PROF=DIR (V8 profiles), RSW_TESTBED_NODE_CONFIG=JSO
   RSW_TESTBED_NODE_V8_FLAGS, RSW_TESTBED_MIN_TSO_SEGS.`;
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    options: {
-      help: { type: 'boolean', default: false },
-      dump: { type: 'string' },
-      nodes: { type: 'string', default: '8' },
-      rate: { type: 'string', default: '50' },
-      size: { type: 'string', default: '64' },
-      racks: { type: 'string', default: '1' },
-      'head-rate': { type: 'string' },
-      'spine-rate': { type: 'string' },
-      runs: { type: 'string', default: '1' },
-      'no-nginx': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+  const { values } = benchArgs(
+    {
+      options: {
+        help: { type: 'boolean', default: false },
+        dump: { type: 'string' },
+        nodes: { type: 'string', default: '8' },
+        rate: { type: 'string', default: '50' },
+        size: { type: 'string', default: '64' },
+        racks: { type: 'string', default: '1' },
+        'head-rate': { type: 'string' },
+        'spine-rate': { type: 'string' },
+        runs: { type: 'string', default: '1' },
+        'no-nginx': { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+      },
     },
-  });
+    USAGE,
+  );
   if (values.help) {
     console.log(USAGE);
     process.exit(0);
   }
-  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  for (let i = 0; i < Number(values.runs); i++) {
+  const num = (name: keyof typeof values, o?: Parameters<typeof numberArg>[3]) =>
+    numberArg(name, values[name] as string | undefined, USAGE, o);
+  const nodes = num('nodes', { min: 1, max: 1000, integer: true }) as number;
+  const racks = num('racks', { min: 1, max: nodes, integer: true }) as number;
+  const [rate, size] = [
+    num('rate', { min: 1, max: 100_000 }) as number,
+    num('size', { min: 1, max: 65_536 }) as number,
+  ];
+  const [headRate, spineRate] = [
+    num('head-rate', { min: 1, max: 100_000 }),
+    num('spine-rate', { min: 1, max: 100_000 }),
+  ];
+  const runs = num('runs', { min: 1, max: 1000, integer: true }) as number;
+  for (let i = 0; i < runs; i++) {
     const r = await runTestbed({
-      nodes: Number(values.nodes),
-      rateMbit: Number(values.rate),
-      sizeMiB: Number(values.size),
-      racks: Number(values.racks),
-      headRateMbit: num(values['head-rate']),
-      spineRateMbit: num(values['spine-rate']),
+      nodes,
+      rateMbit: rate,
+      sizeMiB: size,
+      racks,
+      headRateMbit: headRate,
+      spineRateMbit: spineRate,
       nginx: !values['no-nginx'],
       dump: values.dump && (i === 0 ? values.dump : `${values.dump}.${i + 1}`),
       log: (l) => process.stderr.write(`${l}\n`),
