@@ -107,7 +107,10 @@ export async function benchSwarm(opts: { quick?: boolean }): Promise<string> {
     ? [[1000, 4, 64]]
     : [
         [1000, 4, 64],
+        [1000, 4, 16],
         [10_000, 40, 64],
+        // 256 chunks of 16 MiB: within the 5 minutes since session 12's cheaper scheduler books (docs/BENCHMARKS.md)
+        [10_000, 40, 16],
       ]) {
     const o = clusterCase(nodes, racks, chunk);
     log(`sim: ${nodes} nodes`);
@@ -142,7 +145,7 @@ export async function benchSwarm(opts: { quick?: boolean }): Promise<string> {
     'rack-uplink and head links, 50 µs one-way latency, rates re-allocated at most every 5 ms, no CPU costs. Cluster',
     'case: 10 Gbit/s nodes, a 100 Gbit/s head on the spine, 400 Gbit/s rack uplinks, 4 GiB image. Chunks are larger',
     "than the chunker's 1 MiB average so the 10,000-node run fits in minutes (the scheduler's cost grows with chunks",
-    '× neighbours per arrival).',
+    '× neighbours per arrival); 16 MiB chunks are the finer model, 64 MiB the cheaper one.',
     '',
     '| nodes | racks | image / chunk | T_min | t_last | per node min / median | head egress / F | cross-rack / (racks·F) | run time |',
     '|---|---|---|---|---|---|---|---|---|',
@@ -157,7 +160,8 @@ export async function benchSwarm(opts: { quick?: boolean }): Promise<string> {
     '',
     'Reproduce: `npm run bench:swarm -- --nodes 16 --rate 50 --size 64 [--racks 2]` (one testbed run, root needed),',
     '`node bench/sim/main.ts --nodes 10000 --racks 40 --rate 10000 --head-rate 100000 --spine-rate 400000 --size 4096',
-    '--chunk 64 --latency 0.05 --quantum 2`, and `node bench/swarm.ts` for this whole section.',
+    '--chunk 64 --latency 0.05 --quantum 2` (`--chunk 16`: 256 chunks), and `node bench/swarm.ts` for this whole',
+    'section.',
   ].join('\n');
 }
 
