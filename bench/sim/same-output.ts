@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs, usageExit } from '../lib/cli-args.ts';
 
 const SMALL = ['--rate', '50', '--size', '64', '--chunk', '0.5714', '--latency', '0.5', '--runs', '3'];
 const K1 = (chunk: string, seed: number) => [
@@ -68,29 +68,38 @@ export function firstDifference(a: unknown, b: unknown, at = ''): string {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    options: {
-      ref: { type: 'string' },
-      save: { type: 'boolean', default: false },
-      seeds: { type: 'boolean', default: false },
-      only: { type: 'string' },
-      main: { type: 'string', default: join(import.meta.dirname, 'main.ts') },
+  const usage =
+    'usage: node bench/sim/same-output.ts --ref DIR [--save] [--seeds] [--only NAME,…] [--main FILE]';
+  const { values } = benchArgs(
+    {
+      options: {
+        help: { type: 'boolean', default: false },
+        ref: { type: 'string' },
+        save: { type: 'boolean', default: false },
+        seeds: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        main: { type: 'string', default: join(import.meta.dirname, 'main.ts') },
+      },
     },
-  });
-  if (values.ref === undefined) {
-    console.error('RSW_ERR_USAGE: --ref DIR is required');
-    process.exit(2);
+    usage,
+  );
+  if (values.help) {
+    console.log(
+      `${usage}\n  compares the simulator's whole --json output (less CPU and wall times) on the cases a`,
+    );
+    console.log(
+      '  performance change must leave alone with DIR/NAME.json; --save writes them (e.g. with --main <main.ts>).',
+    );
+    process.exit(0);
   }
+  if (values.ref === undefined) usageExit('--ref DIR is required', usage);
   const cases = { ...CASES, ...(values.seeds ? SEED_CASES : {}) };
   const names = values.only === undefined ? Object.keys(cases) : values.only.split(',');
   let bad = 0;
   mkdirSync(values.ref, { recursive: true });
   for (const name of names) {
     const args = cases[name];
-    if (args === undefined) {
-      console.error(`RSW_ERR_USAGE: no case ${name} (${Object.keys(cases).join(', ')})`);
-      process.exit(2);
-    }
+    if (args === undefined) usageExit(`no case ${name} (${Object.keys(cases).join(', ')})`, usage);
     const t0 = performance.now();
     const r = spawnSync(process.execPath, [values.main, ...args, '--json'], {
       encoding: 'utf8',
