@@ -11,12 +11,15 @@ export function oursNode(dir: string, name: string): Promise<Libp2p> {
   return createP2PNode({ keyFile: join(dir, `${name}.key`), listen: ['/ip4/127.0.0.1/tcp/0'] });
 }
 
-/** A node with stock @libp2p/tls (a certificate per connection, over a JavaScript Duplex), as rackswarm 1.1.0 runs. */
-export function stockTlsNode(): Promise<Libp2p> {
+/**
+ * A node with stock @libp2p/tls (a certificate per connection, over a JavaScript Duplex), as rackswarm 1.1.0 runs,
+ * and stock Yamux (with `yamuxInit`, e.g. the stream options every rackswarm node has).
+ */
+export function stockTlsNode(yamuxInit?: Parameters<typeof yamux>[0]): Promise<Libp2p> {
   return createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [tls()],
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux(yamuxInit)],
   });
 }

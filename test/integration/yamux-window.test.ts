@@ -1,18 +1,14 @@
 // Yamux whose small data frames draw no window update each (cli/yamux-window.ts), between real libp2p nodes over TCP
 // on 127.0.0.1: small frames cost no window update each (stock sends one per frame), large frames are answered as
 // stock does (6 MiB through the 256 KiB window), and it interoperates with stock @chainsafe/libp2p-yamux both ways.
-import { join } from 'node:path';
-import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Libp2p } from '@libp2p/interface';
-import { tcp } from '@libp2p/tcp';
-import { tls } from '@libp2p/tls';
 import { lpStream } from '@libp2p/utils';
-import { createLibp2p } from 'libp2p';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createP2PNode, YAMUX_STREAM_OPTIONS } from '../../cli/p2p-node.ts';
+import { YAMUX_STREAM_OPTIONS } from '../../cli/p2p-node.ts';
 import { windowUpdateStats } from '../../cli/yamux-window.ts';
 import { HAVE_PROTOCOL_INTENTS } from '../../core/wire.ts';
 import { tempDir } from '../helpers/cli.ts';
+import { oursNode, stockTlsNode } from '../helpers/tls-nodes.ts';
 
 // The have exchange's protocol: only its streams defer their updates (cli/p2p-node.ts); the sink stands in for it.
 const SINK = HAVE_PROTOCOL_INTENTS;
@@ -50,21 +46,12 @@ async function withSink(node: Libp2p): Promise<Libp2p> {
 }
 
 async function ours(name: string): Promise<Libp2p> {
-  return withSink(
-    await createP2PNode({ keyFile: join(t.dir, `${name}.key`), listen: ['/ip4/127.0.0.1/tcp/0'] }),
-  );
+  return withSink(await oursNode(t.dir, name));
 }
 
 /** Stock yamux (a window update after every data frame), the same stream options as every rackswarm node. */
 async function stock(): Promise<Libp2p> {
-  return withSink(
-    await createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [tls()],
-      streamMuxers: [yamux({ streamOptions: YAMUX_STREAM_OPTIONS })],
-    }),
-  );
+  return withSink(await stockTlsNode({ streamOptions: YAMUX_STREAM_OPTIONS }));
 }
 
 /** Sends `count` messages of `size` bytes, one at a time (each its own data frame), and returns what the sink saw. */
