@@ -3,9 +3,9 @@ import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream';
 import { count } from '../core/counters.ts';
 
 /**
- * Data frames up to this many bytes do not draw a window update of their own while the stream still has more than
- * half its receive window: the have exchange's messages (a few bytes each), tokens, intents, tracker answers. A
- * larger frame (a chunk over /rackswarm/chunk/1.0.0, the fallback data plane) is answered as stock yamux does.
+ * Data frames up to this many bytes on a deferring stream (the have exchange's: its haves, bitfields and intents) do
+ * not draw a window update of their own while the stream still has more than half its receive window; a larger
+ * frame is answered as stock yamux does.
  */
 export const SMALL_FRAME_BYTES = 4096;
 
@@ -19,8 +19,8 @@ export const SMALL_FRAME_BYTES = 4096;
  * "Session 12"): each update its own TLS record and write(2) on this side and a read, a TLS record and a trip through
  * the muxer on the other. Go, Rust and Python yamux send an update only once half the receive window is used; the
  * spec leaves when to the receiver. Here a small frame (≤ SMALL_FRAME_BYTES, after a small one or none) on an
- * established stream (no SYN/ACK flag to carry) with more than half its receive window left defers the update; the first frame past half — or any
- * larger frame — sends one that restores the whole window, as stock does. Large frames are answered exactly as stock
+ * established stream (no SYN/ACK flag to carry) with more than half its receive window left defers the update; the
+ * first frame past half — or any larger frame — sends one that restores the whole window, as stock does. Large frames are answered exactly as stock
  * (session 8's version deferred them too, and the window's growth with them; it was reverted for a tail at N = 8 that
  * was not explained). Peers running stock yamux interoperate either way: a sender only ever waits for credit the
  * receiver still owes it, and the receiver sends it by half a window.
