@@ -13,16 +13,28 @@ export function usageExit(why: string, usage: string): never {
   process.exit(2);
 }
 
-/** node:util parseArgs, with an unknown option or a missing value reported by usageExit. */
+/**
+ * node:util parseArgs, with an unknown option or a missing value reported by usageExit, and `--help` (added to the
+ * options) printing `usage` to stdout and exiting 0.
+ */
 export function benchArgs<T extends ParseArgsConfig>(
   config: T,
   usage: string,
 ): ReturnType<typeof parseArgs<T>> {
+  let parsed: ReturnType<typeof parseArgs<T>>;
   try {
-    return parseArgs(config);
+    parsed = parseArgs({
+      ...config,
+      options: { ...config.options, help: { type: 'boolean' } },
+    }) as ReturnType<typeof parseArgs<T>>;
   } catch (e) {
     return usageExit((e as Error).message.split('\n')[0], usage);
   }
+  if ((parsed.values as { help?: boolean }).help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  return parsed;
 }
 
 /**

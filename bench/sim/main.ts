@@ -153,7 +153,6 @@ if (import.meta.main) {
   const { values } = benchArgs(
     {
       options: {
-        help: { type: 'boolean', default: false },
         nodes: { type: 'string', default: '16' },
         racks: { type: 'string', default: '1' },
         rate: { type: 'string', default: '50' },
@@ -190,10 +189,6 @@ if (import.meta.main) {
     },
     SIM_USAGE,
   );
-  if (values.help) {
-    console.log(SIM_USAGE);
-    process.exit(0);
-  }
   checkSimArgs(values);
   for (let i = 0; i < Number(values.runs); i++) {
     const o = simOptions({ ...values, seed: String(Number(values.seed) + i) });

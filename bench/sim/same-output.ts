@@ -68,12 +68,14 @@ export function firstDifference(a: unknown, b: unknown, at = ''): string {
 }
 
 if (import.meta.main) {
-  const usage =
-    'usage: node bench/sim/same-output.ts --ref DIR [--save] [--seeds] [--only NAME,…] [--main FILE]';
+  const usage = [
+    'usage: node bench/sim/same-output.ts --ref DIR [--save] [--seeds] [--only NAME,…] [--main FILE]',
+    "  compares the simulator's whole --json output (less CPU and wall times) on the cases a performance change",
+    '  must leave alone with DIR/NAME.json; --save writes them (e.g. with --main <main.ts>).',
+  ].join('\n');
   const { values } = benchArgs(
     {
       options: {
-        help: { type: 'boolean', default: false },
         ref: { type: 'string' },
         save: { type: 'boolean', default: false },
         seeds: { type: 'boolean', default: false },
@@ -83,15 +85,6 @@ if (import.meta.main) {
     },
     usage,
   );
-  if (values.help) {
-    console.log(
-      `${usage}\n  compares the simulator's whole --json output (less CPU and wall times) on the cases a`,
-    );
-    console.log(
-      '  performance change must leave alone with DIR/NAME.json; --save writes them (e.g. with --main <main.ts>).',
-    );
-    process.exit(0);
-  }
   if (values.ref === undefined) usageExit('--ref DIR is required', usage);
   const cases = { ...CASES, ...(values.seeds ? SEED_CASES : {}) };
   const names = values.only === undefined ? Object.keys(cases) : values.only.split(',');

@@ -112,7 +112,6 @@ if (import.meta.main) {
   const { values } = benchArgs(
     {
       options: {
-        help: { type: 'boolean', default: false },
         dump: { type: 'string' },
         nodes: { type: 'string', default: '8' },
         rate: { type: 'string', default: '50' },
@@ -127,10 +126,6 @@ if (import.meta.main) {
     },
     USAGE,
   );
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
   const num = (name: keyof typeof values, o?: Parameters<typeof numberArg>[3]) =>
     numberArg(name, values[name] as string | undefined, USAGE, o);
   const nodes = num('nodes', { min: 1, max: 1000, integer: true }) as number;

@@ -42,6 +42,7 @@ describe('bench tools: usage errors', () => {
     for (const [tool, first] of [
       ['bench/sim/main.ts', 'usage: node bench/sim/main.ts'],
       ['bench/testbed/main.ts', 'usage: npm run bench:swarm --'],
+      ['bench/sim/same-output.ts', 'usage: node bench/sim/same-output.ts --ref DIR'],
     ]) {
       const r = run(tool, '--help');
       expect(r.status).toBe(0);
