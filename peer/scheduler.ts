@@ -1221,9 +1221,10 @@ export class Scheduler {
   }
 
   /**
-   * A zeroed byte per chunk, for a peer's `has` or `importing`: views of one buffer for many peers, not a buffer of
-   * its own each (10,000 schedulers in bench/sim hold ~700,000 of them; their own buffers were a sixth of the CPU
-   * in its start, allocation and garbage collection). A removed peer's bytes are not reused.
+   * A zeroed byte per chunk, for a peer's `importing` (made when a rack-mate first says it imports): views of one
+   * buffer for many peers, not a buffer of its own each (when every peer also had such a `has` array, 10,000
+   * schedulers in bench/sim held ~700,000 of them, and their own buffers were a sixth of the CPU in its start,
+   * allocation and garbage collection). A removed peer's bytes are not reused.
    */
   #bytes(): Uint8Array {
     const n = this.#len.length;
