@@ -4,10 +4,10 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 /**
  * Writes `error RSW_ERR_USAGE: <why> (<command> --help lists the options)` and exits with status 2; the command is
- * the usage's, from its first line (`usage: <command> --option …`).
+ * the usage's, from its first line (`usage: node <file> …` or `usage: npm run <script> …`).
  */
 export function usageExit(why: string, usage: string): never {
-  let command = /^usage: (.*?)(?: \[| --|$)/.exec(usage.split('\n')[0])?.[1] ?? 'the command';
+  let command = /^usage: (npm run \S+|node \S+)/.exec(usage)?.[1] ?? 'the command';
   if (command.startsWith('npm run ')) command += ' --'; // npm passes what follows `--` on
   process.stderr.write(`error RSW_ERR_USAGE: ${why} (${command} --help lists the options)\n`);
   process.exit(2);

@@ -12,7 +12,7 @@
 // from the release). Then the functions with the most busy samples at or under them (inclusive).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs, numberArg, usageExit } from '../lib/cli-args.ts';
 import type { NodeSeries } from './testbed.ts';
 
 interface CallFrame {
@@ -215,22 +215,25 @@ export function bundleModuleOf(): ModuleOf {
 }
 
 if (import.meta.main) {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      top: { type: 'string', default: '30' },
-      dump: { type: 'string' },
-      from: { type: 'string', default: 'release' },
-      to: { type: 'string' },
+  const USAGE = [
+    'usage: node bench/testbed/profile-summary.ts DIR [--top K] [--dump FILE --from STEP --to STEP]',
+    "  DIR: the .cpuprofile files of RSW_TESTBED_CPU_PROF=DIR; with the same run's --dump FILE each node is cut to",
+    '  its window between two start steps (cli/start-steps.ts; `release`, and `end` for the end of its profile).',
+  ].join('\n');
+  const { values, positionals } = benchArgs(
+    {
+      allowPositionals: true,
+      options: {
+        top: { type: 'string', default: '30' },
+        dump: { type: 'string' },
+        from: { type: 'string', default: 'release' },
+        to: { type: 'string' },
+      },
     },
-  });
+    USAGE,
+  );
   const dir = positionals[0];
-  const usage = (why: string): never => {
-    process.stderr.write(
-      `${why}: usage: node bench/testbed/profile-summary.ts DIR [--top K] [--dump FILE --from STEP --to STEP]\n`,
-    );
-    process.exit(2);
-  };
+  const usage = (why: string): never => usageExit(why, USAGE);
   if (!dir) usage('no profile directory');
   if (values.dump && !values.to)
     usage('--dump needs --to STEP (e.g. --from run --to firstChunk; --to end: the end of the profile)');
@@ -253,7 +256,8 @@ if (import.meta.main) {
     });
     console.log(`${profiles.length} of ${files.length} profiles cut to their node's ${from} → ${to}`);
   }
-  const s = summarise(profiles, Number(values.top), bundleModuleOf());
+  const top = numberArg('top', values.top, USAGE, { min: 1, max: 10_000, integer: true }) as number;
+  const s = summarise(profiles, top, bundleModuleOf());
   const pct = (x: number) => `${(x * 100).toFixed(1).padStart(5)} %`;
   console.log(`${profiles.length} profiles, ${s.busy} busy samples; by bucket (share of busy samples):`);
   for (const b of s.buckets) console.log(`${pct(b.share)}  ${b.name}`);

@@ -30,6 +30,11 @@ describe('bench tools: usage errors', () => {
       /--nodes must be an integer from 1 to 1000: "0" \(npm run bench:swarm -- --help/,
     ],
     ['bench/testbed/main.ts', ['--size'], /^error RSW_ERR_USAGE: Option '--size <value>' argument missing/],
+    [
+      'bench/testbed/profile-summary.ts',
+      [],
+      /^error RSW_ERR_USAGE: no profile directory \(node bench\/testbed\/profile-summary\.ts --help/,
+    ],
   ])('%s %j', (tool, args, message) => {
     const r = run(tool, ...args);
     expect(r.status).toBe(2);
