@@ -8,9 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { Libp2p, Stream } from '@libp2p/interface';
 import { pEvent } from 'p-event';
+import { benchArgs, numberArg } from './lib/cli-args.ts';
 import { fmt, median } from './lib/stats.ts';
 
 const here = fileURLToPath(new URL('../', import.meta.url));
@@ -120,17 +120,21 @@ async function child(root: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      runs: { type: 'string', default: '5' },
-      against: { type: 'string' },
-      child: { type: 'string' },
+  const usage = 'usage: node bench/libp2p-tls.ts [--runs N] [--against DIR]';
+  const { values } = benchArgs(
+    {
+      options: {
+        runs: { type: 'string', default: '5' },
+        against: { type: 'string' },
+        child: { type: 'string' },
+      },
     },
-  });
+    usage,
+  );
   if (values.child) return child(values.child);
   const builds = [here, ...(values.against ? [values.against] : [])];
   const results = new Map<string, Result[]>(builds.map((b) => [b, []]));
-  const runs = Number(values.runs);
+  const runs = numberArg('runs', values.runs, usage, { min: 1, max: 1000, integer: true }) as number;
   for (let i = 0; i < runs; i++) {
     const order = i % 2 === 0 ? builds : [...builds].reverse();
     for (const root of order) {

@@ -3,8 +3,8 @@
 // refused by neighbours, idle time with nothing in flight and why, mean sources; with --series, the per-second rows of
 // the first, median and last node.
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import type { FetchFlow } from '../../peer/fetcher.ts';
+import { benchArgs, usageExit } from '../lib/cli-args.ts';
 import { median } from '../lib/stats.ts';
 import type { NodeSeries } from './testbed.ts';
 
@@ -146,14 +146,12 @@ export function overall(nodes: NodeSeries[]): string {
 }
 
 if (import.meta.main) {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: { series: { type: 'boolean', default: false } },
-  });
-  if (positionals.length !== 1) {
-    console.error('usage: node bench/testbed/dump.ts FILE [--series]');
-    process.exit(2);
-  }
+  const usage = 'usage: node bench/testbed/dump.ts FILE [--series]';
+  const { values, positionals } = benchArgs(
+    { allowPositionals: true, options: { series: { type: 'boolean', default: false } } },
+    usage,
+  );
+  if (positionals.length !== 1) usageExit('one testbed --dump FILE', usage);
   const d = JSON.parse(readFileSync(positionals[0], 'utf8')) as { tMin: number; nodes: NodeSeries[] };
   const byDone = [...d.nodes].sort((a, b) => a.done - b.done);
   console.log(`T_min ${f(d.tMin)} s; ${overall(d.nodes)}\nnodes in finishing order:`);

@@ -6,15 +6,17 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { generateCertificate, verifyPeerCertificate } from '@libp2p/tls/utils';
 import { makeLibp2pCertificate, verifyLibp2pCertificate } from '../../cli/libp2p-tls-verify.ts';
+import { benchArgs, numberArg } from '../lib/cli-args.ts';
 import { fmt, median } from '../lib/stats.ts';
 
-const { values } = parseArgs({
-  options: { rounds: { type: 'string', default: '9' }, cold: { type: 'string' } },
-});
+const USAGE = 'usage: node bench/testbed/tls-cost.ts [--rounds N]';
+const { values } = benchArgs(
+  { options: { rounds: { type: 'string', default: '9' }, cold: { type: 'string' } } },
+  USAGE,
+);
 if (values.cold) {
   // (a child: one make and 15 verifications of fresh certificates, cold; prints its CPU ms)
   const key = await generateKeyPair('Ed25519');
@@ -38,7 +40,11 @@ if (values.cold) {
   );
   process.exit(0);
 }
-const rounds = Number(values.rounds);
+const rounds = numberArg('rounds', values.rounds, USAGE, {
+  min: 1,
+  max: 10_000,
+  integer: true,
+}) as number;
 const PER_ROUND = 20;
 
 async function cpuMs(f: () => Promise<unknown>): Promise<number> {
