@@ -266,6 +266,9 @@ export class Fetcher {
       // a peer forgotten while an exchange with it was being opened is a source again before its bitfield arrives.
       onOpen: (peerId, addr) => this.#addPeer(peerId, addr),
       holds: (peerId, i) => this.#scheduler.holds(peerId, i),
+      // Our count with every have, and the neighbours' (1.2.0): the scheduler's pace (behindShare).
+      held: () => this.#verified.size,
+      onProgress: (peerId, held) => this.#scheduler.peerProgress(peerId, held),
       onGone: (peerId) => this.#dropPeer(peerId),
     });
   }

@@ -101,7 +101,7 @@ Experiments (docs/BENCHMARKS.md, "Swarm testbed and simulator"): --gateways G, -
   --head-sends K, --head-ramp K, --node-sends K, --node-waiting W, --node-streams K, --pipeline K,
   --reveal-first R, --reveal-step S, --reveal-all SEC, --upload-order fair|priority, --head-priority,
   --serve-turnover MS, --wake 0|1, --sched key=value,… (peer/scheduler.ts tunables), --max-sim SEC,
-  --reserve-after MS, --rack-reserve MS. Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_LAST=K,
+  --reserve-after MS, --rack-reserve MS. Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_SPREAD=1, SIM_SAMPLE_LAST=K,
   SIM_SAMPLE_NODES=n1,n2 (samples on stderr).`;
 
 /** Every option's value checked (a one-line RSW_ERR_USAGE error, exit 2, for a bad one) before a run starts. */
