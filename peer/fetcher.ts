@@ -139,6 +139,8 @@ export interface FetcherInit {
   verifyWritten?: boolean;
   /** Peers with requests in flight at once, the head included (Scheduler `maxSources`). @default no limit */
   maxSources?: number;
+  /** The scheduler's pace (Scheduler `behindShare`); 0 or none: off. */
+  behindShare?: number;
   /**
    * Batches in flight to one peer at once (config `peer.pipelineBatches`; the head gets one at a time with `rack`):
    * with 2, the next batch is asked as soon as the scheduler's budget has room for it, while the current one is still
@@ -241,6 +243,7 @@ export class Fetcher {
         random: this.#random,
         seederId: components.head.peerId,
         ...(init.maxSources ? { maxSources: init.maxSources } : {}),
+        ...(init.behindShare ? { behindShare: init.behindShare } : {}),
       },
       have,
     );

@@ -98,7 +98,9 @@ interface Neighbour {
  * Neighbours tell each other which chunks they hold (/rackswarm/have/1.0.0, codec in core/wire.ts): a bitfield when
  * the stream opens, then increments as chunks are verified, so availability is known without asking the tracker.
  * With /rackswarm/have/1.1.0 (preferred, both offered) a node also tells its rack-mates which chunks it is fetching
- * from another rack, until it has them or gives up (importing()).
+ * from another rack, until it has them or gives up (importing()). With /rackswarm/have/1.2.0 (preferred over 1.1.0)
+ * its haves also say how many chunks it holds (`held`), which its neighbours' schedulers pace by (onProgress): a
+ * have is not sent to a neighbour holding the chunk, so the haves alone do not give a neighbour's count.
  */
 export class HaveExchange {
   readonly #node: ExchangeNode;

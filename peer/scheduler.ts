@@ -150,8 +150,11 @@ export interface SchedulerTunables {
    * The pace: a node holding at least this share of the image fewer chunks than its neighbours on average, as they
    * told it (peerProgress: the have exchange's counted haves, /rackswarm/have/1.2.0), backs off hungryBackoffMs
    * after `busy` (not doubled), as a starved node does: the nodes behind win the serving slots that free, so the
-   * swarm's nodes progress at one pace and finish together. Only with a finite maxSources and some neighbour's
-   * count; Infinity: off. BEHIND_SHARE_MEASURED: bench/sim, 1,000 nodes, 256 chunks. @default BEHIND_SHARE_DEFAULT
+   * swarm's nodes keep closer to one pace. Only with a finite maxSources and a neighbour's count. bench/sim, 1,000
+   * nodes, 256 chunks, at 0.005: 1.31 / 1.32 / 1.37 → 1.25 / 1.24 / 1.24 × T_min (seeds 1–3; the median node the
+   * same, the 10th to 90th percentile of the nodes' progress ~40 → ~30 chunks apart); 0 (every node at or below the
+   * mean) 1.25 / 1.24 / 1.25 with 4 % more events; 0.01 1.27 / 1.27 / 1.25 (docs/BENCHMARKS.md, "Session 13"). Real
+   * nodes and the simulator take config `peer.paceBehindShare`. @default Infinity (off, this class)
    */
   behindShare: number;
 }
@@ -580,7 +583,7 @@ export class Scheduler {
     return !this.done && this.#offerable(p, now);
   }
 
-  /** A neighbour says it holds `held` chunks (its progress, for the pace: behindShare, aheadShare). */
+  /** A neighbour says it holds `held` chunks (its progress, for the pace: behindShare). */
   peerProgress(peerId: string, held: number): void {
     const p = this.#peers.get(peerId);
     if (p !== undefined) this.#progress(p, held);

@@ -305,6 +305,7 @@ export function simulate(o: SimOptions): SimResult {
   const tunables = {
     ...SCHEDULER_DEFAULTS,
     ...(config.peer.maxSources ? { maxSources: config.peer.maxSources } : {}),
+    ...(config.peer.paceBehindShare ? { behindShare: config.peer.paceBehindShare } : {}),
     ...o.scheduler,
   };
 
@@ -1026,6 +1027,9 @@ export function simulate(o: SimOptions): SimResult {
           }
           return `est ${(e / ns.length).toFixed(1)} true ${(t / ns.length).toFixed(1)}`;
         };
+        const perRack = new Array(o.racks).fill(0);
+        for (const n of nodes) perRack[n.rack] += n.haveCount / (nodes.length / o.racks);
+        if (o.racks > 1) console.error(`  held per rack ${perRack.map((x) => x.toFixed(1)).join(' / ')}`);
         if (by.length > 0)
           console.error(
             `  lead last tenth ${leads(by.slice(0, tenth))}, middle ${leads(by.slice(4 * tenth, 6 * tenth))}, first tenth ${leads(by.slice(-tenth))}`,
