@@ -20,7 +20,9 @@
  *     → received(p, i, now): the caller verified and wrote it. 'new', with the other copies to cancel (endgame), or
  *       'duplicate' (a copy that lost the race). Arrival times feed p's measured rate, which sizes p's budget.
  *     → failed(p, i, reason, now): the chunk returns to the pool; busy/error back p off, not-found/corrupt clear p's
- *       bit (corrupt also counts toward a ban), timeout halves p's measured rate.
+ *       bit (corrupt also counts toward a ban), timeout halves p's measured rate. A busy back-off is short
+ *       (hungryBackoffMs) for a node short of sources, and for one behind its neighbours by the counts they told
+ *       (peerProgress; the pace, `behindShare`).
  *   overdue(now) lists requests outstanding far longer than their peer's rate predicts: the caller may cancel them
  *   (failed(…, 'timeout')) so a faster peer gets the chunk.
  *
