@@ -155,7 +155,7 @@ export interface SchedulerTunables {
    * swarm's nodes keep closer to one pace. Only with a finite maxSources and a neighbour's count. bench/sim, 1,000
    * nodes, 256 chunks, at 0.005: 1.31 / 1.32 / 1.37 → 1.25 / 1.24 / 1.24 × T_min (seeds 1–3; the median node the
    * same, the 10th to 90th percentile of the nodes' progress ~40 → ~30 chunks apart); 0 (every node at or below the
-   * mean) 1.25 / 1.24 / 1.25 with 4 % more events; 0.01 1.27 / 1.27 / 1.25 (docs/BENCHMARKS.md, "Session 13"). Real
+   * mean) 1.25 / 1.24 / 1.25 with 5 % more events; 0.01 1.27 / 1.27 / 1.25 (docs/BENCHMARKS.md, "Session 13"). Real
    * nodes and the simulator take config `peer.paceBehindShare`. @default Infinity (off, this class)
    */
   behindShare: number;
