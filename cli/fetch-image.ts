@@ -351,6 +351,7 @@ export async function fetchImage(
         onProgress,
         verifyWritten: config.peer.verifyWritten,
         maxSources: config.peer.maxSources,
+        behindShare: config.peer.paceBehindShare,
         pipelineBatches: config.peer.pipelineBatches,
         announceExtra: () => ({ preheat: preheat.reports() }),
         onAnnounceResponse: (r) => preheat.handle(r.instructions),

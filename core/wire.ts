@@ -20,6 +20,7 @@
  *   u8 type=1 bitfield | 32-byte image id | u32 chunk count | ceil(count/8) bytes, bit i (MSB first) = has chunk i
  *   u8 type=3 bitfield | 32-byte image id | u8 rack length (1..64) | rack label (printable ASCII) | then as type 1
  *   u8 type=2 have     | u16 n (1..4096) | n × u32 chunk index             (increments after the bitfield)
+ *   u8 type=6 have     | u32 chunks the sender holds | then as type 2    (1.2.0 only: increments with a count)
  *   The opening bitfield is type 3 when the sender has a rack label (its neighbour's scheduler then knows which of its
  *   neighbours share its rack, peer/scheduler.ts rule 6), type 1 when it has none.
  *
@@ -298,6 +299,12 @@ export const HAVE_PROTOCOL = '/rackswarm/have/1.0.0';
  * says so to its rack-mates, so they do not pull the same chunks across the spine at the same time (scheduler rule 6).
  */
 export const HAVE_PROTOCOL_INTENTS = '/rackswarm/have/1.1.0';
+/**
+ * 1.1.0 and haves that say how many chunks their sender holds (type 6): a neighbour's count, which its haves alone do
+ * not give (a have is not sent to a neighbour holding the chunk), for the scheduler's pace (peer/scheduler.ts
+ * `behindShare`: a node behind its neighbours asks again sooner after `busy`).
+ */
+export const HAVE_PROTOCOL_COUNTED = '/rackswarm/have/1.2.0';
 /** Indices in one `have` frame. */
 export const MAX_HAVE_INDICES = 4096;
 /** A rack label in the have exchange's opening message: as in an announce (core/tracker-messages.ts). */
@@ -311,7 +318,8 @@ export const MAX_HAVE_FRAME_BYTES = 1 + 32 + 1 + MAX_RACK_BYTES + 4 + (4 * 1024 
 
 export type HaveMessage =
   | { type: 'bitfield'; imageId: string; count: number; bits: Uint8Array; rack?: string }
-  | { type: 'have'; indices: number[] }
+  /** `held`: the chunks the sender holds, with the have (type 6, 1.2.0 only). */
+  | { type: 'have'; indices: number[]; held?: number }
   /** The sender is fetching these chunks from another rack (`on`), or no longer is without having them (1.1.0). */
   | { type: 'importing'; indices: number[]; on: boolean };
 
@@ -339,8 +347,17 @@ export function encodeBitfield(
   return out;
 }
 
-export function encodeHave(indices: readonly number[]): Uint8Array {
-  return encodeIndices(2, indices);
+/** A have; with `held` (1.2.0 only) a type 6 that also says how many chunks the sender holds. */
+export function encodeHave(indices: readonly number[], held?: number): Uint8Array {
+  if (held === undefined) return encodeIndices(2, indices);
+  if (!(Number.isInteger(held) && held >= 0 && held <= 0xffffffff))
+    throw new ProtocolError('have: held is a u32');
+  const body = encodeIndices(2, indices);
+  const out = new Uint8Array(4 + body.length);
+  out[0] = 6;
+  new DataView(out.buffer).setUint32(1, held);
+  out.set(body.subarray(1), 5);
+  return out;
 }
 
 /** An import intent (`on`) or its end (1.1.0 only): type 4 or 5, laid out as a have. */
@@ -389,16 +406,23 @@ export function decodeHaveMessage(frame: Uint8Array, maxCount: number): HaveMess
       ? { type: 'bitfield', imageId, count, bits }
       : { type: 'bitfield', imageId, count, bits, rack };
   }
-  if (frame[0] === 2 || frame[0] === 4 || frame[0] === 5) {
-    if (frame.byteLength < 3) throw new ProtocolError('have truncated');
-    const n = view.getUint16(1);
-    if (n < 1 || n > MAX_HAVE_INDICES || frame.byteLength !== 3 + 4 * n)
+  if (frame[0] === 2 || frame[0] === 4 || frame[0] === 5 || frame[0] === 6) {
+    // type 6: a u32 count before type 2's layout
+    const at = frame[0] === 6 ? 5 : 1;
+    if (frame.byteLength < at + 2) throw new ProtocolError('have truncated');
+    const n = view.getUint16(at);
+    if (n < 1 || n > MAX_HAVE_INDICES || frame.byteLength !== at + 2 + 4 * n)
       throw new ProtocolError('have length');
     const indices: number[] = new Array(n);
     for (let k = 0; k < n; k++) {
-      const idx = view.getUint32(3 + 4 * k);
+      const idx = view.getUint32(at + 2 + 4 * k);
       if (idx >= maxCount) throw new ProtocolError(`have index ${idx} out of range`);
       indices[k] = idx;
+    }
+    if (frame[0] === 6) {
+      const held = view.getUint32(1);
+      if (held > maxCount) throw new ProtocolError(`have: holds ${held} of ${maxCount} chunks`);
+      return { type: 'have', indices, held };
     }
     return frame[0] === 2 ? { type: 'have', indices } : { type: 'importing', indices, on: frame[0] === 4 };
   }

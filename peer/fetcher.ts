@@ -139,6 +139,8 @@ export interface FetcherInit {
   verifyWritten?: boolean;
   /** Peers with requests in flight at once, the head included (Scheduler `maxSources`). @default no limit */
   maxSources?: number;
+  /** The scheduler's pace (Scheduler `behindShare`); 0 or none: off. */
+  behindShare?: number;
   /**
    * Batches in flight to one peer at once (config `peer.pipelineBatches`; the head gets one at a time with `rack`):
    * with 2, the next batch is asked as soon as the scheduler's budget has room for it, while the current one is still
@@ -241,6 +243,7 @@ export class Fetcher {
         random: this.#random,
         seederId: components.head.peerId,
         ...(init.maxSources ? { maxSources: init.maxSources } : {}),
+        ...(init.behindShare ? { behindShare: init.behindShare } : {}),
       },
       have,
     );
@@ -266,6 +269,9 @@ export class Fetcher {
       // a peer forgotten while an exchange with it was being opened is a source again before its bitfield arrives.
       onOpen: (peerId, addr) => this.#addPeer(peerId, addr),
       holds: (peerId, i) => this.#scheduler.holds(peerId, i),
+      // Our count with every have, and the neighbours' (1.2.0): the scheduler's pace (behindShare).
+      held: () => this.#verified.size,
+      onProgress: (peerId, held) => this.#scheduler.peerProgress(peerId, held),
       onGone: (peerId) => this.#dropPeer(peerId),
     });
   }

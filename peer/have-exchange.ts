@@ -11,6 +11,7 @@ import {
   encodeHave,
   encodeImporting,
   HAVE_PROTOCOL,
+  HAVE_PROTOCOL_COUNTED,
   HAVE_PROTOCOL_INTENTS,
   MAX_HAVE_FRAME_BYTES,
   MAX_HAVE_INDICES,
@@ -29,6 +30,13 @@ export interface HaveExchangeInit {
   onRack?: (peerId: string, rack: string) => void;
   /** A neighbour holds these chunks (from its bitfield or increments). */
   onHave: (peerId: string, indices: number[]) => void;
+  /**
+   * How many chunks this node holds: said with every have to the neighbours that speak 1.2.0. Without it, haves
+   * are sent without a count.
+   */
+  held?: () => number;
+  /** A neighbour said how many chunks it holds (its bitfield, then its counted haves, 1.2.0). */
+  onProgress?: (peerId: string, held: number) => void;
   /** A rack-mate started (`on`) or stopped fetching these chunks from another rack (see importing()). */
   onImporting?: (peerId: string, indices: number[], on: boolean) => void;
   /**
@@ -70,13 +78,18 @@ const CONNECT_RETRY_MS = 1000;
  */
 const CONNECT_TIMEOUT_MS = 30_000;
 
+/** Offered in this order of preference (a dial takes the first the other side speaks). */
+const PROTOCOLS = [HAVE_PROTOCOL_COUNTED, HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL];
+
 interface Neighbour {
   stream: Stream;
   lp: ReturnType<typeof lpStream>;
   /** We dialled it. */
   outbound: boolean;
-  /** It speaks 1.1.0 (import intents). */
+  /** It speaks 1.1.0 or 1.2.0 (import intents). */
   intents: boolean;
+  /** It speaks 1.2.0 (haves with a count). */
+  counted: boolean;
   /** The rack it said it is in. */
   rack?: string;
 }
@@ -85,7 +98,9 @@ interface Neighbour {
  * Neighbours tell each other which chunks they hold (/rackswarm/have/1.0.0, codec in core/wire.ts): a bitfield when
  * the stream opens, then increments as chunks are verified, so availability is known without asking the tracker.
  * With /rackswarm/have/1.1.0 (preferred, both offered) a node also tells its rack-mates which chunks it is fetching
- * from another rack, until it has them or gives up (importing()).
+ * from another rack, until it has them or gives up (importing()). With /rackswarm/have/1.2.0 (preferred over 1.1.0)
+ * its haves also say how many chunks it holds (`held`), which its neighbours' schedulers pace by (onProgress): a
+ * have is not sent to a neighbour holding the chunk, so the haves alone do not give a neighbour's count.
  */
 export class HaveExchange {
   readonly #node: ExchangeNode;
@@ -102,16 +117,14 @@ export class HaveExchange {
   }
 
   async start(): Promise<void> {
-    await this.#node.handle(
-      [HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL],
-      (stream, connection) => this.#accept(stream, connection),
-      { maxInboundStreams: 2 },
-    );
+    await this.#node.handle(PROTOCOLS, (stream, connection) => this.#accept(stream, connection), {
+      maxInboundStreams: 2,
+    });
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    await this.#node.unhandle([HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL]);
+    await this.#node.unhandle(PROTOCOLS);
     for (const n of this.#neighbours.values()) n.stream.abort(new Error('exchange stopped'));
     this.#neighbours.clear();
   }
@@ -145,7 +158,7 @@ export class HaveExchange {
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          const stream = await this.#node.dialProtocol(addr, [HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL], {
+          const stream = await this.#node.dialProtocol(addr, PROTOCOLS, {
             signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
           });
           this.#adopt(peerId, stream, true, addr);
@@ -197,6 +210,9 @@ export class HaveExchange {
       const batch = this.#pending.splice(0, MAX_HAVE_INDICES);
       const holds = this.#init.holds;
       const all = encodeHave(batch);
+      // (1.2.0: with this node's count)
+      const held = this.#init.held?.();
+      const allCounted = held === undefined ? undefined : encodeHave(batch, held);
       const signal = writeDeadline();
       await Promise.all(
         [...this.#neighbours.entries()].map(([id, n]) => {
@@ -207,7 +223,13 @@ export class HaveExchange {
           }
           count('have.out.have');
           count('have.out.indices', news.length);
-          const frame = news.length === batch.length ? all : encodeHave(news);
+          const counted = n.counted && held !== undefined;
+          const frame =
+            news.length === batch.length
+              ? counted
+                ? (allCounted as Uint8Array)
+                : all
+              : encodeHave(news, counted ? held : undefined);
           return n.lp.write(frame, { signal }).catch((e) => this.#drop(id, n, e));
         }),
       );
@@ -245,7 +267,14 @@ export class HaveExchange {
       maxBufferSize: MAX_HAVE_FRAME_BYTES + 16,
       lengthDecoder: boundedLengthDecoder(MAX_HAVE_FRAME_BYTES),
     });
-    const n: Neighbour = { stream, lp, outbound, intents: stream.protocol === HAVE_PROTOCOL_INTENTS };
+    const counted = stream.protocol === HAVE_PROTOCOL_COUNTED;
+    const n: Neighbour = {
+      stream,
+      lp,
+      outbound,
+      intents: counted || stream.protocol === HAVE_PROTOCOL_INTENTS,
+      counted,
+    };
     this.#neighbours.set(peerId, n);
     if (old) old.stream.abort(new Error('replaced by a newer exchange stream'));
     this.#init.onOpen?.(peerId, addr);
@@ -265,13 +294,18 @@ export class HaveExchange {
           if (msg.imageId !== imageId) throw new Error('neighbour exchanges another image');
           if (msg.rack !== undefined) this.#init.onRack?.(peerId, msg.rack);
           n.rack = msg.rack;
-          this.#init.onHave(peerId, bitfieldIndices(msg.bits, chunkCount));
+          const indices = bitfieldIndices(msg.bits, chunkCount);
+          this.#init.onHave(peerId, indices);
+          if (n.counted) this.#init.onProgress?.(peerId, indices.length);
         } else if (msg.type === 'importing') {
           if (!n.intents) throw new Error('import intent on a 1.0.0 exchange');
           this.#init.onImporting?.(peerId, msg.indices, msg.on);
         } else {
           count('have.in.indices', msg.indices.length);
+          if (msg.held !== undefined && !n.counted)
+            throw new Error('counted have on a 1.0.0 / 1.1.0 exchange');
           this.#init.onHave(peerId, msg.indices);
+          if (msg.held !== undefined) this.#init.onProgress?.(peerId, msg.held);
         }
       }
     } catch (e) {

@@ -20,7 +20,9 @@
  *     → received(p, i, now): the caller verified and wrote it. 'new', with the other copies to cancel (endgame), or
  *       'duplicate' (a copy that lost the race). Arrival times feed p's measured rate, which sizes p's budget.
  *     → failed(p, i, reason, now): the chunk returns to the pool; busy/error back p off, not-found/corrupt clear p's
- *       bit (corrupt also counts toward a ban), timeout halves p's measured rate.
+ *       bit (corrupt also counts toward a ban), timeout halves p's measured rate. A busy back-off is short
+ *       (hungryBackoffMs) for a node short of sources, and for one behind its neighbours by the counts they told
+ *       (peerProgress; the pace, `behindShare`).
  *   overdue(now) lists requests outstanding far longer than their peer's rate predicts: the caller may cancel them
  *   (failed(…, 'timeout')) so a faster peer gets the chunk.
  *
@@ -146,6 +148,17 @@ export interface SchedulerTunables {
    * run's 5 minutes (docs/BENCHMARKS.md, "Session 11"). @default 50
    */
   hungryBackoffMs: number;
+  /**
+   * The pace: a node holding at least this share of the image fewer chunks than its neighbours on average, as they
+   * told it (peerProgress: the have exchange's counted haves, /rackswarm/have/1.2.0), backs off hungryBackoffMs
+   * after `busy` (not doubled), as a starved node does: the nodes behind win the serving slots that free, so the
+   * swarm's nodes keep closer to one pace. Only with a finite maxSources and a neighbour's count. bench/sim, 1,000
+   * nodes, 256 chunks, at 0.005: 1.31 / 1.32 / 1.37 → 1.25 / 1.24 / 1.24 × T_min (seeds 1–3; the median node the
+   * same, the 10th to 90th percentile of the nodes' progress ~40 → ~30 chunks apart); 0 (every node at or below the
+   * mean) 1.25 / 1.24 / 1.25 with 5 % more events; 0.01 1.27 / 1.27 / 1.25 (docs/BENCHMARKS.md, "Session 13"). Real
+   * nodes and the simulator take config `peer.paceBehindShare`. @default Infinity (off, this class)
+   */
+  behindShare: number;
 }
 
 export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
@@ -167,6 +180,7 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   stuckAfter: 3,
   seederRefusalMs: 2000,
   hungryBackoffMs: 50,
+  behindShare: Number.POSITIVE_INFINITY,
 };
 
 export interface SchedulerInit extends Partial<SchedulerTunables> {
@@ -269,6 +283,8 @@ interface PeerState {
   importing?: Uint8Array;
   /** Removed (removePeer): its handle (peerHandle) is stale. */
   gone: boolean;
+  /** The chunks it said it holds (peerProgress), −1 before it said. */
+  told: number;
 }
 
 /** A neighbour's entry in one Scheduler (peerHandle), opaque to the caller. */
@@ -313,6 +329,11 @@ export class Scheduler {
   readonly #maxSources: number;
   readonly #seederId: string;
   #have = 0;
+  /** The neighbours' progress as they told it (peerProgress): Σ of their counts, and how many told one. */
+  #toldSum = 0;
+  #told = 0;
+  /** behindShare in chunks. */
+  readonly #behindChunks: number;
   /** Chunks in flight → their requests; in order of first issue, so endgame can take the oldest. */
   readonly #flight = new Map<number, Request[]>();
   readonly #peers = new Map<string, PeerState>();
@@ -351,6 +372,7 @@ export class Scheduler {
     this.#o = checkTunables({ ...SCHEDULER_DEFAULTS, ...definedOnly(init) });
     this.#maxSources = this.#o.maxSources;
     const n = init.chunkLengths.length;
+    this.#behindChunks = this.#o.behindShare * n;
     for (const l of init.chunkLengths) {
       if (!(Number.isInteger(l) && l >= 0)) throw new RangeError(`chunk length must be an integer ≥ 0: ${l}`);
     }
@@ -418,6 +440,7 @@ export class Scheduler {
       bad: 0,
       banned: this.#banned.has(peerId),
       gone: false,
+      told: -1,
     };
     this.#peers.set(peerId, p);
     if (p.slot >= this.#words * 32) this.#widen();
@@ -499,6 +522,7 @@ export class Scheduler {
     const p = this.#peers.get(peerId);
     if (!p) return;
     this.#forget(p, now);
+    this.#untold(p);
     p.gone = true;
     this.#peers.delete(peerId);
     const last = this.#list.pop() as PeerState;
@@ -559,6 +583,26 @@ export class Scheduler {
     if (p.gone || p.banned || p.seeder) return false;
     if (Number.isInteger(index) && index >= 0 && index < this.#len.length) this.#gain(p, index);
     return !this.done && this.#offerable(p, now);
+  }
+
+  /** A neighbour says it holds `held` chunks (its progress, for the pace: behindShare). */
+  peerProgress(peerId: string, held: number): void {
+    const p = this.#peers.get(peerId);
+    if (p !== undefined) this.#progress(p, held);
+  }
+
+  /** peerProgress() by the handle peerHandle() gave (of this scheduler). */
+  peerProgressAt(handle: PeerHandle, held: number): void {
+    this.#progress(handle as unknown as PeerState, held);
+  }
+
+  #progress(p: PeerState, held: number): void {
+    if (p.gone || p.seeder || p.banned || !(Number.isInteger(held) && held >= 0 && held <= this.#len.length))
+      return;
+    if (p.told < 0) this.#told++;
+    else this.#toldSum -= p.told;
+    this.#toldSum += held;
+    p.told = held;
   }
 
   /** Whether `peerId` holds chunk `index`, as far as this node knows (its haves; minus not-found and corrupt answers). */
@@ -745,6 +789,26 @@ export class Scheduler {
     );
   }
 
+  #untold(p: PeerState): void {
+    if (p.told < 0) return;
+    this.#told--;
+    this.#toldSum -= p.told;
+    p.told = -1;
+  }
+
+  /**
+   * This node's lead over its neighbours' mean progress as they told it (peerProgress), in chunks; undefined before
+   * any told it. For the pace (behindShare) and the simulator's samples.
+   */
+  paceLead(): number | undefined {
+    return this.#told === 0 ? undefined : this.#have - this.#toldSum / this.#told;
+  }
+
+  /** The pace (behindShare): this node is that far behind its neighbours. */
+  #behind(): boolean {
+    return this.#told > 0 && this.#have - this.#toldSum / this.#told <= -this.#behindChunks;
+  }
+
   #take(p: PeerState, i: number, now: number, out: number[]): void {
     this.#remove(i);
     this.#setState(i, IN_FLIGHT);
@@ -848,7 +912,7 @@ export class Scheduler {
         if (
           this.#o.hungryBackoffMs < this.#o.busyBackoffMs &&
           Number.isFinite(this.#o.maxSources) &&
-          this.#sources.length * 2 <= this.#o.maxSources
+          (this.#sources.length * 2 <= this.#o.maxSources || this.#behind())
         )
           p.backoffUntil = now + this.#o.hungryBackoffMs;
         else {
@@ -865,6 +929,7 @@ export class Scheduler {
         p.bad++;
         if (p.bad >= this.#o.banAfter && !p.banned) {
           p.banned = true;
+          this.#untold(p);
           this.#banned.add(p.id);
           this.#forget(p, now);
           this.#setAskAt(p);
@@ -1279,6 +1344,8 @@ function checkTunables(o: SchedulerTunables): SchedulerTunables {
   ] as const) {
     if (!(o[k] >= 0 && Number.isFinite(o[k]))) bad(k, 'a finite number ≥ 0');
   }
+  if (!(o.behindShare >= 0 && o.behindShare <= 1) && o.behindShare !== Number.POSITIVE_INFINITY)
+    bad('behindShare', 'a number in [0, 1] or Infinity');
   for (const k of ['initialRateBps', 'overdueFactor'] as const) {
     if (!(o[k] > 0 && Number.isFinite(o[k]))) bad(k, 'a finite number > 0');
   }

@@ -49,6 +49,7 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     spineRate: mbitToBytes(v['spine-rate'] === undefined ? rate : Number(v['spine-rate'])),
     latency: Number(v.latency) / 1000,
     startup: Number(v.startup),
+    startupSpread: v['startup-spread'] === undefined ? undefined : Number(v['startup-spread']),
     quantum: Number(v.quantum) / 1000,
     seed: Number(v.seed),
     reserveAfterMs: v['reserve-after'] === undefined ? undefined : Number(v['reserve-after']),
@@ -100,8 +101,8 @@ const SIM_USAGE = `usage: node bench/sim/main.ts --nodes N --racks R --rate MBIT
 Experiments (docs/BENCHMARKS.md, "Swarm testbed and simulator"): --gateways G, --allocation full|incremental,
   --head-sends K, --head-ramp K, --node-sends K, --node-waiting W, --node-streams K, --pipeline K,
   --reveal-first R, --reveal-step S, --reveal-all SEC, --upload-order fair|priority, --head-priority,
-  --serve-turnover MS, --wake 0|1, --sched key=value,… (peer/scheduler.ts tunables), --max-sim SEC,
-  --reserve-after MS, --rack-reserve MS. Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_LAST=K,
+  --serve-turnover MS, --wake 0|1, --startup-spread S (each node starts at random in [startup, startup + S]), --sched key=value,… (peer/scheduler.ts tunables), --max-sim SEC,
+  --reserve-after MS, --rack-reserve MS. Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_SPREAD=1, SIM_SAMPLE_LAST=K,
   SIM_SAMPLE_NODES=n1,n2 (samples on stderr).`;
 
 /** Every option's value checked (a one-line RSW_ERR_USAGE error, exit 2, for a bad one) before a run starts. */
@@ -114,6 +115,7 @@ function checkSimArgs(v: Record<string, string | boolean | undefined>): void {
   for (const k of [
     'latency',
     'startup',
+    'startup-spread',
     'quantum',
     'max-sim',
     'reserve-after',
@@ -162,6 +164,7 @@ if (import.meta.main) {
         chunk: { type: 'string', default: '1' },
         latency: { type: 'string', default: '0.1' },
         startup: { type: 'string', default: '0' },
+        'startup-spread': { type: 'string' },
         quantum: { type: 'string', default: '0' },
         seed: { type: 'string', default: '1' },
         'max-sim': { type: 'string' },

@@ -305,6 +305,7 @@ export function simulate(o: SimOptions): SimResult {
   const tunables = {
     ...SCHEDULER_DEFAULTS,
     ...(config.peer.maxSources ? { maxSources: config.peer.maxSources } : {}),
+    ...(config.peer.paceBehindShare ? { behindShare: config.peer.paceBehindShare } : {}),
     ...o.scheduler,
   };
 
@@ -657,6 +658,7 @@ export function simulate(o: SimOptions): SimResult {
   /** n's have of chunk i, one latency on, to the neighbours at these places of its exchangeList, in this order. */
   const tellHave = (n: SimNode, i: number, order: number[]): void => {
     if (order.length === 0) return;
+    const count = n.haveCount;
     afterLatency(now, () => {
       const t = ms();
       const list = n.exchangeList;
@@ -679,6 +681,8 @@ export function simulate(o: SimOptions): SimResult {
           if (h === undefined) continue;
           handles[at] = h;
         }
+        // (its count with the have: /rackswarm/have/1.2.0, for the scheduler's pace)
+        scheduler.peerProgressAt(h, count);
         // (peerHaveAt: the increment, and whether next() may give anything — ask() would run next() for nothing)
         if (scheduler.peerHaveAt(h, i, t)) {
           const peer = list[at];
@@ -704,6 +708,7 @@ export function simulate(o: SimOptions): SimResult {
     n.have[i] = 1;
     held[n.index * nChunks + i] = 1;
     n.haveCount++;
+    totalHeld++;
     // One event carries the have increment to every neighbour. A neighbour without a batch in progress from n asks
     // n at once (the fetcher's loop would, on the poke); its other neighbours are unchanged by it, so the full loop
     // (pump) is left to batch ends, busy answers and the 200 ms ticker — which keeps a big swarm affordable.
@@ -894,9 +899,11 @@ export function simulate(o: SimOptions): SimResult {
       }
       // bitfields both ways
       p.scheduler.peerHave(n.id, indicesOf(n.have));
+      p.scheduler.peerProgress(n.id, n.haveCount); // (the bitfield's count, 1.2.0)
       poke(p);
       afterLatency(now, () => {
         n.scheduler.peerHave(p.id, indicesOf(p.have));
+        n.scheduler.peerProgress(p.id, p.haveCount);
         poke(n);
       });
     });
@@ -916,6 +923,7 @@ export function simulate(o: SimOptions): SimResult {
     at(now + announceInterval, () => announceLoop(n));
   };
   let finished = 0;
+  let totalHeld = 0;
 
   // SIM_SAMPLE=1 (or =SEC): every 0.5 s (SEC s), the nodes' mean up- and downlink use, idle uplinks, holders (nodes
   // with a verified chunk) and chunks held, refusals so far and the head's turns on stderr (where the time goes).
@@ -990,6 +998,46 @@ export function simulate(o: SimOptions): SimResult {
         for (const n of nodes) if (n.haveCount > 0 && n.serving < n.maxServing && !full(n.up)) freeSlots++;
         if (k > 0)
           tail = ` | unfinished ${k}: down ${((td / k) * 100).toFixed(0)}% sources ${(src / k).toFixed(1)} holding-wanted ${(wanting / k).toFixed(1)} (backed-off ${(backedOff / k).toFixed(1)}, idle ${(idleNb / k).toFixed(1)}) finished-nbrs ${(doneNb / k).toFixed(1)} short ${short} (askable ${shortAskable}) | flows ${flowsN}, receiver-held ${receiverHeld}; holders with a free slot and spare uplink ${freeSlots}`;
+      }
+      // SIM_SAMPLE_SPREAD=1: the spread of the nodes' progress (chunks held: min, 10th, 50th, 90th percentile, max),
+      // the downlink use of the tenth holding least against the tenth holding most (who is served), and their lead
+      // over their neighbours as the scheduler estimates it from the counts they told (Scheduler.paceLead) against
+      // their lead over the swarm's mean
+      if (process.env.SIM_SAMPLE_SPREAD) {
+        const by = nodes.filter((n) => n.started).sort((a, b) => a.haveCount - b.haveCount);
+        const q = (f: number): number => by[Math.min(by.length - 1, Math.floor(f * by.length))].haveCount;
+        const tenth = Math.max(1, Math.floor(by.length / 10));
+        const downOf = (ns: SimNode[]): string => {
+          let d = 0;
+          let k = 0;
+          for (const n of ns) {
+            if (n.haveCount === nChunks) continue;
+            k++;
+            for (const f of n.down.flows) d += f.rate / n.down.cap;
+          }
+          return k === 0 ? '-' : `${((d / k) * 100).toFixed(0)}%`;
+        };
+        const g = totalHeld / nodes.length;
+        const leads = (ns: SimNode[]): string => {
+          let e = 0;
+          let t = 0;
+          for (const n of ns) {
+            e += n.scheduler.paceLead() ?? 0;
+            t += n.haveCount - g;
+          }
+          return `est ${(e / ns.length).toFixed(1)} true ${(t / ns.length).toFixed(1)}`;
+        };
+        const perRack = new Array(o.racks).fill(0);
+        for (const n of nodes) perRack[n.rack] += n.haveCount / (nodes.length / o.racks);
+        if (o.racks > 1) console.error(`  held per rack ${perRack.map((x) => x.toFixed(1)).join(' / ')}`);
+        if (by.length > 0)
+          console.error(
+            `  lead last tenth ${leads(by.slice(0, tenth))}, middle ${leads(by.slice(4 * tenth, 6 * tenth))}, first tenth ${leads(by.slice(-tenth))}`,
+          );
+        if (by.length > 0)
+          console.error(
+            `  spread t=${now.toFixed(2)}: held min/p10/p50/p90/max ${q(0)} / ${q(0.1)} / ${q(0.5)} / ${q(0.9)} / ${by[by.length - 1].haveCount}; down of the last tenth ${downOf(by.slice(0, tenth))}, of the first tenth ${downOf(by.slice(-tenth))}`,
+          );
       }
       // SIM_SAMPLE_LAST=K: the K unfinished nodes holding least, one line each (why the last node is last)
       // SIM_SAMPLE_NODES=n1,n2: those nodes, one line each, from the start

@@ -7,7 +7,7 @@ import type { ConnectionGater, Libp2p } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createP2PNode } from '../../cli/p2p-node.ts';
-import { encodeBitfield, HAVE_PROTOCOL } from '../../core/wire.ts';
+import { encodeBitfield, HAVE_PROTOCOL, HAVE_PROTOCOL_INTENTS } from '../../core/wire.ts';
 import { HaveExchange } from '../../peer/have-exchange.ts';
 import { tempDir } from '../helpers/cli.ts';
 
@@ -23,6 +23,8 @@ interface Side {
   heard: Map<string, Set<number>>;
   /** Import intents heard, in order: `peer +i` / `peer -i`. */
   intents: string[];
+  /** Counts each neighbour said (1.2.0), in order, by peer id. */
+  counts: Map<string, number[]>;
 }
 
 async function side(
@@ -31,6 +33,7 @@ async function side(
   neighbourHolds?: (peerId: string, i: number) => boolean,
   rack?: string,
   connectionGater?: ConnectionGater,
+  held?: () => number,
 ): Promise<Side> {
   const node = await createP2PNode({
     keyFile: join(t.dir, `${name}.key`),
@@ -38,13 +41,21 @@ async function side(
     connectionGater,
   });
   stops.push(() => node.stop());
-  const s: Side = { node, exchange: undefined as unknown as HaveExchange, heard: new Map(), intents: [] };
+  const s: Side = {
+    node,
+    exchange: undefined as unknown as HaveExchange,
+    heard: new Map(),
+    intents: [],
+    counts: new Map(),
+  };
   s.exchange = new HaveExchange(node, {
     imageId: IMAGE_ID,
     chunkCount: CHUNKS,
     has: (i) => holds.includes(i),
     holds: neighbourHolds,
     rack,
+    held,
+    onProgress: (peerId, n) => s.counts.set(peerId, [...(s.counts.get(peerId) ?? []), n]),
     onImporting: (peerId, indices, on) => {
       for (const i of indices) s.intents.push(`${peerId} ${on ? '+' : '-'}${i}`);
     },
@@ -203,5 +214,40 @@ describe('import intents (/rackswarm/have/1.1.0)', () => {
     await vi.waitFor(() => expect(full.intents).toHaveLength(2), { timeout: 10_000, interval: 50 });
     expect(full.intents).toEqual([`${aId} +6`, `${aId} +12`]);
     expect(lacking.intents).toEqual([`${aId} +5`, `${aId} +6`, `${aId} +6`, `${aId} +12`]);
+  }, 60_000);
+});
+
+describe('counted haves (/rackswarm/have/1.2.0)', () => {
+  it('tell a 1.2.0 neighbour the sender’s count, and a 1.1.0 one plain haves', async () => {
+    const mine = [1, 2];
+    const a = await side('a-counted', mine, undefined, undefined, undefined, () => mine.length);
+    const b = await side('b-counted', [3, 4, 5]);
+    // A neighbour on 1.1.0: a type 6 frame would be an unknown message type to it.
+    const old = await createP2PNode({ keyFile: join(t.dir, 'old11.key'), listen: ['/ip4/127.0.0.1/tcp/0'] });
+    stops.push(() => old.stop());
+    const oldFrames: number[] = [];
+    await old.handle(HAVE_PROTOCOL_INTENTS, async (stream) => {
+      const lp = lpStream(stream);
+      await lp.write(encodeBitfield(IMAGE_ID, CHUNKS, () => false));
+      for (;;) oldFrames.push((await lp.read()).subarray()[0]);
+    });
+    const aId = a.node.peerId.toString();
+    const bId = b.node.peerId.toString();
+    await a.exchange.connect(bId, b.node.getMultiaddrs()[0]);
+    await a.exchange.connect(old.peerId.toString(), old.getMultiaddrs()[0]);
+    await vi.waitFor(() => expect(b.heard.get(aId)?.size).toBe(2), { timeout: 10_000, interval: 50 });
+    await vi.waitFor(() => expect(oldFrames).toContain(1), { timeout: 10_000, interval: 50 });
+    mine.push(9);
+    a.exchange.announce([9]);
+    await vi.waitFor(
+      () => {
+        expect(b.heard.get(aId)?.has(9)).toBe(true);
+        expect(oldFrames).toContain(2);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    expect(b.counts.get(aId)).toEqual([2, 3]); // its bitfield's, then its have's
+    expect(a.counts.get(bId)).toEqual([3]); // b's bitfield (b says no count with its haves: no `held`)
+    expect(oldFrames.filter((f) => f === 6)).toEqual([]);
   }, 60_000);
 });

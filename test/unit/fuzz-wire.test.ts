@@ -219,7 +219,10 @@ describe('fuzz: have protocol codec', () => {
       fc
         .tuple(hexHash, countArb, rackArb)
         .map(([id, n, rack]) => encodeBitfield(id, n, (i) => i % 3 === 0, rack)),
-      fc.array(fc.nat({ max: 200 }), { minLength: 1, maxLength: 50 }).map(encodeHave),
+      fc.array(fc.nat({ max: 200 }), { minLength: 1, maxLength: 50 }).map((is) => encodeHave(is)),
+      fc
+        .tuple(fc.array(fc.nat({ max: 200 }), { minLength: 1, maxLength: 50 }), fc.nat({ max: 300 }))
+        .map(([indices, held]) => encodeHave(indices, held)),
       fc
         .tuple(fc.array(fc.nat({ max: 200 }), { minLength: 1, maxLength: 50 }), fc.boolean())
         .map(([indices, on]) => encodeImporting(indices, on)),
@@ -228,8 +231,10 @@ describe('fuzz: have protocol codec', () => {
       fc.property(mutated(valid), countArb, (bytes, count) => {
         const m = onlyProtocolErrors(() => decodeHaveMessage(bytes, count));
         if (m instanceof Error) return;
-        if (m.type === 'have' || m.type === 'importing') expect(m.indices.every((i) => i < count)).toBe(true);
-        else {
+        if (m.type === 'have' || m.type === 'importing') {
+          expect(m.indices.every((i) => i < count)).toBe(true);
+          if (m.type === 'have' && m.held !== undefined) expect(m.held).toBeLessThanOrEqual(count);
+        } else {
           expect(m.count).toBe(count);
           expect(bitfieldIndices(m.bits, count).every((i) => i < count)).toBe(true);
           if (m.rack !== undefined) expect(m.rack).toMatch(/^[\x20-\x7e]{1,64}$/);

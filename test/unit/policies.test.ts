@@ -98,6 +98,7 @@ describe('config schema', () => {
         maxServeStreams: 4,
         serveTurnoverMs: 100,
         maxSources: 4,
+        paceBehindShare: 0.005,
         pipelineBatches: 2,
         rackReserveMs: 2000,
         cacheVersions: 2,

@@ -211,6 +211,47 @@ describe('Scheduler', () => {
     expect(plain.next('a', 249)).toEqual([]);
   });
 
+  it('backs off briefly a node behind its neighbours as they told their counts (behindShare)', () => {
+    const opts: Options = { maxSources: 3, hungryBackoffMs: 25, behindShare: 0.25, ...one };
+    const peers = { a: 'XXXXXXXX', b: 'XXXXXXXX', c: 'XXXXXXXX' };
+    // 4 of 8 here; a and b in flight: 2 of 3 sources, not starved; c refuses its batch
+    const refused = (s: Scheduler, t: number): void => s.failed('c', s.next('c', t)[0], 'busy', t);
+    const s = setup('XXXX....', peers, opts);
+    s.next('a', 0);
+    s.next('b', 0);
+    expect(s.paceLead()).toBeUndefined(); // no count told: no pace
+    refused(s, 0);
+    expect(s.next('c', 249)).toEqual([]); // busyBackoffMs
+    s.peerProgress('a', 6);
+    s.peerProgress('b', 6);
+    s.peerProgress('c', 6);
+    expect(s.paceLead()).toBe(-2); // 4 against 6: a quarter of the image behind
+    s.peerProgress('seeder', 8); // the head's count is not a neighbour's
+    s.peerProgress('a', 9); // nor a count above the image's
+    expect(s.paceLead()).toBe(-2);
+    refused(s, 250);
+    expect(s.next('c', 274)).toEqual([]);
+    refused(s, 275); // 25 ms, not doubled
+    s.peerProgress('a', 5);
+    s.peerProgress('b', 5);
+    s.peerProgress('c', 5); // 4 against 5: an eighth behind, the busy back-off again (doubled: 500 ms)
+    expect(s.next('c', 299)).toEqual([]);
+    refused(s, 300);
+    expect(s.next('c', 799)).toEqual([]);
+    expect(s.next('c', 800)).toHaveLength(1);
+    s.removePeer('c', 900);
+    s.removePeer('b', 900);
+    expect(s.paceLead()).toBe(-1); // a's count alone
+    // off (Infinity): the busy back-off whatever the counts
+    const off = setup('XXXX....', peers, { ...opts, behindShare: Infinity });
+    off.next('a', 0);
+    off.next('b', 0);
+    for (const id of ['a', 'b', 'c']) off.peerProgress(id, 8);
+    refused(off, 0);
+    expect(off.next('c', 249)).toEqual([]);
+    expect(() => setup('.', {}, { behindShare: 1.5 })).toThrow(/behindShare/);
+  });
+
   it('wakeAt: the end of the first back-off of a holder, while short of sources', () => {
     const s = setup('....', { a: 'XXXX', b: 'XX..', c: '....' }, { maxSources: 2, ...one });
     expect(s.wakeAt(0)).toBe(Number.POSITIVE_INFINITY); // nothing backed off

@@ -207,6 +207,22 @@ describe('have exchange codec', () => {
     expect(decodeHaveMessage(encodeHave([5, 1, 42]), 100)).toEqual({ type: 'have', indices: [5, 1, 42] });
   });
 
+  it('round-trips counted haves (1.2.0) and refuses a count above the image’s', () => {
+    expect(decodeHaveMessage(encodeHave([5, 1], 17), 100)).toEqual({
+      type: 'have',
+      indices: [5, 1],
+      held: 17,
+    });
+    expect(decodeHaveMessage(encodeHave([99], 100), 100)).toEqual({ type: 'have', indices: [99], held: 100 });
+    expect(encodeHave([5, 1], 17)[0]).toBe(6);
+    expect(() => decodeHaveMessage(encodeHave([5], 101), 100)).toThrow(/holds 101 of 100/);
+    expect(() => decodeHaveMessage(encodeHave([100], 3), 100)).toThrow(/out of range/);
+    expect(() => decodeHaveMessage(encodeHave([1, 2], 3).subarray(0, 10), 100)).toThrow(/have length/);
+    expect(() => decodeHaveMessage(encodeHave([1], 3).subarray(0, 6), 100)).toThrow(/have truncated/);
+    expect(() => encodeHave([1], -1)).toThrow();
+    expect(() => encodeHave([1], 1.5)).toThrow();
+  });
+
   it('round-trips import intents (1.1.0) and refuses them out of range', () => {
     expect(decodeHaveMessage(encodeImporting([7, 2], true), 100)).toEqual({
       type: 'importing',
