@@ -149,6 +149,15 @@ export const ConfigSchema = Type.Object(
          * sendsAtOnce (the first chunks reach nodes whole, early); 0 = sendsAtOnce from the start. @default 2
          */
         sendRampEvery: Type.Integer({ minimum: 0, maximum: 65536, default: 2 }),
+        /**
+         * The head's streams spread over the racks (seeder/rack-spread.ts): a rack (the `--rack` its nodes announce) holds
+         * at most ceil(maxConcurrentTotal / racks asking) of the head's streams, a rack counting as asking for this
+         * many ms after one of its nodes asked the head or announced itself fetching; more from it get `busy`, so a rack
+         * that reaches the head first does not take all its slots. Longer than a node's busy back-off (250-500 ms).
+         * 0 = off (first come, first served). MEASURED: docs/BENCHMARKS.md "Session 13: the head's sends spread
+         * over the racks". @default 0
+         */
+        rackSpreadWindowMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 0 }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -69,6 +69,7 @@ describe('config schema', () => {
         reserveAfterMs: 10_000,
         sendsAtOnce: 0,
         sendRampEvery: 2,
+        rackSpreadWindowMs: 0,
       },
       tracker: {
         peerTtlMs: 90_000,
