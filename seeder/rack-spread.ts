@@ -10,9 +10,11 @@
  * comes first takes all of its slots: in bench/sim the nodes arrive in index order, which is rack order, so the head's
  * first 32 streams all went to rack 0, the other racks' askers were refused and backed off (250 ms, most of the head's
  * 0.34 s of sending at 1,000 nodes), and the racks stayed 22–30 chunks apart to the end (1,000 nodes in 4 racks,
- * docs/BENCHMARKS.md "Session 13: the pace"). The announces count as asking because a node announces (and waits for
- * its handout) before its first chunk request: the head's tracker knows the racks about to ask before their first
- * requests come, so the first burst is split too. A share of the streams now, not a count of turns so far: a count
+ * docs/BENCHMARKS.md "Session 13: the pace"). The announces count as asking because a node's first announce leaves
+ * before its first batch to the head, and that batch first asks the head for a bulk token over libp2p and opens a TCP
+ * connection (peer/fetcher.ts run(), peer/bulk-client.ts): the head's tracker knows the racks about to ask at least two
+ * round trips before their first requests come, so the first burst is split too (bench/sim, 1,000 nodes: 1.17 × T_min
+ * with the announces, 1.22 × without, 1.24 × off). A share of the streams now, not a count of turns so far: a count
  * held the rack served first back while the others were still in their back-off, and the head's link sat idle (its
  * last send at 1.35–1.57 s against 0.62–0.72 s; "Session 13: the head's sends spread over the racks"). The window keeps
  * it work-conserving: a rack that stopped asking drops out of the count, and its share goes to the others.

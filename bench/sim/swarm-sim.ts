@@ -1096,8 +1096,9 @@ export function simulate(o: SimOptions): SimResult {
     const t0 = (o.startup ?? 0) + random() * (o.startupSpread ?? 0);
     at(t0, () => {
       n.started = true;
-      // (its first announce: the real fetcher waits for the handout before its first chunk request, so the head's
-      // tracker has it before the head sees a request; here the node asks the head at once, so at its start)
+      // (its first announce: the real fetcher's leaves before its first batch to the head, which first asks for a bulk
+      // token and opens a TCP connection, ≥ 2 round trips; here the node's first batch leaves at once, so the head's
+      // tracker hears of it at its start)
       rackSpread?.asking(n.id, ms());
       n.peers.add(head.id);
       n.scheduler.addPeer(head.id, ms());

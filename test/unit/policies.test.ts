@@ -69,7 +69,7 @@ describe('config schema', () => {
         reserveAfterMs: 10_000,
         sendsAtOnce: 0,
         sendRampEvery: 2,
-        rackSpreadWindowMs: 0,
+        rackSpreadWindowMs: 1000,
       },
       tracker: {
         peerTtlMs: 90_000,
