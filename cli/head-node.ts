@@ -8,6 +8,7 @@ import { loadTrust, publicKeyFromRaw } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
 import { HeadServing } from '../seeder/head-serving.ts';
+import { RackSpread } from '../seeder/rack-spread.ts';
 import { SuperSeeding } from '../seeder/super-seeding.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
 import { channelRoutes } from '../tracker/channel-routes.ts';
@@ -120,7 +121,24 @@ export async function startHead(
     sendsAtOnce > 0
       ? new HeadServing<() => void>({ sendsAtOnce, maxWaiting: maxConcurrentTotal, rampEvery: sendRampEvery })
       : undefined;
-  const seeder = new ChunkServer({ store, superSeeding, headServing }, config.seeder);
+  // The head's streams spread over the racks (seeder/rack-spread.ts): an asker's rack is the one its announces gave
+  // the tracker (any image's record; a node without --rack is in none and is served first come, first served).
+  const { rackSpreadWindowMs, maxConcurrentTotal: slots } = config.seeder;
+  const rackSpread =
+    rackSpreadWindowMs > 0
+      ? new RackSpread({
+          slots,
+          windowMs: rackSpreadWindowMs,
+          rackOf: (peerId) => {
+            for (const image of swarm.images()) {
+              const rack = swarm.peer(peerId, image)?.rack;
+              if (rack !== undefined) return rack;
+            }
+            return undefined;
+          },
+        })
+      : undefined;
+  const seeder = new ChunkServer({ store, superSeeding, headServing, rackSpread }, config.seeder);
   await seeder.start(node);
   const bulk = await startBulkServer(seeder, node, config, opts.listen ?? config.head.listen);
 
@@ -132,7 +150,12 @@ export async function startHead(
       registry,
       onAnnounce: () => announces++,
       onDepart: (peerId) => superSeeding?.left(peerId),
-      onAnnounceExtra: (peerId, body) => preheat.onAnnounce(peerId, body),
+      onAnnounceExtra: (peerId, body) => {
+        // a node still fetching is about to ask the head (its rack's share of the head's streams)
+        if (body.stage === 'announced' || body.stage === 'fetching')
+          rackSpread?.asking(peerId, performance.now());
+        return preheat.onAnnounce(peerId, body);
+      },
       revoked,
       imageKey: async (keyId, peerId) => {
         // Only an enrolled node can reach the tracker on a closed mesh (the gater): that is the authentication.

@@ -13,6 +13,7 @@ import {
   ProtocolError,
 } from '../core/wire.ts';
 import type { HeadServing } from './head-serving.ts';
+import type { RackSpread } from './rack-spread.ts';
 import { TokenBucket } from './rate-limit.ts';
 import type { ServeTurnover } from './serve-turnover.ts';
 
@@ -52,6 +53,11 @@ export interface ChunkServerComponents {
    * others are refused. @default none (a peer keeps its slot from batch to batch)
    */
   turnover?: Pick<ServeTurnover, 'admits' | 'refused' | 'started' | 'ended'>;
+  /**
+   * The head's turns spread over the racks (seeder/rack-spread.ts): a batch from a rack ahead of the others asking
+   * is answered `busy`. @default none (first come, first served)
+   */
+  rackSpread?: Pick<RackSpread, 'admits' | 'started' | 'ended'>;
 }
 
 /** Limits of the chunk server. No defaults here: the config schema owns them. */
@@ -147,6 +153,7 @@ export class ChunkServer {
   readonly #superSeeding: ServingPolicy | undefined;
   readonly #headServing: ChunkServerComponents['headServing'];
   readonly #turnover: ChunkServerComponents['turnover'];
+  readonly #rackSpread: ChunkServerComponents['rackSpread'];
   readonly #init: ChunkServerInit;
   readonly #peers = new Map<string, PeerState>();
   readonly #streams = new Set<ServeTransport>();
@@ -174,6 +181,7 @@ export class ChunkServer {
     this.#superSeeding = components.superSeeding;
     this.#headServing = components.headServing;
     this.#turnover = components.turnover;
+    this.#rackSpread = components.rackSpread;
     this.#init = { ...init };
     this.#total = newBucket(init.totalBytesPerSecond, this.#now());
   }
@@ -253,12 +261,17 @@ export class ChunkServer {
   async serve(remote: PeerId, t: ServeTransport): Promise<void> {
     const peer = this.#peer(remote.toString());
     let holding = false;
+    /** The rack the batch held counts in (seeder/rack-spread.ts). */
+    let spreadRack: string | undefined;
     this.#streams.add(t);
     try {
       if (!this.#node) throw new Error('chunk server stopped');
       for (let frame = await t.next(true); frame; frame = await t.next(true)) {
         if (frame.length === 0) continue; // a batch of no frames
+        // (asked first: an ask the server is too full for still marks its rack as asking)
+        const spread = this.#rackSpread?.admits(peer.peerId, this.#now()) ?? true;
         const admitted =
+          spread &&
           peer.active < this.#init.maxStreamsPerPeer &&
           this.#active < this.#init.maxConcurrentTotal &&
           (this.#headServing?.admits() ?? true) &&
@@ -268,6 +281,7 @@ export class ChunkServer {
           this.#active++;
           holding = true;
           this.#turnover?.started(peer.peerId, this.#now());
+          spreadRack = this.#rackSpread?.started(peer.peerId, this.#now());
         } else {
           this.#refusedBatches++;
           this.#turnover?.refused(this.#now());
@@ -288,6 +302,7 @@ export class ChunkServer {
           peer.active--;
           this.#active--;
           this.#turnover?.ended(peer.peerId, this.#now());
+          this.#rackSpread?.ended(spreadRack);
         }
         if (!frame) break; // the client half-closed after a version 1 batch or a libp2p stream's
       }
@@ -301,6 +316,7 @@ export class ChunkServer {
       if (holding) {
         peer.active--;
         this.#active--;
+        this.#rackSpread?.ended(spreadRack);
       }
       if (peer.active === 0 && peer.disconnected && !this.#isConnected(remote)) {
         this.#peers.delete(peer.peerId);

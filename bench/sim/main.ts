@@ -54,6 +54,7 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     seed: Number(v.seed),
     reserveAfterMs: v['reserve-after'] === undefined ? undefined : Number(v['reserve-after']),
     rackReserveMs: v['rack-reserve'] === undefined ? undefined : Number(v['rack-reserve']),
+    headRackSpreadWindowMs: v['head-rack-window'] === undefined ? undefined : Number(v['head-rack-window']),
     maxSimSeconds: v['max-sim'] === undefined ? undefined : Number(v['max-sim']),
     gateways: v.gateways === undefined ? undefined : Number(v.gateways),
     headSendsAtOnce: v['head-sends'] === undefined ? undefined : Number(v['head-sends']),
@@ -102,7 +103,7 @@ Experiments (docs/BENCHMARKS.md, "Swarm testbed and simulator"): --gateways G, -
   --head-sends K, --head-ramp K, --node-sends K, --node-waiting W, --node-streams K, --pipeline K,
   --reveal-first R, --reveal-step S, --reveal-all SEC, --upload-order fair|priority, --head-priority,
   --serve-turnover MS, --wake 0|1, --startup-spread S (each node starts at random in [startup, startup + S]), --sched key=value,… (peer/scheduler.ts tunables), --max-sim SEC,
-  --reserve-after MS, --rack-reserve MS. Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_SPREAD=1, SIM_SAMPLE_LAST=K,
+  --reserve-after MS, --rack-reserve MS, --head-rack-window MS (0: off). Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_SPREAD=1, SIM_SAMPLE_LAST=K,
   SIM_SAMPLE_NODES=n1,n2 (samples on stderr).`;
 
 /** Every option's value checked (a one-line RSW_ERR_USAGE error, exit 2, for a bad one) before a run starts. */
@@ -121,6 +122,7 @@ function checkSimArgs(v: Record<string, string | boolean | undefined>): void {
     'reserve-after',
     'rack-reserve',
     'serve-turnover',
+    'head-rack-window',
   ])
     num(k);
   for (const k of ['reveal-first', 'reveal-step', 'reveal-all', 'node-waiting', 'head-ramp']) num(k);
@@ -170,6 +172,7 @@ if (import.meta.main) {
         'max-sim': { type: 'string' },
         'reserve-after': { type: 'string' },
         'rack-reserve': { type: 'string' },
+        'head-rack-window': { type: 'string' },
         gateways: { type: 'string' },
         'head-sends': { type: 'string' },
         'head-ramp': { type: 'string' },

@@ -25,6 +25,7 @@ import {
 import { rotationStart } from '../../peer/source-order.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
+import { RackSpread } from '../../seeder/rack-spread.ts';
 import { nodeTurnover, type ServeTurnover } from '../../seeder/serve-turnover.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import {
@@ -100,6 +101,8 @@ export interface SimOptions {
   reserveAfterMs?: number;
   /** Each node's rack reserve (seeder/rack-reserve.ts), ms; 0: off. @default config peer.rackReserveMs */
   rackReserveMs?: number;
+  /** The head's streams spread over the racks (seeder/rack-spread.ts windowMs); 0: off. @default config seeder.rackSpreadWindowMs */
+  headRackSpreadWindowMs?: number;
   /**
    * Experiment, node super-seeding: a node tells revealFirst neighbours (that lack it) about a chunk it verified, one
    * more per revealStep sends of it completed, the rest after revealAllAfter. Worse here: 1,000 nodes (seed 1) 2.64 ×
@@ -277,6 +280,22 @@ export function simulate(o: SimOptions): SimResult {
     }
     return r;
   };
+  // The head's streams spread over the racks (seeder/rack-spread.ts), as cli/head-node.ts composes it: an asker's
+  // rack is the one it announced (the tracker's record); without racks every node is in none.
+  const rackSpreadMs = o.headRackSpreadWindowMs ?? config.seeder.rackSpreadWindowMs;
+  const rackSpread =
+    o.racks > 1 && rackSpreadMs > 0
+      ? new RackSpread({
+          slots: o.headStreams ?? config.seeder.maxConcurrentTotal,
+          windowMs: rackSpreadMs,
+          rackOf: (peerId) => {
+            const p = byId.get(peerId);
+            return p === undefined ? undefined : String(p.rack);
+          },
+        })
+      : undefined;
+  /** The rack each node's stream from the head counts in (RackSpread.started; racks > 1: one stream at a time). */
+  const spreadRacks = new Map<string, string | undefined>();
   const headSendsAtOnce = o.headSendsAtOnce ?? config.seeder.sendsAtOnce;
   const nodeTurns = new Map<Host, HeadServing<Batch>>();
   const turnsOf = (h: Host): HeadServing<Batch> | undefined => {
@@ -624,6 +643,7 @@ export function simulate(o: SimOptions): SimResult {
       }
       b.from.serving--;
       b.from.turnover?.ended(n.id, ms());
+      if (b.from === head && rackSpread !== undefined) rackSpread.ended(spreadRacks.get(n.id));
       if (n.servingFrom.get(b.from.id) === b) n.servingFrom.delete(b.from.id);
       // a request queued behind it on the connection is taken up now
       b.queued?.();
@@ -812,7 +832,10 @@ export function simulate(o: SimOptions): SimResult {
     const arrive = (): void => {
       // the head's super-seeding refuses repeats (busy for that chunk); a full server refuses the whole stream
       const turns = turnsOf(server);
+      // (asked first, as seeder/chunk-server.ts does: an ask the head is too full for still marks its rack as asking)
+      const spreadOk = server !== head || rackSpread === undefined || rackSpread.admits(n.id, ms());
       const full =
+        !spreadOk ||
         server.serving >= server.maxServing ||
         (turns !== undefined && !turns.admits()) ||
         (server.turnover !== undefined && !server.turnover.admits(n.id, ms()));
@@ -845,6 +868,7 @@ export function simulate(o: SimOptions): SimResult {
         });
       }
       if (served === 0) return;
+      if (server === head && rackSpread !== undefined) spreadRacks.set(n.id, rackSpread.started(n.id, ms()));
       server.serving++;
       server.turnover?.started(n.id, ms());
       startBatch(server, n, served === indices.length ? indices : indices.slice(0, served), h);
@@ -913,6 +937,7 @@ export function simulate(o: SimOptions): SimResult {
     m.value = { ...m.value, progress: n.haveCount / nChunks, addrs: ['/sim'] };
     pool.set(m);
     if (n.haveCount === nChunks) return;
+    rackSpread?.asking(n.id, ms()); // (the head's tracker hears it still fetching)
     for (const c of pool.pick({ peerId: n.id, rack: m.value.rack, progress: m.value.progress }, k, random)) {
       meet(n, c.node);
     }
@@ -1071,6 +1096,10 @@ export function simulate(o: SimOptions): SimResult {
     const t0 = (o.startup ?? 0) + random() * (o.startupSpread ?? 0);
     at(t0, () => {
       n.started = true;
+      // (its first announce: the real fetcher's leaves before its first batch to the head, which first asks for a bulk
+      // token and opens a TCP connection, ≥ 2 round trips; here the node's first batch leaves at once, so the head's
+      // tracker hears of it at its start)
+      rackSpread?.asking(n.id, ms());
       n.peers.add(head.id);
       n.scheduler.addPeer(head.id, ms());
       n.scheduler.peerHave(head.id, 'all');

@@ -11,6 +11,7 @@ import { type FetchedChunk, fetchChunks } from '../../peer/chunk-client.ts';
 import { ChunkServer, type ChunkServerComponents, type ChunkServerInit } from '../../seeder/chunk-server.ts';
 import { HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
+import { RackSpread } from '../../seeder/rack-spread.ts';
 import { ServeTurnover } from '../../seeder/serve-turnover.ts';
 import { SuperSeeding } from '../../seeder/super-seeding.ts';
 import { tempDir } from '../helpers/cli.ts';
@@ -132,6 +133,30 @@ describe('chunk protocol over libp2p (TCP + Noise + Yamux on 127.0.0.1)', () => 
     const fromMate = await fetchAll(mate, s.addr, hashes); // this node's own rack: served as before
     expect(statuses(fromMate)).toEqual(['ok', 'ok']);
     expect(fromMate.map((r, k) => r.data?.equals(chunks[k]))).toEqual([true, true]);
+  });
+
+  it("with the head's streams spread over the racks, a rack at its share gets busy and another rack is served", async () => {
+    const chunks = [pseudoRandomBytes(MiB, 51), pseudoRandomBytes(MiB, 52)];
+    const hashes = chunks.map(hashHex);
+    const [a1, a2, b] = [await client(), await client(), await client()];
+    const racks = new Map([a1, a2, b].map((c, i) => [c.peerId.toString(), ['A', 'A', 'B'][i]]));
+    let clock = 0;
+    const spread = new RackSpread({ slots: 2, windowMs: 1000, rackOf: (p) => racks.get(p) });
+    const s = await seeder(chunks, {}, { rackSpread: spread, now: () => clock });
+    expect(statuses(await fetchAll(a1, s.addr, hashes))).toEqual(['ok', 'ok']); // A alone: its streams end
+    expect(spread.streams('A')).toBe(0);
+    spread.asking(b.peerId.toString(), clock); // B announced: 2 racks, one stream each
+    const held = spread.started(a1.peerId.toString(), clock); // (a stream of A's in progress)
+    expect(statuses(await fetchAll(a2, s.addr, hashes))).toEqual(['busy', 'busy']);
+    const fromB = await fetchAll(b, s.addr, hashes);
+    expect(statuses(fromB)).toEqual(['ok', 'ok']);
+    expect(fromB.map((r, k) => r.data?.equals(chunks[k]))).toEqual([true, true]);
+    spread.ended(held);
+    expect(statuses(await fetchAll(a2, s.addr, [hashes[0]]))).toEqual(['ok']);
+    clock = 5000; // B quiet for longer than the window: A alone again, up to both slots
+    spread.started(a1.peerId.toString(), clock);
+    expect(statuses(await fetchAll(a2, s.addr, [hashes[1]]))).toEqual(['ok']);
+    expect(s.server.stats()).toMatchObject({ refusedBatches: 1 });
   });
 
   it('with a serving turnover, a peer served long in a row yields its next batch while another waits', async () => {

@@ -69,6 +69,7 @@ describe('config schema', () => {
         reserveAfterMs: 10_000,
         sendsAtOnce: 0,
         sendRampEvery: 2,
+        rackSpreadWindowMs: 1000,
       },
       tracker: {
         peerTtlMs: 90_000,
