@@ -1,4 +1,5 @@
-// `npm run bench [-- --quick]`: runs every benchmark and writes docs/BENCHMARKS.md.
+// `npm run bench [-- --quick]`: runs every benchmark and writes docs/BENCHMARKS-latest.md — not docs/BENCHMARKS.md,
+// the curated record (every session's figures with their commands, times and history), which it used to overwrite.
 import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -18,7 +19,7 @@ import { benchTracker } from './tracker.ts';
 import { benchVersions } from './versions.ts';
 
 const quick = process.argv.includes('--quick');
-const out = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
+const out = fileURLToPath(new URL('../docs/BENCHMARKS-latest.md', import.meta.url));
 
 const sections: string[] = [];
 for (const [name, run] of [
@@ -45,12 +46,13 @@ try {
   disk = execSync('df -h --output=source,fstype,size / | tail -1', { encoding: 'utf8' }).trim();
 } catch {}
 const header = [
-  '# Benchmarks',
+  '# Benchmarks: the latest full run',
   '',
   `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` (bench/run.ts) on ${new Date().toISOString().slice(0, 10)}:`,
   `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version},`,
   `root filesystem ${disk}. The machines are shared and noisy: figures are medians of several runs; compare ratios`,
-  'measured side by side in one run rather than absolute numbers across runs.',
+  'measured side by side in one run rather than absolute numbers across runs. The curated record, with every',
+  "session's measurements and the goals' status, is docs/BENCHMARKS.md.",
 ].join('\n');
 writeFileSync(out, `${header}\n\n${sections.join('\n\n')}\n`);
 process.stderr.write(`wrote ${out}\n`);
