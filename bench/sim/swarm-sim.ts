@@ -728,7 +728,6 @@ export function simulate(o: SimOptions): SimResult {
     n.have[i] = 1;
     held[n.index * nChunks + i] = 1;
     n.haveCount++;
-    totalHeld++;
     // One event carries the have increment to every neighbour. A neighbour without a batch in progress from n asks
     // n at once (the fetcher's loop would, on the poke); its other neighbours are unchanged by it, so the full loop
     // (pump) is left to batch ends, busy answers and the 200 ms ticker — which keeps a big swarm affordable.
@@ -948,7 +947,6 @@ export function simulate(o: SimOptions): SimResult {
     at(now + announceInterval, () => announceLoop(n));
   };
   let finished = 0;
-  let totalHeld = 0;
 
   // SIM_SAMPLE=1 (or =SEC): every 0.5 s (SEC s), the nodes' mean up- and downlink use, idle uplinks, holders (nodes
   // with a verified chunk) and chunks held, refusals so far and the head's turns on stderr (where the time goes).
@@ -1042,7 +1040,7 @@ export function simulate(o: SimOptions): SimResult {
           }
           return k === 0 ? '-' : `${((d / k) * 100).toFixed(0)}%`;
         };
-        const g = totalHeld / nodes.length;
+        const g = held / nodes.length;
         const leads = (ns: SimNode[]): string => {
           let e = 0;
           let t = 0;
