@@ -806,7 +806,8 @@ export class Scheduler {
 
   /** The pace (behindShare): this node is that far behind its neighbours. */
   #behind(): boolean {
-    return this.#told > 0 && this.#have - this.#toldSum / this.#told <= -this.#behindChunks;
+    const lead = this.paceLead();
+    return lead !== undefined && lead <= -this.#behindChunks;
   }
 
   #take(p: PeerState, i: number, now: number, out: number[]): void {
