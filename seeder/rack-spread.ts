@@ -52,7 +52,7 @@ export class RackSpread {
 
   /** `peerId` announced itself still fetching at `now`: its rack is about to ask. */
   asking(peerId: string, now: number): void {
-    const r = this.#rack(peerId, now);
+    const r = this.#state(this.#init.rackOf(peerId), now);
     if (r !== undefined) r.askedAt = Math.max(r.askedAt, now);
   }
 
@@ -61,7 +61,7 @@ export class RackSpread {
    * ask is what marks its rack as asking): whether its rack may take a free slot.
    */
   admits(peerId: string, now: number): boolean {
-    const r = this.#rack(peerId, now);
+    const r = this.#state(this.#init.rackOf(peerId), now);
     if (r === undefined) return true;
     r.askedAt = Math.max(r.askedAt, now);
     return r.streams < this.share(now);
@@ -81,7 +81,7 @@ export class RackSpread {
   /** A batch of `peerId`'s was admitted: the rack it counts in (pass it to ended()), if any. */
   started(peerId: string, now: number): string | undefined {
     const rack = this.#init.rackOf(peerId);
-    const r = this.#rack(peerId, now);
+    const r = this.#state(rack, now);
     if (r === undefined) return undefined;
     r.streams++;
     return rack;
@@ -98,8 +98,8 @@ export class RackSpread {
     return this.#racks.get(rack)?.streams ?? 0;
   }
 
-  #rack(peerId: string, now: number): RackState | undefined {
-    const rack = this.#init.rackOf(peerId);
+  /** `rack`'s state, made at `now` if new; undefined for no rack, or a new one past MAX_RACKS. */
+  #state(rack: string | undefined, now: number): RackState | undefined {
     if (rack === undefined) return undefined;
     let r = this.#racks.get(rack);
     if (r === undefined) {
