@@ -123,9 +123,13 @@ function checkSimArgs(v: Record<string, string | boolean | undefined>): void {
     'rack-reserve',
     'serve-turnover',
     'head-rack-window',
+    'reveal-first',
+    'reveal-step',
+    'reveal-all',
+    'node-waiting',
+    'head-ramp',
   ])
     num(k);
-  for (const k of ['reveal-first', 'reveal-step', 'reveal-all', 'node-waiting', 'head-ramp']) num(k);
   num('seed', { integer: true });
   for (const k of ['runs', 'gateways', 'pipeline', 'node-streams']) num(k, { min: 1, integer: true });
   for (const k of ['head-sends', 'node-sends']) num(k, { integer: true });
