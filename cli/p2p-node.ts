@@ -11,7 +11,7 @@ import { type Config, loadConfig } from '../core/config.ts';
 import { count, countersOn } from '../core/counters.ts';
 import { RswError } from '../core/errors.ts';
 import { ensureWritableDir, fsyncDir } from '../core/fs-atomic.ts';
-import { HAVE_PROTOCOL, HAVE_PROTOCOL_INTENTS } from '../core/wire.ts';
+import { HAVE_PROTOCOLS } from '../core/wire.ts';
 import { tlsReusingCertificate } from './libp2p-tls.ts';
 import { smallFrameYamux } from './yamux-window.ts';
 
@@ -61,11 +61,7 @@ export async function createP2PNode(init: P2PNodeInit): Promise<Libp2p> {
     addresses: { listen: init.listen },
     transports: [tcp()],
     connectionEncrypters: limits.encryption.map((e) => (e === 'tls' ? tlsReusingCertificate() : noise())),
-    streamMuxers: [
-      countingYamux(
-        smallFrameYamux({ streamOptions: YAMUX_STREAM_OPTIONS }, [HAVE_PROTOCOL, HAVE_PROTOCOL_INTENTS]),
-      ),
-    ],
+    streamMuxers: [countingYamux(smallFrameYamux({ streamOptions: YAMUX_STREAM_OPTIONS }, HAVE_PROTOCOLS))],
     connectionGater: init.connectionGater,
     connectionManager: {
       maxConnections: limits.maxConnections,

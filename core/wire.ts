@@ -305,6 +305,17 @@ export const HAVE_PROTOCOL_INTENTS = '/rackswarm/have/1.1.0';
  * `behindShare`: a node behind its neighbours asks again sooner after `busy`).
  */
 export const HAVE_PROTOCOL_COUNTED = '/rackswarm/have/1.2.0';
+/**
+ * Every have protocol version a node speaks, newest first (the order a dial offers them in). One list for the have
+ * exchange and for the streams whose small frames draw no window update each (cli/p2p-node.ts): when 1.2.0 was added
+ * in session 13 the latter still listed 1.0.0 and 1.1.0 only, so every have stream went back to one window update per
+ * frame (~1,100 per node at N = 16, RSW_COUNTERS; docs/BENCHMARKS.md "Session 14").
+ */
+export const HAVE_PROTOCOLS: readonly string[] = [
+  HAVE_PROTOCOL_COUNTED,
+  HAVE_PROTOCOL_INTENTS,
+  HAVE_PROTOCOL,
+];
 /** Indices in one `have` frame. */
 export const MAX_HAVE_INDICES = 4096;
 /** A rack label in the have exchange's opening message: as in an announce (core/tracker-messages.ts). */

@@ -10,9 +10,9 @@ import {
   encodeBitfield,
   encodeHave,
   encodeImporting,
-  HAVE_PROTOCOL,
   HAVE_PROTOCOL_COUNTED,
   HAVE_PROTOCOL_INTENTS,
+  HAVE_PROTOCOLS,
   MAX_HAVE_FRAME_BYTES,
   MAX_HAVE_INDICES,
 } from '../core/wire.ts';
@@ -79,7 +79,7 @@ const CONNECT_RETRY_MS = 1000;
 const CONNECT_TIMEOUT_MS = 30_000;
 
 /** Offered in this order of preference (a dial takes the first the other side speaks). */
-const PROTOCOLS = [HAVE_PROTOCOL_COUNTED, HAVE_PROTOCOL_INTENTS, HAVE_PROTOCOL];
+const PROTOCOLS = [...HAVE_PROTOCOLS];
 
 interface Neighbour {
   stream: Stream;

@@ -6,12 +6,13 @@ import { lpStream } from '@libp2p/utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { YAMUX_STREAM_OPTIONS } from '../../cli/p2p-node.ts';
 import { windowUpdateStats } from '../../cli/yamux-window.ts';
-import { HAVE_PROTOCOL_INTENTS } from '../../core/wire.ts';
+import { HAVE_PROTOCOLS } from '../../core/wire.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { oursNode, stockTlsNode } from '../helpers/tls-nodes.ts';
 
-// The have exchange's protocol: only its streams defer their updates (cli/p2p-node.ts); the sink stands in for it.
-const SINK = HAVE_PROTOCOL_INTENTS;
+// The have exchange's protocols: only their streams defer their updates (cli/p2p-node.ts); the sink stands in for the
+// exchange, by default on the version it prefers (the newest: session 13's 1.2.0 was left out of the deferring list).
+const SINK = HAVE_PROTOCOLS[0];
 /** Any other protocol: stock updates, one per data frame. */
 const OTHER = '/rsw-test/sink/1.0.0';
 const KiB = 1024;
@@ -29,7 +30,7 @@ afterAll(async () => {
 /** Reads length-prefixed messages until the remote closes, then answers with how many and how many bytes. */
 async function withSink(node: Libp2p): Promise<Libp2p> {
   stops.push(() => node.stop());
-  await node.handle([SINK, OTHER], async (stream) => {
+  await node.handle([...HAVE_PROTOCOLS, OTHER], async (stream) => {
     const lp = lpStream(stream, { maxDataLength: 1024 * KiB });
     let messages = 0;
     let bytes = 0;
@@ -98,6 +99,13 @@ describe('yamux: no window update per small frame', () => {
     expect(windowUpdateStats().sent - other.sent).toBeGreaterThanOrEqual(100);
     // past half the window in small frames, the update comes (the sender would stall without it): 3,000 × 100 B
     expect(await send(a, b, 3000, 100)).toEqual({ messages: 3000, bytes: 3000 * 100 });
+    // every version of the have exchange defers, not only the one the sink used above
+    for (const protocol of HAVE_PROTOCOLS) {
+      const at = windowUpdateStats();
+      expect(await send(a, b, 100, 40, protocol)).toEqual({ messages: 100, bytes: 100 * 40 });
+      expect(windowUpdateStats().deferred - at.deferred, protocol).toBeGreaterThanOrEqual(100);
+      expect(windowUpdateStats().sent - at.sent, protocol).toBeLessThanOrEqual(10);
+    }
   }, 60_000);
 
   it('interoperates with stock yamux both ways', async () => {
