@@ -58,11 +58,23 @@ export interface HandoutPolicy {
   tiers: number;
   /** Share of the k slots drawn uniformly at random instead of by rank, rounded down. @default 0.25 */
   explore: number;
-  /** Members of a rack linked to other racks (rule 5). A HandoutPool fixes it when built. @default 4 */
+  /** Members of a rack linked to other racks (rule 5), at least. A HandoutPool fixes it when built. @default 4 */
   gateways: number;
+  /**
+   * And one gateway per this many members of the rack filed (rule 5), when that is more: a rack's imports go through
+   * its gateways (the scheduler's rule 6: one request across racks at a time each), and 4 were too few for a rack of
+   * 250 whose image comes almost all from other racks (bench/sim, 2,500 nodes in 10 racks: docs/BENCHMARKS.md,
+   * "Session 14"). A HandoutPool fixes it when built. @default 16
+   */
+  gatewayEvery: number;
 }
 
-export const HANDOUT_DEFAULTS: Readonly<HandoutPolicy> = { tiers: 4, explore: 0.25, gateways: 4 };
+export const HANDOUT_DEFAULTS: Readonly<HandoutPolicy> = {
+  tiers: 4,
+  explore: 0.25,
+  gateways: 4,
+  gatewayEvery: 16,
+};
 
 /**
  * A candidate's place in a HandoutPool. The fields are the pool's bookkeeping (public so that an owner, such as
@@ -97,14 +109,24 @@ export class HandoutPool<C extends HandoutCandidate> {
   readonly #gateways: PoolMember<C>[] = [];
   readonly #rackGateways = new Map<string, PoolMember<C>[]>();
   #size = 0;
+  /** Rule 5 for a gateway of a rack not yet larger than `gateways` too (see pick). */
+  earlyGateways = true;
 
-  constructor(tiers: number = HANDOUT_DEFAULTS.tiers, gateways: number = HANDOUT_DEFAULTS.gateways) {
+  readonly gatewayEvery: number;
+
+  constructor(
+    tiers: number = HANDOUT_DEFAULTS.tiers,
+    gateways: number = HANDOUT_DEFAULTS.gateways,
+    gatewayEvery: number = HANDOUT_DEFAULTS.gatewayEvery,
+  ) {
     if (!Number.isInteger(tiers) || tiers < 1 || tiers > 100)
       throw new RangeError(`tiers must be 1..100: ${tiers}`);
     if (!Number.isInteger(gateways) || gateways < 1 || gateways > 1000)
       throw new RangeError(`gateways must be 1..1000: ${gateways}`);
+    if (!(gatewayEvery >= 1)) throw new RangeError(`gatewayEvery must be ≥ 1 (Infinity: off): ${gatewayEvery}`);
     this.tiers = tiers;
     this.gateways = gateways;
+    this.gatewayEvery = gatewayEvery;
     this.#all = emptyTiers(tiers);
   }
 
@@ -154,7 +176,7 @@ export class HandoutPool<C extends HandoutCandidate> {
       }
       m.rackTiers = group;
       m.rackAt = push(group[tier], m);
-      if (m.gatewayAt < 0 && (this.#rackGateways.get(v.rack)?.length ?? 0) < this.gateways)
+      if (m.gatewayAt < 0 && (this.#rackGateways.get(v.rack)?.length ?? 0) < this.#gatewaysOf(group))
         this.#makeGateway(m);
     }
     this.#size++;
@@ -185,6 +207,11 @@ export class HandoutPool<C extends HandoutCandidate> {
         }
       }
     }
+  }
+
+  /** Gateways a rack of these members has (rule 5): `gateways`, or one per `gatewayEvery` members if more. */
+  #gatewaysOf(group: PoolMember<C>[][]): number {
+    return Math.max(this.gateways, Math.ceil(sizeOf(group) / this.gatewayEvery));
   }
 
   #makeGateway(m: PoolMember<C>): void {
@@ -245,9 +272,14 @@ export class HandoutPool<C extends HandoutCandidate> {
       }
     };
     const gateways = self.rack === undefined ? undefined : this.#rackGateways.get(self.rack);
-    if (same && gateways && this.#racks.size > 1 && sizeOf(same) > this.gateways) {
+    const gateway = gateways?.some((m) => m.value.peerId === self.peerId) === true;
+    if (
+      same &&
+      gateways &&
+      this.#racks.size > 1 &&
+      (sizeOf(same) > this.gateways || (gateway && this.earlyGateways))
+    ) {
       // Rule 5: only the rack's gateways link across racks.
-      const gateway = gateways.some((m) => m.value.peerId === self.peerId);
       if (gateway) sample([gateways], gateways.length, null, draw);
       byRank(same, null);
       if (gateway) sample([this.#gateways], slots - draw.out.length, same, draw);
