@@ -579,28 +579,6 @@ export class Scheduler {
     return this.#haveOne(handle as unknown as PeerState, index, now);
   }
 
-  /**
-   * Reads, changing nothing, the memory peerHaveAt(handle, index) will read first (the chunk's record, its bucket's
-   * place and last chunk, the peer's state and `wanted`) and returns a number made of them (to be summed, so the
-   * loads are not dropped). For a caller telling many schedulers of one chunk in a row: a pass of these before the
-   * increments issues their memory waits together instead of one after another (bench/sim, not touched for a while).
-   */
-  warmHave(handle: PeerHandle, index: number): number {
-    const p = handle as unknown as PeerState;
-    const r = index * this.#rec;
-    const a = this.#chunk[r + AVAIL];
-    if (!(a >= 0 && a < this.#bucketCount)) return 0;
-    const of = this.#bucketOf;
-    const k = 3 * a;
-    const last = of[k] + of[k + 1] - 1;
-    return (
-      this.#chunk[r + HOLD + (p.slot >>> 5)] +
-      (last >= 0 ? this.#slots[last] : 0) +
-      this.#wanted[p.slot] +
-      p.told
-    );
-  }
-
   #haveOne(p: PeerState, index: number, now: number): boolean {
     if (p.gone || p.banned || p.seeder) return false;
     if (Number.isInteger(index) && index >= 0 && index < this.#len.length) this.#gain(p, index);

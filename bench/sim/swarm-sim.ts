@@ -710,13 +710,6 @@ export function simulate(o: SimOptions): SimResult {
       // instead of one memory wait between two neighbours' increments.
       let told = 0;
       for (let k = 0; k < order.length; k++) if (held[rows[order[k]] + i] !== 1) order[told++] = order[k];
-      // Then what each increment reads first, in one pass (Scheduler.warmHave): the waits overlap.
-      let warm = 0;
-      for (let k = 0; k < told; k++) {
-        const h = handles[order[k]];
-        if (h !== undefined) warm += schedulers[order[k]].warmHave(h, i);
-      }
-      warmSink += warm;
       for (let k = 0; k < told; k++) {
         const at = order[k];
         const scheduler = schedulers[at];
@@ -1177,9 +1170,6 @@ export function simulate(o: SimOptions): SimResult {
     cpuSeconds: ((c) => (c.user + c.system) / 1e6)(process.cpuUsage(cpu0)),
   };
 }
-
-/** Where tellHave's warming pass leaves its sum (read by nothing: it keeps the loads from being dropped). */
-let warmSink = 0;
 
 /** Fisher–Yates with the run's generator. */
 function shuffle<T>(a: T[], random: () => number): void {
