@@ -26,6 +26,11 @@ export interface RackSpreadInit {
   windowMs: number;
   /** The rack a peer is in, if known (the tracker's record of its announces). */
   rackOf: (peerId: string) => string | undefined;
+  /**
+   * The slots that do not divide evenly go to the racks served least (#unevenAdmits); false: to the first askers
+   * under ceil(slots / racks), as until session 14 (an experiment's comparison). @default true
+   */
+  rotate?: boolean;
 }
 
 /** Racks counted at most; past it, askers from new racks are admitted uncounted. */
@@ -36,11 +41,18 @@ interface RackState {
   streams: number;
   /** Its last ask or announce, ms. */
   askedAt: number;
+  /** The head's streams it was given so far, and when the last one started (ms; −Infinity: none yet). */
+  started: number;
+  startedAt: number;
+  /** Racks seen before it (a tie-break). */
+  seen: number;
 }
 
 export class RackSpread {
   readonly #init: RackSpreadInit;
   readonly #racks = new Map<string, RackState>();
+  /** Racks seen so far (RackState.seen). */
+  #seen = 0;
 
   constructor(init: RackSpreadInit) {
     if (!(Number.isInteger(init.slots) && init.slots >= 1))
@@ -64,7 +76,47 @@ export class RackSpread {
     const r = this.#state(this.#init.rackOf(peerId), now);
     if (r === undefined) return true;
     r.askedAt = Math.max(r.askedAt, now);
-    return r.streams < this.share(now);
+    const ceil = this.share(now);
+    if (r.streams >= ceil) return false;
+    // (every rack's share is ceil: nothing to rank)
+    if (this.#init.slots % this.#asking === 0 || this.#init.rotate === false) return true;
+    return this.#unevenAdmits(r, now);
+  }
+
+  /**
+   * The slots do not divide evenly among the A racks asking: each rack's fair share is floor(slots / A), one more
+   * for the slots % A racks given the fewest streams so far (ties: the one whose last stream started longest ago,
+   * then the one first seen). R is admitted under its fair share if the free slots are more than those owed to the
+   * racks before it in that order (what they hold less than their fair share), and over it (under the ceil) only if
+   * they are more than all owed (work-conserving). A rack over its floor but under the ceil was admitted first come,
+   * first served: the racks whose nodes reach the head first took every slot (bench/sim, 10 racks and 32 slots:
+   * racks 0–7 four streams each, racks 8 and 9 none, which ended ~15 chunks behind; 40 racks: racks 0–31 one each,
+   * 32–39 none, and they stayed without while the served racks re-asked at once after each batch).
+   */
+  #unevenAdmits(r: RackState, now: number): boolean {
+    const since = now - this.#init.windowMs;
+    const asking: RackState[] = [];
+    let free = this.#init.slots;
+    for (const o of this.#racks.values()) {
+      free -= o.streams;
+      if (o.askedAt >= since) asking.push(o);
+    }
+    asking.sort(order);
+    const floor = Math.floor(this.#init.slots / asking.length);
+    const extra = this.#init.slots - floor * asking.length;
+    let owed = 0;
+    let fair = -1; // r's fair share, once reached in the order
+    for (let k = 0; k < asking.length; k++) {
+      const o = asking[k];
+      const share = floor + (k < extra ? 1 : 0);
+      if (o === r) {
+        fair = share;
+        if (r.streams < share) return free > owed;
+        continue;
+      }
+      owed += Math.max(0, share - o.streams);
+    }
+    return fair >= 0 && free > owed;
   }
 
   /** The even share of the head's streams per rack asking at `now`. */
@@ -75,8 +127,12 @@ export class RackSpread {
       if (r.askedAt >= since) asking++;
       else if (r.streams === 0) this.#racks.delete(rack); // (gone quiet: forgotten)
     }
-    return Math.ceil(this.#init.slots / Math.max(1, asking));
+    this.#asking = Math.max(1, asking);
+    return Math.ceil(this.#init.slots / this.#asking);
   }
+
+  /** Racks asking at the last share() (at least 1). */
+  #asking = 1;
 
   /** A batch of `peerId`'s was admitted: the rack it counts in (pass it to ended()), if any. */
   started(peerId: string, now: number): string | undefined {
@@ -84,6 +140,8 @@ export class RackSpread {
     const r = this.#state(rack, now);
     if (r === undefined) return undefined;
     r.streams++;
+    r.started++;
+    r.startedAt = now;
     return rack;
   }
 
@@ -104,9 +162,14 @@ export class RackSpread {
     let r = this.#racks.get(rack);
     if (r === undefined) {
       if (this.#racks.size >= MAX_RACKS) return undefined;
-      r = { streams: 0, askedAt: now };
+      r = { streams: 0, askedAt: now, started: 0, startedAt: Number.NEGATIVE_INFINITY, seen: this.#seen++ };
       this.#racks.set(rack, r);
     }
     return r;
   }
+}
+
+/** The order the uneven slots go by (#unevenAdmits): fewer streams so far, the longest since the last, first seen. */
+function order(x: RackState, y: RackState): number {
+  return x.started - y.started || x.startedAt - y.startedAt || x.seen - y.seen;
 }

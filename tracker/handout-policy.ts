@@ -24,7 +24,12 @@
  *    (peer/scheduler.ts: a neighbour in another rack is asked only for chunks no rack-mate holds) a rack pulls each
  *    chunk across its uplink about once, through its few gateways, and spreads it inside: without it every node had
  *    a few cross-rack neighbours and the simulator's 4 racks of 250 pulled 40 × racks × image across the spine.
- *    A rack no larger than `gateways` is all gateways and keeps rules 2–3 as they are.
+ *    A rack no larger than `gateways` is all gateways and keeps rules 2–3 as they are. A rack has one gateway per
+ *    `gatewayEvery` members filed if that is more (the 65th, 81st, … member filed: its imports go through them). And a gateway is linked across
+ *    racks only to gateways from the start, while its rack is still that small, once any rack is larger (`earlyGateways`): the first members
+ *    filed in each rack were linked to any member of the racks filed before, so when a cluster's nodes reach the
+ *    tracker rack by rack the first racks had hundreds of members linked across and the last a handful, and imported
+ *    at very different rates (bench/sim, 2,500 nodes in 10 racks, session 14).
  *
  * The result is in that order: ranked slots (best first), then explored slots.
  *
@@ -58,11 +63,23 @@ export interface HandoutPolicy {
   tiers: number;
   /** Share of the k slots drawn uniformly at random instead of by rank, rounded down. @default 0.25 */
   explore: number;
-  /** Members of a rack linked to other racks (rule 5). A HandoutPool fixes it when built. @default 4 */
+  /** Members of a rack linked to other racks (rule 5), at least. A HandoutPool fixes it when built. @default 4 */
   gateways: number;
+  /**
+   * And one gateway per this many members of the rack filed (rule 5), when that is more: a rack's imports go through
+   * its gateways (the scheduler's rule 6: one request across racks at a time each), and 4 were too few for a rack of
+   * 250 whose image comes almost all from other racks (bench/sim, 2,500 nodes in 10 racks: docs/BENCHMARKS.md,
+   * "Session 14"). A HandoutPool fixes it when built. @default 16
+   */
+  gatewayEvery: number;
 }
 
-export const HANDOUT_DEFAULTS: Readonly<HandoutPolicy> = { tiers: 4, explore: 0.25, gateways: 4 };
+export const HANDOUT_DEFAULTS: Readonly<HandoutPolicy> = {
+  tiers: 4,
+  explore: 0.25,
+  gateways: 4,
+  gatewayEvery: 16,
+};
 
 /**
  * A candidate's place in a HandoutPool. The fields are the pool's bookkeeping (public so that an owner, such as
@@ -97,14 +114,27 @@ export class HandoutPool<C extends HandoutCandidate> {
   readonly #gateways: PoolMember<C>[] = [];
   readonly #rackGateways = new Map<string, PoolMember<C>[]>();
   #size = 0;
+  /** Rule 5 for a gateway of a rack not yet larger than `gateways` too (see pick); false: as before session 14. */
+  earlyGateways = true;
+  /** A rack has had more members than `gateways` (earlyGateways applies only then: a pool of small racks keeps rules 2–3). */
+  #anyLarge = false;
 
-  constructor(tiers: number = HANDOUT_DEFAULTS.tiers, gateways: number = HANDOUT_DEFAULTS.gateways) {
+  readonly gatewayEvery: number;
+
+  constructor(
+    tiers: number = HANDOUT_DEFAULTS.tiers,
+    gateways: number = HANDOUT_DEFAULTS.gateways,
+    gatewayEvery: number = HANDOUT_DEFAULTS.gatewayEvery,
+  ) {
     if (!Number.isInteger(tiers) || tiers < 1 || tiers > 100)
       throw new RangeError(`tiers must be 1..100: ${tiers}`);
     if (!Number.isInteger(gateways) || gateways < 1 || gateways > 1000)
       throw new RangeError(`gateways must be 1..1000: ${gateways}`);
+    if (!(gatewayEvery >= 1))
+      throw new RangeError(`gatewayEvery must be ≥ 1 (Infinity: off): ${gatewayEvery}`);
     this.tiers = tiers;
     this.gateways = gateways;
+    this.gatewayEvery = gatewayEvery;
     this.#all = emptyTiers(tiers);
   }
 
@@ -113,8 +143,9 @@ export class HandoutPool<C extends HandoutCandidate> {
     candidates: readonly C[],
     tiers?: number,
     gateways?: number,
+    gatewayEvery?: number,
   ): HandoutPool<C> {
-    const pool = new HandoutPool<C>(tiers, gateways);
+    const pool = new HandoutPool<C>(tiers, gateways, gatewayEvery);
     for (const c of candidates) pool.set(new PoolMember(c));
     return pool;
   }
@@ -154,7 +185,8 @@ export class HandoutPool<C extends HandoutCandidate> {
       }
       m.rackTiers = group;
       m.rackAt = push(group[tier], m);
-      if (m.gatewayAt < 0 && (this.#rackGateways.get(v.rack)?.length ?? 0) < this.gateways)
+      if (sizeOf(group) > this.gateways) this.#anyLarge = true;
+      if (m.gatewayAt < 0 && (this.#rackGateways.get(v.rack)?.length ?? 0) < this.#gatewaysOf(group))
         this.#makeGateway(m);
     }
     this.#size++;
@@ -185,6 +217,11 @@ export class HandoutPool<C extends HandoutCandidate> {
         }
       }
     }
+  }
+
+  /** Gateways a rack of these members has (rule 5): `gateways`, or one per `gatewayEvery` members if more. */
+  #gatewaysOf(group: PoolMember<C>[][]): number {
+    return Math.max(this.gateways, Math.ceil(sizeOf(group) / this.gatewayEvery));
   }
 
   #makeGateway(m: PoolMember<C>): void {
@@ -245,9 +282,14 @@ export class HandoutPool<C extends HandoutCandidate> {
       }
     };
     const gateways = self.rack === undefined ? undefined : this.#rackGateways.get(self.rack);
-    if (same && gateways && this.#racks.size > 1 && sizeOf(same) > this.gateways) {
+    const gateway = gateways?.some((m) => m.value.peerId === self.peerId) === true;
+    if (
+      same &&
+      gateways &&
+      this.#racks.size > 1 &&
+      (sizeOf(same) > this.gateways || (gateway && this.earlyGateways && this.#anyLarge))
+    ) {
       // Rule 5: only the rack's gateways link across racks.
-      const gateway = gateways.some((m) => m.value.peerId === self.peerId);
       if (gateway) sample([gateways], gateways.length, null, draw);
       byRank(same, null);
       if (gateway) sample([this.#gateways], slots - draw.out.length, same, draw);
@@ -265,7 +307,8 @@ export class HandoutPool<C extends HandoutCandidate> {
 /**
  * Up to `k` peers for `self` to connect to, by the rules above. `random` is uniform in [0, 1) (Math.random on the
  * head; a seeded generator in tests and the simulator, which makes the result reproducible). Candidates are distinct
- * peers. `policy.tiers` and `policy.gateways` apply only when `candidates` is an array (a pool has its own).
+ * peers. `policy.tiers`, `policy.gateways` and `policy.gatewayEvery` apply only when `candidates` is an array (a pool
+ * has its own).
  */
 export function handout<C extends HandoutCandidate>(
   self: HandoutSelf,
@@ -277,7 +320,7 @@ export function handout<C extends HandoutCandidate>(
   const pool =
     candidates instanceof HandoutPool
       ? candidates
-      : HandoutPool.of(candidates, policy.tiers, policy.gateways);
+      : HandoutPool.of(candidates, policy.tiers, policy.gateways, policy.gatewayEvery);
   return pool.pick(self, k, random, policy.explore);
 }
 

@@ -55,8 +55,11 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     reserveAfterMs: v['reserve-after'] === undefined ? undefined : Number(v['reserve-after']),
     rackReserveMs: v['rack-reserve'] === undefined ? undefined : Number(v['rack-reserve']),
     headRackSpreadWindowMs: v['head-rack-window'] === undefined ? undefined : Number(v['head-rack-window']),
+    headRackRotate: v['head-rack-rotate'] === undefined ? undefined : v['head-rack-rotate'] !== '0',
+    earlyGateways: v['early-gateways'] === undefined ? undefined : v['early-gateways'] !== '0',
     maxSimSeconds: v['max-sim'] === undefined ? undefined : Number(v['max-sim']),
     gateways: v.gateways === undefined ? undefined : Number(v.gateways),
+    gatewayEvery: v['gateway-every'] === undefined ? undefined : Number(v['gateway-every']),
     headSendsAtOnce: v['head-sends'] === undefined ? undefined : Number(v['head-sends']),
     headRampEvery: v['head-ramp'] === undefined ? undefined : Number(v['head-ramp']),
     allocation: v.allocation === 'incremental' ? 'incremental' : 'full',
@@ -103,7 +106,7 @@ Experiments (docs/BENCHMARKS.md, "Swarm testbed and simulator"): --gateways G, -
   --head-sends K, --head-ramp K, --node-sends K, --node-waiting W, --node-streams K, --pipeline K,
   --reveal-first R, --reveal-step S, --reveal-all SEC, --upload-order fair|priority, --head-priority,
   --serve-turnover MS, --wake 0|1, --startup-spread S (each node starts at random in [startup, startup + S]), --sched key=value,… (peer/scheduler.ts tunables), --max-sim SEC,
-  --reserve-after MS, --rack-reserve MS, --head-rack-window MS (0: off). Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_SPREAD=1, SIM_SAMPLE_LAST=K,
+  --reserve-after MS, --rack-reserve MS, --head-rack-window MS (0: off), --head-rack-rotate 0|1, --early-gateways 0|1, --gateway-every K (1e9: off). Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_SPREAD=1, SIM_SAMPLE_LAST=K,
   SIM_SAMPLE_NODES=n1,n2 (samples on stderr).`;
 
 /** Every option's value checked (a one-line RSW_ERR_USAGE error, exit 2, for a bad one) before a run starts. */
@@ -132,6 +135,7 @@ function checkSimArgs(v: Record<string, string | boolean | undefined>): void {
     num(k);
   num('seed', { integer: true });
   for (const k of ['runs', 'gateways', 'pipeline', 'node-streams']) num(k, { min: 1, integer: true });
+  num('gateway-every', { min: 1 });
   for (const k of ['head-sends', 'node-sends']) num(k, { integer: true });
   const oneOf = (name: string, allowed: string[]) => {
     const x = v[name];
@@ -141,6 +145,8 @@ function checkSimArgs(v: Record<string, string | boolean | undefined>): void {
   oneOf('upload-order', ['fair', 'priority']);
   oneOf('allocation', ['full', 'incremental']);
   oneOf('wake', ['0', '1']);
+  oneOf('head-rack-rotate', ['0', '1']);
+  oneOf('early-gateways', ['0', '1']);
   if (v.sched !== undefined) {
     for (const kv of String(v.sched).split(',')) {
       const [k, x] = kv.split('=');
@@ -177,7 +183,10 @@ if (import.meta.main) {
         'reserve-after': { type: 'string' },
         'rack-reserve': { type: 'string' },
         'head-rack-window': { type: 'string' },
+        'head-rack-rotate': { type: 'string' },
+        'early-gateways': { type: 'string' },
         gateways: { type: 'string' },
+        'gateway-every': { type: 'string' },
         'head-sends': { type: 'string' },
         'head-ramp': { type: 'string' },
         'node-sends': { type: 'string' },

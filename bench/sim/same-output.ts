@@ -1,5 +1,5 @@
 // `node bench/sim/same-output.ts --ref DIR [--save] [--seeds] [--only NAME] [--main FILE]`: runs the simulator on the
-// cases whose output a performance change must leave alone (16 nodes, 2 racks × 8, 1,000 nodes at 64 and 256 chunks;
+// cases whose output a performance change must leave alone (16 nodes, 2 racks × 8, 1,000 nodes at 64 and 256 chunks, in 4 racks and at 256 in 40;
 // with --seeds also seeds 2 and 3 of the 1,000-node ones), one after the other, and compares each whole `--json`
 // output, less the CPU and wall times, with DIR/NAME.json — or, with --save, writes it there (from the code to compare
 // against, e.g. main's checkout through --main). Exits 1 on a difference, naming the first field that differs.
@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import { benchArgs, usageExit } from '../lib/cli-args.ts';
 
 const SMALL = ['--rate', '50', '--size', '64', '--chunk', '0.5714', '--latency', '0.5', '--runs', '3'];
-const K1 = (chunk: string, seed: number) => [
+const K1 = (chunk: string, seed: number, racks = '4') => [
   ...[
     '--nodes',
     '1000',
     '--racks',
-    '4',
+    racks,
     '--rate',
     '10000',
     '--head-rate',
@@ -30,6 +30,7 @@ export const CASES: Record<string, string[]> = {
   r2x8: ['--nodes', '16', '--racks', '2', ...SMALL],
   k1c64s1: K1('64', 1),
   k1c256s1: K1('16', 1),
+  k1r40s1: K1('16', 1, '40'),
 };
 export const SEED_CASES: Record<string, string[]> = {
   k1c64s2: K1('64', 2),

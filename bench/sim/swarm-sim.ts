@@ -91,7 +91,11 @@ export interface SimOptions {
   nodeStreams?: number;
   /** Batches a node has in flight to one peer (peer/fetcher.ts). @default config peer.pipelineBatches */
   pipelineBatches?: number;
+  /** Experiment: false links a small rack's gateways as before session 14 (HandoutPool.earlyGateways). @default true */
+  earlyGateways?: boolean;
   /** Gateways per rack (tracker/handout-policy.ts rule 5). @default HANDOUT_DEFAULTS.gateways */
+  /** And one per this many members of a rack (rule 5; Infinity: off). @default HANDOUT_DEFAULTS.gatewayEvery */
+  gatewayEvery?: number;
   gateways?: number;
   /** Peers per handout. @default config tracker.handoutSize */
   handoutSize?: number;
@@ -103,6 +107,8 @@ export interface SimOptions {
   rackReserveMs?: number;
   /** The head's streams spread over the racks (seeder/rack-spread.ts windowMs); 0: off. @default config seeder.rackSpreadWindowMs */
   headRackSpreadWindowMs?: number;
+  /** Experiment: false gives the uneven slots first come (seeder/rack-spread.ts `rotate`). @default true */
+  headRackRotate?: boolean;
   /**
    * Experiment, node super-seeding: a node tells revealFirst neighbours (that lack it) about a chunk it verified, one
    * more per revealStep sends of it completed, the rest after revealAllAfter. Worse here: 1,000 nodes (seed 1) 2.64 ×
@@ -288,6 +294,7 @@ export function simulate(o: SimOptions): SimResult {
       ? new RackSpread({
           slots: o.headStreams ?? config.seeder.maxConcurrentTotal,
           windowMs: rackSpreadMs,
+          rotate: o.headRackRotate,
           rackOf: (peerId) => {
             const p = byId.get(peerId);
             return p === undefined ? undefined : String(p.rack);
@@ -385,7 +392,12 @@ export function simulate(o: SimOptions): SimResult {
     maxServing: o.headStreams ?? config.seeder.maxConcurrentTotal,
     sending: new Set(),
   };
-  const pool = new HandoutPool<Candidate>(HANDOUT_DEFAULTS.tiers, o.gateways ?? HANDOUT_DEFAULTS.gateways);
+  const pool = new HandoutPool<Candidate>(
+    HANDOUT_DEFAULTS.tiers,
+    o.gateways ?? HANDOUT_DEFAULTS.gateways,
+    o.gatewayEvery ?? HANDOUT_DEFAULTS.gatewayEvery,
+  );
+  if (o.earlyGateways === false) pool.earlyGateways = false;
   const nodes: SimNode[] = [];
   /** Every node's `have`, in one array (node × chunk): the have increments' loop reads it for ~60 nodes a chunk. */
   const held = new Uint8Array(o.nodes * nChunks);
@@ -447,6 +459,9 @@ export function simulate(o: SimOptions): SimResult {
   let asked = 0;
   let deliveredChunks = 0;
   let crossRack = 0;
+  /** Per rack: chunks that came in from the head, and from other racks (SIM_SAMPLE_SPREAD). */
+  const headInto = new Array<number>(o.racks).fill(0);
+  const importedInto = new Array<number>(o.racks).fill(0);
   let delivered = 0;
   let duplicate = 0;
 
@@ -606,7 +621,11 @@ export function simulate(o: SimOptions): SimResult {
       headEgress += bytes;
       headLastAt = now;
     }
-    if (b.cross) crossRack += bytes;
+    if (b.cross) {
+      crossRack += bytes;
+      if (b.from === head) headInto[b.to.rack]++;
+      else importedInto[b.to.rack]++;
+    }
     delivered += bytes;
     deliveredChunks++;
     const n = b.to;
@@ -1052,7 +1071,14 @@ export function simulate(o: SimOptions): SimResult {
         };
         const perRack = new Array(o.racks).fill(0);
         for (const n of nodes) perRack[n.rack] += n.haveCount / (nodes.length / o.racks);
-        if (o.racks > 1) console.error(`  held per rack ${perRack.map((x) => x.toFixed(1)).join(' / ')}`);
+        if (o.racks > 1) {
+          console.error(`  held per rack ${perRack.map((x) => x.toFixed(1)).join(' / ')}`);
+          // (chunks into each rack so far: from the head + from other racks; 10 racks at most shown)
+          const shown = Math.min(o.racks, 10);
+          const into: string[] = [];
+          for (let r = 0; r < shown; r++) into.push(`${headInto[r]}+${importedInto[r]}`);
+          console.error(`  into racks (head+other racks) ${into.join(' / ')}${o.racks > shown ? ' …' : ''}`);
+        }
         if (by.length > 0)
           console.error(
             `  lead last tenth ${leads(by.slice(0, tenth))}, middle ${leads(by.slice(4 * tenth, 6 * tenth))}, first tenth ${leads(by.slice(-tenth))}`,

@@ -131,6 +131,35 @@ describe('handout', () => {
     expect(names.slice(23)).toHaveLength(7);
   });
 
+  it('gives a large rack one gateway per gatewayEvery members', () => {
+    const racks = [...many(100, 'r1', 0.5), ...many(100, 'r2', 0.5)];
+    const pool = HandoutPool.of(racks, 4, 4, 16); // 7 gateways a rack of 100: the first 4, the 65th, 81st and 97th
+    const across = (peerId: string) =>
+      handout({ peerId, rack: 'r1' }, pool, 30, seeded(2)).filter((p) => p.rack === 'r2');
+    for (const g of ['r1-0', 'r1-64', 'r1-96']) {
+      expect(across(g).length).toBeGreaterThan(0);
+      expect(across(g).every((p) => /^r2-([0-3]|64|80|96)$/.test(p.peerId))).toBe(true);
+    }
+    expect(across('r1-5')).toEqual([]);
+    expect(across('r1-63')).toEqual([]);
+    const four = HandoutPool.of(racks, 4, 4, Number.POSITIVE_INFINITY); // off: 4 gateways
+    expect(handout({ peerId: 'r1-4', rack: 'r1' }, four, 30, seeded(2)).every((p) => p.rack === 'r1')).toBe(
+      true,
+    );
+  });
+
+  it("links a rack's first members across racks to gateways only, as later ones (earlyGateways)", () => {
+    const pool = HandoutPool.of(many(40, 'r1', 0)); // r1-0..r1-3 its gateways
+    const first = new PoolMember(many(1, 'r2', 0)[0]); // the first of rack r2 to announce: a gateway
+    pool.set(first);
+    const names = handout({ peerId: 'r2-0', rack: 'r2' }, pool, 30, seeded(4)).map((p) => p.peerId);
+    expect(names.sort()).toEqual(['r1-0', 'r1-1', 'r1-2', 'r1-3']);
+    pool.earlyGateways = false; // before session 14: any member of the other racks
+    const before = handout({ peerId: 'r2-0', rack: 'r2' }, pool, 30, seeded(4));
+    expect(before).toHaveLength(30);
+    expect(before.every((p) => p.rack === 'r1')).toBe(true);
+  });
+
   it('replaces a gateway that leaves by another member of its rack, and keeps one whose progress moves', () => {
     const members = [...many(6, 'r1', 0.1), ...many(6, 'r2', 0.1)].map((c) => new PoolMember(c));
     const pool = new HandoutPool<HandoutCandidate>(4, 2);
@@ -216,5 +245,8 @@ describe('handout', () => {
     expect(() => handout({ peerId: 'me' }, peers, 3, Math.random, { tiers: 0 })).toThrow(/tiers/);
     expect(() => handout({ peerId: 'me' }, peers, 3, Math.random, { explore: 2 })).toThrow(/explore/);
     expect(() => handout({ peerId: 'me' }, peers, 3, Math.random, { gateways: 0 })).toThrow(/gateways/);
+    expect(() => handout({ peerId: 'me' }, peers, 3, Math.random, { gatewayEvery: 0 })).toThrow(
+      /gatewayEvery/,
+    );
   });
 });
