@@ -25,11 +25,12 @@
  *    chunk across its uplink about once, through its few gateways, and spreads it inside: without it every node had
  *    a few cross-rack neighbours and the simulator's 4 racks of 250 pulled 40 × racks × image across the spine.
  *    A rack no larger than `gateways` is all gateways and keeps rules 2–3 as they are. A rack has one gateway per
- *    `gatewayEvery` members filed if that is more (the 65th, 81st, … member filed: its imports go through them). And a gateway is linked across
- *    racks only to gateways from the start, while its rack is still that small, once any rack is larger (`earlyGateways`): the first members
- *    filed in each rack were linked to any member of the racks filed before, so when a cluster's nodes reach the
- *    tracker rack by rack the first racks had hundreds of members linked across and the last a handful, and imported
- *    at very different rates (bench/sim, 2,500 nodes in 10 racks, session 14).
+ *    `gatewayEvery` members filed if that is more (the 65th, 81st, … member filed: its imports go through them).
+ *    And a gateway is linked across racks only to gateways from the start, while its rack is still that small, once
+ *    any rack is larger (`earlyGateways`): the first members filed in each rack were linked to any member of the
+ *    racks filed before, so when a cluster's nodes reach the tracker rack by rack the first racks had hundreds of
+ *    members linked across and the last a handful, and imported at very different rates (bench/sim, 2,500 nodes in
+ *    10 racks, session 14).
  *
  * The result is in that order: ranked slots (best first), then explored slots.
  *
@@ -116,7 +117,7 @@ export class HandoutPool<C extends HandoutCandidate> {
   #size = 0;
   /** Rule 5 for a gateway of a rack not yet larger than `gateways` too (see pick); false: as before session 14. */
   earlyGateways = true;
-  /** A rack has had more members than `gateways` (earlyGateways applies only then: a pool of small racks keeps rules 2–3). */
+  /** A rack has had more members than `gateways` (earlyGateways applies only then: small racks keep rules 2–3). */
   #anyLarge = false;
 
   readonly gatewayEvery: number;

@@ -94,9 +94,9 @@ export interface SimOptions {
   /** Experiment: false links a small rack's gateways as before session 14 (HandoutPool.earlyGateways). @default true */
   earlyGateways?: boolean;
   /** Gateways per rack (tracker/handout-policy.ts rule 5). @default HANDOUT_DEFAULTS.gateways */
+  gateways?: number;
   /** And one per this many members of a rack (rule 5; Infinity: off). @default HANDOUT_DEFAULTS.gatewayEvery */
   gatewayEvery?: number;
-  gateways?: number;
   /** Peers per handout. @default config tracker.handoutSize */
   handoutSize?: number;
   /** Seconds between announces. @default config tracker.announceIntervalSeconds */
