@@ -1,9 +1,10 @@
 /**
  * The head's streams spread over the racks, its admission policy: a batch (a chunk stream) from a node in rack R is
- * admitted only while R holds fewer of the head's streams than its even share, ceil(slots / racks asking), where a
- * rack is asking for `windowMs` after one of its nodes asked the head for a batch (admitted or not) or announced itself
- * still fetching to the tracker; else it is answered `busy`, and the slot is kept for the other racks. Askers whose
- * rack is not known are admitted as before, uncounted. A pure policy (the clock is passed in): the chunk server and
+ * admitted only while R holds fewer of the head's streams than its even share, ceil(slots / racks asking) (where the
+ * slots do not divide evenly, the extra ones go to the racks served least: #unevenAdmits); a rack is asking for
+ * `windowMs` after one of its nodes asked the head for a batch (admitted or not) or announced itself still fetching to
+ * the tracker. Else the batch is answered `busy`, and the slot is kept for the other racks. Askers whose rack is not
+ * known are admitted as before, uncounted. A pure policy (the clock is passed in): the chunk server and
  * the swarm simulator in bench/ run this exact code.
  *
  * Why: nodes that start together reach the head in whatever order the network and their boot give, and a rack that
@@ -76,10 +77,10 @@ export class RackSpread {
     const r = this.#state(this.#init.rackOf(peerId), now);
     if (r === undefined) return true;
     r.askedAt = Math.max(r.askedAt, now);
-    const ceil = this.share(now);
-    if (r.streams >= ceil) return false;
-    // (every rack's share is ceil: nothing to rank)
-    if (this.#init.slots % this.#asking === 0 || this.#init.rotate === false) return true;
+    const asking = this.#askingRacks(now);
+    if (r.streams >= Math.ceil(this.#init.slots / asking)) return false;
+    // (every rack's share is the ceiling: nothing to rank)
+    if (this.#init.slots % asking === 0 || this.#init.rotate === false) return true;
     return this.#unevenAdmits(r, now);
   }
 
@@ -104,35 +105,32 @@ export class RackSpread {
     asking.sort(order);
     const floor = Math.floor(this.#init.slots / asking.length);
     const extra = this.#init.slots - floor * asking.length;
+    // (r is among them: admits() has just marked it asking)
     let owed = 0;
-    let fair = -1; // r's fair share, once reached in the order
     for (let k = 0; k < asking.length; k++) {
       const o = asking[k];
       const share = floor + (k < extra ? 1 : 0);
-      if (o === r) {
-        fair = share;
-        if (r.streams < share) return free > owed;
-        continue;
-      }
-      owed += Math.max(0, share - o.streams);
+      if (o !== r) owed += Math.max(0, share - o.streams);
+      else if (r.streams < share) return free > owed;
     }
-    return fair >= 0 && free > owed;
+    return free > owed;
   }
 
   /** The even share of the head's streams per rack asking at `now`. */
   share(now: number): number {
+    return Math.ceil(this.#init.slots / this.#askingRacks(now));
+  }
+
+  /** Racks asking at `now` (at least 1); racks gone quiet with no stream are forgotten on the way. */
+  #askingRacks(now: number): number {
     const since = now - this.#init.windowMs;
     let asking = 0;
     for (const [rack, r] of this.#racks) {
       if (r.askedAt >= since) asking++;
-      else if (r.streams === 0) this.#racks.delete(rack); // (gone quiet: forgotten)
+      else if (r.streams === 0) this.#racks.delete(rack);
     }
-    this.#asking = Math.max(1, asking);
-    return Math.ceil(this.#init.slots / this.#asking);
+    return Math.max(1, asking);
   }
-
-  /** Racks asking at the last share() (at least 1). */
-  #asking = 1;
 
   /** A batch of `peerId`'s was admitted: the rack it counts in (pass it to ended()), if any. */
   started(peerId: string, now: number): string | undefined {
