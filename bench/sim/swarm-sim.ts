@@ -23,7 +23,7 @@ import {
   type SchedulerTunables,
 } from '../../peer/scheduler.ts';
 import { rotationStart } from '../../peer/source-order.ts';
-import { HeadServing } from '../../seeder/head-serving.ts';
+import { configuredHeadServing, HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
 import { RackSpread } from '../../seeder/rack-spread.ts';
 import { nodeTurnover, type ServeTurnover } from '../../seeder/serve-turnover.ts';
@@ -315,14 +315,11 @@ export function simulate(o: SimOptions): SimResult {
     }
     return g;
   };
-  const headServing =
-    headSendsAtOnce > 0
-      ? new HeadServing<Batch>({
-          sendsAtOnce: headSendsAtOnce,
-          maxWaiting: o.headMaxWaiting ?? config.seeder.maxConcurrentTotal,
-          rampEvery: o.headRampEvery ?? config.seeder.sendRampEvery,
-        })
-      : undefined;
+  const headServing = configuredHeadServing<Batch>({
+    sendsAtOnce: headSendsAtOnce,
+    maxConcurrentTotal: o.headMaxWaiting ?? config.seeder.maxConcurrentTotal,
+    sendRampEvery: o.headRampEvery ?? config.seeder.sendRampEvery,
+  });
   const chunkLengths: number[] = [];
   for (let off = 0; off < o.imageBytes; off += o.chunkBytes)
     chunkLengths.push(Math.min(o.chunkBytes, o.imageBytes - off));
@@ -1135,7 +1132,12 @@ export function simulate(o: SimOptions): SimResult {
                   ? 'waitHead'
                   : 'waitNode'
                 : 'slow';
-          const phase = headEgress < 0.99 * o.imageBytes ? 'headBusy' : 'after';
+          const phase =
+            process.env.SIM_SAMPLE_DEFICIT === 'sec'
+              ? `t${Math.floor(now)}`
+              : headEgress < 0.99 * o.imageBytes
+                ? 'headBusy'
+                : 'after';
           deficit.set(`${phase}.${key}`, (deficit.get(`${phase}.${key}`) ?? 0) + lost);
         }
       }
