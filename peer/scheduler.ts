@@ -159,8 +159,6 @@ export interface SchedulerTunables {
    * nodes and the simulator take config `peer.paceBehindShare`. @default Infinity (off, this class)
    */
   behindShare: number;
-  /** Experiment: a seeder request waiting for the head's turn does not hold a source slot (seederQueued). @default 0 */
-  lendSeederSlot: number;
 }
 
 export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
@@ -183,7 +181,6 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerTunables> = {
   seederRefusalMs: 2000,
   hungryBackoffMs: 50,
   behindShare: Number.POSITIVE_INFINITY,
-  lendSeederSlot: 0,
 };
 
 export interface SchedulerInit extends Partial<SchedulerTunables> {
@@ -724,7 +721,7 @@ export class Scheduler {
     let s = 0;
     if (this.#pickable > 0) {
       const askAt = this.#askAt;
-      for (; s < n && this.#counted() < maxSources; s++) {
+      for (; s < n && this.#sources.length < maxSources; s++) {
         const k = slotAt(s);
         if (now < askAt[k]) continue; // holds nothing pickable, or backed off
         const p = list[k];
@@ -754,7 +751,7 @@ export class Scheduler {
     // Nothing pickable: every `wanted` is 0, so only a peer without requests may get endgame copies, and none
     // while maxSources peers have some (next() only adds sources: once full, nothing more here).
     const idleAt = this.#idleAt;
-    for (; s < n && this.#counted() < maxSources; s++) {
+    for (; s < n && this.#sources.length < maxSources; s++) {
       const k = slotAt(s);
       if (now < idleAt[k]) continue; // requests in flight, banned, or backed off
       const p = list[k];
@@ -770,7 +767,7 @@ export class Scheduler {
    * O(peers).
    */
   wakeAt(now: number): number {
-    if (this.done || this.#counted() >= this.#maxSources) return Number.POSITIVE_INFINITY;
+    if (this.done || this.#sources.length >= this.#maxSources) return Number.POSITIVE_INFINITY;
     const at = this.#pickable > 0 ? this.#askAt : this.#idleAt;
     let t = Number.POSITIVE_INFINITY;
     for (let k = 0; k < at.length; k++) if (at[k] > now && at[k] < t) t = at[k];
@@ -780,33 +777,15 @@ export class Scheduler {
   /** next(p) does more than return nothing at once (its first checks). */
   #offerable(p: PeerState, now: number): boolean {
     if (p.banned || now < p.backoffUntil) return false;
-    if (
-      p.requests === 0 ? this.#counted() >= this.#maxSources : this.#counted() > this.#maxSources && !p.seeder
-    )
-      return false;
+    if (p.requests === 0 && this.#sources.length >= this.#maxSources) return false;
     return this.#wanted[p.slot] > 0 || (p.requests === 0 && this.#pickable === 0);
-  }
-
-  /**
-   * Experiment (`lendSeederSlot`): the seeder's request waits for the head's turn (seederQueued), so its source slot
-   * is lent to a neighbour until the turn comes; then no source but the seeder gets more until one has drained.
-   */
-  #seederQueued = false;
-  seederQueued(queued: boolean): void {
-    this.#seederQueued = queued && this.#o.lendSeederSlot > 0;
-  }
-  #counted(): number {
-    const n = this.#sources.length;
-    if (!this.#seederQueued) return n;
-    for (const p of this.#sources) if (p.seeder) return n - 1;
-    return n;
   }
 
   #room(p: PeerState, budget: number): boolean {
     return (
       p.inFlightBytes < budget &&
       p.requests < this.#o.maxInFlightChunks &&
-      (p.requests > 0 ? p.seeder || this.#counted() <= this.#maxSources : this.#counted() < this.#maxSources)
+      (p.requests > 0 || this.#sources.length < this.#maxSources)
     );
   }
 
@@ -934,7 +913,7 @@ export class Scheduler {
         if (
           this.#o.hungryBackoffMs < this.#o.busyBackoffMs &&
           Number.isFinite(this.#o.maxSources) &&
-          (this.#counted() * 2 <= this.#o.maxSources || this.#behind())
+          (this.#sources.length * 2 <= this.#o.maxSources || this.#behind())
         )
           p.backoffUntil = now + this.#o.hungryBackoffMs;
         else {

@@ -592,12 +592,10 @@ export function simulate(o: SimOptions): SimResult {
     const gate = turnsOf(from);
     if (gate) {
       if (gate.ask(b)) sendChunk(b);
-      else if (from === head) to.scheduler.seederQueued(true);
     } else sendChunk(b);
   };
   /** Puts a batch's next chunk on the wire (the whole batch is one flow, except at a head sending chunk by chunk). */
   const sendChunk = (b: Batch): void => {
-    if (b.from === head) b.to.scheduler.seederQueued(false);
     b.since = now;
     flows.add(b);
     if (b.own) b.from.sending.add(b);
@@ -651,7 +649,6 @@ export function simulate(o: SimOptions): SimResult {
       b.left = chunkLengths[b.indices[b.at]];
       if (!turns) scheduleChunkEnd(b);
       else if (turns.ask(b)) sendChunk(b);
-      else if (b.from === head) n.scheduler.seederQueued(true);
     } else {
       if (!turns) {
         flows.delete(b);
