@@ -7,7 +7,7 @@ import { ImageKeyStore } from '../core/image-key-store.ts';
 import { loadTrust, publicKeyFromRaw } from '../core/keys.ts';
 import { ChunkStore } from '../core/store.ts';
 import { ChunkServer } from '../seeder/chunk-server.ts';
-import { HeadServing } from '../seeder/head-serving.ts';
+import { configuredHeadServing } from '../seeder/head-serving.ts';
 import { RackSpread } from '../seeder/rack-spread.ts';
 import { SuperSeeding } from '../seeder/super-seeding.ts';
 import { loadOrCreateAdminToken } from '../tracker/admin-token.ts';
@@ -116,11 +116,7 @@ export async function startHead(
   await enrollmentService.start(node);
   const { reserveAfterMs } = config.seeder;
   const superSeeding = reserveAfterMs > 0 ? new SuperSeeding({ reserveAfterMs }) : undefined;
-  const { sendsAtOnce, sendRampEvery, maxConcurrentTotal } = config.seeder;
-  const headServing =
-    sendsAtOnce > 0
-      ? new HeadServing<() => void>({ sendsAtOnce, maxWaiting: maxConcurrentTotal, rampEvery: sendRampEvery })
-      : undefined;
+  const headServing = configuredHeadServing<() => void>(config.seeder);
   // The head's streams spread over the racks (seeder/rack-spread.ts): an asker's rack is the one its announces gave
   // the tracker (any image's record; a node without --rack is in none and is served first come, first served).
   const { rackSpreadWindowMs, maxConcurrentTotal: slots } = config.seeder;

@@ -139,11 +139,16 @@ export const ConfigSchema = Type.Object(
          * Chunks the head sends at once, its streams taking turns chunk by chunk (seeder/head-serving.ts; the other
          * admitted streams wait for a turn); 0 = every stream at once. bench/sim, medians of 3 seeds, 8 against 0: one
          * rack of 16 nodes at 50 Mbit/s 1.32 against 1.51 × T_min (8 nodes 1.21 against 1.23 ×), but 2 racks × 8
-         * 1.86 against 1.77 × (cross-rack 1.55 against 1.45 × racks × F) and 1,000 nodes in 4 racks 2.99 against
-         * 2.63 ×; 1 at a time is held to a node's share of its own downlink (1.77 ×). Off until it helps everywhere.
-         * @default 0
+         * 1.86 against 1.77 × and 1,000 nodes in 4 racks 2.99 against 2.63 × (session 8's policies). Re-measured
+         * with session 14's (docs/BENCHMARKS.md, "Session 15: the head's sends at once"), 8 against 0, seeds 1-3,
+         * start-up 0: 16 nodes 1.19 / 1.20 / 1.19 against 1.24 / 1.23 / 1.25 × (at 100 ms latency 1.29-1.30 against
+         * 1.34-1.38 ×), 2 × 8 1.25-1.28 against 1.28-1.29 ×, 1,000 nodes in 4 racks even. With every stream at once
+         * 16 streams share the head's link: its first chunks land together after 16 chunk-times, the nodes' uplinks
+         * idle until then; 1 at a time is held to a node's share of its own downlink (16 nodes 2.1 ×), 4 lose in
+         * racks (2 × 8 1.31-1.39 ×).
+         * @default 8
          */
-        sendsAtOnce: Type.Integer({ minimum: 0, maximum: 65536, default: 0 }),
+        sendsAtOnce: Type.Integer({ minimum: 0, maximum: 65536, default: 8 }),
         /**
          * The head starts with one send at a time and allows one more for every this many sends completed, up to
          * sendsAtOnce (the first chunks reach nodes whole, early); 0 = sendsAtOnce from the start. @default 2

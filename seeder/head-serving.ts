@@ -107,3 +107,22 @@ export class HeadServing<T> {
     return true;
   }
 }
+
+/**
+ * The head's send order as config `seeder` sets it (`sendsAtOnce`, 0: none, every admitted stream at once;
+ * `sendRampEvery`; new streams may wait for a turn up to `maxConcurrentTotal`): what cli/head-node.ts gives the chunk
+ * server and bench/sim the simulated head.
+ */
+export function configuredHeadServing<T>(seeder: {
+  sendsAtOnce: number;
+  sendRampEvery: number;
+  maxConcurrentTotal: number;
+}): HeadServing<T> | undefined {
+  return seeder.sendsAtOnce > 0
+    ? new HeadServing<T>({
+        sendsAtOnce: seeder.sendsAtOnce,
+        maxWaiting: seeder.maxConcurrentTotal,
+        rampEvery: seeder.sendRampEvery,
+      })
+    : undefined;
+}

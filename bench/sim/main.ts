@@ -65,6 +65,7 @@ export function simOptions(v: Record<string, string | boolean | undefined>): Sim
     allocation: v.allocation === 'incremental' ? 'incremental' : 'full',
     nodeSendsAtOnce: v['node-sends'] === undefined ? undefined : Number(v['node-sends']),
     nodeMaxWaiting: v['node-waiting'] === undefined ? undefined : Number(v['node-waiting']),
+    headMaxWaiting: v['head-waiting'] === undefined ? undefined : Number(v['head-waiting']),
     revealFirst: v['reveal-first'] === undefined ? undefined : Number(v['reveal-first']),
     revealStep: v['reveal-step'] === undefined ? undefined : Number(v['reveal-step']),
     revealAllAfter: v['reveal-all'] === undefined ? undefined : Number(v['reveal-all']),
@@ -103,11 +104,11 @@ const SIM_USAGE = `usage: node bench/sim/main.ts --nodes N --racks R --rate MBIT
   --seed K, --runs K       first seed (default 1), runs with seeds K, K+1, … (default 1)
   --json                   one JSON result per run
 Experiments (docs/BENCHMARKS.md, "Swarm testbed and simulator"): --gateways G, --allocation full|incremental,
-  --head-sends K, --head-ramp K, --node-sends K, --node-waiting W, --node-streams K, --pipeline K,
+  --head-sends K, --head-ramp K, --node-sends K, --node-waiting W, --head-waiting W, --node-streams K, --pipeline K,
   --reveal-first R, --reveal-step S, --reveal-all SEC, --upload-order fair|priority, --head-priority,
   --serve-turnover MS, --wake 0|1, --startup-spread S (each node starts at random in [startup, startup + S]), --sched key=value,… (peer/scheduler.ts tunables), --max-sim SEC,
   --reserve-after MS, --rack-reserve MS, --head-rack-window MS (0: off), --head-rack-rotate 0|1, --early-gateways 0|1, --gateway-every K (1e9: off). Environment: SIM_SAMPLE=SEC, SIM_SAMPLE_TAIL=1, SIM_SAMPLE_SPREAD=1, SIM_SAMPLE_LAST=K,
-  SIM_SAMPLE_NODES=n1,n2 (samples on stderr).`;
+  SIM_SAMPLE_NODES=n1,n2, SIM_SAMPLE_DEFICIT=1 (samples on stderr).`;
 
 /** Every option's value checked (a one-line RSW_ERR_USAGE error, exit 2, for a bad one) before a run starts. */
 function checkSimArgs(v: Record<string, string | boolean | undefined>): void {
@@ -130,6 +131,7 @@ function checkSimArgs(v: Record<string, string | boolean | undefined>): void {
     'reveal-step',
     'reveal-all',
     'node-waiting',
+    'head-waiting',
     'head-ramp',
   ])
     num(k);
@@ -191,6 +193,7 @@ if (import.meta.main) {
         'head-ramp': { type: 'string' },
         'node-sends': { type: 'string' },
         'node-waiting': { type: 'string' },
+        'head-waiting': { type: 'string' },
         'node-streams': { type: 'string' },
         pipeline: { type: 'string' },
         'reveal-first': { type: 'string' },

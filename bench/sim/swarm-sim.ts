@@ -23,7 +23,7 @@ import {
   type SchedulerTunables,
 } from '../../peer/scheduler.ts';
 import { rotationStart } from '../../peer/source-order.ts';
-import { HeadServing } from '../../seeder/head-serving.ts';
+import { configuredHeadServing, HeadServing } from '../../seeder/head-serving.ts';
 import { RackReserve } from '../../seeder/rack-reserve.ts';
 import { RackSpread } from '../../seeder/rack-spread.ts';
 import { nodeTurnover, type ServeTurnover } from '../../seeder/serve-turnover.ts';
@@ -315,14 +315,11 @@ export function simulate(o: SimOptions): SimResult {
     }
     return g;
   };
-  const headServing =
-    headSendsAtOnce > 0
-      ? new HeadServing<Batch>({
-          sendsAtOnce: headSendsAtOnce,
-          maxWaiting: o.headMaxWaiting ?? config.seeder.maxConcurrentTotal,
-          rampEvery: o.headRampEvery ?? config.seeder.sendRampEvery,
-        })
-      : undefined;
+  const headServing = configuredHeadServing<Batch>({
+    sendsAtOnce: headSendsAtOnce,
+    maxConcurrentTotal: o.headMaxWaiting ?? config.seeder.maxConcurrentTotal,
+    sendRampEvery: o.headRampEvery ?? config.seeder.sendRampEvery,
+  });
   const chunkLengths: number[] = [];
   for (let off = 0; off < o.imageBytes; off += o.chunkBytes)
     chunkLengths.push(Math.min(o.chunkBytes, o.imageBytes - off));
@@ -969,6 +966,7 @@ export function simulate(o: SimOptions): SimResult {
 
   // SIM_SAMPLE=1 (or =SEC): every 0.5 s (SEC s), the nodes' mean up- and downlink use, idle uplinks, holders (nodes
   // with a verified chunk) and chunks held, refusals so far and the head's turns on stderr (where the time goes).
+  const deficit = new Map<string, number>();
   if (process.env.SIM_SAMPLE) {
     const sample = (): void => {
       let up = 0;
@@ -988,6 +986,9 @@ export function simulate(o: SimOptions): SimResult {
         down += d / n.down.cap;
         if (u === 0) idleUp++;
       }
+      let headUp = 0;
+      for (const f of head.up.flows) headUp += f.rate;
+      for (const f of head.sending) headUp += f.rate;
       // SIM_SAMPLE_TAIL=1: the unfinished nodes' downlink use, sources in flight, neighbours holding something they
       // lack (and of those, backed off), and finished neighbours (are the tail's sources the finished nodes?)
       let tail = '';
@@ -1108,8 +1109,40 @@ export function simulate(o: SimOptions): SimResult {
           );
         }
       }
+      // SIM_SAMPLE_DEFICIT=1: each unfinished node's unused downlink, summed over the samples in seconds of one
+      // downlink and split by why: fewer than maxSources sources; a source in flight sending nothing to it (its batch
+      // waits at the server: the head's turns, a queued batch); every source sending, their sum short of the link
+      if (process.env.SIM_SAMPLE_DEFICIT) {
+        const dt = Number(process.env.SIM_SAMPLE === '1' ? 0.5 : process.env.SIM_SAMPLE);
+        for (const n of nodes) {
+          if (!n.started || n.haveCount === nChunks) continue;
+          let d = 0;
+          const flowing = new Set<string>();
+          for (const f of n.down.flows) {
+            d += f.rate;
+            flowing.add((f as Batch).from.id);
+          }
+          const lost = (1 - d / n.down.cap) * dt;
+          const srcs = n.scheduler.stats().perPeer.filter((q) => q.inFlight > 0);
+          const key =
+            srcs.length < tunables.maxSources
+              ? 'short'
+              : srcs.some((q) => !flowing.has(q.peerId))
+                ? srcs.some((q) => q.peerId === head.id && !flowing.has(q.peerId))
+                  ? 'waitHead'
+                  : 'waitNode'
+                : 'slow';
+          const phase =
+            process.env.SIM_SAMPLE_DEFICIT === 'sec'
+              ? `t${Math.floor(now)}`
+              : headEgress < 0.99 * o.imageBytes
+                ? 'headBusy'
+                : 'after';
+          deficit.set(`${phase}.${key}`, (deficit.get(`${phase}.${key}`) ?? 0) + lost);
+        }
+      }
       console.error(
-        `t=${now.toFixed(1)} up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} holders ${holders} held ${held} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has(head.id)).length} serving ${head.serving}${tail}`,
+        `t=${now.toFixed(1)} headUp ${((headUp / head.up.cap) * 100).toFixed(0)}% up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} holders ${holders} held ${held} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has(head.id)).length} serving ${head.serving}${tail}`,
       );
       if (finished < o.nodes)
         at(now + Number(process.env.SIM_SAMPLE === '1' ? 0.5 : process.env.SIM_SAMPLE), sample);
@@ -1153,6 +1186,10 @@ export function simulate(o: SimOptions): SimResult {
   if (process.env.SIM_SAMPLE)
     console.error(
       `batches asked ${asked}, refused ${busyCount} (${(busyCount / Math.max(1, deliveredChunks)).toFixed(2)} per chunk delivered), chunks delivered ${deliveredChunks}`,
+    );
+  if (process.env.SIM_SAMPLE_DEFICIT)
+    console.error(
+      `downlink unused, s of one downlink: ${[...deficit].map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`,
     );
   if (finished < o.nodes)
     throw new Error(`simulation stalled: ${finished} of ${o.nodes} nodes done at ${now} s`);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { HeadServing } from '../../seeder/head-serving.ts';
+import { loadConfig } from '../../core/config.ts';
+import { configuredHeadServing, HeadServing } from '../../seeder/head-serving.ts';
 
 describe('head serving (one chunk after another, the streams taking turns)', () => {
   it('lets one send go at a time and hands the next turn to the stream that asked first', () => {
@@ -67,5 +68,35 @@ describe('head serving (one chunk after another, the streams taking turns)', () 
     expect(() => new HeadServing<string>({ maxWaiting: -1 })).toThrow(RangeError);
     expect(() => new HeadServing<string>({ sendsAtOnce: 1.5 })).toThrow(RangeError);
     expect(() => new HeadServing<string>({ rampEvery: Number.NaN })).toThrow(RangeError);
+  });
+
+  it('as the default config sets it: one send at first, one more every 2 sends, 8 at most, 32 streams in line', () => {
+    const h = configuredHeadServing<number>(loadConfig().seeder);
+    if (h === undefined) throw new Error('the default config sends every stream at once');
+    // completed sends → sends at once
+    const ramp: [number, number][] = [
+      [0, 1],
+      [1, 1],
+      [2, 2],
+      [4, 3],
+      [13, 7],
+      [14, 8],
+      [40, 8],
+    ];
+    let completed = 0;
+    for (const [after, limit] of ramp) {
+      for (; completed < after; completed++) {
+        h.ask(completed);
+        h.done();
+      }
+      expect([after, h.limit]).toEqual([after, limit]);
+    }
+    for (let i = 0; i < 8; i++) expect(h.ask(i)).toBe(true);
+    for (let i = 0; i < 32; i++) {
+      expect(h.admits()).toBe(true);
+      expect(h.ask(100 + i)).toBe(false);
+    }
+    expect(h.admits()).toBe(false);
+    expect(configuredHeadServing(loadConfig({ seeder: { sendsAtOnce: 0 } }).seeder)).toBeUndefined();
   });
 });

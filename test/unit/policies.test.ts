@@ -67,7 +67,7 @@ describe('config schema', () => {
         totalBytesPerSecond: 0,
         readTimeoutMs: 10_000,
         reserveAfterMs: 10_000,
-        sendsAtOnce: 0,
+        sendsAtOnce: 8,
         sendRampEvery: 2,
         rackSpreadWindowMs: 1000,
       },
