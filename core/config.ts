@@ -142,10 +142,11 @@ export const ConfigSchema = Type.Object(
          * 1.86 against 1.77 × and 1,000 nodes in 4 racks 2.99 against 2.63 × (session 8's policies). Re-measured
          * with session 14's (docs/BENCHMARKS.md, "Session 15: the head's sends at once"), 8 against 0, seeds 1-3,
          * start-up 0: 16 nodes 1.19 / 1.20 / 1.19 against 1.24 / 1.23 / 1.25 × (at 100 ms latency 1.29-1.30 against
-         * 1.34-1.38 ×), 2 × 8 1.25-1.28 against 1.28-1.29 ×, 1,000 nodes in 4 racks even. With every stream at once
-         * 16 streams share the head's link: its first chunks land together after 16 chunk-times, the nodes' uplinks
-         * idle until then; 1 at a time is held to a node's share of its own downlink (16 nodes 2.1 ×), 4 lose in
-         * racks (2 × 8 1.31-1.39 ×).
+         * 1.34-1.38 ×), 2 × 8 1.25-1.28 against 1.28-1.29 ×; 1,000 nodes in 4 racks 1.19-1.20 against 1.18-1.19 ×
+         * and 10,000 in 40 racks 4.232 against 4.215 s (1.23 × both): a little worse at a head 10 × a node's link,
+         * kept for the head whose link is a node's. With every stream at once 16 streams share the head's link: its
+         * first chunks land together after 16 chunk-times, the nodes' uplinks idle until then; 1 at a time is held to
+         * a node's share of its own downlink (16 nodes 2.1 ×), 4 lose in racks (2 × 8 1.31-1.39 ×).
          * @default 8
          */
         sendsAtOnce: Type.Integer({ minimum: 0, maximum: 65536, default: 8 }),

@@ -968,6 +968,7 @@ export function simulate(o: SimOptions): SimResult {
   // with a verified chunk) and chunks held, refusals so far and the head's turns on stderr (where the time goes).
   const deficit = new Map<string, number>();
   if (process.env.SIM_SAMPLE) {
+    const sampleEvery = Number(process.env.SIM_SAMPLE === '1' ? 0.5 : process.env.SIM_SAMPLE);
     const sample = (): void => {
       let up = 0;
       let down = 0;
@@ -1113,7 +1114,6 @@ export function simulate(o: SimOptions): SimResult {
       // downlink and split by why: fewer than maxSources sources; a source in flight sending nothing to it (its batch
       // waits at the server: the head's turns, a queued batch); every source sending, their sum short of the link
       if (process.env.SIM_SAMPLE_DEFICIT) {
-        const dt = Number(process.env.SIM_SAMPLE === '1' ? 0.5 : process.env.SIM_SAMPLE);
         for (const n of nodes) {
           if (!n.started || n.haveCount === nChunks) continue;
           let d = 0;
@@ -1122,7 +1122,7 @@ export function simulate(o: SimOptions): SimResult {
             d += f.rate;
             flowing.add((f as Batch).from.id);
           }
-          const lost = (1 - d / n.down.cap) * dt;
+          const lost = (1 - d / n.down.cap) * sampleEvery;
           const srcs = n.scheduler.stats().perPeer.filter((q) => q.inFlight > 0);
           const key =
             srcs.length < tunables.maxSources
@@ -1144,8 +1144,7 @@ export function simulate(o: SimOptions): SimResult {
       console.error(
         `t=${now.toFixed(1)} headUp ${((headUp / head.up.cap) * 100).toFixed(0)}% up ${((up / nodes.length) * 100).toFixed(0)}% down ${((down / nodes.length) * 100).toFixed(0)}% idleUp ${idleUp} holders ${holders} held ${held} busy ${busyCount} done ${finished} head ${headServing?.sending}/${headServing?.waiting} askers ${nodes.filter((n) => n.workers.has(head.id)).length} serving ${head.serving}${tail}`,
       );
-      if (finished < o.nodes)
-        at(now + Number(process.env.SIM_SAMPLE === '1' ? 0.5 : process.env.SIM_SAMPLE), sample);
+      if (finished < o.nodes) at(now + sampleEvery, sample);
     };
     at(0.1, sample);
   }
